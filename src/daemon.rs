@@ -1,0 +1,199 @@
+//! The lifecycle (DESIGN.md, "Process lifecycle"), in order, and nothing else.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::bot::Bot;
+use crate::config::{self, Command, Config, ServiceEnv};
+use crate::health::api::HealthApi;
+use crate::health::file::HealthFile;
+use crate::health::http::{self, Limits};
+use crate::health::judge::Judge;
+use crate::health::notify::Notifier;
+use crate::health::{probe, HealthState};
+use crate::signals::Handlers;
+use crate::{lock, logging, Error};
+
+/// Parses the command line and runs the chosen subcommand.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<ExitCode, Error> {
+    let cli = match config::parse_cli(args) {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            let _ = error.print();
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(error) => return Err(Error::Usage(config::one_line_error(&error))),
+    };
+    match cli.command.unwrap_or(Command::Run(cli.run)) {
+        Command::Run(args) => {
+            let config = Config::from_args(args, ServiceEnv::from_env()?)?;
+            run(config).map(|()| ExitCode::SUCCESS)
+        }
+        Command::CheckConfig(args) => {
+            let config = Config::from_args(args, ServiceEnv::from_env()?)?;
+            print!("{}", config.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health(args) => probe::probe(&args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Error::from),
+    }
+}
+
+/// Runs the daemon until a stop signal has been handled (or init fails).
+pub fn run(config: Config) -> Result<(), Error> {
+    let (log, sink) = logging::init(&config);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), pid = std::process::id(), sink = ?sink, "starting");
+
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| Error::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    // Before the port: a duplicate must never hide behind a fallback port.
+    let _lock = lock::acquire(&config.lock_file)?;
+
+    let health = HealthState::new(config.stall_timeout, config.startup_grace);
+    start_health_server(&config, &health)?;
+
+    let notifier = Arc::new(
+        Notifier::new(config.service.notify_socket.as_ref()).unwrap_or_else(|error| {
+            tracing::warn!(%error, "NOTIFY_SOCKET is set but unusable; running without sd_notify");
+            Notifier::disabled()
+        }),
+    );
+    let shutdown = CancellationToken::new();
+    Handlers {
+        health: Arc::clone(&health),
+        notifier: Arc::clone(&notifier),
+        shutdown: shutdown.clone(),
+        log,
+        env_file: config.env_file.clone(),
+        health_file: config.health_file.clone(),
+        drain_timeout: config.drain_timeout,
+    }
+    .install()
+    .map_err(|source| Error::Io {
+        what: "cannot install signal handlers",
+        source,
+    })?;
+
+    let (stop_judge, judge_stopped) = std::sync::mpsc::channel();
+    let judge = Judge {
+        state: Arc::clone(&health),
+        notifier: Arc::clone(&notifier),
+        file: HealthFile::new(config.health_file.clone()),
+        tick: config.tick(),
+        stall_exit_after: config.stall_exit_after,
+        startup_grace: config.startup_grace,
+    }
+    .spawn(judge_stopped)
+    .map_err(|source| Error::Io {
+        what: "cannot start the judge thread",
+        source,
+    })?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bot")
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            what: "cannot start the bot runtime",
+            source,
+        })?;
+    let outcome = runtime.block_on(run_bot(&config, &health, &notifier, shutdown));
+
+    let _ = stop_judge.send(());
+    let _ = judge.join();
+    if let Err(error) = HealthFile::new(config.health_file.clone()).remove() {
+        tracing::warn!(%error, "could not remove the health file");
+    }
+    runtime.shutdown_timeout(config.drain_timeout);
+    match &outcome {
+        Ok(()) => tracing::info!("stopped cleanly"),
+        Err(error) => tracing::error!(%error, "stopped on error"),
+    }
+    outcome
+}
+
+/// Binds the first free port of the list and serves the health endpoints
+/// from their own thread. With no port free, health goes on through the file
+/// and sd_notify only.
+fn start_health_server(config: &Config, health: &Arc<HealthState>) -> Result<(), Error> {
+    let addrs: Vec<SocketAddr> = config
+        .ports
+        .iter()
+        .map(|port| SocketAddr::new(config.health_bind, *port))
+        .collect();
+    let Some(listener) = http::bind_first(&addrs) else {
+        tracing::error!(
+            tried = ?config.ports,
+            bind = %config.health_bind,
+            "NO HEALTH PORT COULD BE BOUND: /health is unreachable; health is reported \
+             only through the health file and sd_notify"
+        );
+        return Ok(());
+    };
+    let bound = listener.local_addr().map_err(|source| Error::Io {
+        what: "cannot read the health listener's address",
+        source,
+    })?;
+    health.set_bound(bound);
+    let api = HealthApi::new(Arc::clone(health));
+    http::spawn_server_thread(
+        "health-http",
+        listener,
+        Limits::default(),
+        move || {
+            move |request| {
+                let response = api.respond(&request);
+                async move { response }
+            }
+        },
+        CancellationToken::new(),
+    )
+    .map_err(|source| Error::Io {
+        what: "cannot start the health server thread",
+        source,
+    })?;
+    tracing::info!(addr = %bound, port = bound.port(), "health server listening");
+    Ok(())
+}
+
+async fn run_bot(
+    config: &Config,
+    health: &Arc<HealthState>,
+    notifier: &Notifier,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let bot = Bot::init(config, health).await?;
+    let mut bot_loop = tokio::spawn(bot.run(health.heartbeat(), shutdown.clone()));
+    tokio::select! {
+        () = health.first_beat() => {
+            if !shutdown.is_cancelled() {
+                health.set_ready(true);
+                let port = health.bound().map_or_else(|| "no port".to_owned(), |addr| format!("port {}", addr.port()));
+                notifier.ready(&format!("ready: {port}"));
+                tracing::info!("ready: first loop iteration done");
+            }
+        }
+        joined = &mut bot_loop => return finished(joined),
+    }
+    finished(bot_loop.await)
+}
+
+fn finished(
+    joined: Result<Result<(), crate::bot::BotError>, tokio::task::JoinError>,
+) -> Result<(), Error> {
+    match joined {
+        Ok(result) => result.map_err(Error::from),
+        Err(error) => Err(Error::Io {
+            what: "the bot loop ended abnormally",
+            source: std::io::Error::other(error.to_string()),
+        }),
+    }
+}

@@ -1,0 +1,170 @@
+//! The health file: its mtime is the signal, its one JSON line says who
+//! wrote it and where the HTTP server listens.
+//!
+//! It often lives in world-writable `/tmp`, so it is opened with
+//! `O_NOFOLLOW`: a symlink planted at the path is refused, never followed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+use serde::{Deserialize, Serialize};
+
+/// The line written into the health file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub pid: u32,
+    /// Where the health server listens; absent when no port could be bound.
+    pub addr: Option<SocketAddr>,
+    pub port: Option<u16>,
+    pub heartbeats: u64,
+    pub status: String,
+    pub time: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path} is a symlink; refusing to follow it (its target is left untouched)")]
+    Symlink { path: PathBuf },
+    #[error("{path} is not a regular file")]
+    NotRegular { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+pub struct HealthFile {
+    path: PathBuf,
+}
+
+impl HealthFile {
+    pub fn new(path: PathBuf) -> Self {
+        HealthFile { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the record; the write itself moves the mtime forward.
+    pub fn touch(&self, record: &Record) -> Result<(), FileError> {
+        let fd = rustix::fs::open(
+            &self.path,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|errno| self.open_error(errno))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|errno| self.io(errno.into()))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(FileError::NotRegular {
+                path: self.path.clone(),
+            });
+        }
+        let mut line = serde_json::to_vec(record).map_err(|error| self.io(error.into()))?;
+        line.push(b'\n');
+        // Write then trim, never truncate first: a reader sees the old line
+        // or the new one, never an empty file.
+        let written = rustix::io::pwrite(&fd, &line, 0).map_err(|errno| self.io(errno.into()))?;
+        if written != line.len() {
+            return Err(self.io(io::Error::new(io::ErrorKind::WriteZero, "short write")));
+        }
+        rustix::fs::ftruncate(&fd, line.len() as u64).map_err(|errno| self.io(errno.into()))?;
+        Ok(())
+    }
+
+    /// Removes the file if it is a regular file; a planted symlink or
+    /// directory is left for the operator to see.
+    pub fn remove(&self) -> Result<(), FileError> {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(metadata) if metadata.file_type().is_file() => {
+                std::fs::remove_file(&self.path).map_err(|error| self.io(error))
+            }
+            Ok(_) | Err(_) => Ok(()),
+        }
+    }
+
+    fn open_error(&self, errno: rustix::io::Errno) -> FileError {
+        if errno == rustix::io::Errno::LOOP {
+            FileError::Symlink {
+                path: self.path.clone(),
+            }
+        } else if errno == rustix::io::Errno::ISDIR {
+            FileError::NotRegular {
+                path: self.path.clone(),
+            }
+        } else {
+            self.io(errno.into())
+        }
+    }
+
+    fn io(&self, source: io::Error) -> FileError {
+        FileError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str) -> Record {
+        Record {
+            pid: 1,
+            addr: Some("0.0.0.0:8080".parse().unwrap()),
+            port: Some(8080),
+            heartbeats: 3,
+            status: status.into(),
+            time: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tb-file-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn writes_one_line_and_shrinks_it() {
+        let dir = temp_dir("line");
+        let file = HealthFile::new(dir.join("healthy"));
+        file.touch(&record("healthy-with-a-long-status")).unwrap();
+        file.touch(&record("ok")).unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        let parsed: Record = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(parsed, record("ok"));
+        file.remove().unwrap();
+        assert!(!file.path().exists());
+    }
+
+    #[test]
+    fn refuses_a_symlink_and_leaves_its_target() {
+        let dir = temp_dir("symlink");
+        let target = dir.join("target");
+        std::fs::write(&target, "precious").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("healthy")).unwrap();
+        let file = HealthFile::new(dir.join("healthy"));
+        assert!(matches!(
+            file.touch(&record("ok")),
+            Err(FileError::Symlink { .. })
+        ));
+        file.remove().unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+        assert!(std::fs::symlink_metadata(dir.join("healthy")).is_ok());
+    }
+
+    #[test]
+    fn refuses_a_directory() {
+        let dir = temp_dir("dir");
+        std::fs::create_dir(dir.join("healthy")).unwrap();
+        let file = HealthFile::new(dir.join("healthy"));
+        assert!(matches!(
+            file.touch(&record("ok")),
+            Err(FileError::NotRegular { .. })
+        ));
+    }
+}

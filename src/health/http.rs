@@ -1,0 +1,249 @@
+//! A small, hard-to-exhaust HTTP/1 server on hyper, shared by the health
+//! endpoints and the webhook.
+//!
+//! Bounded everywhere a client could make it grow: a connection cap that
+//! evicts the oldest connection (so a flood of idle or slow clients cannot
+//! lock a fresh probe out), a header size cap, a header read deadline and a
+//! maximum connection age. Accept errors (EMFILE in a flood) back off and
+//! retry; they never end the server.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+pub type Body = Full<Bytes>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Past this, accepting a connection evicts the oldest one.
+    pub max_connections: usize,
+    /// Request head bytes; a larger head gets 431. hyper refuses < 8192.
+    pub max_header_bytes: usize,
+    /// A client must send a whole request head within this.
+    pub header_timeout: Duration,
+    /// After this, a connection is closed after its current response.
+    pub max_connection_age: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
+            header_timeout: Duration::from_secs(5),
+            max_connection_age: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The listen backlog: deep enough that a probe's SYN survives a reconnect flood.
+const BACKLOG: i32 = 1024;
+
+/// Binds the first address that can be bound, logging each refusal.
+pub fn bind_first(addrs: &[SocketAddr]) -> Option<StdTcpListener> {
+    for addr in addrs {
+        match StdTcpListener::bind(addr) {
+            Ok(listener) => {
+                if let Err(error) = rustix::net::listen(&listener, BACKLOG) {
+                    tracing::debug!(%error, "could not deepen the listen backlog");
+                }
+                return Some(listener);
+            }
+            Err(error) => tracing::warn!(%addr, %error, "cannot bind health port; trying the next"),
+        }
+    }
+    None
+}
+
+/// Live connections, oldest first, so the oldest can be evicted.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    live: BTreeMap<u64, AbortHandle>,
+}
+
+/// Removes a connection from the table when its task ends, however it ends.
+struct Registration {
+    id: u64,
+    connections: Rc<RefCell<Connections>>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.connections.borrow_mut().live.remove(&self.id);
+    }
+}
+
+impl Connections {
+    fn evict_oldest(&mut self) -> bool {
+        match self.live.pop_first() {
+            Some((_, handle)) => {
+                handle.abort();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Serves `listener` with `handler` on the current thread until `shutdown`.
+/// Must run inside a `LocalSet`.
+pub async fn serve<H, F>(
+    listener: StdTcpListener,
+    limits: Limits,
+    handler: H,
+    shutdown: CancellationToken,
+) -> io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + 'static,
+    F: Future<Output = Response<Body>> + 'static,
+{
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let connections = Rc::new(RefCell::new(Connections::default()));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let mut accept_errors = AcceptErrorLog::default();
+
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                let evicted =
+                    is_descriptor_exhaustion(&error) && connections.borrow_mut().evict_oldest();
+                accept_errors.record(&error, evicted);
+                if !evicted {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+
+        let id = {
+            let mut table = connections.borrow_mut();
+            while table.live.len() >= limits.max_connections && table.evict_oldest() {}
+            table.next_id += 1;
+            table.next_id
+        };
+        let registration = Registration {
+            id,
+            connections: Rc::clone(&connections),
+        };
+        let handler = handler.clone();
+        let service = service_fn(move |request| {
+            let response = handler(request);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let shutdown = shutdown.clone();
+        let max_age = limits.max_connection_age;
+        let task = tokio::task::spawn_local(async move {
+            let _registration = registration;
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                () = tokio::time::sleep(max_age) => {}
+                () = shutdown.cancelled() => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.header_timeout, connection).await;
+        });
+        connections
+            .borrow_mut()
+            .live
+            .insert(id, task.abort_handle());
+    }
+    Ok(())
+}
+
+fn is_descriptor_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::MFILE.raw_os_error()
+            || code == rustix::io::Errno::NFILE.raw_os_error()
+    )
+}
+
+/// Logs accept errors at most once a second, with how many were skipped.
+#[derive(Default)]
+struct AcceptErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrorLog {
+    fn record(&mut self, error: &io::Error, evicted: bool) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now - last < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            %error,
+            evicted_oldest = evicted,
+            suppressed = self.suppressed,
+            "accept failed; the server keeps running"
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Runs `serve` on a dedicated OS thread with its own current-thread
+/// runtime, isolated from the bot's runtime.
+pub fn spawn_server_thread<H, F>(
+    name: &str,
+    listener: StdTcpListener,
+    limits: Limits,
+    make_handler: impl FnOnce() -> H + Send + 'static,
+    shutdown: CancellationToken,
+) -> io::Result<std::thread::JoinHandle<()>>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + 'static,
+    F: Future<Output = Response<Body>> + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let local = tokio::task::LocalSet::new();
+            let handler = make_handler();
+            if let Err(error) =
+                local.block_on(&runtime, serve(listener, limits, handler, shutdown))
+            {
+                // A daemon whose health server is gone would run on unseen.
+                tracing::error!(%error, server = %std::thread::current().name().unwrap_or("http"), "HTTP server failed; exiting");
+                std::process::exit(1);
+            }
+        })
+}

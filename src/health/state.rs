@@ -1,0 +1,398 @@
+//! The one piece of state the bot, the judge and the HTTP server share.
+//!
+//! The bot writes it (through its [`Heartbeat`] and component reports); the
+//! judge and the HTTP server only read it. Everything here is an atomic or a
+//! lock held for a few instructions, so a reader never waits on the bot's
+//! runtime, and the verdict is recomputed on each read from the raw facts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::metrics::MetricsSource;
+
+/// What `/health` says, worst last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Starting,
+    Healthy,
+    Degraded,
+    Unhealthy,
+    Stopping,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Unhealthy => "unhealthy",
+            Status::Stopping => "stopping",
+        }
+    }
+
+    /// Healthy and degraded both mean "the bot is making progress".
+    pub fn is_up(self) -> bool {
+        matches!(self, Status::Healthy | Status::Degraded)
+    }
+}
+
+/// The condition of one part of the bot (feed, journal, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "lowercase")]
+pub enum Component {
+    Ok,
+    /// Working below par; `/health` stays 200 but says why.
+    Degraded(String),
+    /// Broken; `/health` answers 503.
+    Failed(String),
+}
+
+pub struct HealthState {
+    started: Instant,
+    started_at: SystemTime,
+    stall_timeout: Duration,
+    startup_grace: Duration,
+    ready: AtomicBool,
+    stopping: AtomicBool,
+    /// Nanoseconds from `started` to the last beat, plus one; 0 means never.
+    last_beat: AtomicU64,
+    beats: AtomicU64,
+    components: Mutex<BTreeMap<&'static str, Component>>,
+    bound: OnceLock<SocketAddr>,
+    bot_metrics: Mutex<Option<Arc<dyn MetricsSource>>>,
+    first_beat: tokio::sync::Notify,
+}
+
+/// The only way to make the bot look alive. The daemon hands exactly one to
+/// the bot loop, which beats it once per iteration; nothing else gets one.
+pub struct Heartbeat {
+    state: Arc<HealthState>,
+}
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        let since_start = self.state.started.elapsed().as_nanos() as u64;
+        self.state
+            .last_beat
+            .store(since_start + 1, Ordering::Release);
+        if self.state.beats.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.state.first_beat.notify_one();
+        }
+    }
+
+    pub fn beats(&self) -> u64 {
+        self.state.beats.load(Ordering::Relaxed)
+    }
+}
+
+impl HealthState {
+    pub fn new(stall_timeout: Duration, startup_grace: Duration) -> Arc<Self> {
+        Arc::new(HealthState {
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            stall_timeout,
+            startup_grace,
+            ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            last_beat: AtomicU64::new(0),
+            beats: AtomicU64::new(0),
+            components: Mutex::new(BTreeMap::new()),
+            bound: OnceLock::new(),
+            bot_metrics: Mutex::new(None),
+            first_beat: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Hands out the heartbeat. Called once, by the daemon, for the bot loop.
+    pub(crate) fn heartbeat(self: &Arc<Self>) -> Heartbeat {
+        Heartbeat {
+            state: Arc::clone(self),
+        }
+    }
+
+    /// Resolves once the bot loop has completed its first iteration.
+    pub async fn first_beat(&self) {
+        if self.beats.load(Ordering::Acquire) == 0 {
+            self.first_beat.notified().await;
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn set_component(&self, name: &'static str, status: Component) {
+        self.components
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name, status);
+    }
+
+    pub fn set_bound(&self, addr: SocketAddr) {
+        let _ = self.bound.set(addr);
+    }
+
+    pub fn bound(&self) -> Option<SocketAddr> {
+        self.bound.get().copied()
+    }
+
+    pub fn set_bot_metrics(&self, source: Arc<dyn MetricsSource>) {
+        *self
+            .bot_metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(source);
+    }
+
+    pub fn bot_metrics(&self) -> Option<Arc<dyn MetricsSource>> {
+        self.bot_metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout
+    }
+
+    /// Reads every fact once, at one instant, so a verdict is consistent.
+    pub fn snapshot(&self) -> Snapshot {
+        let now = Instant::now();
+        let uptime = now.saturating_duration_since(self.started);
+        let last_beat = self.last_beat.load(Ordering::Acquire);
+        let heartbeat_age =
+            (last_beat != 0).then(|| uptime.saturating_sub(Duration::from_nanos(last_beat - 1)));
+        Snapshot {
+            uptime,
+            ready: self.ready.load(Ordering::Acquire),
+            stopping: self.stopping.load(Ordering::Acquire),
+            beats: self.beats.load(Ordering::Relaxed),
+            heartbeat_age,
+            stall_timeout: self.stall_timeout,
+            startup_grace: self.startup_grace,
+            components: self
+                .components
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
+            bound: self.bound(),
+        }
+    }
+}
+
+/// The facts at one instant; every verdict is derived from these.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub uptime: Duration,
+    pub ready: bool,
+    pub stopping: bool,
+    pub beats: u64,
+    /// `None` until the first beat.
+    pub heartbeat_age: Option<Duration>,
+    pub stall_timeout: Duration,
+    pub startup_grace: Duration,
+    pub components: BTreeMap<&'static str, Component>,
+    pub bound: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: Status,
+    pub reasons: Vec<String>,
+}
+
+impl Snapshot {
+    pub fn heartbeat_fresh(&self) -> bool {
+        self.heartbeat_age
+            .is_some_and(|age| age < self.stall_timeout)
+    }
+
+    /// Why the heartbeat counts as stale, if it does.
+    pub fn stall_reason(&self) -> Option<String> {
+        match self.heartbeat_age {
+            Some(age) if age >= self.stall_timeout => {
+                Some(format!("heartbeat stale for {:.1}s", age.as_secs_f64()))
+            }
+            Some(_) => None,
+            None => Some("no heartbeat yet".to_owned()),
+        }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if self.stopping {
+            return Verdict {
+                status: Status::Stopping,
+                reasons: vec!["stopping".to_owned()],
+            };
+        }
+        if !self.ready {
+            return Verdict {
+                status: Status::Starting,
+                reasons: vec!["starting".to_owned()],
+            };
+        }
+        let mut failed = Vec::new();
+        let mut degraded = Vec::new();
+        if let Some(reason) = self.stall_reason() {
+            failed.push(reason);
+        }
+        for (name, component) in &self.components {
+            match component {
+                Component::Ok => {}
+                Component::Degraded(reason) => degraded.push(format!("{name}: {reason}")),
+                Component::Failed(reason) => failed.push(format!("{name}: {reason}")),
+            }
+        }
+        if !failed.is_empty() {
+            failed.extend(degraded);
+            Verdict {
+                status: Status::Unhealthy,
+                reasons: failed,
+            }
+        } else if !degraded.is_empty() {
+            Verdict {
+                status: Status::Degraded,
+                reasons: degraded,
+            }
+        } else {
+            Verdict {
+                status: Status::Healthy,
+                reasons: Vec::new(),
+            }
+        }
+    }
+
+    /// `/livez`: alive while the heartbeat is fresh, while stopping, and
+    /// before the first beat for at most the startup grace.
+    pub fn liveness(&self) -> Result<(), String> {
+        if self.stopping {
+            return Ok(());
+        }
+        match self.heartbeat_age {
+            None if self.uptime < self.startup_grace => Ok(()),
+            None => Err(format!(
+                "no heartbeat within the startup grace of {:.1}s",
+                self.startup_grace.as_secs_f64()
+            )),
+            Some(_) => self.stall_reason().map_or(Ok(()), Err),
+        }
+    }
+
+    /// `/readyz`: ready and not stopping.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.stopping {
+            Err("stopping")
+        } else if !self.ready {
+            Err("starting")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready_state() -> (Arc<HealthState>, Heartbeat) {
+        let state = HealthState::new(Duration::from_secs(5), Duration::from_secs(60));
+        let heartbeat = state.heartbeat();
+        state.set_ready(true);
+        (state, heartbeat)
+    }
+
+    #[test]
+    fn starts_as_starting_and_alive() {
+        let state = HealthState::new(Duration::from_secs(5), Duration::from_secs(60));
+        let snapshot = state.snapshot();
+        assert_eq!(snapshot.verdict().status, Status::Starting);
+        assert_eq!(snapshot.liveness(), Ok(()));
+        assert_eq!(snapshot.readiness(), Err("starting"));
+    }
+
+    #[test]
+    fn ready_without_a_beat_is_unhealthy() {
+        let (state, _heartbeat) = ready_state();
+        let verdict = state.snapshot().verdict();
+        assert_eq!(verdict.status, Status::Unhealthy);
+        assert_eq!(verdict.reasons, vec!["no heartbeat yet".to_owned()]);
+    }
+
+    #[test]
+    fn fresh_beat_is_healthy() {
+        let (state, heartbeat) = ready_state();
+        heartbeat.beat();
+        assert_eq!(state.snapshot().verdict().status, Status::Healthy);
+        assert_eq!(heartbeat.beats(), 1);
+    }
+
+    #[test]
+    fn stale_beat_is_unhealthy_with_its_age() {
+        let (state, heartbeat) = ready_state();
+        heartbeat.beat();
+        let mut snapshot = state.snapshot();
+        snapshot.heartbeat_age = Some(Duration::from_millis(7_200));
+        let verdict = snapshot.verdict();
+        assert_eq!(verdict.status, Status::Unhealthy);
+        assert_eq!(verdict.reasons, vec!["heartbeat stale for 7.2s".to_owned()]);
+        assert_eq!(
+            snapshot.liveness(),
+            Err("heartbeat stale for 7.2s".to_owned())
+        );
+    }
+
+    #[test]
+    fn components_degrade_or_fail() {
+        let (state, heartbeat) = ready_state();
+        heartbeat.beat();
+        state.set_component("feed", Component::Degraded("feed process down".into()));
+        let verdict = state.snapshot().verdict();
+        assert_eq!(verdict.status, Status::Degraded);
+        assert_eq!(verdict.reasons, vec!["feed: feed process down".to_owned()]);
+        state.set_component("journal", Component::Failed("ENOSPC".into()));
+        let verdict = state.snapshot().verdict();
+        assert_eq!(verdict.status, Status::Unhealthy);
+        assert_eq!(
+            verdict.reasons,
+            vec![
+                "journal: ENOSPC".to_owned(),
+                "feed: feed process down".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn stopping_wins_and_stays_alive() {
+        let (state, heartbeat) = ready_state();
+        heartbeat.beat();
+        state.set_stopping();
+        let snapshot = state.snapshot();
+        assert_eq!(snapshot.verdict().status, Status::Stopping);
+        assert_eq!(snapshot.readiness(), Err("stopping"));
+        assert_eq!(snapshot.liveness(), Ok(()));
+    }
+
+    #[test]
+    fn startup_grace_runs_out_without_a_beat() {
+        let state = HealthState::new(Duration::from_secs(5), Duration::ZERO);
+        assert!(state.snapshot().liveness().is_err());
+    }
+}

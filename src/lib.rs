@@ -1,0 +1,13 @@
+//! tradingbot: a signal-driven paper-trading bot loop run as a Linux service
+//! whose health signal tells the truth. See DESIGN.md for the map.
+
+pub mod bot;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod health;
+pub mod lock;
+pub mod logging;
+pub mod signals;
+
+pub use error::Error;

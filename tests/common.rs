@@ -1,0 +1,438 @@
+//! A builder that runs the real binary in a temp dir, and the real things
+//! the tests talk to it with: TCP, a notify socket, signals, files.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tradingbot");
+
+/// Generous bound for anything that should happen "soon" on a loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(15);
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes. Used
+/// only where the thing awaited has no event to wait on (an HTTP status).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Builder {
+    dir: tempfile::TempDir,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    port: u16,
+    stdin: bool,
+}
+
+impl Builder {
+    /// Short intervals, JSON logs, loopback only, state in a fresh temp dir.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tb-test-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let mut builder = Builder {
+            dir,
+            args: Vec::new(),
+            env: Vec::new(),
+            port,
+            stdin: false,
+        };
+        let state = builder.dir.path().join("state");
+        let health_file = builder.dir.path().join("healthy");
+        builder = builder
+            .env("PORT", port.to_string())
+            .env("HEALTH_BIND", "127.0.0.1")
+            .env("STATE_DIR", state)
+            .env("HEALTH_FILE", health_file)
+            .env("HEARTBEAT_INTERVAL", "100ms")
+            .env("STALL_TIMEOUT", "1s")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info");
+        builder
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        let key = key.into();
+        self.env.retain(|(existing, _)| *existing != key);
+        self.env.push((key, value.into()));
+        self
+    }
+
+    pub fn remove_env(mut self, key: &str) -> Self {
+        self.env.retain(|(existing, _)| existing != key);
+        self
+    }
+
+    /// Give the daemon a pipe on stdin (see [`Daemon::write_stdin`]).
+    pub fn piped_stdin(mut self) -> Self {
+        self.stdin = true;
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .args(&self.args)
+            .current_dir(self.dir.path());
+        command
+    }
+
+    pub fn spawn(self) -> Daemon {
+        let mut command = self.command();
+        command
+            .stdin(if self.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn tradingbot");
+        let log = Log::default();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.push(line);
+            }
+            sink.close();
+        });
+        Daemon {
+            child,
+            port: self.port,
+            log,
+            dir: self.dir,
+        }
+    }
+
+    /// Runs to completion (for commands that exit on their own).
+    pub fn output(self) -> std::process::Output {
+        self.command()
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tradingbot")
+    }
+}
+
+/// The daemon's stderr, one line at a time, awaitable.
+#[derive(Clone, Default)]
+pub struct Log {
+    inner: Arc<(Mutex<Lines>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Lines {
+    unread: VecDeque<String>,
+    all: Vec<String>,
+    closed: bool,
+}
+
+impl Log {
+    fn push(&self, line: String) {
+        let (lock, condvar) = &*self.inner;
+        let mut guard = lock.lock().unwrap();
+        guard.unread.push_back(line.clone());
+        guard.all.push(line);
+        condvar.notify_all();
+    }
+
+    fn close(&self) {
+        let (lock, condvar) = &*self.inner;
+        lock.lock().unwrap().closed = true;
+        condvar.notify_all();
+    }
+
+    /// Every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.inner.0.lock().unwrap().all.clone()
+    }
+
+    /// Waits for the next line (after those already consumed) containing `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, condvar) = &*self.inner;
+        let mut guard = lock.lock().unwrap();
+        loop {
+            while let Some(line) = guard.unread.pop_front() {
+                if line.contains(needle) {
+                    return Some(line);
+                }
+            }
+            if guard.closed {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            guard = condvar.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub log: Log,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn health_file(&self) -> PathBuf {
+        self.dir.path().join("healthy")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// One request on a fresh connection: (status code, body).
+    pub fn request(&self, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+        http(self.addr(), method, path, &[])
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path)
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"))
+    }
+
+    /// `/health` parsed as JSON.
+    pub fn health(&self) -> (u16, serde_json::Value) {
+        let (code, body) = self.get("/health");
+        (
+            code,
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}")),
+        )
+    }
+
+    /// Waits for the log line that says the daemon is ready.
+    pub fn wait_ready(&self) {
+        assert!(
+            self.log
+                .wait_for("ready: first loop iteration done", SOON)
+                .is_some(),
+            "daemon never became ready; log:\n{}",
+            self.log.all().join("\n")
+        );
+    }
+
+    pub fn wait_status(&self, path: &str, code: u16) -> bool {
+        wait_until(SOON, || {
+            self.request("GET", path).is_ok_and(|(got, _)| got == code)
+        })
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        let result = unsafe { libc_kill(self.pid(), signal) };
+        assert_eq!(result, 0, "kill({}, {signal})", self.pid());
+    }
+
+    pub fn write_stdin(&mut self, bytes: &[u8]) {
+        self.child
+            .stdin
+            .as_mut()
+            .expect("piped_stdin")
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    /// Waits for the process to exit, killing it after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "tradingbot did not exit within {timeout:?}; log:\n{}",
+                    self.log.all().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(SIGTERM);
+        self.wait_exit(SOON)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub const SIGHUP: i32 = 1;
+pub const SIGINT: i32 = 2;
+pub const SIGKILL: i32 = 9;
+pub const SIGTERM: i32 = 15;
+pub const SIGCONT: i32 = 18;
+pub const SIGSTOP: i32 = 19;
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+/// A raw HTTP/1.1 request with `Connection: close`: (status, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Ok((code, body))
+}
+
+/// A real unix datagram socket to pass as `NOTIFY_SOCKET`.
+pub struct NotifySocket {
+    socket: UnixDatagram,
+    /// The value for `NOTIFY_SOCKET`.
+    pub env_value: OsString,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl NotifySocket {
+    pub fn path() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tb-notify-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        NotifySocket {
+            socket,
+            env_value: path.into_os_string(),
+            _dir: Some(dir),
+        }
+    }
+
+    pub fn abstract_name() -> Self {
+        let name = format!("tb-notify-{}-{}", std::process::id(), free_port());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).unwrap();
+        NotifySocket {
+            socket,
+            env_value: format!("@{name}").into(),
+            _dir: None,
+        }
+    }
+
+    /// The next datagram, or `None` after `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<String> {
+        self.socket.set_read_timeout(Some(timeout)).unwrap();
+        let mut buffer = vec![0u8; 4096];
+        match self.socket.recv(&mut buffer) {
+            Ok(length) => Some(String::from_utf8_lossy(&buffer[..length]).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    /// Reads datagrams until one satisfies `predicate`; returns it and
+    /// every datagram seen before it.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&str) -> bool,
+    ) -> Option<(String, Vec<String>)> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let message = self.recv(left.max(Duration::from_millis(1)))?;
+            if predicate(&message) {
+                return Some((message, seen));
+            }
+            seen.push(message);
+        }
+    }
+}

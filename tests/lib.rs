@@ -1,0 +1,4 @@
+//! Integration tests: each module drives the real `tradingbot` binary
+//! against real sockets, files, signals and processes.
+
+mod common;
