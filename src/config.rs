@@ -4,13 +4,14 @@
 //! daemon takes a `Config`.
 
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::bot::SourceSpec;
+use crate::bot::{FsyncPolicy, RiskLimits, SourceSpec};
 use crate::health::notify::{NotifySocket, Watchdog};
 
 const ABOUT: &str = "A signal-driven paper-trading bot that runs as a first-class Linux service.";
@@ -151,6 +152,109 @@ pub struct RunArgs {
     /// In SIGNAL_SOURCE, separate several with ';'. No source: the bot idles.
     #[arg(long = "source", env = "SIGNAL_SOURCE", value_delimiter = ';', value_parser = SourceSpec::parse, value_name = "SOURCE")]
     pub sources: Vec<SourceSpec>,
+
+    /// Address of the webhook listener (POST /signals), e.g. 0.0.0.0:8090.
+    /// Needed by --source webhook; off unless set.
+    #[arg(long, env = "WEBHOOK_BIND", value_name = "ADDR:PORT")]
+    pub webhook_bind: Option<SocketAddr>,
+
+    /// Bearer token webhook clients must send (prefer --webhook-token-file:
+    /// the environment of a process is readable by its owner).
+    #[arg(long, env = "WEBHOOK_TOKEN", hide_env_values = true, value_parser = Secret::parse, value_name = "TOKEN")]
+    pub webhook_token: Option<Secret>,
+
+    /// File holding the webhook bearer token (surrounding whitespace ignored).
+    #[arg(long, env = "WEBHOOK_TOKEN_FILE", value_name = "PATH")]
+    pub webhook_token_file: Option<PathBuf>,
+
+    /// Largest webhook request body, in bytes (413 beyond it).
+    #[arg(long, env = "WEBHOOK_BODY_LIMIT", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024), value_name = "BYTES")]
+    pub webhook_body_limit: u64,
+
+    /// Trade with real money. Not supported yet: true exits 2.
+    #[arg(long, env = "LIVE_TRADING", default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set, value_name = "BOOL")]
+    pub live_trading: bool,
+
+    /// Paper trading, the only mode: false exits 2.
+    #[arg(long, env = "DRY_RUN", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set, value_name = "BOOL")]
+    pub dry_run: bool,
+
+    /// Largest absolute position per symbol; a signal that would pass it is rejected. Off when unset.
+    #[arg(long, env = "MAX_POSITION_QTY", value_parser = parse_positive, value_name = "QTY")]
+    pub max_position_qty: Option<f64>,
+
+    /// Largest qty × price of one order; a larger one is rejected. Off when unset.
+    #[arg(long, env = "MAX_ORDER_NOTIONAL", value_parser = parse_positive, value_name = "AMOUNT")]
+    pub max_order_notional: Option<f64>,
+
+    /// Most fills in any 60 s; more are rejected. Off when unset.
+    #[arg(long, env = "MAX_ORDERS_PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub max_orders_per_minute: Option<u32>,
+
+    /// Journal durability: always (fsync per signal), batch (one fsync per
+    /// batch, group commit), never (written to the OS only).
+    #[arg(long, env = "FSYNC", default_value = "batch", value_enum)]
+    pub fsync: FsyncPolicy,
+
+    /// No signal for this long shows the feed as degraded. Off when unset.
+    #[arg(long, env = "MAX_SIGNAL_AGE", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_signal_age: Option<Duration>,
+
+    /// How often a file source looks for appends, rotation and truncation at end of file.
+    #[arg(long, env = "FILE_POLL_INTERVAL", default_value = "200ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub file_poll_interval: Duration,
+
+    /// First delay before restarting an exec feed that exited; doubles each time.
+    #[arg(long, env = "EXEC_BACKOFF", default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub exec_backoff: Duration,
+
+    /// Longest delay before restarting an exec feed.
+    #[arg(long, env = "EXEC_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub exec_backoff_max: Duration,
+
+    /// How often STATE_DIR/snapshot.json is rewritten while signals flow (and at stop).
+    #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub snapshot_interval: Duration,
+}
+
+/// A value that must never be printed: its `Debug` is redacted, and it
+/// is only read through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Secret(text.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(redacted)")
+    }
+}
+
+/// The webhook source's settings, present when `--source webhook` is.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub bind: SocketAddr,
+    pub token: Secret,
+    pub body_limit: usize,
+}
+
+fn parse_positive(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err("expected a finite number above zero".into()),
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -255,6 +359,14 @@ pub struct Config {
     pub log_filter: String,
     pub env_file: Option<PathBuf>,
     pub sources: Vec<SourceSpec>,
+    pub webhook: Option<WebhookConfig>,
+    pub risk: RiskLimits,
+    pub fsync: FsyncPolicy,
+    pub max_signal_age: Option<Duration>,
+    pub file_poll_interval: Duration,
+    pub exec_backoff: Duration,
+    pub exec_backoff_max: Duration,
+    pub snapshot_interval: Duration,
     pub service: ServiceEnv,
 }
 
@@ -265,7 +377,7 @@ fn invalid(flag: &str, env: &str, problem: impl std::fmt::Display) -> ConfigErro
 impl Config {
     pub fn from_args(args: RunArgs, service: ServiceEnv) -> Result<Self, ConfigError> {
         let mut ports: Vec<u16> = args.port.into_iter().collect();
-        for port in args.health_server_ports {
+        for port in args.health_server_ports.iter().copied() {
             if !ports.contains(&port) {
                 ports.push(port);
             }
@@ -320,6 +432,38 @@ impl Config {
             return Err(invalid("log", "RUST_LOG", problem));
         }
 
+        if args.live_trading {
+            return Err(invalid(
+                "live-trading",
+                "LIVE_TRADING",
+                "live execution is not supported yet; this build trades on paper only",
+            ));
+        }
+        if !args.dry_run {
+            return Err(invalid(
+                "dry-run",
+                "DRY_RUN",
+                "live execution is not supported yet; paper trading (true) is the only mode",
+            ));
+        }
+        for (index, source) in args.sources.iter().enumerate() {
+            if args.sources[..index].contains(source) {
+                return Err(invalid(
+                    "source",
+                    "SIGNAL_SOURCE",
+                    format_args!("{} is listed twice", source.name()),
+                ));
+            }
+        }
+        if args.exec_backoff_max < args.exec_backoff {
+            return Err(invalid(
+                "exec-backoff-max",
+                "EXEC_BACKOFF_MAX",
+                "must be at least --exec-backoff (EXEC_BACKOFF)",
+            ));
+        }
+        let webhook = webhook_config(&args)?;
+
         let lock_file = args
             .lock_file
             .unwrap_or_else(|| args.state_dir.join("tradingbot.lock"));
@@ -338,6 +482,18 @@ impl Config {
             log_filter: args.log_filter,
             env_file: args.env_file,
             sources: args.sources,
+            webhook,
+            risk: RiskLimits {
+                max_position_qty: args.max_position_qty,
+                max_order_notional: args.max_order_notional,
+                max_orders_per_minute: args.max_orders_per_minute,
+            },
+            fsync: args.fsync,
+            max_signal_age: args.max_signal_age,
+            file_poll_interval: args.file_poll_interval,
+            exec_backoff: args.exec_backoff,
+            exec_backoff_max: args.exec_backoff_max,
+            snapshot_interval: args.snapshot_interval,
             service,
         })
     }
@@ -372,6 +528,41 @@ impl Config {
             ),
             ("SIGNAL_SOURCE", format!("{:?}", self.sources)),
             (
+                "WEBHOOK_BIND",
+                self.webhook
+                    .as_ref()
+                    .map_or("off".into(), |webhook| webhook.bind.to_string()),
+            ),
+            (
+                "WEBHOOK_TOKEN",
+                self.webhook
+                    .as_ref()
+                    .map_or("none".into(), |_| "(set, redacted)".into()),
+            ),
+            (
+                "WEBHOOK_BODY_LIMIT",
+                self.webhook
+                    .as_ref()
+                    .map_or("off".into(), |webhook| webhook.body_limit.to_string()),
+            ),
+            ("LIVE_TRADING", "false".into()),
+            ("DRY_RUN", "true".into()),
+            ("MAX_POSITION_QTY", optional(self.risk.max_position_qty)),
+            ("MAX_ORDER_NOTIONAL", optional(self.risk.max_order_notional)),
+            (
+                "MAX_ORDERS_PER_MINUTE",
+                optional(self.risk.max_orders_per_minute),
+            ),
+            ("FSYNC", format!("{:?}", self.fsync).to_lowercase()),
+            (
+                "MAX_SIGNAL_AGE",
+                self.max_signal_age.map_or("off".into(), duration),
+            ),
+            ("FILE_POLL_INTERVAL", duration(self.file_poll_interval)),
+            ("EXEC_BACKOFF", duration(self.exec_backoff)),
+            ("EXEC_BACKOFF_MAX", duration(self.exec_backoff_max)),
+            ("SNAPSHOT_INTERVAL", duration(self.snapshot_interval)),
+            (
                 "WATCHDOG",
                 self.service
                     .watchdog
@@ -393,6 +584,73 @@ impl Config {
             None => self.heartbeat_interval,
         }
     }
+}
+
+fn optional(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "off".to_owned(), |value| value.to_string())
+}
+
+/// The webhook's settings: needed by `--source webhook`, refused without it
+/// (a listener nobody asked for, or a webhook without a token, is a mistake).
+fn webhook_config(args: &RunArgs) -> Result<Option<WebhookConfig>, ConfigError> {
+    let wanted = args.sources.contains(&SourceSpec::Webhook);
+    let Some(bind) = args.webhook_bind else {
+        if wanted {
+            return Err(invalid(
+                "webhook-bind",
+                "WEBHOOK_BIND",
+                "--source webhook needs an address to listen on, e.g. 0.0.0.0:8090",
+            ));
+        }
+        return Ok(None);
+    };
+    if !wanted {
+        return Err(invalid(
+            "webhook-bind",
+            "WEBHOOK_BIND",
+            "is set but no --source webhook (SIGNAL_SOURCE) is; add it or unset WEBHOOK_BIND",
+        ));
+    }
+    let token = match (&args.webhook_token, &args.webhook_token_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "webhook-token",
+                "WEBHOOK_TOKEN",
+                "set either it or --webhook-token-file (WEBHOOK_TOKEN_FILE), not both",
+            ))
+        }
+        (Some(token), None) => token.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|error| {
+                invalid(
+                    "webhook-token-file",
+                    "WEBHOOK_TOKEN_FILE",
+                    format_args!("cannot read {}: {error}", path.display()),
+                )
+            })
+            .and_then(|text| {
+                Secret::parse(&text).map_err(|problem| {
+                    invalid(
+                        "webhook-token-file",
+                        "WEBHOOK_TOKEN_FILE",
+                        format_args!("{}: {problem}", path.display()),
+                    )
+                })
+            })?,
+        (None, None) => {
+            return Err(invalid(
+                "webhook-token",
+                "WEBHOOK_TOKEN",
+                "the webhook refuses to start without a bearer token \
+                 (WEBHOOK_TOKEN or WEBHOOK_TOKEN_FILE)",
+            ))
+        }
+    };
+    Ok(Some(WebhookConfig {
+        bind,
+        token,
+        body_limit: args.webhook_body_limit as usize,
+    }))
 }
 
 /// Parses the command line (and env vars); on error, returns the one line

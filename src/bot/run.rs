@@ -1,114 +1,557 @@
-//! The bot loop. Each iteration waits for a signal line or the idle tick,
-//! handles it, and only then beats the heartbeat: a wedged iteration is a
-//! missing beat.
+//! The bot loop. Each iteration takes what the sources have delivered (or
+//! wakes on the idle tick), decides every line, commits the journal once,
+//! and only then answers webhook clients, records checkpoints and beats the
+//! heartbeat: a wedged iteration is a missing beat.
+//!
+//! While the journal cannot be written the loop takes no new lines (the
+//! sources wait on the full channel) and retries on every idle tick; it
+//! keeps beating, and the `journal` component says what is wrong.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::engine::{Engine, Fill, PaperExecution};
+use super::journal::{FsyncPolicy, Journal, JournalError, Record};
+use super::metrics::{self, BotMetrics, Figures};
+use super::signal::{self, Reason, Reject};
+use super::snapshot::{self, Checkpoint, Snapshot};
+use super::source::exec::ExecSource;
+use super::source::file::FileSource;
+use super::source::webhook::Webhook;
+use super::source::{self, Batch, FeedHealth, Line, Outcome, Verdict};
 use super::SourceSpec;
 use crate::config::Config;
-use crate::health::metrics::{Kind, MetricsSource, Sample};
-use crate::health::{HealthState, Heartbeat};
+use crate::health::{Component, HealthState, Heartbeat};
+
+/// Batches the channel holds before sources wait: bounds memory, and is
+/// the back-pressure that stops intake while the journal is failing.
+const CHANNEL_BATCHES: usize = 256;
+
+/// Most batches one iteration takes, so a flood still beats regularly.
+const MAX_BATCHES_PER_ITERATION: usize = 64;
+
+/// Longest raw line kept in a reject record.
+const MAX_REJECT_LINE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
-    #[error("source {source_kind} is not supported yet")]
-    Unsupported { source_kind: &'static str },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot listen for webhooks on --webhook-bind (WEBHOOK_BIND) {addr}: {source}")]
+    WebhookBind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the {what}: {source}")]
+    Start {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 impl BotError {
     /// A configuration mistake (exit 2) rather than a runtime failure.
     pub fn is_config(&self) -> bool {
-        matches!(self, BotError::Unsupported { .. })
+        false
     }
 }
 
-#[derive(Default)]
-struct Figures {
-    lines: AtomicU64,
-    iterations: AtomicU64,
-}
-
-impl MetricsSource for Figures {
-    fn samples(&self, out: &mut Vec<Sample>) {
-        out.push(Sample::new(
-            "signal_lines_total",
-            Kind::Counter,
-            "Signal lines read from every source.",
-            self.lines.load(Ordering::Relaxed) as f64,
-        ));
-        out.push(Sample::new(
-            "loop_iterations_total",
-            Kind::Counter,
-            "Completed bot loop iterations.",
-            self.iterations.load(Ordering::Relaxed) as f64,
-        ));
-    }
+/// One configured source: its spec, the name journal records carry, and
+/// its metric label.
+struct SourceEntry {
+    spec: SourceSpec,
+    name: String,
+    kind: &'static str,
 }
 
 pub struct Bot {
-    sources: Vec<SourceSpec>,
+    health: Arc<HealthState>,
+    feed: Arc<FeedHealth>,
+    metrics: Arc<BotMetrics>,
+    figures: Figures,
+    sources: Vec<SourceEntry>,
+    webhook: Option<(std::net::TcpListener, crate::config::WebhookConfig)>,
+    journal: Journal,
+    journal_error: Option<String>,
+    engine: Engine,
+    /// Ids with a decision (fill or reject) in the journal.
+    seen: HashSet<String>,
+    checkpoints: BTreeMap<String, Checkpoint>,
+    records: u64,
+    /// Decided but not yet durable: answered after the next commit.
+    replies: Vec<(oneshot::Sender<Vec<Outcome>>, Vec<Outcome>)>,
+    state_dir: PathBuf,
     idle_tick: Duration,
-    figures: Arc<Figures>,
+    snapshot_interval: Duration,
+    max_signal_age: Option<Duration>,
+    file_poll_interval: Duration,
+    exec_backoff: (Duration, Duration),
+    started: Instant,
+    quiet: bool,
 }
 
 impl Bot {
-    pub async fn init(config: &Config, health: &HealthState) -> Result<Bot, BotError> {
-        for source in &config.sources {
-            if *source != SourceSpec::Stdin {
-                return Err(BotError::Unsupported {
-                    source_kind: source.kind(),
+    /// Recovers the journal (cutting a torn tail, rebuilding the dedupe
+    /// index, positions and checkpoints) and binds the webhook listener.
+    pub async fn init(config: &Config, health: &Arc<HealthState>) -> Result<Bot, BotError> {
+        // Past RLIMIT_FSIZE a write must fail with EFBIG, which the journal
+        // reports and retries, instead of SIGXFSZ killing the process.
+        signal_hook::flag::register(
+            signal_hook::consts::SIGXFSZ,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+        .map_err(|source| BotError::Start {
+            what: "SIGXFSZ handler",
+            source,
+        })?;
+        let (journal, records) = Journal::recover(&config.state_dir, config.fsync)?;
+        let mut bot = Bot {
+            health: Arc::clone(health),
+            feed: FeedHealth::new(Arc::clone(health)),
+            metrics: BotMetrics::new(),
+            figures: Figures::default(),
+            sources: config
+                .sources
+                .iter()
+                .map(|spec| SourceEntry {
+                    spec: spec.clone(),
+                    name: spec.name(),
+                    kind: spec.kind(),
+                })
+                .collect(),
+            webhook: None,
+            journal,
+            journal_error: None,
+            engine: Engine::new(config.risk, Box::new(PaperExecution)),
+            seen: HashSet::new(),
+            checkpoints: BTreeMap::new(),
+            records: 0,
+            replies: Vec::new(),
+            state_dir: config.state_dir.clone(),
+            idle_tick: config.heartbeat_interval,
+            snapshot_interval: config.snapshot_interval,
+            max_signal_age: config.max_signal_age,
+            file_poll_interval: config.file_poll_interval,
+            exec_backoff: (config.exec_backoff, config.exec_backoff_max),
+            started: Instant::now(),
+            quiet: false,
+        };
+        for record in records {
+            bot.replay(record);
+        }
+        tracing::info!(
+            journal = %bot.journal.path().display(),
+            records = bot.records,
+            decided_ids = bot.seen.len(),
+            symbols = bot.engine.positions().len(),
+            "journal recovered"
+        );
+        bot.figures.positions = bot.engine.positions().clone();
+        bot.try_commit();
+        if let Some(webhook) = &config.webhook {
+            let listener = std::net::TcpListener::bind(webhook.bind).map_err(|source| {
+                BotError::WebhookBind {
+                    addr: webhook.bind,
+                    source,
+                }
+            })?;
+            tracing::info!(addr = %webhook.bind, "webhook listening on POST /signals");
+            bot.webhook = Some((listener, webhook.clone()));
+        }
+        bot.metrics.publish(&bot.figures);
+        health.set_bot_metrics(bot.metrics.clone());
+        Ok(bot)
+    }
+
+    fn replay(&mut self, record: Record) {
+        self.records += 1;
+        match record {
+            Record::Fill {
+                id,
+                at,
+                symbol,
+                side,
+                qty,
+                price,
+                ..
+            } => {
+                self.engine.apply(&Fill {
+                    symbol,
+                    side,
+                    qty,
+                    price,
+                    at_ms: at,
                 });
+                self.seen.insert(id);
+            }
+            Record::Reject { id, reason, .. } => {
+                let decided = Reason::from_label(&reason).is_some_and(is_decision);
+                if let (Some(id), true) = (id, decided) {
+                    self.seen.insert(id);
+                }
+            }
+            Record::Ckpt { src, dev, ino, off } => {
+                self.checkpoints.insert(
+                    src,
+                    Checkpoint {
+                        dev,
+                        ino,
+                        offset: off,
+                    },
+                );
             }
         }
-        let figures = Arc::new(Figures::default());
-        health.set_bot_metrics(figures.clone());
-        Ok(Bot {
-            sources: config.sources.clone(),
-            idle_tick: config.heartbeat_interval,
-            figures,
-        })
     }
 
     pub async fn run(
-        self,
+        mut self,
         heartbeat: Heartbeat,
         shutdown: CancellationToken,
     ) -> Result<(), BotError> {
-        let (lines_in, mut lines) = mpsc::channel::<String>(1024);
-        if self.sources.contains(&SourceSpec::Stdin) {
-            tokio::spawn(read_stdin(lines_in));
-        }
+        let (batches_in, mut batches) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
+        self.start_sources(batches_in, &shutdown)?;
         let mut idle = tokio::time::interval(self.idle_tick);
         idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_snapshot = Instant::now();
+        let mut dirty = false;
+        let mut open = true;
+        let mut stopping = false;
+        let mut taken = Vec::new();
         loop {
+            let blocked = self.journal_error.is_some();
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
-                Some(_line) = lines.recv() => {
-                    self.figures.lines.fetch_add(1, Ordering::Relaxed);
+                () = shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    tracing::info!("bot loop: sources stopping; finishing what they delivered");
                 }
+                received = batches.recv(), if open && !blocked => match received {
+                    Some(batch) => {
+                        taken.push(batch);
+                        while taken.len() < MAX_BATCHES_PER_ITERATION {
+                            let Ok(batch) = batches.try_recv() else { break };
+                            taken.push(batch);
+                        }
+                    }
+                    None => open = false,
+                },
                 _ = idle.tick() => {}
             }
             fail::fail_point!("bot::iteration");
-            self.figures.iterations.fetch_add(1, Ordering::Relaxed);
+            dirty |= !taken.is_empty();
+            for batch in taken.drain(..) {
+                self.handle(batch);
+            }
+            self.try_commit();
+            self.check_quiet();
+            if dirty && last_snapshot.elapsed() >= self.snapshot_interval {
+                self.write_snapshot();
+                last_snapshot = Instant::now();
+                dirty = false;
+            }
+            self.figures.iterations += 1;
+            self.metrics.publish(&self.figures);
             heartbeat.beat();
+            if stopping && !open && self.journal_error.is_none() {
+                break;
+            }
+        }
+        self.write_snapshot();
+        tracing::info!(
+            records = self.records,
+            "bot loop: drained, journal committed"
+        );
+        Ok(())
+    }
+
+    fn start_sources(
+        &mut self,
+        batches: mpsc::Sender<Batch>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BotError> {
+        for (index, entry) in self.sources.iter().enumerate() {
+            match &entry.spec {
+                SourceSpec::File(path) => {
+                    FileSource {
+                        index,
+                        name: entry.name.clone(),
+                        path: path.clone(),
+                        poll: self.file_poll_interval,
+                        resume: self.checkpoints.get(&entry.name).copied(),
+                        batches: batches.clone(),
+                        feed: Arc::clone(&self.feed),
+                        shutdown: shutdown.clone(),
+                    }
+                    .spawn()
+                    .map_err(|source| BotError::Start {
+                        what: "file source thread",
+                        source,
+                    })?;
+                }
+                SourceSpec::Exec(command) => {
+                    tokio::spawn(
+                        ExecSource {
+                            index,
+                            name: entry.name.clone(),
+                            command: command.clone(),
+                            backoff: self.exec_backoff.0,
+                            backoff_max: self.exec_backoff.1,
+                            batches: batches.clone(),
+                            feed: Arc::clone(&self.feed),
+                            shutdown: shutdown.clone(),
+                        }
+                        .run(),
+                    );
+                }
+                SourceSpec::Stdin => {
+                    tokio::spawn(source::stdin::run(index, batches.clone(), shutdown.clone()));
+                }
+                SourceSpec::Webhook => {
+                    let Some((listener, webhook)) = self.webhook.take() else {
+                        continue;
+                    };
+                    Webhook {
+                        index,
+                        listener,
+                        token: webhook.token,
+                        body_limit: webhook.body_limit,
+                        batches: batches.clone(),
+                        shutdown: shutdown.clone(),
+                    }
+                    .spawn()
+                    .map_err(|source| BotError::Start {
+                        what: "webhook thread",
+                        source,
+                    })?;
+                }
+            }
         }
         Ok(())
     }
-}
 
-async fn read_stdin(lines_out: mpsc::Sender<String>) {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if lines_out.send(line).await.is_err() {
-            break;
+    fn handle(&mut self, batch: Batch) {
+        let now_ms = now_ms();
+        let mut outcomes = Vec::new();
+        for line in &batch.lines {
+            let outcome = self.decide(batch.source, line, now_ms);
+            if self.journal.policy() == FsyncPolicy::Always && self.journal_error.is_none() {
+                self.commit_now();
+            }
+            if batch.reply.is_some() {
+                outcomes.push(outcome);
+            }
+        }
+        if let Some(checkpoint) = batch.checkpoint {
+            let name = &self.sources[batch.source].name;
+            self.checkpoints.insert(name.clone(), checkpoint);
+            self.journal.append(&Record::Ckpt {
+                src: name.clone(),
+                dev: checkpoint.dev,
+                ino: checkpoint.ino,
+                off: checkpoint.offset,
+            });
+            self.records += 1;
+        }
+        if let Some(reply) = batch.reply {
+            self.replies.push((reply, outcomes));
         }
     }
+
+    /// Decides one line: invalid, duplicate, rejected by the engine, or filled.
+    fn decide(&mut self, source: usize, line: &Line, now_ms: i64) -> Outcome {
+        let entry = &self.sources[source];
+        let (kind, name) = (entry.kind, entry.name.clone());
+        let (bytes, parsed) = match line {
+            Line::Bytes(bytes) => (bytes.as_slice(), signal::parse(bytes)),
+            Line::TooLong(length) => (
+                &[][..],
+                Err(Reject::new(
+                    Reason::LineTooLong,
+                    format!(
+                        "line of {length} bytes is over the {}-byte limit",
+                        signal::MAX_LINE_BYTES
+                    ),
+                )),
+            ),
+        };
+        let signal = match parsed {
+            Ok(signal) => signal,
+            Err(reject) => {
+                self.reject(kind, name, bytes, &reject, now_ms);
+                return outcome(reject.id.clone(), Verdict::Invalid, Some(&reject));
+            }
+        };
+        if self.seen.contains(&signal.id) {
+            self.figures.count(kind, metrics::Result::Duplicate);
+            self.figures.duplicates += 1;
+            return outcome(Some(signal.id), Verdict::Duplicate, None);
+        }
+        self.seen.insert(signal.id.clone());
+        match self.engine.decide(&signal, now_ms) {
+            Ok(fill) => {
+                self.journal.append(&Record::Fill {
+                    id: signal.id.clone(),
+                    src: name,
+                    ts: signal.ts_ms,
+                    at: fill.at_ms,
+                    symbol: fill.symbol.clone(),
+                    side: fill.side,
+                    qty: fill.qty,
+                    price: fill.price,
+                    source: signal.source.clone(),
+                });
+                self.records += 1;
+                self.figures.count(kind, metrics::Result::Filled);
+                *self
+                    .figures
+                    .fills
+                    .entry((fill.symbol.clone(), fill.side))
+                    .or_default() += 1;
+                if let Some(position) = self.engine.positions().get(&fill.symbol) {
+                    self.figures
+                        .positions
+                        .insert(fill.symbol.clone(), position.clone());
+                }
+                outcome(Some(signal.id), Verdict::Filled, None)
+            }
+            Err(reject) => {
+                let reject = Reject {
+                    id: Some(signal.id),
+                    ..reject
+                };
+                self.reject(kind, name, bytes, &reject, now_ms);
+                outcome(reject.id.clone(), Verdict::Rejected, Some(&reject))
+            }
+        }
+    }
+
+    fn reject(
+        &mut self,
+        kind: &'static str,
+        name: String,
+        bytes: &[u8],
+        reject: &Reject,
+        now_ms: i64,
+    ) {
+        self.journal.append(&Record::Reject {
+            id: reject.id.clone(),
+            src: name,
+            at: now_ms,
+            reason: reject.reason.label().to_owned(),
+            detail: reject.detail.clone(),
+            line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
+        });
+        self.records += 1;
+        self.figures.count(kind, metrics::Result::Rejected);
+        self.figures.rejects[reject.reason.index()] += 1;
+    }
+
+    /// Commits, and on success answers the webhook clients waiting on it.
+    fn try_commit(&mut self) {
+        if self.commit_now() {
+            for (reply, outcomes) in self.replies.drain(..) {
+                let _ = reply.send(outcomes);
+            }
+        }
+    }
+
+    fn commit_now(&mut self) -> bool {
+        match self.journal.commit() {
+            Ok(synced) => {
+                if let Some(duration) = synced {
+                    self.figures.fsync.observe(duration);
+                }
+                if self.journal_error.take().is_some() {
+                    tracing::info!("journal writable again; intake resumes");
+                }
+                self.health.set_component("journal", Component::Ok);
+                true
+            }
+            Err(error) => {
+                let message = error.to_string();
+                if self.journal_error.as_deref() != Some(message.as_str()) {
+                    tracing::error!(error = %message, "journal write failed; intake paused, retrying every tick");
+                    self.health
+                        .set_component("journal", Component::Failed(message.clone()));
+                    self.journal_error = Some(message);
+                }
+                false
+            }
+        }
+    }
+
+    fn check_quiet(&mut self) {
+        let Some(max_age) = self.max_signal_age else {
+            return;
+        };
+        let age = self
+            .figures
+            .last_signal
+            .map_or_else(|| self.started.elapsed(), |(at, _)| at.elapsed());
+        let quiet = age > max_age;
+        if quiet != self.quiet {
+            self.quiet = quiet;
+            self.feed.set(
+                "signals",
+                quiet.then(|| {
+                    format!(
+                        "no signal for {}s (MAX_SIGNAL_AGE {})",
+                        age.as_secs(),
+                        humantime::format_duration(max_age)
+                    )
+                }),
+            );
+        }
+    }
+
+    fn write_snapshot(&self) {
+        let written_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let snapshot = Snapshot {
+            written_at,
+            journal_records: self.records,
+            positions: self.engine.positions(),
+            checkpoints: &self.checkpoints,
+            signals: self.figures.signals.values().sum(),
+            fills: self.figures.fills.values().sum(),
+            rejects: self.figures.rejects.iter().sum(),
+            duplicates: self.figures.duplicates,
+        };
+        if let Err(error) = snapshot::write(&self.state_dir, &snapshot) {
+            tracing::warn!(%error, "cannot write the snapshot (the journal stays the truth)");
+        }
+    }
+}
+
+/// Rejects that are decisions about a valid signal (a risk limit, no
+/// price): the id is then taken. A line refused as malformed takes no id,
+/// so a corrected resend is still handled.
+fn is_decision(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::NoPrice
+            | Reason::MaxPositionQty
+            | Reason::MaxOrderNotional
+            | Reason::MaxOrdersPerMinute
+    )
+}
+
+fn outcome(id: Option<String>, result: Verdict, reject: Option<&Reject>) -> Outcome {
+    Outcome {
+        id,
+        result,
+        reason: reject.map(|reject| reject.reason.label()),
+        detail: reject.map(|reject| reject.detail.clone()),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }

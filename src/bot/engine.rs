@@ -1,0 +1,279 @@
+//! Paper trading: risk limits, then a fill, then the position it changes.
+//!
+//! The engine's state is a pure function of the fills it has applied, in
+//! order, so replaying the fills journal rebuilds it exactly (same
+//! arithmetic, same order, same floating-point results).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::signal::{Reason, Reject, Side, Signal};
+
+/// An order the engine decided to place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order<'a> {
+    pub symbol: &'a str,
+    pub side: Side,
+    pub qty: f64,
+    pub price: f64,
+}
+
+/// Where orders are executed. Paper trading fills at the asked price; a
+/// live broker would implement this trait without the loop changing.
+pub trait Execution: Send {
+    /// The price the order filled at.
+    fn execute(&mut self, order: &Order<'_>) -> Result<f64, Reject>;
+}
+
+pub struct PaperExecution;
+
+impl Execution for PaperExecution {
+    fn execute(&mut self, order: &Order<'_>) -> Result<f64, Reject> {
+        Ok(order.price)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RiskLimits {
+    pub max_position_qty: Option<f64>,
+    pub max_order_notional: Option<f64>,
+    pub max_orders_per_minute: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Signed: negative is short.
+    pub qty: f64,
+    pub avg_price: f64,
+    pub realized_pnl: f64,
+    pub cash: f64,
+    pub last_price: f64,
+}
+
+/// One executed order, as the journal records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fill {
+    pub symbol: String,
+    pub side: Side,
+    pub qty: f64,
+    pub price: f64,
+    /// Wall-clock milliseconds of the fill; feeds the orders-per-minute window.
+    pub at_ms: i64,
+}
+
+pub struct Engine {
+    limits: RiskLimits,
+    execution: Box<dyn Execution>,
+    positions: BTreeMap<String, Position>,
+    /// Fill times within the last minute, oldest first.
+    recent: VecDeque<i64>,
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+impl Engine {
+    pub fn new(limits: RiskLimits, execution: Box<dyn Execution>) -> Self {
+        Engine {
+            limits,
+            execution,
+            positions: BTreeMap::new(),
+            recent: VecDeque::new(),
+        }
+    }
+
+    pub fn positions(&self) -> &BTreeMap<String, Position> {
+        &self.positions
+    }
+
+    /// Checks the limits, executes, and applies the fill; a refusal changes nothing.
+    pub fn decide(&mut self, signal: &Signal, now_ms: i64) -> Result<Fill, Reject> {
+        let position = self.positions.get(&signal.symbol);
+        let price = signal
+            .price
+            .or_else(|| position.map(|position| position.last_price))
+            .ok_or_else(|| {
+                Reject::new(
+                    Reason::NoPrice,
+                    format!(
+                        "no price in the signal and no last price for {}",
+                        signal.symbol
+                    ),
+                )
+            })?;
+        let notional = signal.qty * price;
+        if let Some(max) = self.limits.max_order_notional {
+            if notional > max {
+                return Err(Reject::new(
+                    Reason::MaxOrderNotional,
+                    format!("order notional {notional} is over MAX_ORDER_NOTIONAL {max}"),
+                ));
+            }
+        }
+        if let Some(max) = self.limits.max_position_qty {
+            let current = position.map_or(0.0, |position| position.qty);
+            let after = match signal.side {
+                Side::Buy => current + signal.qty,
+                Side::Sell => current - signal.qty,
+            };
+            if after.abs() > max {
+                return Err(Reject::new(
+                    Reason::MaxPositionQty,
+                    format!(
+                        "position in {} would be {after}, beyond MAX_POSITION_QTY {max}",
+                        signal.symbol
+                    ),
+                ));
+            }
+        }
+        self.forget_before(now_ms - MINUTE_MS);
+        if let Some(max) = self.limits.max_orders_per_minute {
+            if self.recent.len() >= max as usize {
+                return Err(Reject::new(
+                    Reason::MaxOrdersPerMinute,
+                    format!("{max} orders in the last minute already (MAX_ORDERS_PER_MINUTE)"),
+                ));
+            }
+        }
+        let order = Order {
+            symbol: &signal.symbol,
+            side: signal.side,
+            qty: signal.qty,
+            price,
+        };
+        let filled_at = self.execution.execute(&order)?;
+        let fill = Fill {
+            symbol: signal.symbol.clone(),
+            side: signal.side,
+            qty: signal.qty,
+            price: filled_at,
+            at_ms: now_ms,
+        };
+        self.apply(&fill);
+        Ok(fill)
+    }
+
+    /// Applies a fill that has already happened (a live one, or one replayed
+    /// from the journal).
+    pub fn apply(&mut self, fill: &Fill) {
+        self.recent.push_back(fill.at_ms);
+        let position = self.positions.entry(fill.symbol.clone()).or_default();
+        let signed = match fill.side {
+            Side::Buy => fill.qty,
+            Side::Sell => -fill.qty,
+        };
+        position.cash -= signed * fill.price;
+        position.last_price = fill.price;
+        if position.qty == 0.0 || position.qty.signum() == signed.signum() {
+            let total = position.qty + signed;
+            position.avg_price =
+                (position.qty.abs() * position.avg_price + fill.qty * fill.price) / total.abs();
+            position.qty = total;
+            return;
+        }
+        let closed = fill.qty.min(position.qty.abs());
+        position.realized_pnl += closed * (fill.price - position.avg_price) * position.qty.signum();
+        let remaining = position.qty + signed;
+        if remaining == 0.0 || remaining.signum() == position.qty.signum() {
+            position.qty = remaining;
+            if remaining == 0.0 {
+                position.avg_price = 0.0;
+            }
+        } else {
+            position.qty = remaining;
+            position.avg_price = fill.price;
+        }
+    }
+
+    fn forget_before(&mut self, cutoff_ms: i64) {
+        while self.recent.front().is_some_and(|at| *at <= cutoff_ms) {
+            self.recent.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(id: &str, side: Side, qty: f64, price: Option<f64>) -> Signal {
+        Signal {
+            id: id.into(),
+            ts_ms: 0,
+            symbol: "BTC".into(),
+            side,
+            qty,
+            price,
+            source: None,
+        }
+    }
+
+    fn engine(limits: RiskLimits) -> Engine {
+        Engine::new(limits, Box::new(PaperExecution))
+    }
+
+    #[test]
+    fn long_then_flip_short_realizes_pnl() {
+        let mut engine = engine(RiskLimits::default());
+        engine
+            .decide(&signal("1", Side::Buy, 2.0, Some(100.0)), 0)
+            .unwrap();
+        engine
+            .decide(&signal("2", Side::Buy, 2.0, Some(110.0)), 0)
+            .unwrap();
+        let position = &engine.positions()["BTC"];
+        assert_eq!(position.qty, 4.0);
+        assert_eq!(position.avg_price, 105.0);
+        engine
+            .decide(&signal("3", Side::Sell, 5.0, Some(120.0)), 0)
+            .unwrap();
+        let position = &engine.positions()["BTC"];
+        assert_eq!(position.qty, -1.0);
+        assert_eq!(position.avg_price, 120.0);
+        assert_eq!(position.realized_pnl, 60.0);
+        assert_eq!(position.cash, -200.0 - 220.0 + 600.0);
+        engine
+            .decide(&signal("4", Side::Buy, 1.0, None), 0)
+            .unwrap();
+        let position = &engine.positions()["BTC"];
+        assert_eq!(position.qty, 0.0);
+        assert_eq!(position.avg_price, 0.0);
+        assert_eq!(position.realized_pnl, 60.0);
+    }
+
+    #[test]
+    fn limits_reject_without_changing_state() {
+        let mut engine = engine(RiskLimits {
+            max_position_qty: Some(3.0),
+            max_order_notional: Some(1000.0),
+            max_orders_per_minute: Some(2),
+        });
+        let reason = |result: Result<Fill, Reject>| result.unwrap_err().reason;
+        assert_eq!(
+            reason(engine.decide(&signal("a", Side::Buy, 1.0, None), 0)),
+            Reason::NoPrice
+        );
+        assert_eq!(
+            reason(engine.decide(&signal("b", Side::Buy, 11.0, Some(100.0)), 0)),
+            Reason::MaxOrderNotional
+        );
+        engine
+            .decide(&signal("c", Side::Buy, 3.0, Some(100.0)), 0)
+            .unwrap();
+        assert_eq!(
+            reason(engine.decide(&signal("d", Side::Buy, 0.5, Some(100.0)), 1)),
+            Reason::MaxPositionQty
+        );
+        engine
+            .decide(&signal("e", Side::Sell, 1.0, Some(100.0)), 2)
+            .unwrap();
+        assert_eq!(
+            reason(engine.decide(&signal("f", Side::Sell, 1.0, Some(100.0)), 3)),
+            Reason::MaxOrdersPerMinute
+        );
+        engine
+            .decide(&signal("g", Side::Sell, 1.0, Some(100.0)), MINUTE_MS + 1)
+            .unwrap();
+        assert_eq!(engine.positions()["BTC"].qty, 1.0);
+    }
+}

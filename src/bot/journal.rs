@@ -1,0 +1,340 @@
+//! The journal: one append-only JSONL file, `STATE_DIR/journal.jsonl`, the
+//! truth about every decision the bot made.
+//!
+//! Each line is one record: a `fill` (the accepted signal and the price it
+//! filled at), a `reject` (why, and the line as received), or a `ckpt` (how
+//! far a file source has been read). Records are buffered and written by
+//! [`Journal::commit`], one `write` per batch, then fsynced per `FSYNC`
+//! (`batch`: one fsync per batch, a group commit).
+//!
+//! Why this gives an exactly-once effect across crashes:
+//! 1. Recovery keeps the longest prefix of whole lines; a torn last line is
+//!    cut away (it was never acknowledged: acknowledgement follows commit).
+//! 2. A file source's checkpoint is appended after the decisions for the
+//!    lines it covers, so a checkpoint in the prefix implies those decisions
+//!    are in it too. Resuming from it re-reads only lines whose decision may
+//!    be missing.
+//! 3. The dedupe index is the set of ids with a decision in the prefix, so a
+//!    re-read or re-sent signal whose decision survived is a duplicate, not
+//!    a second execution.
+//! 4. Positions are a replay of the fill records, so they match the journal.
+//! 5. A webhook 202 and a checkpoint are given only after `commit` returned:
+//!    every acknowledged signal has its decision in the journal.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::signal::Side;
+
+pub const FILE_NAME: &str = "journal.jsonl";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncPolicy {
+    /// fsync after every signal.
+    Always,
+    /// One fsync per batch of signals (group commit).
+    Batch,
+    /// Write to the OS only: survives a crash of the process, not of the machine.
+    Never,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum Record {
+    Fill {
+        id: String,
+        src: String,
+        /// The signal's own timestamp, epoch milliseconds.
+        ts: i64,
+        /// When it filled, epoch milliseconds.
+        at: i64,
+        symbol: String,
+        side: Side,
+        qty: f64,
+        price: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
+    Reject {
+        id: Option<String>,
+        src: String,
+        at: i64,
+        reason: String,
+        detail: String,
+        line: String,
+    },
+    Ckpt {
+        src: String,
+        dev: u64,
+        ino: u64,
+        off: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "journal {path} is corrupt at line {line}: {detail}; refusing to guess what was decided"
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+    },
+}
+
+pub struct Journal {
+    path: PathBuf,
+    dir: PathBuf,
+    policy: FsyncPolicy,
+    file: Option<File>,
+    /// Length of the recovered prefix: anything past it when the file is
+    /// (re)opened is a torn tail.
+    valid_len: u64,
+    pending: Vec<u8>,
+    /// Bytes of `pending` already written; a failed write resumes here.
+    written: usize,
+    unsynced: bool,
+}
+
+impl Journal {
+    /// Reads the journal's records (cutting a torn last line) and returns
+    /// them with a journal ready to append. Opening for writing is retried
+    /// by [`Journal::commit`], so an unwritable directory is a health
+    /// problem, not a start-up failure.
+    pub fn recover(
+        dir: &Path,
+        policy: FsyncPolicy,
+    ) -> Result<(Journal, Vec<Record>), JournalError> {
+        let path = dir.join(FILE_NAME);
+        let mut bytes = Vec::new();
+        match File::open(&path) {
+            Ok(mut file) => {
+                file.read_to_end(&mut bytes)
+                    .map_err(|source| JournalError::Io {
+                        what: "cannot read journal",
+                        path: path.clone(),
+                        source,
+                    })?;
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(JournalError::Io {
+                    what: "cannot open journal",
+                    path,
+                    source,
+                })
+            }
+        }
+        let whole = bytes
+            .iter()
+            .rposition(|byte| *byte == b'\n')
+            .map_or(0, |at| at + 1);
+        if whole < bytes.len() {
+            tracing::warn!(
+                path = %path.display(),
+                torn_bytes = bytes.len() - whole,
+                "journal ends with a torn line (a crash mid-write); it is cut away"
+            );
+        }
+        let mut records = Vec::new();
+        for (index, line) in bytes[..whole].split(|byte| *byte == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let record = serde_json::from_slice(line).map_err(|error| JournalError::Corrupt {
+                path: path.clone(),
+                line: index + 1,
+                detail: error.to_string(),
+            })?;
+            records.push(record);
+        }
+        let mut journal = Journal {
+            path,
+            dir: dir.to_owned(),
+            policy,
+            file: None,
+            valid_len: whole as u64,
+            pending: Vec::with_capacity(64 * 1024),
+            written: 0,
+            unsynced: false,
+        };
+        if let Err(error) = journal.open() {
+            tracing::error!(%error, "journal is not writable yet; will retry");
+        }
+        Ok((journal, records))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn policy(&self) -> FsyncPolicy {
+        self.policy
+    }
+
+    /// Buffers one record; nothing reaches the file before [`Journal::commit`].
+    pub fn append(&mut self, record: &Record) {
+        if serde_json::to_writer(&mut self.pending, record).is_ok() {
+            self.pending.push(b'\n');
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || self.unsynced
+    }
+
+    /// Writes what is buffered and fsyncs it per the policy. On error the
+    /// buffer is kept, and the next call resumes where this one stopped.
+    /// Returns the fsync's duration, if one was made.
+    pub fn commit(&mut self) -> Result<Option<Duration>, JournalError> {
+        if !self.has_pending() {
+            return Ok(None);
+        }
+        self.open()?;
+        let Journal {
+            file: Some(file),
+            pending,
+            written,
+            path,
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        while *written < pending.len() {
+            match file.write(&pending[*written..]) {
+                Ok(0) => {
+                    return Err(JournalError::Io {
+                        what: "cannot append to journal",
+                        path: path.clone(),
+                        source: io::ErrorKind::WriteZero.into(),
+                    })
+                }
+                Ok(count) => {
+                    *written += count;
+                    self.valid_len += count as u64;
+                    self.unsynced = true;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(JournalError::Io {
+                        what: "cannot append to journal",
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        pending.clear();
+        *written = 0;
+        if self.policy == FsyncPolicy::Never || !self.unsynced {
+            self.unsynced = false;
+            return Ok(None);
+        }
+        let started = Instant::now();
+        file.sync_data().map_err(|source| JournalError::Io {
+            what: "cannot fsync journal",
+            path: path.clone(),
+            source,
+        })?;
+        self.unsynced = false;
+        Ok(Some(started.elapsed()))
+    }
+
+    /// Opens for appending if not open yet, cutting a torn tail first.
+    fn open(&mut self) -> Result<(), JournalError> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let io_error = |what, source| JournalError::Io {
+            what,
+            path: self.path.clone(),
+            source,
+        };
+        let existed = self.path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|source| io_error("cannot open journal for appending", source))?;
+        let len = file
+            .metadata()
+            .map_err(|source| io_error("cannot stat journal", source))?
+            .len();
+        if len > self.valid_len {
+            file.set_len(self.valid_len)
+                .map_err(|source| io_error("cannot cut the torn tail of journal", source))?;
+        }
+        if !existed {
+            sync_dir(&self.dir)
+                .map_err(|source| io_error("cannot fsync the directory of", source))?;
+        }
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+/// Makes a new or renamed directory entry durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(id: &str) -> Record {
+        Record::Fill {
+            id: id.into(),
+            src: "stdin".into(),
+            ts: 1,
+            at: 2,
+            symbol: "BTC".into(),
+            side: Side::Buy,
+            qty: 1.0,
+            price: 10.0,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn appends_survive_reopen_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, records) = Journal::recover(dir.path(), FsyncPolicy::Batch).unwrap();
+        assert!(records.is_empty());
+        journal.append(&fill("a"));
+        journal.append(&fill("b"));
+        assert!(journal.commit().unwrap().is_some());
+        drop(journal);
+        let path = dir.path().join(FILE_NAME);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"t":"fill","id":"c","sr"#).unwrap();
+        let (mut journal, records) = Journal::recover(dir.path(), FsyncPolicy::Batch).unwrap();
+        assert_eq!(records, vec![fill("a"), fill("b")]);
+        journal.append(&fill("d"));
+        journal.commit().unwrap();
+        let (_, records) = Journal::recover(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(records, vec![fill("a"), fill("b"), fill("d")]);
+    }
+
+    #[test]
+    fn a_corrupt_middle_line_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), "garbage\n").unwrap();
+        let error = Journal::recover(dir.path(), FsyncPolicy::Batch)
+            .err()
+            .unwrap();
+        assert!(matches!(error, JournalError::Corrupt { line: 1, .. }));
+    }
+}

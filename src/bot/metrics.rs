@@ -1,0 +1,246 @@
+//! The bot's figures. The loop owns a plain [`Figures`] and publishes a
+//! copy once per iteration; scrapes read the copy, so the HTTP thread never
+//! waits on the loop and the loop takes no lock per signal.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use super::engine::Position;
+use super::signal::{Reason, Side};
+use crate::health::metrics::{Kind, MetricsSource, Sample};
+
+/// Upper bounds of the fsync latency buckets, in seconds.
+const FSYNC_BUCKETS: [f64; 10] = [
+    0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0,
+];
+
+#[derive(Clone, Default)]
+pub struct Histogram {
+    buckets: [u64; FSYNC_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        for (bucket, bound) in self.buckets.iter_mut().zip(FSYNC_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Result {
+    Filled,
+    Rejected,
+    Duplicate,
+}
+
+impl Result {
+    fn label(self) -> &'static str {
+        match self {
+            Result::Filled => "filled",
+            Result::Rejected => "rejected",
+            Result::Duplicate => "duplicate",
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Figures {
+    pub signals: BTreeMap<(&'static str, Result), u64>,
+    pub fills: BTreeMap<(String, Side), u64>,
+    pub rejects: [u64; Reason::ALL.len()],
+    pub duplicates: u64,
+    pub positions: BTreeMap<String, Position>,
+    pub last_signal: Option<(Instant, SystemTime)>,
+    pub iterations: u64,
+    pub fsync: Histogram,
+}
+
+impl Figures {
+    pub fn count(&mut self, source: &'static str, result: Result) {
+        *self.signals.entry((source, result)).or_default() += 1;
+        self.last_signal = Some((Instant::now(), SystemTime::now()));
+    }
+
+    fn total(&self, result: Option<Result>) -> u64 {
+        self.signals
+            .iter()
+            .filter(|((_, counted), _)| result.map_or(true, |result| result == *counted))
+            .map(|(_, count)| count)
+            .sum()
+    }
+}
+
+#[derive(Default)]
+pub struct BotMetrics {
+    published: Mutex<Figures>,
+}
+
+impl BotMetrics {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    pub fn publish(&self, figures: &Figures) {
+        *self.lock() = figures.clone();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Figures> {
+        self.published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl MetricsSource for BotMetrics {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        let figures = self.lock().clone();
+        for ((source, result), count) in &figures.signals {
+            out.push(
+                Sample::new(
+                    "signals_total",
+                    Kind::Counter,
+                    "Signal lines handled, by source and result.",
+                    *count as f64,
+                )
+                .label("source", *source)
+                .label("result", result.label()),
+            );
+        }
+        for ((symbol, side), count) in &figures.fills {
+            out.push(
+                Sample::new("fills_total", Kind::Counter, "Paper fills.", *count as f64)
+                    .label("symbol", symbol.clone())
+                    .label("side", side.as_str()),
+            );
+        }
+        for reason in Reason::ALL {
+            out.push(
+                Sample::new(
+                    "rejects_total",
+                    Kind::Counter,
+                    "Rejected lines and signals, by reason.",
+                    figures.rejects[reason.index()] as f64,
+                )
+                .label("reason", reason.label()),
+            );
+        }
+        out.push(Sample::new(
+            "duplicates_total",
+            Kind::Counter,
+            "Signals whose id was already decided (not executed again).",
+            figures.duplicates as f64,
+        ));
+        for (symbol, position) in &figures.positions {
+            out.push(
+                Sample::new(
+                    "position",
+                    Kind::Gauge,
+                    "Position (negative: short).",
+                    position.qty,
+                )
+                .label("symbol", symbol.clone()),
+            );
+        }
+        for (symbol, position) in &figures.positions {
+            out.push(
+                Sample::new(
+                    "realized_pnl",
+                    Kind::Gauge,
+                    "Realized profit and loss.",
+                    position.realized_pnl,
+                )
+                .label("symbol", symbol.clone()),
+            );
+        }
+        out.push(Sample::new(
+            "last_signal_timestamp_seconds",
+            Kind::Gauge,
+            "Unix time of the last signal line handled (0: none yet).",
+            figures.last_signal.map_or(0.0, |(_, at)| {
+                at.duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |since| since.as_secs_f64())
+            }),
+        ));
+        out.push(Sample::new(
+            "loop_iterations_total",
+            Kind::Counter,
+            "Completed bot loop iterations.",
+            figures.iterations as f64,
+        ));
+        let help = "Journal fsync latency.";
+        for (count, bound) in figures.fsync.buckets.iter().zip(FSYNC_BUCKETS) {
+            out.push(
+                Sample::new(
+                    "journal_fsync_seconds",
+                    Kind::Histogram,
+                    help,
+                    *count as f64,
+                )
+                .suffix("_bucket")
+                .label("le", bound.to_string()),
+            );
+        }
+        out.push(
+            Sample::new(
+                "journal_fsync_seconds",
+                Kind::Histogram,
+                help,
+                figures.fsync.count as f64,
+            )
+            .suffix("_bucket")
+            .label("le", "+Inf"),
+        );
+        out.push(
+            Sample::new(
+                "journal_fsync_seconds",
+                Kind::Histogram,
+                help,
+                figures.fsync.sum,
+            )
+            .suffix("_sum"),
+        );
+        out.push(
+            Sample::new(
+                "journal_fsync_seconds",
+                Kind::Histogram,
+                help,
+                figures.fsync.count as f64,
+            )
+            .suffix("_count"),
+        );
+    }
+
+    fn summary(&self) -> Option<String> {
+        let figures = self.lock();
+        let last = figures.last_signal.map_or_else(
+            || "no signal yet".to_owned(),
+            |(at, _)| format!("last signal {}s ago", at.elapsed().as_secs()),
+        );
+        Some(format!(
+            "{} signals, {} fills, {} rejected, {} duplicates, {last}",
+            figures.total(None),
+            figures.total(Some(Result::Filled)),
+            figures.total(Some(Result::Rejected)),
+            figures.duplicates,
+        ))
+    }
+
+    fn health_fields(&self, body: &mut Map<String, Value>) {
+        let age = self
+            .lock()
+            .last_signal
+            .map(|(at, _)| (at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+        body.insert("last_signal_age_seconds".into(), Value::from(age));
+    }
+}

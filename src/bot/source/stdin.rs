@@ -1,0 +1,52 @@
+//! `stdin`: signal lines piped into the daemon. Nothing can replay them, so
+//! a line read is a line handed to the loop; at end of input the source
+//! ends and the bot goes on with its other sources (or idles).
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::lines::LineSplitter;
+use super::Batch;
+
+pub async fn run(index: usize, batches: mpsc::Sender<Batch>, shutdown: CancellationToken) {
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut splitter = LineSplitter::default();
+    loop {
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            read = stdin.read(&mut buffer) => read,
+        };
+        let mut lines = Vec::new();
+        let ended = match read {
+            Ok(0) => true,
+            Ok(count) => {
+                splitter.push(&buffer[..count], &mut lines);
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, "stdin source: read failed; the source ends");
+                true
+            }
+        };
+        if ended {
+            splitter.finish(&mut lines);
+        }
+        if !lines.is_empty() {
+            let batch = Batch {
+                source: index,
+                lines,
+                checkpoint: None,
+                reply: None,
+            };
+            if batches.send(batch).await.is_err() {
+                return;
+            }
+        }
+        if ended {
+            tracing::info!("stdin source: end of input");
+            return;
+        }
+    }
+}

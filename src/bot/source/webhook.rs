@@ -1,0 +1,216 @@
+//! `webhook`: `POST /signals` on a listener of its own (`WEBHOOK_BIND`),
+//! served by the shared HTTP machinery on its own thread.
+//!
+//! A request needs `Authorization: Bearer <token>` (compared in constant
+//! time), a body within the limit, and one or more signal lines. It is
+//! answered only after the loop has journaled the lines' decisions durably:
+//! 202 when every line was a valid signal (filled, rejected by a risk limit,
+//! or a duplicate), 400 when some line was not (the others were still
+//! handled; the body says which was which), 503 while stopping.
+
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::lines::LineSplitter;
+use super::{Batch, Verdict};
+use crate::config::Secret;
+use crate::health::api::{json_response, text};
+use crate::health::http::{serve, Body, Limits};
+
+/// In-flight requests get this long to be answered once the server stops.
+const DRAIN: Duration = Duration::from_secs(5);
+
+pub struct Webhook {
+    pub index: usize,
+    pub listener: TcpListener,
+    pub token: Secret,
+    pub body_limit: usize,
+    pub batches: mpsc::Sender<Batch>,
+    pub shutdown: CancellationToken,
+}
+
+struct Handler {
+    index: usize,
+    token: Secret,
+    body_limit: usize,
+    batches: mpsc::Sender<Batch>,
+    shutdown: CancellationToken,
+}
+
+impl Webhook {
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("webhook".into())
+            .spawn(move || {
+                let handler = Rc::new(Handler {
+                    index: self.index,
+                    token: self.token,
+                    body_limit: self.body_limit,
+                    batches: self.batches,
+                    shutdown: self.shutdown.clone(),
+                });
+                let local = tokio::task::LocalSet::new();
+                let served = local.block_on(
+                    &runtime,
+                    serve(
+                        self.listener,
+                        Limits::default(),
+                        move |request| {
+                            let handler = Rc::clone(&handler);
+                            async move { handler.respond(request).await }
+                        },
+                        self.shutdown,
+                    ),
+                );
+                if let Err(error) = served {
+                    tracing::error!(%error, "webhook server failed; webhook signals are not received");
+                }
+                // Lets requests already handed to the loop get their answer.
+                let _ = runtime.block_on(tokio::time::timeout(DRAIN, local));
+            })
+    }
+}
+
+impl Handler {
+    async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
+        if request.uri().path() != "/signals" {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: POST signals to /signals\n",
+            );
+        }
+        if request.method() != Method::POST {
+            let mut response = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: use POST\n",
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+        if self.shutdown.is_cancelled() {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping: not accepting signals\n",
+            );
+        }
+        let authorized = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|given| same_token(given, self.token.expose().as_bytes()));
+        if !authorized {
+            let mut response = text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.body_limit as u64) {
+            return self.too_large();
+        }
+        let body = match Limited::new(request.into_body(), self.body_limit)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<LengthLimitError>() => return self.too_large(),
+            Err(error) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {error}\n"),
+                )
+            }
+        };
+        let mut lines = Vec::new();
+        let mut splitter = LineSplitter::default();
+        splitter.push(&body, &mut lines);
+        splitter.finish(&mut lines);
+        if lines.is_empty() {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "empty body: send one signal (JSON object) a line\n",
+            );
+        }
+        let (reply, answer) = oneshot::channel();
+        let batch = Batch {
+            source: self.index,
+            lines,
+            checkpoint: None,
+            reply: Some(reply),
+        };
+        if self.batches.send(batch).await.is_err() {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping: not accepting signals\n",
+            );
+        }
+        let Ok(outcomes) = answer.await else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping: signals not recorded\n",
+            );
+        };
+        let code = if outcomes
+            .iter()
+            .any(|outcome| outcome.result == Verdict::Invalid)
+        {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::ACCEPTED
+        };
+        json_response(code, &json!({ "results": outcomes }))
+    }
+
+    fn too_large(&self) -> Response<Body> {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "body over the {}-byte limit (WEBHOOK_BODY_LIMIT)\n",
+                self.body_limit
+            ),
+        )
+    }
+}
+
+/// Compares in time that depends on the expected token's length only, so
+/// response timing does not reveal how much of a guess was right.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = given.len() ^ expected.len();
+    for (index, byte) in expected.iter().enumerate() {
+        let other = given.get(index).copied().unwrap_or(0);
+        difference |= usize::from(byte ^ other);
+    }
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn compares_whole_tokens() {
+        assert!(same_token(b"s3cret", b"s3cret"));
+        assert!(!same_token(b"s3cre", b"s3cret"));
+        assert!(!same_token(b"s3cretX", b"s3cret"));
+        assert!(!same_token(b"S3cret", b"s3cret"));
+        assert!(!same_token(b"", b"s3cret"));
+    }
+}
