@@ -436,3 +436,94 @@ impl NotifySocket {
         }
     }
 }
+
+/// An HTTP/1.1 request with a body and `Connection: close`: (status, body).
+pub fn http_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Ok((code, body))
+}
+
+impl Daemon {
+    /// One series of `/metrics` (Prometheus text): the sample named
+    /// `tradingbot_{name}` whose labels include every pair given.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let (_, text) = self.get("/metrics");
+        let family = format!("tradingbot_{name}");
+        text.lines().find_map(|line| {
+            let rest = line.strip_prefix(&family)?;
+            let (label_text, value) = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            labels
+                .iter()
+                .all(|(key, wanted)| label_text.contains(&format!("{key}=\"{wanted}\"")))
+                .then(|| value.parse().ok())?
+        })
+    }
+
+    /// Waits until `metric(name, labels)` reaches `at_least`; returns the last value seen.
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
+        let mut last = 0.0;
+        let reached = wait_until(SOON, || {
+            last = self.metric(name, labels).unwrap_or(0.0);
+            last >= at_least
+        });
+        assert!(
+            reached,
+            "{name}{labels:?} stayed at {last}, wanted {at_least}; log:\n{}",
+            self.log.all().join("\n")
+        );
+        last
+    }
+
+    /// Every record of `STATE_DIR/journal.jsonl`.
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        read_journal(&self.state_dir())
+    }
+}
+
+/// The records of the journal in `state_dir`; panics on a corrupt line.
+pub fn read_journal(state_dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(state_dir.join("journal.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("corrupt journal line {line:?}"))
+        })
+        .collect()
+}
+
+/// A valid signal line (with its newline).
+pub fn signal_line(id: &str, symbol: &str, side: &str, qty: f64, price: Option<f64>) -> String {
+    let price = price.map_or(String::new(), |price| format!(",\"price\":{price}"));
+    format!(
+        "{{\"id\":\"{id}\",\"ts\":1714557600000,\"symbol\":\"{symbol}\",\"side\":\"{side}\",\"qty\":{qty}{price}}}\n"
+    )
+}

@@ -1,4 +1,9 @@
 //! Integration tests: each module drives the real `tradingbot` binary
 //! against real sockets, files, signals and processes.
 
+mod bot_crash;
+mod bot_journal;
+mod bot_signals;
+mod bot_sources;
+mod bot_webhook;
 mod common;

@@ -78,7 +78,9 @@ impl Webhook {
                     tracing::error!(%error, "webhook server failed; webhook signals are not received");
                 }
                 // Lets requests already handed to the loop get their answer.
-                let _ = runtime.block_on(tokio::time::timeout(DRAIN, local));
+                runtime.block_on(async {
+                    let _ = tokio::time::timeout(DRAIN, local).await;
+                });
             })
     }
 }

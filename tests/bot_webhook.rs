@@ -1,0 +1,129 @@
+//! The webhook source: authentication, size limit, 202 only once durable,
+//! and the token never shown.
+
+use std::net::SocketAddr;
+
+use crate::common::{free_port, http, http_with_body, signal_line, Builder};
+
+const TOKEN: &str = "tok-Zq8s3cret-Value";
+
+fn webhook_bot() -> (Builder, SocketAddr) {
+    let port = free_port();
+    let builder = Builder::new();
+    let token_file = builder.dir().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let builder = builder
+        .arg("--source")
+        .arg("webhook")
+        .env("WEBHOOK_BIND", format!("127.0.0.1:{port}"))
+        .env("WEBHOOK_TOKEN_FILE", token_file)
+        .env("WEBHOOK_BODY_LIMIT", "1024");
+    (builder, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn post(addr: SocketAddr, auth: Option<&str>, body: &str) -> (u16, String) {
+    let header;
+    let headers: &[(&str, &str)] = match auth {
+        Some(auth) => {
+            header = [("Authorization", auth)];
+            &header
+        }
+        None => &[],
+    };
+    http_with_body(addr, "POST", "/signals", headers, body.as_bytes()).unwrap()
+}
+
+#[test]
+fn webhook_authenticates_limits_and_answers_202_only_once_durable() {
+    let (builder, addr) = webhook_bot();
+    let daemon = builder.spawn();
+    daemon.wait_ready();
+    let bearer = format!("Bearer {TOKEN}");
+    let one = signal_line("w1", "BTC", "buy", 1.0, Some(100.0));
+
+    assert_eq!(post(addr, None, &one).0, 401);
+    assert_eq!(post(addr, Some("Bearer nope"), &one).0, 401);
+    assert_eq!(post(addr, Some(&format!("Bearer {TOKEN}x")), &one).0, 401);
+    assert_eq!(post(addr, Some(TOKEN), &one).0, 401);
+    assert_eq!(http(addr, "GET", "/signals", &[]).unwrap().0, 405);
+    assert_eq!(http(addr, "POST", "/other", &[]).unwrap().0, 404);
+    let (code, body) = post(addr, Some(&bearer), &"x".repeat(2000));
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("WEBHOOK_BODY_LIMIT"), "{body}");
+    assert_eq!(post(addr, Some(&bearer), "\n\n").0, 400);
+    assert!(
+        daemon.journal().is_empty(),
+        "refused requests reached the journal"
+    );
+
+    // Two lines in one body; at the moment of the 202 both are in the journal.
+    let batch = one.clone() + &signal_line("w2", "BTC", "sell", 1.0, Some(110.0));
+    let (code, body) = post(addr, Some(&bearer), &batch);
+    assert_eq!(code, 202, "{body}");
+    let ids: Vec<String> = daemon
+        .journal()
+        .iter()
+        .filter_map(|record| record["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids, ["w1", "w2"]);
+    let results: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(results["results"][0]["result"], "filled");
+
+    // A resend is a duplicate, still 202; a bad line makes it 400, with the
+    // good line beside it handled all the same.
+    let (code, body) = post(addr, Some(&bearer), &batch);
+    assert_eq!(code, 202, "{body}");
+    assert!(body.contains("duplicate"), "{body}");
+    let mixed = signal_line("w3", "BTC", "buy", 1.0, Some(100.0)) + "not json\n";
+    let (code, body) = post(addr, Some(&bearer), &mixed);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("not_json"), "{body}");
+    assert_eq!(
+        daemon.metric("realized_pnl", &[("symbol", "BTC")]),
+        Some(10.0)
+    );
+    assert_eq!(daemon.metric("position", &[("symbol", "BTC")]), Some(1.0));
+
+    // The token appears nowhere it could leak.
+    let (_, health) = daemon.get("/health");
+    let (_, metrics) = daemon.get("/metrics");
+    let mut daemon = daemon;
+    assert!(daemon.stop().success());
+    for text in [health, metrics, daemon.log.all().join("\n")] {
+        assert!(!text.contains("Zq8s3cret"), "token leaked: {text}");
+    }
+}
+
+#[test]
+fn webhook_config_is_checked_and_redacted() {
+    let (builder, _) = webhook_bot();
+    let output = builder.env("WEBHOOK_TOKEN", TOKEN).output();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "token and token file both set"
+    );
+
+    let (builder, _) = webhook_bot();
+    let output = builder.remove_env("WEBHOOK_TOKEN_FILE").output();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("without a bearer token"));
+
+    let port = free_port();
+    let output = Builder::new()
+        .arg("check-config")
+        .arg("--source")
+        .arg("webhook")
+        .env("WEBHOOK_BIND", format!("127.0.0.1:{port}"))
+        .env("WEBHOOK_TOKEN", TOKEN)
+        .output();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("WEBHOOK_TOKEN=(set, redacted)"), "{stdout}");
+    assert!(!stdout.contains("Zq8s3cret"), "{stdout}");
+    let help = Builder::new()
+        .arg("--help")
+        .env("WEBHOOK_TOKEN", TOKEN)
+        .output();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("Zq8s3cret"));
+}
