@@ -231,3 +231,29 @@ fn live_trading_is_refused_with_exit_2() {
     assert!(stderr.contains("LIVE_TRADING"), "{stderr}");
     assert!(stderr.contains("not supported yet"), "{stderr}");
 }
+
+#[test]
+fn a_quiet_feed_shows_as_degraded_until_a_signal_comes() {
+    let mut daemon = stdin_bot().env("MAX_SIGNAL_AGE", "300ms").spawn();
+    daemon.wait_ready();
+    let feed_check = |daemon: &Daemon| daemon.health().1["checks"]["feed"].clone();
+    assert!(
+        crate::common::wait_until(SOON, || feed_check(&daemon)["status"] == "degraded"),
+        "{}",
+        feed_check(&daemon)
+    );
+    let (code, health) = daemon.health();
+    assert_eq!(code, 200, "degraded is still up: {health}");
+    assert!(health["checks"]["feed"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("MAX_SIGNAL_AGE"));
+    assert_eq!(health["last_signal_age_seconds"], serde_json::Value::Null);
+    daemon.write_stdin(signal_line("q1", "BTC", "buy", 1.0, Some(1.0)).as_bytes());
+    assert!(crate::common::wait_until(SOON, || feed_check(&daemon)
+        ["status"]
+        == "ok"));
+    assert!(daemon.health().1["last_signal_age_seconds"].is_number());
+    daemon.close_stdin();
+    assert!(daemon.stop().success());
+}

@@ -1,9 +1,10 @@
 //! The webhook source: authentication, size limit, 202 only once durable,
 //! and the token never shown.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 
-use crate::common::{free_port, http, http_with_body, signal_line, Builder};
+use crate::common::{free_port, http, http_with_body, signal_line, Builder, SIGTERM, SOON};
 
 const TOKEN: &str = "tok-Zq8s3cret-Value";
 
@@ -126,4 +127,32 @@ fn webhook_config_is_checked_and_redacted() {
         .env("WEBHOOK_TOKEN", TOKEN)
         .output();
     assert!(!String::from_utf8_lossy(&help.stdout).contains("Zq8s3cret"));
+}
+
+#[test]
+fn webhook_answers_503_while_stopping_and_the_stop_is_clean() {
+    let (builder, addr) = webhook_bot();
+    let mut daemon = builder.spawn();
+    daemon.wait_ready();
+    let line = signal_line("late", "BTC", "buy", 1.0, Some(100.0));
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /signals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{}",
+        line.len(),
+        &line[..10]
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    daemon.signal(SIGTERM);
+    assert!(daemon.log.wait_for("sources stopping", SOON).is_some());
+    stream.write_all(&line.as_bytes()[10..]).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(daemon.wait_exit(SOON).success());
+    assert!(daemon.journal().is_empty());
 }

@@ -56,9 +56,10 @@ pub enum BotError {
 }
 
 impl BotError {
-    /// A configuration mistake (exit 2) rather than a runtime failure.
+    /// A configuration mistake (exit 2) rather than a runtime failure: a
+    /// webhook address that cannot be bound is one the operator must change.
     pub fn is_config(&self) -> bool {
-        false
+        matches!(self, BotError::WebhookBind { .. })
     }
 }
 

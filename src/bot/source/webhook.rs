@@ -141,6 +141,14 @@ impl Handler {
                 )
             }
         };
+        // A body that finished arriving after the stop began is refused
+        // rather than raced against the drain.
+        if self.shutdown.is_cancelled() {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping: not accepting signals\n",
+            );
+        }
         let mut lines = Vec::new();
         let mut splitter = LineSplitter::default();
         splitter.push(&body, &mut lines);
