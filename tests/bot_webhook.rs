@@ -139,17 +139,20 @@ fn webhook_answers_503_while_stopping_and_the_stop_is_clean() {
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
+    // `Expect: 100-continue`: the 100 says the handler is reading the body,
+    // so the stop lands while the request is in hand.
     write!(
         stream,
-        "POST /signals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{}",
+        "POST /signals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         line.len(),
-        &line[..10]
     )
     .unwrap();
-    stream.flush().unwrap();
+    let mut continued = [0u8; 25];
+    stream.read_exact(&mut continued).unwrap();
+    assert!(continued.starts_with(b"HTTP/1.1 100 Continue\r\n"));
     daemon.signal(SIGTERM);
     assert!(daemon.log.wait_for("sources stopping", SOON).is_some());
-    stream.write_all(&line.as_bytes()[10..]).unwrap();
+    stream.write_all(line.as_bytes()).unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
