@@ -152,3 +152,32 @@ fn a_torn_last_line_is_cut_on_start_and_logged() {
     daemon.close_stdin();
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn fsync_policy_sets_how_often_the_journal_is_synced() {
+    for (policy, expect_syncs) in [("always", true), ("never", false)] {
+        let mut daemon = Builder::new()
+            .env("FSYNC", policy)
+            .arg("--source")
+            .arg("stdin")
+            .piped_stdin()
+            .spawn();
+        daemon.wait_ready();
+        let lines: String = (0..3)
+            .map(|index| signal_line(&format!("{policy}-{index}"), "BTC", "buy", 1.0, Some(10.0)))
+            .collect();
+        daemon.write_stdin(lines.as_bytes());
+        daemon.wait_metric("signals_total", &[("result", "filled")], 3.0);
+        let syncs = daemon.metric("journal_fsync_seconds_count", &[]).unwrap();
+        if expect_syncs {
+            assert!(
+                syncs >= 3.0,
+                "FSYNC=always synced {syncs} times for 3 signals"
+            );
+        } else {
+            assert_eq!(syncs, 0.0, "FSYNC=never synced");
+        }
+        daemon.close_stdin();
+        assert!(daemon.stop().success());
+    }
+}

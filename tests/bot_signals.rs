@@ -257,3 +257,19 @@ fn a_quiet_feed_shows_as_degraded_until_a_signal_comes() {
     daemon.close_stdin();
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn status_line_carries_the_bot_figures() {
+    let notify = crate::common::NotifySocket::path();
+    let mut daemon = stdin_bot().env("NOTIFY_SOCKET", &notify.env_value).spawn();
+    daemon.wait_ready();
+    daemon.write_stdin(signal_line("st1", "BTC", "buy", 1.0, Some(5.0)).as_bytes());
+    daemon.write_stdin(b"garbage\n");
+    let status = notify.wait_for(SOON, |message| {
+        message.contains("2 signals, 1 fills, 1 rejected")
+    });
+    assert!(status.is_some(), "no STATUS= with the figures");
+    assert!(status.unwrap().0.contains("last signal"));
+    daemon.close_stdin();
+    assert!(daemon.stop().success());
+}

@@ -149,3 +149,27 @@ wait
         "the feed's child outlived the stop"
     );
 }
+
+#[test]
+fn a_missing_file_degrades_the_feed_until_it_appears() {
+    let builder = Builder::new().env("FILE_POLL_INTERVAL", "20ms");
+    let feed = builder.dir().join("later.jsonl");
+    let mut daemon = builder
+        .arg("--source")
+        .arg(format!("file:{}", feed.display()))
+        .spawn();
+    daemon.wait_ready();
+    let feed_check = |daemon: &Daemon| daemon.health().1["checks"]["feed"].clone();
+    assert!(wait_until(SOON, || feed_check(&daemon)["reason"]
+        .as_str()
+        .is_some_and(|reason| reason.contains("cannot open"))));
+    assert_eq!(
+        daemon.health().0,
+        200,
+        "a missing file degrades, it does not fail"
+    );
+    append(&feed, &line("m1"));
+    daemon.wait_metric("signals_total", &[("result", "filled")], 1.0);
+    assert!(wait_until(SOON, || feed_check(&daemon)["status"] == "ok"));
+    assert!(daemon.stop().success());
+}

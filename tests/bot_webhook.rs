@@ -159,3 +159,28 @@ fn webhook_answers_503_while_stopping_and_the_stop_is_clean() {
     assert!(daemon.wait_exit(SOON).success());
     assert!(daemon.journal().is_empty());
 }
+
+#[test]
+fn a_chunked_body_over_the_limit_is_cut_off_with_413() {
+    let (builder, addr) = webhook_bot();
+    let daemon = builder.spawn();
+    daemon.wait_ready();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /signals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = "y".repeat(600);
+    for _ in 0..2 {
+        let _ = write!(stream, "{:x}\r\n{chunk}\r\n", chunk.len());
+    }
+    let _ = write!(stream, "0\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(daemon.journal().is_empty());
+}

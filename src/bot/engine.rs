@@ -102,6 +102,12 @@ impl Engine {
                 )
             })?;
         let notional = signal.qty * price;
+        if !notional.is_finite() {
+            return Err(Reject::new(
+                Reason::BadQty,
+                format!("qty {} × price {price} is beyond any amount", signal.qty),
+            ));
+        }
         if let Some(max) = self.limits.max_order_notional {
             if notional > max {
                 return Err(Reject::new(

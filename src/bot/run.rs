@@ -84,6 +84,8 @@ pub struct Bot {
     /// Ids with a decision (fill or reject) in the journal.
     seen: HashSet<String>,
     checkpoints: BTreeMap<String, Checkpoint>,
+    /// File sources' progress in this iteration, journaled at its end.
+    moved: BTreeMap<usize, Checkpoint>,
     records: u64,
     /// Decided but not yet durable: answered after the next commit.
     replies: Vec<(oneshot::Sender<Vec<Outcome>>, Vec<Outcome>)>,
@@ -132,6 +134,7 @@ impl Bot {
             engine: Engine::new(config.risk, Box::new(PaperExecution)),
             seen: HashSet::new(),
             checkpoints: BTreeMap::new(),
+            moved: BTreeMap::new(),
             records: 0,
             replies: Vec::new(),
             state_dir: config.state_dir.clone(),
@@ -249,6 +252,7 @@ impl Bot {
             for batch in taken.drain(..) {
                 self.handle(batch);
             }
+            self.append_checkpoints();
             self.try_commit();
             self.check_quiet();
             if dirty && last_snapshot.elapsed() >= self.snapshot_interval {
@@ -349,15 +353,7 @@ impl Bot {
             }
         }
         if let Some(checkpoint) = batch.checkpoint {
-            let name = &self.sources[batch.source].name;
-            self.checkpoints.insert(name.clone(), checkpoint);
-            self.journal.append(&Record::Ckpt {
-                src: name.clone(),
-                dev: checkpoint.dev,
-                ino: checkpoint.ino,
-                off: checkpoint.offset,
-            });
-            self.records += 1;
+            self.moved.insert(batch.source, checkpoint);
         }
         if let Some(reply) = batch.reply {
             self.replies.push((reply, outcomes));
@@ -451,6 +447,22 @@ impl Bot {
         self.records += 1;
         self.figures.count(kind, metrics::Result::Rejected);
         self.figures.rejects[reject.reason.index()] += 1;
+    }
+
+    /// One checkpoint per file source per iteration, after every decision
+    /// of the iteration: the journal's order is what makes it safe.
+    fn append_checkpoints(&mut self) {
+        for (source, checkpoint) in std::mem::take(&mut self.moved) {
+            let name = self.sources[source].name.clone();
+            self.journal.append(&Record::Ckpt {
+                src: name.clone(),
+                dev: checkpoint.dev,
+                ino: checkpoint.ino,
+                off: checkpoint.offset,
+            });
+            self.checkpoints.insert(name, checkpoint);
+            self.records += 1;
+        }
     }
 
     /// Commits, and on success answers the webhook clients waiting on it.

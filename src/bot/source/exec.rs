@@ -70,9 +70,12 @@ impl ExecSource {
     }
 
     fn spawn(&self) -> io::Result<Child> {
-        let mut command = Command::new(&self.command[0]);
+        let Some((program, args)) = self.command.split_first() else {
+            return Err(io::Error::other("empty command"));
+        };
+        let mut command = Command::new(program);
         command
-            .args(&self.command[1..])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -173,7 +173,9 @@ impl FileSource {
             checkpoint: Some(Checkpoint {
                 dev: current.dev,
                 ino: current.ino,
-                offset: current.offset - current.splitter.pending() as u64,
+                offset: current
+                    .offset
+                    .saturating_sub(current.splitter.pending() as u64),
             }),
             reply: None,
         };
