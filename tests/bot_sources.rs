@@ -69,8 +69,13 @@ fn file_source_follows_partial_lines_rotation_truncation_and_resumes_from_its_ch
     daemon.wait_metric("signals_total", &[("result", "filled")], 8.0);
     assert!(daemon.stop().success());
 
-    // Written while the bot was down: read from the checkpoint on, once.
-    append(&feed, &(line("c1") + &line("c2")));
+    // Written while the bot was down, then rotated away, then a new file:
+    // the old one is finished from the checkpoint on, then the new one read.
+    append(&feed, &line("c1"));
+    let rotated_while_down = feed.with_extension("jsonl.2");
+    std::fs::rename(&feed, &rotated_while_down).unwrap();
+    append(&rotated_while_down, &line("c2"));
+    append(&feed, &line("n1"));
     let mut restarted = Builder::new()
         .env("FILE_POLL_INTERVAL", "20ms")
         .env("STATE_DIR", daemon.state_dir())
@@ -78,12 +83,12 @@ fn file_source_follows_partial_lines_rotation_truncation_and_resumes_from_its_ch
         .arg(&source)
         .spawn();
     restarted.wait_ready();
-    restarted.wait_metric("signals_total", &[("result", "filled")], 2.0);
+    restarted.wait_metric("signals_total", &[("result", "filled")], 3.0);
     assert_eq!(restarted.metric("duplicates_total", &[]), Some(0.0));
     assert!(restarted.stop().success());
     assert_eq!(
         filled_ids(&daemon),
-        ["a1", "a2", "p1", "late", "r1", "r2", "r3", "t1", "c1", "c2"]
+        ["a1", "a2", "p1", "late", "r1", "r2", "r3", "t1", "c1", "c2", "n1"]
     );
     let checkpoints = daemon
         .journal()

@@ -7,13 +7,13 @@
 //! rotated (finish the old file, then read the new one from the start). A
 //! partial last line waits for its newline. Each batch carries the offset
 //! just past its last whole line; the loop journals it as the checkpoint
-//! after the batch's decisions, and a restart resumes there if the file is
-//! still the same one (device and inode).
+//! after the batch's decisions, and a restart resumes there in the same file
+//! (by device and inode, even if it was rotated away meanwhile).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,29 +100,21 @@ impl FileSource {
         }
     }
 
-    /// Opens the file, resuming from the checkpoint if it is the same file.
+    /// Opens the file to read next: the checkpointed one first (at PATH, or
+    /// rotated away beside it while the bot was down, so its last lines are
+    /// not skipped), else PATH from the start.
     fn open(&mut self) -> io::Result<Open> {
-        let mut file = File::open(&self.path)?;
-        let meta = file.metadata()?;
-        let (dev, ino) = (meta.dev(), meta.ino());
-        let mut offset = 0;
-        if let Some(resume) = self.resume.take() {
-            if (resume.dev, resume.ino) != (dev, ino) {
-                tracing::warn!(path = %self.path.display(), "file source: the file was replaced while the bot was down; reading the new one from the start");
-            } else if resume.offset > meta.len() {
-                tracing::warn!(path = %self.path.display(), checkpoint = resume.offset, len = meta.len(), "file source: the file was truncated while the bot was down; reading from the start");
-            } else {
-                offset = file.seek(SeekFrom::Start(resume.offset))?;
+        if let Some(resume) = self.resume {
+            if let Some((file, found)) = find_file(&self.path, resume.dev, resume.ino) {
+                self.resume = None;
+                return opened(file, &found, resume.offset);
             }
         }
-        tracing::info!(path = %self.path.display(), offset, "file source: reading");
-        Ok(Open {
-            file,
-            dev,
-            ino,
-            offset,
-            splitter: LineSplitter::default(),
-        })
+        let file = File::open(&self.path)?;
+        if self.resume.take().is_some() {
+            tracing::warn!(path = %self.path.display(), "file source: the checkpointed file is gone; reading the current one from the start");
+        }
+        opened(file, &self.path, 0)
     }
 
     /// At end of file: truncated, rotated, or just nothing new yet?
@@ -187,4 +179,46 @@ enum End {
     Wait,
     Again,
     Rotated,
+}
+
+fn opened(mut file: File, path: &Path, offset: u64) -> io::Result<Open> {
+    let meta = file.metadata()?;
+    let offset = if offset > meta.len() {
+        tracing::warn!(path = %path.display(), checkpoint = offset, len = meta.len(), "file source: the file was truncated while the bot was down; reading from the start");
+        0
+    } else {
+        file.seek(SeekFrom::Start(offset))?
+    };
+    tracing::info!(path = %path.display(), offset, "file source: reading");
+    Ok(Open {
+        file,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        offset,
+        splitter: LineSplitter::default(),
+    })
+}
+
+/// The file with this identity: `path` itself or a sibling (`signals.jsonl.1`).
+fn find_file(path: &Path, dev: u64, ino: u64) -> Option<(File, PathBuf)> {
+    let open_if_same = |candidate: PathBuf| {
+        let meta = std::fs::metadata(&candidate).ok()?;
+        if (meta.dev(), meta.ino()) != (dev, ino) || !meta.is_file() {
+            return None;
+        }
+        let file = File::open(&candidate).ok()?;
+        let meta = file.metadata().ok()?;
+        ((meta.dev(), meta.ino()) == (dev, ino)).then_some((file, candidate))
+    };
+    if let Some(found) = open_if_same(path.to_owned()) {
+        return Some(found);
+    }
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find_map(|entry| open_if_same(entry.path()))
 }
