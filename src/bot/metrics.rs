@@ -37,7 +37,7 @@ impl Histogram {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Result {
     Filled,
     Rejected,
@@ -45,6 +45,8 @@ pub enum Result {
 }
 
 impl Result {
+    const ALL: [Result; 3] = [Result::Filled, Result::Rejected, Result::Duplicate];
+
     fn label(self) -> &'static str {
         match self {
             Result::Filled => "filled",
@@ -54,10 +56,13 @@ impl Result {
     }
 }
 
+/// Counters indexed, not keyed, where the loop bumps them per signal.
 #[derive(Clone, Default)]
 pub struct Figures {
-    pub signals: BTreeMap<(&'static str, Result), u64>,
-    pub fills: BTreeMap<(String, Side), u64>,
+    /// Per configured source (by index): its kind label and a count per [`Result`].
+    pub signals: Vec<(&'static str, [u64; 3])>,
+    /// Per symbol: fills by side (buy, sell).
+    pub fills: BTreeMap<String, [u64; 2]>,
     pub rejects: [u64; Reason::ALL.len()],
     pub duplicates: u64,
     pub positions: BTreeMap<String, Position>,
@@ -67,16 +72,43 @@ pub struct Figures {
 }
 
 impl Figures {
-    pub fn count(&mut self, source: &'static str, result: Result) {
-        *self.signals.entry((source, result)).or_default() += 1;
-        self.last_signal = Some((Instant::now(), SystemTime::now()));
+    pub fn new(source_kinds: impl IntoIterator<Item = &'static str>) -> Self {
+        Figures {
+            signals: source_kinds
+                .into_iter()
+                .map(|kind| (kind, [0; 3]))
+                .collect(),
+            ..Figures::default()
+        }
     }
 
-    fn total(&self, result: Option<Result>) -> u64 {
+    pub fn count(&mut self, source: usize, result: Result) {
+        if let Some((_, counts)) = self.signals.get_mut(source) {
+            counts[result as usize] += 1;
+        }
+    }
+
+    pub fn fill(&mut self, symbol: &str, side: Side) {
+        let index = side as usize;
+        match self.fills.get_mut(symbol) {
+            Some(counts) => counts[index] += 1,
+            None => {
+                let mut counts = [0; 2];
+                counts[index] = 1;
+                self.fills.insert(symbol.to_owned(), counts);
+            }
+        }
+    }
+
+    pub fn total(&self, result: Option<Result>) -> u64 {
         self.signals
             .iter()
-            .filter(|((_, counted), _)| result.map_or(true, |result| result == *counted))
-            .map(|(_, count)| count)
+            .flat_map(|(_, counts)| {
+                Result::ALL
+                    .into_iter()
+                    .filter(move |counted| result.map_or(true, |result| result == *counted))
+                    .map(move |counted| counts[counted as usize])
+            })
             .sum()
     }
 }
@@ -105,24 +137,38 @@ impl BotMetrics {
 impl MetricsSource for BotMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
         let figures = self.lock().clone();
-        for ((source, result), count) in &figures.signals {
+        // Two sources of one kind share a series: labels must not repeat.
+        let mut by_kind: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        for (kind, counts) in &figures.signals {
+            for result in Result::ALL {
+                *by_kind.entry((kind, result.label())).or_default() += counts[result as usize];
+            }
+        }
+        for ((kind, result), count) in by_kind {
             out.push(
                 Sample::new(
                     "signals_total",
                     Kind::Counter,
                     "Signal lines handled, by source and result.",
-                    *count as f64,
+                    count as f64,
                 )
-                .label("source", *source)
-                .label("result", result.label()),
+                .label("source", kind)
+                .label("result", result),
             );
         }
-        for ((symbol, side), count) in &figures.fills {
-            out.push(
-                Sample::new("fills_total", Kind::Counter, "Paper fills.", *count as f64)
+        for (symbol, counts) in &figures.fills {
+            for side in [Side::Buy, Side::Sell] {
+                out.push(
+                    Sample::new(
+                        "fills_total",
+                        Kind::Counter,
+                        "Paper fills.",
+                        counts[side as usize] as f64,
+                    )
                     .label("symbol", symbol.clone())
                     .label("side", side.as_str()),
-            );
+                );
+            }
         }
         for reason in Reason::ALL {
             out.push(

@@ -63,12 +63,10 @@ impl BotError {
     }
 }
 
-/// One configured source: its spec, the name journal records carry, and
-/// its metric label.
+/// One configured source: its spec and the name journal records carry.
 struct SourceEntry {
     spec: SourceSpec,
     name: String,
-    kind: &'static str,
 }
 
 pub struct Bot {
@@ -97,6 +95,7 @@ pub struct Bot {
     exec_backoff: (Duration, Duration),
     started: Instant,
     quiet: bool,
+    positions_moved: bool,
 }
 
 impl Bot {
@@ -118,14 +117,13 @@ impl Bot {
             health: Arc::clone(health),
             feed: FeedHealth::new(Arc::clone(health)),
             metrics: BotMetrics::new(),
-            figures: Figures::default(),
+            figures: Figures::new(config.sources.iter().map(SourceSpec::kind)),
             sources: config
                 .sources
                 .iter()
                 .map(|spec| SourceEntry {
                     spec: spec.clone(),
                     name: spec.name(),
-                    kind: spec.kind(),
                 })
                 .collect(),
             webhook: None,
@@ -145,6 +143,7 @@ impl Bot {
             exec_backoff: (config.exec_backoff, config.exec_backoff_max),
             started: Instant::now(),
             quiet: false,
+            positions_moved: false,
         };
         for record in records {
             bot.replay(record);
@@ -260,6 +259,9 @@ impl Bot {
                 last_snapshot = Instant::now();
                 dirty = false;
             }
+            if std::mem::take(&mut self.positions_moved) {
+                self.figures.positions = self.engine.positions().clone();
+            }
             self.figures.iterations += 1;
             self.metrics.publish(&self.figures);
             heartbeat.beat();
@@ -342,6 +344,9 @@ impl Bot {
 
     fn handle(&mut self, batch: Batch) {
         let now_ms = now_ms();
+        if !batch.lines.is_empty() {
+            self.figures.last_signal = Some((Instant::now(), SystemTime::now()));
+        }
         let mut outcomes = Vec::new();
         for line in &batch.lines {
             let outcome = self.decide(batch.source, line, now_ms);
@@ -362,8 +367,6 @@ impl Bot {
 
     /// Decides one line: invalid, duplicate, rejected by the engine, or filled.
     fn decide(&mut self, source: usize, line: &Line, now_ms: i64) -> Outcome {
-        let entry = &self.sources[source];
-        let (kind, name) = (entry.kind, entry.name.clone());
         let (bytes, parsed) = match line {
             Line::Bytes(bytes) => (bytes.as_slice(), signal::parse(bytes)),
             Line::TooLong(length) => (
@@ -380,41 +383,34 @@ impl Bot {
         let signal = match parsed {
             Ok(signal) => signal,
             Err(reject) => {
-                self.reject(kind, name, bytes, &reject, now_ms);
+                self.reject(source, bytes, &reject, now_ms);
                 return outcome(reject.id.clone(), Verdict::Invalid, Some(&reject));
             }
         };
-        if self.seen.contains(&signal.id) {
-            self.figures.count(kind, metrics::Result::Duplicate);
+        // One hash per signal: std's SipHash is slower than some, but ids
+        // come from outside, and it does not degrade on crafted ones.
+        if !self.seen.insert(signal.id.clone()) {
+            self.figures.count(source, metrics::Result::Duplicate);
             self.figures.duplicates += 1;
             return outcome(Some(signal.id), Verdict::Duplicate, None);
         }
-        self.seen.insert(signal.id.clone());
         match self.engine.decide(&signal, now_ms) {
             Ok(fill) => {
+                self.figures.count(source, metrics::Result::Filled);
+                self.figures.fill(&fill.symbol, fill.side);
+                self.positions_moved = true;
                 self.journal.append(&Record::Fill {
-                    id: signal.id.clone(),
-                    src: name,
+                    src: self.sources[source].name.clone(),
                     ts: signal.ts_ms,
                     at: fill.at_ms,
-                    symbol: fill.symbol.clone(),
+                    symbol: fill.symbol,
                     side: fill.side,
                     qty: fill.qty,
                     price: fill.price,
-                    source: signal.source.clone(),
+                    source: signal.source,
+                    id: signal.id.clone(),
                 });
                 self.records += 1;
-                self.figures.count(kind, metrics::Result::Filled);
-                *self
-                    .figures
-                    .fills
-                    .entry((fill.symbol.clone(), fill.side))
-                    .or_default() += 1;
-                if let Some(position) = self.engine.positions().get(&fill.symbol) {
-                    self.figures
-                        .positions
-                        .insert(fill.symbol.clone(), position.clone());
-                }
                 outcome(Some(signal.id), Verdict::Filled, None)
             }
             Err(reject) => {
@@ -422,30 +418,23 @@ impl Bot {
                     id: Some(signal.id),
                     ..reject
                 };
-                self.reject(kind, name, bytes, &reject, now_ms);
+                self.reject(source, bytes, &reject, now_ms);
                 outcome(reject.id.clone(), Verdict::Rejected, Some(&reject))
             }
         }
     }
 
-    fn reject(
-        &mut self,
-        kind: &'static str,
-        name: String,
-        bytes: &[u8],
-        reject: &Reject,
-        now_ms: i64,
-    ) {
+    fn reject(&mut self, source: usize, bytes: &[u8], reject: &Reject, now_ms: i64) {
         self.journal.append(&Record::Reject {
             id: reject.id.clone(),
-            src: name,
+            src: self.sources[source].name.clone(),
             at: now_ms,
             reason: reject.reason.label().to_owned(),
             detail: reject.detail.clone(),
             line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
         });
         self.records += 1;
-        self.figures.count(kind, metrics::Result::Rejected);
+        self.figures.count(source, metrics::Result::Rejected);
         self.figures.rejects[reject.reason.index()] += 1;
     }
 
@@ -530,8 +519,8 @@ impl Bot {
             journal_records: self.records,
             positions: self.engine.positions(),
             checkpoints: &self.checkpoints,
-            signals: self.figures.signals.values().sum(),
-            fills: self.figures.fills.values().sum(),
+            signals: self.figures.total(None),
+            fills: self.figures.fills.values().flatten().sum(),
             rejects: self.figures.rejects.iter().sum(),
             duplicates: self.figures.duplicates,
         };
