@@ -247,6 +247,25 @@ mod tests {
         assert_eq!(position.realized_pnl, 60.0);
     }
 
+    proptest::proptest! {
+        /// Average-cost accounting: cash plus the position at its average
+        /// price is the realized PnL, whatever the sequence of fills.
+        #[test]
+        fn cash_and_position_at_cost_add_up_to_realized_pnl(
+            orders in proptest::collection::vec((proptest::bool::ANY, 1u32..5, 50u32..150), 1..40)
+        ) {
+            let mut engine = engine(RiskLimits::default());
+            for (index, (buy, qty, price)) in orders.into_iter().enumerate() {
+                let side = if buy { Side::Buy } else { Side::Sell };
+                let id = index.to_string();
+                engine.decide(&signal(&id, side, f64::from(qty), Some(f64::from(price))), 0).unwrap();
+            }
+            let position = &engine.positions()["BTC"];
+            let at_cost = position.cash + position.qty * position.avg_price;
+            proptest::prop_assert!((at_cost - position.realized_pnl).abs() < 1e-6, "{:?}", position);
+        }
+    }
+
     #[test]
     fn limits_reject_without_changing_state() {
         let mut engine = engine(RiskLimits {

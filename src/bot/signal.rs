@@ -345,6 +345,24 @@ mod tests {
         assert_eq!(reject.id.as_deref(), Some("k"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_a_damaged_signal(cut in 0usize..120, junk in "[\\PC]{0,16}") {
+            let valid = r#"{"id":"a1","ts":"2024-05-01T12:00:00Z","symbol":"BTC","side":"buy","qty":0.5,"price":64000}"#;
+            let mut line = valid.as_bytes()[..cut.min(valid.len())].to_vec();
+            line.extend_from_slice(junk.as_bytes());
+            line.extend_from_slice(&valid.as_bytes()[cut.min(valid.len())..]);
+            if let Err(reject) = parse(&line) {
+                proptest::prop_assert!(!reject.detail.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn labels_round_trip() {
         for reason in Reason::ALL {

@@ -85,6 +85,29 @@ mod tests {
         assert_eq!(splitter.pending(), 0);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn chunking_does_not_change_the_lines(
+            text in "([a-z{}\":, ]{0,20}\n){0,12}[a-z]{0,5}",
+            cuts in proptest::collection::vec(0usize..300, 0..8),
+        ) {
+            let bytes = text.as_bytes();
+            let mut whole = Vec::new();
+            let mut splitter = LineSplitter::default();
+            splitter.push(bytes, &mut whole);
+            let mut pieces = Vec::new();
+            let mut splitter = LineSplitter::default();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|cut| cut.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut start = 0;
+            for cut in cuts.into_iter().chain(std::iter::once(bytes.len())) {
+                splitter.push(&bytes[start..cut], &mut pieces);
+                start = cut;
+            }
+            proptest::prop_assert_eq!(whole, pieces);
+        }
+    }
+
     #[test]
     fn an_over_long_line_is_reported_by_length() {
         let mut splitter = LineSplitter::default();
