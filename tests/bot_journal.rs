@@ -181,3 +181,15 @@ fn fsync_policy_sets_how_often_the_journal_is_synced() {
         assert!(daemon.stop().success());
     }
 }
+
+#[test]
+fn a_corrupt_journal_line_refuses_to_start_rather_than_guess() {
+    let builder = Builder::new();
+    let state = builder.dir().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("journal.jsonl"), "{\"t\":\"fill\",\"id\n{}\n").unwrap();
+    let mut daemon = builder.spawn();
+    let status = daemon.wait_exit(SOON);
+    assert_eq!(status.code(), Some(1));
+    assert!(daemon.log.all().join("\n").contains("corrupt at line 1"));
+}

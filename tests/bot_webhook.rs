@@ -110,6 +110,13 @@ fn webhook_config_is_checked_and_redacted() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("without a bearer token"));
 
+    let output = Builder::new()
+        .env("WEBHOOK_BIND", "127.0.0.1:9")
+        .env("WEBHOOK_TOKEN", TOKEN)
+        .output();
+    assert_eq!(output.status.code(), Some(2), "a listener nobody asked for");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--source webhook"));
+
     let port = free_port();
     let output = Builder::new()
         .arg("check-config")
