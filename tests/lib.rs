@@ -2,3 +2,13 @@
 //! against real sockets, files, signals and processes.
 
 mod common;
+
+mod abuse_http;
+mod config;
+mod health_file;
+mod http;
+mod lock;
+mod logging;
+mod notify;
+mod signals;
+mod stall;
