@@ -7,3 +7,13 @@ mod bot_signals;
 mod bot_sources;
 mod bot_webhook;
 mod common;
+
+mod abuse_http;
+mod config;
+mod health_file;
+mod http;
+mod lock;
+mod logging;
+mod notify;
+mod signals;
+mod stall;
