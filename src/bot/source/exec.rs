@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process_group, Pid, Signal};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::lines::LineSplitter;
+use super::lines::{Line, LineSplitter};
 use super::{Batch, FeedHealth};
 
 /// A feed that ran this long before exiting was healthy: its restart
@@ -156,9 +156,35 @@ async fn terminate(child: &mut Child) {
     }
 }
 
-async fn log_stderr(name: String, stderr: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(source = %name, "feed stderr: {line}");
+/// Logs the feed's stderr a line at a time, whatever its bytes: a reader
+/// that stopped at bad UTF-8 would let the pipe fill and wedge the feed.
+async fn log_stderr(name: String, mut stderr: impl AsyncRead + Unpin) {
+    let mut buffer = vec![0u8; 8 * 1024];
+    let mut splitter = LineSplitter::default();
+    loop {
+        let mut lines = Vec::new();
+        let ended = match stderr.read(&mut buffer).await {
+            Ok(0) | Err(_) => {
+                splitter.finish(&mut lines);
+                true
+            }
+            Ok(count) => {
+                splitter.push(&buffer[..count], &mut lines);
+                false
+            }
+        };
+        for line in lines {
+            match line {
+                Line::Bytes(bytes) => {
+                    tracing::info!(source = %name, "feed stderr: {}", String::from_utf8_lossy(&bytes));
+                }
+                Line::TooLong(length) => {
+                    tracing::warn!(source = %name, "feed stderr: a line of {length} bytes, not logged");
+                }
+            }
+        }
+        if ended {
+            return;
+        }
     }
 }
