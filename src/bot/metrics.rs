@@ -273,12 +273,15 @@ impl MetricsSource for BotMetrics {
             || "no signal yet".to_owned(),
             |(at, _)| format!("last signal {}s ago", at.elapsed().as_secs()),
         );
+        let duplicates = match figures.duplicates {
+            0 => String::new(),
+            count => format!(", {count} duplicates"),
+        };
         Some(format!(
-            "{} signals, {} fills, {} rejected, {} duplicates, {last}",
+            "{} signals, {} fills, {} rejected{duplicates}, {last}",
             figures.total(None),
             figures.total(Some(Result::Filled)),
             figures.total(Some(Result::Rejected)),
-            figures.duplicates,
         ))
     }
 
