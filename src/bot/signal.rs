@@ -1,8 +1,11 @@
 //! The signal format: one JSON object a line, and the precise reason a line
 //! is refused. Parsing never panics and never trusts the input's shape.
 
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -154,44 +157,146 @@ pub fn parse(line: &[u8]) -> Result<Signal, Reject> {
             format!("invalid UTF-8 at byte {}", error.valid_up_to()),
         )
     })?;
-    let value: Value = serde_json::from_str(text)
+    if !text.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<IgnoredAny>(text) {
+            Ok(_) => Reject::new(Reason::NotObject, "not a JSON object"),
+            Err(error) => Reject::new(Reason::NotJson, format!("not JSON: {error}")),
+        });
+    }
+    let fields: Fields<'_> = serde_json::from_str(text)
         .map_err(|error| Reject::new(Reason::NotJson, format!("not JSON: {error}")))?;
-    let Value::Object(object) = value else {
-        return Err(Reject::new(Reason::NotObject, "not a JSON object"));
-    };
-    let id = name_field(&object, "id", Reason::BadId)?;
-    from_object(&object).map_err(|reject| Reject {
-        id: Some(id.clone()),
-        ..reject
-    })
+    let id = name_field(&fields.id, "id", Reason::BadId)?;
+    match from_fields(&fields) {
+        Ok(signal) => Ok(Signal { id, ..signal }),
+        Err(reject) => Err(Reject {
+            id: Some(id),
+            ..reject
+        }),
+    }
 }
 
-fn from_object(object: &Map<String, Value>) -> Result<Signal, Reject> {
-    let id = name_field(object, "id", Reason::BadId)?;
-    let ts_ms = timestamp(required(object, "ts")?)?;
-    let symbol = name_field(object, "symbol", Reason::BadSymbol)?;
-    let side = match required(object, "side")? {
-        Value::String(side) if side == "buy" => Side::Buy,
-        Value::String(side) if side == "sell" => Side::Sell,
-        Value::String(side) => {
+/// The signal's fields as found, before they are checked. Parsing into
+/// this rather than a `serde_json::Value` tree borrows the strings from the
+/// line and skips most allocations; unknown fields are ignored, a repeated
+/// one is refused as not JSON.
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, default)]
+    id: Raw<'a>,
+    #[serde(borrow, default)]
+    ts: Raw<'a>,
+    #[serde(borrow, default)]
+    symbol: Raw<'a>,
+    #[serde(borrow, default)]
+    side: Raw<'a>,
+    #[serde(borrow, default)]
+    qty: Raw<'a>,
+    #[serde(borrow, default)]
+    price: Raw<'a>,
+    #[serde(borrow, default)]
+    source: Raw<'a>,
+}
+
+#[derive(Default)]
+enum Raw<'a> {
+    #[default]
+    Absent,
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    /// A boolean, an array or an object.
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVisitor(PhantomData))
+    }
+}
+
+struct RawVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
+    type Value = Raw<'a>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Raw<'a>, E> {
+        Ok(Raw::Str(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Raw<'a>, E> {
+        Ok(Raw::Str(Cow::Owned(value.to_owned())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Raw<'a>, E> {
+        Ok(Raw::Str(Cow::Owned(value)))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Raw<'a>, E> {
+        Ok(Raw::Int(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Raw<'a>, E> {
+        Ok(i64::try_from(value).map_or(Raw::Float(value as f64), Raw::Int))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Raw<'a>, E> {
+        Ok(Raw::Float(value))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Raw<'a>, E> {
+        Ok(Raw::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<Raw<'a>, E> {
+        Ok(Raw::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Raw<'a>, E> {
+        Ok(Raw::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Raw<'a>, A::Error> {
+        while items.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Raw::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Raw<'a>, A::Error> {
+        while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Raw::Other)
+    }
+}
+
+/// Every field but the id, which the caller has checked already.
+fn from_fields(fields: &Fields<'_>) -> Result<Signal, Reject> {
+    let ts_ms = timestamp(&fields.ts)?;
+    let symbol = name_field(&fields.symbol, "symbol", Reason::BadSymbol)?;
+    let side = match &fields.side {
+        Raw::Str(side) if side == "buy" => Side::Buy,
+        Raw::Str(side) if side == "sell" => Side::Sell,
+        Raw::Str(side) => {
             return Err(Reject::new(
                 Reason::BadSide,
                 format!("side {:?} is neither \"buy\" nor \"sell\"", clip(side)),
             ))
         }
-        _ => return Err(wrong_type("side", "a string")),
+        other => return Err(not_a(other, "side", "a string")),
     };
-    let qty = positive(required(object, "qty")?, "qty", Reason::BadQty)?;
-    let price = match object.get("price") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(positive(value, "price", Reason::BadPrice)?),
+    let qty = positive(&fields.qty, "qty", Reason::BadQty)?;
+    let price = match &fields.price {
+        Raw::Absent | Raw::Null => None,
+        value => Some(positive(value, "price", Reason::BadPrice)?),
     };
-    let source = match object.get("source") {
-        None | Some(Value::Null) => None,
-        Some(_) => Some(name_field(object, "source", Reason::BadSource)?),
+    let source = match &fields.source {
+        Raw::Absent | Raw::Null => None,
+        value => Some(name_field(value, "source", Reason::BadSource)?),
     };
     Ok(Signal {
-        id,
+        id: String::new(),
         ts_ms,
         symbol,
         side,
@@ -201,23 +306,21 @@ fn from_object(object: &Map<String, Value>) -> Result<Signal, Reject> {
     })
 }
 
-fn required<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'a Value, Reject> {
-    object
-        .get(field)
-        .ok_or_else(|| Reject::new(Reason::MissingField, format!("missing field {field:?}")))
-}
-
-fn wrong_type(field: &str, expected: &str) -> Reject {
-    Reject::new(
-        Reason::WrongType,
-        format!("field {field:?} must be {expected}"),
-    )
+/// Missing, or present with the wrong JSON type.
+fn not_a(value: &Raw<'_>, field: &str, expected: &str) -> Reject {
+    match value {
+        Raw::Absent => Reject::new(Reason::MissingField, format!("missing field {field:?}")),
+        _ => Reject::new(
+            Reason::WrongType,
+            format!("field {field:?} must be {expected}"),
+        ),
+    }
 }
 
 /// A non-empty printable string of bounded length.
-fn name_field(object: &Map<String, Value>, field: &str, bad: Reason) -> Result<String, Reject> {
-    let Value::String(text) = required(object, field)? else {
-        return Err(wrong_type(field, "a string"));
+fn name_field(value: &Raw<'_>, field: &str, bad: Reason) -> Result<String, Reject> {
+    let Raw::Str(text) = value else {
+        return Err(not_a(value, field, "a string"));
     };
     if text.is_empty() || text.chars().count() > MAX_FIELD_CHARS {
         return Err(Reject::new(
@@ -231,31 +334,33 @@ fn name_field(object: &Map<String, Value>, field: &str, bad: Reason) -> Result<S
             format!("{field:?} must not contain control characters"),
         ));
     }
-    Ok(text.clone())
+    Ok(text.clone().into_owned())
 }
 
-fn positive(value: &Value, field: &str, bad: Reason) -> Result<f64, Reject> {
-    let Value::Number(number) = value else {
-        return Err(wrong_type(field, "a number"));
+fn positive(value: &Raw<'_>, field: &str, bad: Reason) -> Result<f64, Reject> {
+    let number = match value {
+        Raw::Int(number) => *number as f64,
+        Raw::Float(number) => *number,
+        other => return Err(not_a(other, field, "a number")),
     };
-    match number.as_f64() {
-        Some(value) if value.is_finite() && value > 0.0 => Ok(value),
-        _ => Err(Reject::new(
+    if number.is_finite() && number > 0.0 {
+        Ok(number)
+    } else {
+        Err(Reject::new(
             bad,
             format!("{field:?} must be a finite number above zero, not {number}"),
-        )),
+        ))
     }
 }
 
-fn timestamp(value: &Value) -> Result<i64, Reject> {
+fn timestamp(value: &Raw<'_>) -> Result<i64, Reject> {
     match value {
-        Value::Number(number) => number.as_i64().filter(|ms| *ms >= 0).ok_or_else(|| {
-            Reject::new(
-                Reason::BadTs,
-                format!("\"ts\" {number} is not a non-negative whole number of epoch milliseconds"),
-            )
-        }),
-        Value::String(text) => OffsetDateTime::parse(text, &Rfc3339)
+        Raw::Int(ms) if *ms >= 0 => Ok(*ms),
+        Raw::Int(_) | Raw::Float(_) => Err(Reject::new(
+            Reason::BadTs,
+            "\"ts\" must be a non-negative whole number of epoch milliseconds",
+        )),
+        Raw::Str(text) => OffsetDateTime::parse(text, &Rfc3339)
             .ok()
             .and_then(|at| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())
             .ok_or_else(|| {
@@ -264,7 +369,11 @@ fn timestamp(value: &Value) -> Result<i64, Reject> {
                     format!("\"ts\" {:?} is not an RFC 3339 timestamp", clip(text)),
                 )
             }),
-        _ => Err(wrong_type("ts", "an RFC 3339 string or epoch milliseconds")),
+        other => Err(not_a(
+            other,
+            "ts",
+            "an RFC 3339 string or epoch milliseconds",
+        )),
     }
 }
 
@@ -335,6 +444,22 @@ mod tests {
             parse(b"{\"id\":\"x\",\xff}").unwrap_err().reason,
             Reason::InvalidUtf8
         );
+        assert_eq!(
+            reason(&format!("{{{ok},\"qty\":1,\"qty\":2}}")),
+            Reason::NotJson
+        );
+        assert_eq!(
+            reason(r#"{"id":"x","ts":1.5,"symbol":"S","side":"buy","qty":1}"#),
+            Reason::BadTs
+        );
+        assert_eq!(reason(&format!("{{{ok},\"qty\":null}}")), Reason::WrongType);
+        assert_eq!(reason(&format!("{{{ok},\"qty\":[1]}}")), Reason::WrongType);
+        assert_eq!(reason("\"just a string\""), Reason::NotObject);
+        assert_eq!(reason("  {"), Reason::NotJson);
+        assert!(parse(
+            format!("{{{ok},\"qty\":1,\"price\":null,\"extra\":{{\"a\":[1]}}}}").as_bytes()
+        )
+        .is_ok());
         let long = format!("{{\"id\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES));
         assert_eq!(reason(&long), Reason::LineTooLong);
     }
