@@ -24,7 +24,7 @@ use super::snapshot::{self, Checkpoint, Snapshot};
 use super::source::exec::ExecSource;
 use super::source::file::FileSource;
 use super::source::webhook::Webhook;
-use super::source::{self, Batch, FeedHealth, Line, Outcome, Verdict};
+use super::source::{self, Batch, Decision, FeedHealth, Line, Outcome};
 use super::SourceSpec;
 use crate::config::Config;
 use crate::health::{Component, HealthState, Heartbeat};
@@ -384,7 +384,7 @@ impl Bot {
             Ok(signal) => signal,
             Err(reject) => {
                 self.reject(source, bytes, &reject, now_ms);
-                return outcome(reject.id.clone(), Verdict::Invalid, Some(&reject));
+                return outcome(reject.id.clone(), Decision::Invalid, Some(&reject));
             }
         };
         // One hash per signal: std's SipHash is slower than some, but ids
@@ -392,7 +392,7 @@ impl Bot {
         if !self.seen.insert(signal.id.clone()) {
             self.figures.count(source, metrics::Result::Duplicate);
             self.figures.duplicates += 1;
-            return outcome(Some(signal.id), Verdict::Duplicate, None);
+            return outcome(Some(signal.id), Decision::Duplicate, None);
         }
         match self.engine.decide(&signal, now_ms) {
             Ok(fill) => {
@@ -411,7 +411,7 @@ impl Bot {
                     id: signal.id.clone(),
                 });
                 self.records += 1;
-                outcome(Some(signal.id), Verdict::Filled, None)
+                outcome(Some(signal.id), Decision::Filled, None)
             }
             Err(reject) => {
                 let reject = Reject {
@@ -419,7 +419,7 @@ impl Bot {
                     ..reject
                 };
                 self.reject(source, bytes, &reject, now_ms);
-                outcome(reject.id.clone(), Verdict::Rejected, Some(&reject))
+                outcome(reject.id.clone(), Decision::Rejected, Some(&reject))
             }
         }
     }
@@ -543,7 +543,7 @@ fn is_decision(reason: Reason) -> bool {
     )
 }
 
-fn outcome(id: Option<String>, result: Verdict, reject: Option<&Reject>) -> Outcome {
+fn outcome(id: Option<String>, result: Decision, reject: Option<&Reject>) -> Outcome {
     Outcome {
         id,
         result,

@@ -33,7 +33,7 @@ pub struct Batch {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Outcome {
     pub id: Option<String>,
-    pub result: Verdict,
+    pub result: Decision,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,7 +42,7 @@ pub struct Outcome {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Verdict {
+pub enum Decision {
     Filled,
     Rejected,
     Duplicate,

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::lines::LineSplitter;
-use super::{Batch, Verdict};
+use super::{Batch, Decision};
 use crate::config::Secret;
 use crate::health::api::{json_response, text};
 use crate::health::http::{serve, Body, Limits};
@@ -180,7 +180,7 @@ impl Handler {
         };
         let code = if outcomes
             .iter()
-            .any(|outcome| outcome.result == Verdict::Invalid)
+            .any(|outcome| outcome.result == Decision::Invalid)
         {
             StatusCode::BAD_REQUEST
         } else {
