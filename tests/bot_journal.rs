@@ -111,12 +111,12 @@ fn an_unwritable_state_dir_fails_the_journal_until_writable() {
         .piped_stdin()
         .spawn();
     daemon.wait_ready();
-    daemon.write_stdin(signal_line("held", "BTC", "buy", 1.0, Some(10.0)).as_bytes());
     assert!(
         wait_until(SOON, || journal_check(&daemon)["status"] == "failed"),
-        "{}",
+        "failed before any signal: {}",
         journal_check(&daemon)
     );
+    daemon.write_stdin(signal_line("held", "BTC", "buy", 1.0, Some(10.0)).as_bytes());
     let reason = journal_check(&daemon)["reason"].to_string();
     assert!(reason.contains("journal.jsonl"), "{reason}");
     assert_eq!(daemon.health().0, 503);

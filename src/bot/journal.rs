@@ -108,10 +108,10 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Reads the journal's records (cutting a torn last line) and returns
-    /// them with a journal ready to append. Opening for writing is retried
-    /// by [`Journal::commit`], so an unwritable directory is a health
-    /// problem, not a start-up failure.
+    /// Reads the journal's records, leaving out a torn last line, and
+    /// returns them with a journal to append to. The file is opened for
+    /// writing (and the torn tail cut) by [`Journal::commit`], which retries,
+    /// so an unwritable directory is a health problem, not a start-up failure.
     pub fn recover(
         dir: &Path,
         policy: FsyncPolicy,
@@ -159,7 +159,7 @@ impl Journal {
             })?;
             records.push(record);
         }
-        let mut journal = Journal {
+        let journal = Journal {
             path,
             dir: dir.to_owned(),
             policy,
@@ -169,9 +169,6 @@ impl Journal {
             written: 0,
             unsynced: false,
         };
-        if let Err(error) = journal.open() {
-            tracing::error!(%error, "journal is not writable yet; will retry");
-        }
         Ok((journal, records))
     }
 
@@ -198,10 +195,12 @@ impl Journal {
     /// buffer is kept, and the next call resumes where this one stopped.
     /// Returns the fsync's duration, if one was made.
     pub fn commit(&mut self) -> Result<Option<Duration>, JournalError> {
+        // Even with nothing to write: a journal that cannot be opened must
+        // show as failed before the first signal, not after it.
+        self.open()?;
         if !self.has_pending() {
             return Ok(None);
         }
-        self.open()?;
         let Journal {
             file: Some(file),
             pending,
