@@ -135,7 +135,17 @@ impl ExecSource {
                 }
             }
             if ended {
-                return Some(child.wait().await);
+                // A feed that closed its stdout but lives on would otherwise
+                // look up forever while sending nothing.
+                return Some(match tokio::time::timeout(TERM_GRACE, child.wait()).await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        terminate(&mut child).await;
+                        Err(io::Error::other(
+                            "closed its stdout but kept running; terminated",
+                        ))
+                    }
+                });
             }
         }
     }
