@@ -221,7 +221,7 @@ impl Bot {
         self.start_sources(batches_in, &shutdown)?;
         let mut idle = tokio::time::interval(self.idle_tick);
         idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_snapshot = Instant::now();
+        let mut last_snapshot: Option<Instant> = None;
         let mut dirty = false;
         let mut open = true;
         let mut stopping = false;
@@ -254,9 +254,10 @@ impl Bot {
             self.append_checkpoints();
             self.try_commit();
             self.check_quiet();
-            if dirty && last_snapshot.elapsed() >= self.snapshot_interval {
+            let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
+            if dirty && due && self.journal_error.is_none() {
                 self.write_snapshot();
-                last_snapshot = Instant::now();
+                last_snapshot = Some(Instant::now());
                 dirty = false;
             }
             if std::mem::take(&mut self.positions_moved) {
@@ -396,6 +397,7 @@ impl Bot {
         }
         match self.engine.decide(&signal, now_ms) {
             Ok(fill) => {
+                tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
                 self.figures.count(source, metrics::Result::Filled);
                 self.figures.fill(&fill.symbol, fill.side);
                 self.positions_moved = true;
@@ -425,6 +427,7 @@ impl Bot {
     }
 
     fn reject(&mut self, source: usize, bytes: &[u8], reject: &Reject, now_ms: i64) {
+        tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
         self.journal.append(&Record::Reject {
             id: reject.id.clone(),
             src: self.sources[source].name.clone(),
@@ -524,8 +527,21 @@ impl Bot {
             rejects: self.figures.rejects.iter().sum(),
             duplicates: self.figures.duplicates,
         };
-        if let Err(error) = snapshot::write(&self.state_dir, &snapshot) {
-            tracing::warn!(%error, "cannot write the snapshot (the journal stays the truth)");
+        match snapshot::write(&self.state_dir, &snapshot) {
+            // Per decision is debug (a busy feed would drown the log); this
+            // line, every SNAPSHOT_INTERVAL while signals flow and at stop,
+            // shows at info that the bot is doing its job.
+            Ok(()) => tracing::info!(
+                signals = snapshot.signals,
+                fills = snapshot.fills,
+                rejects = snapshot.rejects,
+                duplicates = snapshot.duplicates,
+                symbols = snapshot.positions.len(),
+                "snapshot written"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot write the snapshot (the journal stays the truth)")
+            }
         }
     }
 }
