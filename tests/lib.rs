@@ -2,3 +2,5 @@
 //! against real sockets, files, signals and processes.
 
 mod common;
+mod packaging_support;
+mod packaging_systemd;
