@@ -2,5 +2,6 @@
 //! against real sockets, files, signals and processes.
 
 mod common;
+mod packaging_container;
 mod packaging_support;
 mod packaging_systemd;
