@@ -433,7 +433,7 @@ pub fn one_line_error(error: &clap::Error) -> String {
         .and_then(|candidate| candidate.get_env())
         .map(|env| env.to_string_lossy().into_owned());
     match env {
-        Some(env) if !first_line.contains(&env) => {
+        Some(env) if !first_line.contains(&format!("(env {env})")) => {
             format!("{first_line} (env {env})")
         }
         _ => first_line,

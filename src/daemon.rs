@@ -175,6 +175,8 @@ async fn run_bot(
     notifier: &Notifier,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    // Lets tests and rehearsals hold the daemon in its "starting" state.
+    fail::fail_point!("daemon::init");
     let bot = Bot::init(config, health).await?;
     let mut bot_loop = tokio::spawn(bot.run(health.heartbeat(), shutdown.clone()));
     tokio::select! {

@@ -78,8 +78,13 @@ impl Handlers {
     }
 
     /// Re-reads the env file (RUST_LOG) between RELOADING=1 and READY=1.
+    /// Before the daemon is ready, the reload happens without the two
+    /// notifications: a READY=1 then would claim an init that has not finished.
     fn reload(&self) {
-        self.notifier.reloading();
+        let announce = self.health.snapshot().readiness().is_ok();
+        if announce {
+            self.notifier.reloading();
+        }
         match &self.env_file {
             None => tracing::info!("reload: no ENV_FILE configured; nothing to re-read"),
             Some(path) => match read_env_value(path, "RUST_LOG") {
@@ -99,7 +104,9 @@ impl Handlers {
                 }
             },
         }
-        self.notifier.ready("ready: reloaded");
+        if announce {
+            self.notifier.ready("ready: reloaded");
+        }
     }
 }
 

@@ -1,0 +1,684 @@
+//! Process-level benchmarks, side by side with the usual Python peers
+//! (../shared/peers). Every figure is taken from outside the process: spawn,
+//! connect, /proc. Prints a markdown table.
+//!
+//!     cargo bench --features failpoints --bench harness
+//!
+//! RUNS (default 10) sets the repetitions of the start-up figures; PEERS
+//! (default ../shared/peers) where the Python peers live.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tradingbot");
+
+fn main() {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|runs| runs.parse().ok())
+        .unwrap_or(10);
+    let peers = PathBuf::from(std::env::var("PEERS").unwrap_or_else(|_| "../shared/peers".into()));
+    let python = python_with_aiohttp();
+    let mut table = Table::default();
+
+    let ours = repeat(runs, || time_to_livez(&mut Ours::spawn(&[])));
+    let peer = python
+        .as_ref()
+        .map(|python| repeat(runs, || time_to_livez(&mut Peer::spawn(python, &peers))));
+    table.row(
+        "exec → first 200 on the health port",
+        "ms",
+        ours,
+        peer,
+        Better::Lower,
+    );
+    table.row(
+        "exec → READY=1 on NOTIFY_SOCKET",
+        "ms",
+        repeat(runs, time_to_ready),
+        None,
+        Better::Lower,
+    );
+
+    let ours = repeat(3, || rss_once_up(&mut Ours::spawn(&[])));
+    let peer = python
+        .as_ref()
+        .map(|python| repeat(3, || rss_once_up(&mut Peer::spawn(python, &peers))));
+    table.row("RSS once up", "MiB", ours, peer, Better::Lower);
+
+    if let Some(wrk) = which("wrk") {
+        let ours = saturation(&wrk, &mut Ours::spawn(&[]));
+        let peer = python
+            .as_ref()
+            .map(|python| saturation(&wrk, &mut Peer::spawn(python, &peers)));
+        table.row(
+            "/health requests/s at saturation (wrk -t2 -c50 -d5s)",
+            "req/s",
+            vec![ours.0],
+            peer.map(|peer| vec![peer.0]),
+            Better::Higher,
+        );
+        table.row(
+            "/health p99 at saturation",
+            "ms",
+            vec![ours.1],
+            peer.map(|peer| vec![peer.1]),
+            Better::Lower,
+        );
+    } else {
+        eprintln!("wrk not found (apt-get install wrk): saturation figures skipped");
+    }
+
+    let mut idle = Ours::spawn(&[]);
+    wait_for_code(&idle, 200);
+    let idle = open_loop(&mut idle, 1000, Duration::from_secs(5));
+    table.latency_rows("/health at a steady 1,000 req/s, idle bot", idle);
+    let mut stalled = Ours::spawn(&[
+        ("FAILPOINTS", "bot::iteration=5*off->sleep(600000)"),
+        ("STALL_TIMEOUT", "1s"),
+        ("HEARTBEAT_INTERVAL", "100ms"),
+    ]);
+    wait_for_code(&stalled, 503);
+    table.latency_rows(
+        "/health at 1,000 req/s, loop stalled (503)",
+        open_loop(&mut stalled, 1000, Duration::from_secs(5)),
+    );
+    drop(stalled);
+
+    table.row(
+        "stall start → /health 503 (STALL_TIMEOUT 1s, tick 100ms)",
+        "ms",
+        repeat(runs.min(5), stall_detection),
+        None,
+        Better::Lower,
+    );
+    table.row(
+        "SIGTERM → exit 0, idle",
+        "ms",
+        repeat(runs, stop_latency),
+        None,
+        Better::Lower,
+    );
+
+    let (cpu, wakeups) = idle_cost(Duration::from_secs(30));
+    table.row(
+        "idle CPU time over 30 s",
+        "ms",
+        vec![cpu],
+        None,
+        Better::Lower,
+    );
+    table.row(
+        "idle context switches over 30 s",
+        "",
+        vec![wakeups],
+        None,
+        Better::Lower,
+    );
+
+    table.print();
+}
+
+/// The machine's figures, to read the table against.
+fn print_machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .map(|line| line.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
+    println!(
+        "machine: {cpu}, {cores} cores; tradingbot {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        BIN
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Ours {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Ours {
+    fn spawn(env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(env, None)
+    }
+
+    fn spawn_with(env: &[(&str, &str)], notify: Option<&Path>) -> Self {
+        let dir = TempDir::new();
+        let port = free_port();
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env("HEALTH_BIND", "127.0.0.1")
+            .env("STATE_DIR", dir.0.join("state"))
+            .env("HEALTH_FILE", dir.0.join("healthy"))
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(notify) = notify {
+            command.env("NOTIFY_SOCKET", notify);
+        }
+        Ours {
+            child: command.spawn().unwrap(),
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+struct Peer {
+    child: Child,
+    port: u16,
+}
+
+impl Peer {
+    fn spawn(python: &Path, peers: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new(python)
+            .arg(peers.join("aiohttp_health.py"))
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Peer { child, port }
+    }
+}
+
+trait Server {
+    fn child(&mut self) -> &mut Child;
+    fn addr(&self) -> SocketAddr;
+    /// What load and latency are measured on.
+    fn path(&self) -> &'static str {
+        "/health"
+    }
+    /// What says "the process is up": /livez for us, the only route for the peer.
+    fn probe_path(&self) -> &'static str;
+}
+
+impl Server for Ours {
+    fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+    fn probe_path(&self) -> &'static str {
+        "/livez"
+    }
+}
+
+impl Server for Peer {
+    fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+    fn probe_path(&self) -> &'static str {
+        "/health"
+    }
+}
+
+impl Drop for Ours {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let path =
+            std::env::temp_dir().join(format!("tb-bench-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    std::str::from_utf8(response.get(9..12)?).ok()?.parse().ok()
+}
+
+/// The clock starts at the caller's spawn: exec → first 200 on the probe path.
+fn time_to_livez(server: &mut impl Server) -> f64 {
+    let started = Instant::now();
+    loop {
+        if get(server.addr(), server.probe_path()) == Some(200) {
+            return started.elapsed().as_secs_f64() * 1000.0;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server never answered"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn time_to_ready() -> f64 {
+    let dir = TempDir::new();
+    let socket_path = dir.0.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    let _ours = Ours::spawn_with(&[], Some(&socket_path));
+    let mut buffer = [0u8; 1024];
+    loop {
+        let length = socket.recv(&mut buffer).expect("READY=1 never came");
+        if buffer[..length].starts_with(b"READY=1") {
+            return started.elapsed().as_secs_f64() * 1000.0;
+        }
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn rss_once_up(server: &mut impl Server) -> f64 {
+    time_to_livez(server);
+    // Let start-up allocations settle: a few requests, then read.
+    for _ in 0..10 {
+        get(server.addr(), server.path());
+    }
+    rss_mib(server.child().id())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    })
+}
+
+/// A Python interpreter (not a version-manager shim) that can import aiohttp,
+/// installing it with pip if needed.
+fn python_with_aiohttp() -> Option<PathBuf> {
+    let real = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))?;
+    let has = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import aiohttp"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !has(&real) {
+        let _ = Command::new(&real)
+            .args(["-m", "pip", "install", "-q", "aiohttp"])
+            .status();
+    }
+    if has(&real) {
+        Some(real)
+    } else {
+        eprintln!("aiohttp unavailable: peer figures skipped");
+        None
+    }
+}
+
+/// wrk's requests/s and p99 (ms).
+fn saturation(wrk: &Path, server: &mut impl Server) -> (f64, f64) {
+    time_to_livez(server);
+    let url = format!("http://{}{}", server.addr(), server.path());
+    let output = Command::new(wrk)
+        .args(["-t2", "-c50", "-d5s", "--latency", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rps = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Requests/sec:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    let p99 = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("99%"))
+        .map_or(f64::NAN, |value| parse_wrk_duration(value.trim()));
+    (rps, p99)
+}
+
+fn parse_wrk_duration(text: &str) -> f64 {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        _ => f64::NAN,
+    }
+}
+
+/// Requests on a fixed schedule over keep-alive connections; each latency is
+/// measured from the request's scheduled time, so a slow answer also delays
+/// (and is charged to) the requests queued behind it.
+fn open_loop(server: &mut impl Server, rate: u32, duration: Duration) -> Vec<f64> {
+    let connections = 4u32;
+    let addr = server.addr();
+    let path = server.path();
+    let start = Instant::now() + Duration::from_millis(50);
+    let total = (rate as f64 * duration.as_secs_f64()) as u32;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let workers: Vec<_> = (0..connections)
+        .map(|worker| {
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut latencies = Vec::new();
+                let mut index = worker;
+                while index < total {
+                    let scheduled = start + interval * index;
+                    if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                    read_response(&mut reader);
+                    latencies.push(scheduled.elapsed().as_secs_f64() * 1000.0);
+                    index += connections;
+                }
+                latencies
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .flat_map(|worker| worker.join().unwrap())
+        .collect()
+}
+
+fn read_response(reader: &mut BufReader<TcpStream>) {
+    let mut length = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+}
+
+fn wait_for_code(server: &impl Server, code: u16) {
+    let started = Instant::now();
+    while get(server.addr(), server.path()) != Some(code) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never got {code}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Watches `/metrics` every 2 ms: the stall starts when the heartbeat
+/// counter stops moving, and is detected when `/health` turns 503.
+fn stall_detection() -> f64 {
+    let ours = Ours::spawn(&[
+        ("FAILPOINTS", "bot::iteration=20*off->sleep(600000)"),
+        ("STALL_TIMEOUT", "1s"),
+        ("HEARTBEAT_INTERVAL", "100ms"),
+    ]);
+    let addr = ours.addr();
+    let mut last_beats = None;
+    let mut last_change = Instant::now();
+    loop {
+        if get(addr, "/health") == Some(503) && last_beats.is_some_and(|beats: u64| beats >= 20) {
+            return last_change.elapsed().as_secs_f64() * 1000.0;
+        }
+        let beats = heartbeats(addr);
+        if beats != last_beats {
+            last_beats = beats;
+            last_change = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn heartbeats(addr: SocketAddr) -> Option<u64> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("tradingbot_heartbeats_total "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+fn stop_latency() -> f64 {
+    let mut ours = Ours::spawn(&[]);
+    time_to_livez(&mut ours);
+    wait_for_code(&ours, 200);
+    let started = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &ours.child.id().to_string()])
+        .status();
+    let status = ours.child.wait().unwrap();
+    assert!(status.success(), "exit {status}");
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// CPU time (ms) and context switches of every thread over an idle window.
+fn idle_cost(window: Duration) -> (f64, f64) {
+    let mut ours = Ours::spawn(&[]);
+    time_to_livez(&mut ours);
+    wait_for_code(&ours, 200);
+    let pid = ours.child.id();
+    let before = (cpu_ms(pid), context_switches(pid));
+    std::thread::sleep(window);
+    let after = (cpu_ms(pid), context_switches(pid));
+    (after.0 - before.0, after.1 - before.1)
+}
+
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |both| {
+        both.iter()
+            .filter_map(|tick| tick.parse::<f64>().ok())
+            .sum()
+    });
+    ticks * 10.0
+}
+
+fn context_switches(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return f64::NAN;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches"))
+                .filter_map(|line| line.split(':').nth(1)?.trim().parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+fn repeat(runs: usize, mut measure: impl FnMut() -> f64) -> Vec<f64> {
+    (0..runs).map(|_| measure()).collect()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Better {
+    Lower,
+    Higher,
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 4]>,
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[rank]
+}
+
+fn summary(values: &[f64]) -> (f64, String) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = percentile(&sorted, 0.5);
+    let text = if sorted.len() > 1 {
+        format!(
+            "{} (p90 {}, max {})",
+            fmt(median),
+            fmt(percentile(&sorted, 0.9)),
+            fmt(*sorted.last().unwrap())
+        )
+    } else {
+        fmt(median)
+    };
+    (median, text)
+}
+
+fn fmt(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+impl Table {
+    fn row(
+        &mut self,
+        figure: &str,
+        unit: &str,
+        ours: Vec<f64>,
+        peer: Option<Vec<f64>>,
+        better: Better,
+    ) {
+        let (ours_median, ours_text) = summary(&ours);
+        let (peer_text, ratio) = match peer {
+            Some(peer) => {
+                let (peer_median, peer_text) = summary(&peer);
+                let ratio = match better {
+                    Better::Lower => peer_median / ours_median,
+                    Better::Higher => ours_median / peer_median,
+                };
+                (peer_text, format!("{}×", fmt(ratio)))
+            }
+            None => ("—".into(), "—".into()),
+        };
+        let label = if unit.is_empty() {
+            figure.to_owned()
+        } else {
+            format!("{figure} ({unit})")
+        };
+        self.rows.push([label, ours_text, peer_text, ratio]);
+    }
+
+    fn latency_rows(&mut self, figure: &str, latencies: Vec<f64>) {
+        let mut sorted = latencies;
+        sorted.sort_by(f64::total_cmp);
+        self.rows.push([
+            format!("{figure}: p50 / p99 / max (ms)"),
+            format!(
+                "{} / {} / {}",
+                fmt(percentile(&sorted, 0.5)),
+                fmt(percentile(&sorted, 0.99)),
+                fmt(*sorted.last().unwrap_or(&f64::NAN))
+            ),
+            "—".into(),
+            "—".into(),
+        ]);
+    }
+
+    fn print(&self) {
+        print_machine();
+        println!();
+        println!(
+            "| figure | tradingbot: median (p90, max) | peer: median (p90, max) | ours vs peer |"
+        );
+        println!("|---|---|---|---|");
+        for [figure, ours, peer, ratio] in &self.rows {
+            println!("| {figure} | {ours} | {peer} | {ratio} |");
+        }
+    }
+}
