@@ -3,5 +3,6 @@
 
 mod common;
 mod packaging_container;
+mod packaging_deb;
 mod packaging_support;
 mod packaging_systemd;
