@@ -4,5 +4,6 @@
 mod common;
 mod packaging_container;
 mod packaging_deb;
+mod packaging_files;
 mod packaging_support;
 mod packaging_systemd;
