@@ -92,6 +92,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         notifier: Arc::clone(&notifier),
         file: HealthFile::new(config.health_file.clone()),
         tick: config.tick(),
+        watchdog: config.service.watchdog.is_some(),
         stall_exit_after: config.stall_exit_after,
         startup_grace: config.startup_grace,
     }
@@ -117,7 +118,9 @@ pub fn run(config: Config) -> Result<(), Error> {
     if let Err(error) = HealthFile::new(config.health_file.clone()).remove() {
         tracing::warn!(%error, "could not remove the health file");
     }
-    runtime.shutdown_timeout(config.drain_timeout);
+    // The bot has drained and flushed by now; what is left (a blocking read
+    // of stdin, say) must not hold the exit hostage.
+    runtime.shutdown_background();
     match &outcome {
         Ok(()) => tracing::info!("stopped cleanly"),
         Err(error) => tracing::error!(%error, "stopped on error"),

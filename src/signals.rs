@@ -54,7 +54,6 @@ impl Handlers {
         };
         tracing::info!(signal = name, "stopping: intake stops, the bot drains");
         self.health.set_stopping();
-        self.notifier.stopping();
         self.shutdown.cancel();
         let deadline = self.drain_timeout;
         let health_file = self.health_file.clone();
@@ -69,6 +68,7 @@ impl Handlers {
                 let _ = HealthFile::new(health_file).remove();
                 std::process::exit(EXIT_FORCED);
             });
+        self.notifier.stopping();
     }
 
     fn force_exit(&self, why: &str) -> ! {

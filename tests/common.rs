@@ -49,6 +49,7 @@ pub struct Builder {
     env: Vec<(OsString, OsString)>,
     port: u16,
     stdin: bool,
+    fd_limit: Option<u64>,
 }
 
 impl Builder {
@@ -65,6 +66,7 @@ impl Builder {
             env: Vec::new(),
             port,
             stdin: false,
+            fd_limit: None,
         };
         let state = builder.dir.path().join("state");
         let health_file = builder.dir.path().join("healthy");
@@ -111,6 +113,12 @@ impl Builder {
         self
     }
 
+    /// Caps the daemon's open descriptors (RLIMIT_NOFILE), to provoke EMFILE.
+    pub fn fd_limit(mut self, limit: u64) -> Self {
+        self.fd_limit = Some(limit);
+        self
+    }
+
     pub fn command(&self) -> Command {
         let mut command = Command::new(BIN);
         command
@@ -119,6 +127,23 @@ impl Builder {
             .envs(self.env.iter().map(|(key, value)| (key, value)))
             .args(&self.args)
             .current_dir(self.dir.path());
+        if let Some(limit) = self.fd_limit {
+            use std::os::unix::process::CommandExt;
+            let rlimit = Rlimit {
+                current: limit,
+                max: limit,
+            };
+            // SAFETY: setrlimit(2) is async-signal-safe and touches only the child.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc_setrlimit(RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         command
     }
 
@@ -186,6 +211,14 @@ impl Log {
         let (lock, condvar) = &*self.inner;
         lock.lock().unwrap().closed = true;
         condvar.notify_all();
+    }
+
+    /// How many lines so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.all()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     /// Every line so far.
@@ -261,6 +294,34 @@ impl Daemon {
             code,
             serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}")),
         )
+    }
+
+    /// One request with extra headers on a fresh connection: (status, body).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<(u16, String)> {
+        http(self.addr(), method, path, headers)
+    }
+
+    /// `/metrics` in Prometheus text.
+    pub fn metrics(&self) -> String {
+        let (code, body) = self.get("/metrics");
+        assert_eq!(code, 200, "/metrics: {body}");
+        body
+    }
+
+    /// Waits for a log line containing `needle`, failing the test with the
+    /// whole log if it never comes.
+    pub fn expect_log(&self, needle: &str) -> String {
+        self.log.wait_for(needle, SOON).unwrap_or_else(|| {
+            panic!(
+                "no log line containing {needle:?}; log:\n{}",
+                self.log.all().join("\n")
+            )
+        })
     }
 
     /// Waits for the log line that says the daemon is ready.
@@ -340,9 +401,42 @@ pub const SIGTERM: i32 = 15;
 pub const SIGCONT: i32 = 18;
 pub const SIGSTOP: i32 = 19;
 
+const RLIMIT_NOFILE: i32 = 7;
+const CLOCK_MONOTONIC: i32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Rlimit {
+    current: u64,
+    max: u64,
+}
+
+#[repr(C)]
+struct Timespec {
+    seconds: i64,
+    nanoseconds: i64,
+}
+
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, signal: i32) -> i32;
+    #[link_name = "setrlimit"]
+    fn libc_setrlimit(resource: i32, limit: *const Rlimit) -> i32;
+    #[link_name = "clock_gettime"]
+    fn libc_clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+}
+
+/// `CLOCK_MONOTONIC` now, in microseconds: what `MONOTONIC_USEC=` must be
+/// comparable with (std's `Instant` does not expose its raw value).
+pub fn monotonic_usec() -> u64 {
+    let mut now = Timespec {
+        seconds: 0,
+        nanoseconds: 0,
+    };
+    // SAFETY: clock_gettime(2) writes one timespec into memory we own.
+    let result = unsafe { libc_clock_gettime(CLOCK_MONOTONIC, &mut now) };
+    assert_eq!(result, 0, "clock_gettime(CLOCK_MONOTONIC)");
+    now.seconds as u64 * 1_000_000 + now.nanoseconds as u64 / 1_000
 }
 
 /// A raw HTTP/1.1 request with `Connection: close`: (status, body).
@@ -373,9 +467,13 @@ pub fn http(
     Ok((code, body))
 }
 
-/// A real unix datagram socket to pass as `NOTIFY_SOCKET`.
+/// A real unix datagram socket to pass as `NOTIFY_SOCKET`, read as promptly
+/// as systemd reads its own: a thread drains it into a queue, because the
+/// kernel's datagram queue is short (net.unix.max_dgram_qlen, often 10) and a
+/// receiver that falls behind blocks the sender.
 pub struct NotifySocket {
-    socket: UnixDatagram,
+    messages: Mutex<std::sync::mpsc::Receiver<String>>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
     /// The value for `NOTIFY_SOCKET`.
     pub env_value: OsString,
     _dir: Option<tempfile::TempDir>,
@@ -389,32 +487,47 @@ impl NotifySocket {
             .unwrap();
         let path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&path).unwrap();
-        NotifySocket {
-            socket,
-            env_value: path.into_os_string(),
-            _dir: Some(dir),
-        }
+        Self::drained(socket, path.into_os_string(), Some(dir))
     }
 
     pub fn abstract_name() -> Self {
         let name = format!("tb-notify-{}-{}", std::process::id(), free_port());
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
         let socket = UnixDatagram::bind_addr(&addr).unwrap();
+        Self::drained(socket, format!("@{name}").into(), None)
+    }
+
+    fn drained(socket: UnixDatagram, env_value: OsString, dir: Option<tempfile::TempDir>) -> Self {
+        use std::sync::atomic::Ordering;
+        let (sender, messages) = std::sync::mpsc::channel();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::clone(&closed);
+        // The timeout only lets the thread notice that the test is over.
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 4096];
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(length) = socket.recv(&mut buffer) {
+                    let message = String::from_utf8_lossy(&buffer[..length]).into_owned();
+                    if sender.send(message).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
         NotifySocket {
-            socket,
-            env_value: format!("@{name}").into(),
-            _dir: None,
+            messages: Mutex::new(messages),
+            closed,
+            env_value,
+            _dir: dir,
         }
     }
 
     /// The next datagram, or `None` after `timeout`.
     pub fn recv(&self, timeout: Duration) -> Option<String> {
-        self.socket.set_read_timeout(Some(timeout)).unwrap();
-        let mut buffer = vec![0u8; 4096];
-        match self.socket.recv(&mut buffer) {
-            Ok(length) => Some(String::from_utf8_lossy(&buffer[..length]).into_owned()),
-            Err(_) => None,
-        }
+        self.messages.lock().unwrap().recv_timeout(timeout).ok()
     }
 
     /// Reads datagrams until one satisfies `predicate`; returns it and
@@ -435,4 +548,110 @@ impl NotifySocket {
             seen.push(message);
         }
     }
+}
+
+/// Writes `request` as is and reads until the server closes. A write that
+/// fails (the server may close mid-request) is not an error: what matters
+/// is what the server answered, if anything.
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let _ = stream.write_all(request);
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(response)
+}
+
+/// The value of one series (`name` or `name{labels}`) in Prometheus text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// `tradingbot health --file FILE ARGS...` in a clean environment: (exit code, stderr).
+pub fn probe(file: &Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(BIN)
+        .env_clear()
+        .arg("health")
+        .arg("--file")
+        .arg(file)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tradingbot health");
+    (
+        output.status.code().expect("probe killed by a signal"),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Polls for a path to appear (`true`) or vanish (`false`): a file has no
+/// event the test could wait on short of inotify.
+pub fn wait_path(path: &Path, exists: bool) -> bool {
+    wait_until(SOON, || std::fs::symlink_metadata(path).is_ok() == exists)
+}
+
+pub fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .unwrap_or_else(|error| panic!("mtime of {}: {error}", path.display()))
+}
+
+impl NotifySocket {
+    /// Every datagram that arrives within `window`, with its arrival time.
+    pub fn collect(&self, window: Duration) -> Vec<(Instant, String)> {
+        let deadline = Instant::now() + window;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.recv(left.max(Duration::from_millis(1))) {
+                Some(message) => seen.push((Instant::now(), message)),
+                None => break,
+            }
+        }
+        seen
+    }
+
+    /// Like [`NotifySocket::wait_for`], failing the test if nothing matches.
+    pub fn expect(&self, what: &str, predicate: impl Fn(&str) -> bool) -> (String, Vec<String>) {
+        self.wait_for(SOON, predicate)
+            .unwrap_or_else(|| panic!("no {what} datagram within {SOON:?}"))
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Every line of an sd_notify datagram is `KEY=value`; a newline inside a
+/// `STATUS=` value would start a line that is not.
+pub fn assert_well_formed(datagram: &str) {
+    for line in datagram.split('\n') {
+        let key = line.split_once('=').map_or("", |(key, _)| key);
+        assert!(
+            !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|byte| byte.is_ascii_uppercase() || byte == b'_'),
+            "line {line:?} of datagram {datagram:?} is not KEY=value"
+        );
+    }
+}
+
+/// The health file's JSON record, once there is one: the daemon creates the
+/// file before it writes the line, so a reader can briefly see it empty.
+pub fn health_record(path: &Path) -> serde_json::Value {
+    let mut record = None;
+    let parsed = wait_until(SOON, || {
+        record = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        record.is_some()
+    });
+    assert!(parsed, "no JSON record in {}", path.display());
+    record.unwrap()
 }

@@ -2,8 +2,18 @@
 //! against real sockets, files, signals and processes.
 
 mod common;
+
+mod abuse_http;
+mod config;
+mod health_file;
+mod http;
+mod lock;
+mod logging;
+mod notify;
 mod packaging_container;
 mod packaging_deb;
 mod packaging_files;
 mod packaging_support;
 mod packaging_systemd;
+mod signals;
+mod stall;

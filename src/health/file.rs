@@ -1,8 +1,9 @@
 //! The health file: its mtime is the signal, its one JSON line says who
 //! wrote it and where the HTTP server listens.
 //!
-//! It often lives in world-writable `/tmp`, so it is opened with
-//! `O_NOFOLLOW`: a symlink planted at the path is refused, never followed.
+//! It often lives in world-writable `/tmp`, so a symlink planted at the path
+//! is refused, never followed, and the new record is written to a file
+//! created with `O_EXCL | O_NOFOLLOW` and renamed into place.
 
 use std::io;
 use std::net::SocketAddr;
@@ -46,29 +47,64 @@ impl HealthFile {
         &self.path
     }
 
-    /// Writes the record; the write itself moves the mtime forward.
+    /// Writes the record into a fresh file beside the path and renames it
+    /// into place, so a reader sees the old record or the new one, never an
+    /// empty or half-written file; the new file's mtime is the signal.
     pub fn touch(&self, record: &Record) -> Result<(), FileError> {
-        let fd = rustix::fs::open(
-            &self.path,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::from_raw_mode(0o644),
-        )
-        .map_err(|errno| self.open_error(errno))?;
-        let stat = rustix::fs::fstat(&fd).map_err(|errno| self.io(errno.into()))?;
-        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
-            return Err(FileError::NotRegular {
-                path: self.path.clone(),
-            });
-        }
+        self.refuse_planted()?;
         let mut line = serde_json::to_vec(record).map_err(|error| self.io(error.into()))?;
         line.push(b'\n');
-        // Write then trim, never truncate first: a reader sees the old line
-        // or the new one, never an empty file.
-        let written = rustix::io::pwrite(&fd, &line, 0).map_err(|errno| self.io(errno.into()))?;
+        let temp = self.temp_path();
+        let written = self.write_new(&temp, &line).and_then(|()| {
+            rustix::fs::rename(&temp, &self.path).map_err(|errno| self.open_error(errno))
+        });
+        if written.is_err() {
+            let _ = rustix::fs::unlink(&temp);
+        }
+        written
+    }
+
+    /// A symlink or a non-file at the path is the operator's to see: it is
+    /// reported, not replaced.
+    fn refuse_planted(&self) -> Result<(), FileError> {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => Err(FileError::Symlink {
+                path: self.path.clone(),
+            }),
+            Ok(metadata) if !metadata.file_type().is_file() => Err(FileError::NotRegular {
+                path: self.path.clone(),
+            }),
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(self.io(error)),
+        }
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        self.path
+            .with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    }
+
+    /// `O_EXCL | O_NOFOLLOW`: in a world-writable directory nothing planted
+    /// at the temp name is ever written through.
+    fn write_new(&self, temp: &Path, line: &[u8]) -> Result<(), FileError> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(0o644);
+        let fd = match rustix::fs::open(temp, flags, mode) {
+            // Left by a crash of an earlier process with our pid.
+            Err(rustix::io::Errno::EXIST) => {
+                let _ = rustix::fs::unlink(temp);
+                rustix::fs::open(temp, flags, mode)
+            }
+            opened => opened,
+        }
+        .map_err(|errno| self.open_error(errno))?;
+        let written = rustix::io::write(&fd, line).map_err(|errno| self.io(errno.into()))?;
         if written != line.len() {
             return Err(self.io(io::Error::new(io::ErrorKind::WriteZero, "short write")));
         }
-        rustix::fs::ftruncate(&fd, line.len() as u64).map_err(|errno| self.io(errno.into()))?;
         Ok(())
     }
 

@@ -22,6 +22,8 @@ pub struct Judge {
     pub notifier: Arc<Notifier>,
     pub file: HealthFile,
     pub tick: Duration,
+    /// Whether systemd armed a watchdog for us (`WATCHDOG_USEC`, our pid).
+    pub watchdog: bool,
     pub stall_exit_after: Option<Duration>,
     pub startup_grace: Duration,
 }
@@ -62,7 +64,7 @@ impl Judge {
         }
         let verdict = snapshot.verdict();
         let fresh = snapshot.heartbeat_fresh();
-        if fresh {
+        if fresh && self.watchdog {
             self.notifier.watchdog();
         }
         self.log_transition(&snapshot, fresh, memory);

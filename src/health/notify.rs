@@ -10,6 +10,7 @@ use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Where `NOTIFY_SOCKET` points: a path, or an abstract name (`@name`).
@@ -73,24 +74,40 @@ impl Watchdog {
     }
 }
 
+/// A manager that stops reading its socket fills the datagram queue; past
+/// this, a message is dropped rather than wedging the judge or a stop.
+const SEND_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// Sends notifications; a no-op without `NOTIFY_SOCKET`. Safe to share
 /// between threads: each message is one `sendto`.
 #[derive(Debug)]
 pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
+    /// Set while sends fail, so the failure is logged once, not every tick.
+    failing: AtomicBool,
 }
 
 impl Notifier {
     pub fn new(socket: Option<&NotifySocket>) -> io::Result<Self> {
         let target = match socket {
             None => None,
-            Some(socket) => Some((UnixDatagram::unbound()?, socket.address()?)),
+            Some(socket) => {
+                let datagram = UnixDatagram::unbound()?;
+                datagram.set_write_timeout(Some(SEND_TIMEOUT))?;
+                Some((datagram, socket.address()?))
+            }
         };
-        Ok(Notifier { target })
+        Ok(Notifier {
+            target,
+            failing: AtomicBool::new(false),
+        })
     }
 
     pub fn disabled() -> Self {
-        Notifier { target: None }
+        Notifier {
+            target: None,
+            failing: AtomicBool::new(false),
+        }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -105,8 +122,18 @@ impl Notifier {
     }
 
     fn send_logged(&self, message: &str) {
-        if let Err(error) = self.send(message) {
-            tracing::debug!(%error, "sd_notify failed");
+        match self.send(message) {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("sd_notify works again");
+                }
+            }
+            Err(error) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    let kind = message.split('=').next().unwrap_or_default();
+                    tracing::warn!(%error, message = kind, "sd_notify failed; messages are dropped until it works");
+                }
+            }
         }
     }
 
