@@ -48,6 +48,7 @@ fn build_deb(work: &Path) -> std::path::PathBuf {
 fn debian_package_installs_and_enables_the_service() {
     if !can_run(
         "debian_package_installs_and_enables_the_service",
+        true,
         &[
             "cargo-deb",
             "dpkg-deb",

@@ -1,6 +1,7 @@
 //! What the packaging tests share: whether this machine can run them, where
 //! the shipped files are, and running a command that must succeed.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,13 +19,14 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
-/// True when this machine has root and every tool in `tools`. Otherwise a
-/// loud SKIP line and false; but under CI (`CI=true`) a panic, because CI
-/// installs everything (.ci/install-system-deps) and must run them all.
-pub fn can_run(test: &str, tools: &[&str]) -> bool {
+/// True when this machine has every tool in `tools` (and root, if
+/// `needs_root`). Otherwise a loud SKIP line and false; but under CI
+/// (`CI=true`) a panic, because CI installs everything
+/// (.ci/install-system-deps) and must run them all.
+pub fn can_run(test: &str, needs_root: bool, tools: &[&str]) -> bool {
     let mut missing: Vec<&str> = Vec::new();
     // SAFETY: geteuid(2) cannot fail and touches no memory.
-    if unsafe { geteuid() } != 0 {
+    if needs_root && unsafe { geteuid() } != 0 {
         missing.push("root");
     }
     missing.extend(tools.iter().copied().filter(|tool| !on_path(tool)));
@@ -38,7 +40,9 @@ pub fn can_run(test: &str, tools: &[&str]) -> bool {
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
         panic!("{message}: under CI every packaging test must run");
     }
-    eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
+    // Straight to fd 2: the test harness captures eprintln! of passing
+    // tests, and a skip must not pass unseen.
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
     false
 }
 
