@@ -101,6 +101,8 @@ fn debian_package_installs_and_enables_the_service() {
         .arg("-e")
         .arg(&deb)
         .arg(&control_dir));
+    let postinst = std::fs::read_to_string(control_dir.join("postinst")).unwrap();
+    assert!(postinst.contains("daemon-reload"), "{postinst}");
     assert_eq!(
         std::fs::read_to_string(control_dir.join("conffiles")).unwrap(),
         "/etc/tradingbot/tradingbot.env\n",
@@ -117,6 +119,10 @@ fn debian_package_installs_and_enables_the_service() {
             writable: false,
         }],
     );
+    // Docker-derived base images (this machine's included) ship a
+    // policy-rc.d that forbids maintainer scripts to start or stop services;
+    // a real Debian host has none. Removed from the overlay, not the host.
+    machine.ok(&["rm", "-f", "/usr/sbin/policy-rc.d"]);
     let package = format!("/srv/deb/{}", deb.file_name().unwrap().to_string_lossy());
     machine.ok(&["apt-get", "install", "-y", &package]);
     let enabled = machine.sh(&["systemctl", "is-enabled", "tradingbot"]);
@@ -151,4 +157,20 @@ fn debian_package_installs_and_enables_the_service() {
             .trim(),
         "enabled"
     );
+
+    // Removal stops the service cleanly and keeps the operator's settings.
+    machine.ok(&["apt-get", "remove", "-y", "tradingbot"]);
+    assert_eq!(
+        machine.property("tradingbot.service", "ActiveState"),
+        "inactive"
+    );
+    assert_eq!(machine.property("tradingbot.service", "Result"), "success");
+    assert!(machine
+        .sh(&["test", "-f", "/etc/tradingbot/tradingbot.env"])
+        .status
+        .success());
+    assert!(!machine
+        .sh(&["test", "-e", "/usr/bin/tradingbot"])
+        .status
+        .success());
 }
