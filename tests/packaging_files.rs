@@ -62,7 +62,11 @@ fn assert_ok(daemon: &Daemon, path: &str, whose: &str) {
 
 #[test]
 fn env_file_documents_every_variable() {
-    let help = ok(std::process::Command::new(BIN).args(["run", "--help"]));
+    // Help text wraps anywhere, "[env:" and the name included.
+    let help = ok(std::process::Command::new(BIN).args(["run", "--help"]))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let env_file = read("systemd/tradingbot.env");
     let documented: Vec<&str> = env_file
         .lines()
@@ -72,7 +76,13 @@ fn env_file_documents_every_variable() {
     let variables: Vec<&str> = help
         .split("[env: ")
         .skip(1)
-        .filter_map(|rest| rest.split_once('=').map(|(name, _)| name))
+        .map(|rest| {
+            // `[env: NAME=value]`, or `[env: NAME]` for a hidden value.
+            let end = rest
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
         .collect();
     assert!(variables.len() >= 10, "too few env vars in --help:\n{help}");
     for variable in variables {
