@@ -31,6 +31,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<ExitCode, Error>
     match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Run(args) => {
             let config = Config::from_args(args, ServiceEnv::from_env()?)?;
+            // Before any thread starts: as PID 1 this forks an init that reaps orphans.
+            crate::reaper::init_if_pid1().map_err(|source| Error::Io {
+                what: "cannot fork the PID 1 reaper",
+                source,
+            })?;
             run(config).map(|()| ExitCode::SUCCESS)
         }
         Command::CheckConfig(args) => {

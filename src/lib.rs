@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod lock;
 pub mod logging;
+pub mod reaper;
 pub mod signals;
 
 pub use error::Error;
