@@ -139,7 +139,9 @@ impl Reject {
     }
 }
 
-/// Parses one line (without its newline; a trailing `\r` is tolerated).
+/// Parses one line (without its newline; a trailing `\r` and a leading
+/// UTF-8 byte order mark are tolerated: Windows tools write both, and RFC
+/// 8259 lets a parser ignore the mark).
 pub fn parse(line: &[u8]) -> Result<Signal, Reject> {
     if line.len() > MAX_LINE_BYTES {
         return Err(Reject::new(
@@ -151,6 +153,7 @@ pub fn parse(line: &[u8]) -> Result<Signal, Reject> {
         ));
     }
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
     let text = std::str::from_utf8(line).map_err(|error| {
         Reject::new(
             Reason::InvalidUtf8,
@@ -404,6 +407,11 @@ mod tests {
                 .unwrap();
         assert_eq!(signal.ts_ms, 1_714_557_600_250);
         assert_eq!(signal.price, None);
+        let signal = parse(
+            b"\xef\xbb\xbf{\"id\":\"a3\",\"ts\":1,\"symbol\":\"E\",\"side\":\"buy\",\"qty\":1}\r",
+        )
+        .unwrap();
+        assert_eq!(signal.id, "a3");
     }
 
     #[test]
