@@ -7,6 +7,8 @@ mod bot_signals;
 mod bot_sources;
 mod bot_webhook;
 mod common;
+mod hardening_input;
+mod hardening_webhook;
 
 mod abuse_http;
 mod config;
