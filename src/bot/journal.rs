@@ -93,6 +93,23 @@ pub enum JournalError {
     },
 }
 
+impl JournalError {
+    /// The error with its path cut to the file name, for `/health`: the
+    /// port is often public, and must not map the host's directories.
+    pub fn without_dir(&self) -> String {
+        let name = |path: &Path| {
+            path.file_name()
+                .map_or_else(String::new, |name| name.to_string_lossy().into_owned())
+        };
+        match self {
+            JournalError::Io { what, path, source } => format!("{what} {}: {source}", name(path)),
+            JournalError::Corrupt {
+                path, line, detail, ..
+            } => format!("{} is corrupt at line {line}: {detail}", name(path)),
+        }
+    }
+}
+
 pub struct Journal {
     path: PathBuf,
     dir: PathBuf,

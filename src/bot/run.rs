@@ -483,7 +483,7 @@ impl Bot {
                 if self.journal_error.as_deref() != Some(message.as_str()) {
                     tracing::error!(error = %message, "journal write failed; intake paused, retrying every tick");
                     self.health
-                        .set_component("journal", Component::Failed(message.clone()));
+                        .set_component("journal", Component::Failed(error.without_dir()));
                     self.journal_error = Some(message);
                 }
                 false

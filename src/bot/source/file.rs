@@ -64,10 +64,10 @@ impl FileSource {
                         open = Some(opened);
                     }
                     Err(error) => {
-                        self.feed.set(
-                            &self.name,
-                            Some(format!("cannot open {}: {error}", self.path.display())),
-                        );
+                        let problem = format!("cannot open the file: {error}");
+                        if self.feed.set(&self.name, Some(problem)) {
+                            tracing::warn!(path = %self.path.display(), %error, "file source: cannot open the file; retrying");
+                        }
                         std::thread::sleep(self.poll);
                     }
                 }

@@ -67,7 +67,10 @@ impl FeedHealth {
         })
     }
 
-    pub fn set(&self, who: &str, problem: Option<String>) {
+    /// Records (or clears) `who`'s problem; true when that changed it.
+    /// `/health` names each source by its kind only: a source's name holds
+    /// a path or a command line, which may carry a credential.
+    pub fn set(&self, who: &str, problem: Option<String>) -> bool {
         let mut problems = self
             .problems
             .lock()
@@ -77,7 +80,7 @@ impl FeedHealth {
             None => problems.remove(who).is_some(),
         };
         if !changed {
-            return;
+            return false;
         }
         let component = if problems.is_empty() {
             Component::Ok
@@ -85,12 +88,16 @@ impl FeedHealth {
             Component::Degraded(
                 problems
                     .iter()
-                    .map(|(who, problem)| format!("{who}: {problem}"))
+                    .map(|(who, problem)| {
+                        let kind = who.split_once(':').map_or(who.as_str(), |(kind, _)| kind);
+                        format!("{kind}: {problem}")
+                    })
                     .collect::<Vec<_>>()
                     .join("; "),
             )
         };
         self.health.set_component("feed", component);
+        true
     }
 }
 
