@@ -8,6 +8,7 @@ mod bot_sources;
 mod bot_webhook;
 mod common;
 mod hardening_input;
+mod hardening_secrets;
 mod hardening_webhook;
 
 mod abuse_http;
