@@ -112,8 +112,12 @@ impl Handlers {
 
 /// The value of `KEY=VALUE` (quotes optional, `#` comments) in an env file.
 fn read_env_value(path: &std::path::Path, key: &str) -> std::io::Result<Option<String>> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(text.lines().rev().find_map(|line| {
+    Ok(env_value(&std::fs::read_to_string(path)?, key))
+}
+
+/// The value of the last `KEY=VALUE` line for `key` in an env file's text.
+pub fn env_value(text: &str, key: &str) -> Option<String> {
+    text.lines().rev().find_map(|line| {
         let (name, value) = line.trim().split_once('=')?;
         (name.trim().trim_start_matches("export ") == key).then(|| {
             value
@@ -121,7 +125,7 @@ fn read_env_value(path: &std::path::Path, key: &str) -> std::io::Result<Option<S
                 .trim_matches(|quote| quote == '"' || quote == '\'')
                 .to_owned()
         })
-    }))
+    })
 }
 
 #[cfg(test)]

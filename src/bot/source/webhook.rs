@@ -117,8 +117,7 @@ impl Handler {
         let authorized = request
             .headers()
             .get(AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
-            .is_some_and(|given| same_token(given, self.token.expose().as_bytes()));
+            .is_some_and(|value| bearer_matches(value.as_bytes(), self.token.expose().as_bytes()));
         if !authorized {
             let mut response = text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
             response
@@ -211,6 +210,13 @@ impl Handler {
             ),
         )
     }
+}
+
+/// Whether an `Authorization` header value is `Bearer <token>`.
+pub fn bearer_matches(header: &[u8], token: &[u8]) -> bool {
+    header
+        .strip_prefix(b"Bearer ")
+        .is_some_and(|given| same_token(given, token))
 }
 
 /// Compares in time that depends on the expected token's length only, so
