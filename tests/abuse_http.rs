@@ -146,10 +146,6 @@ fn a_fresh_probe_is_served_through_a_flood_and_the_server_recovers() {
         "threads grew from {threads_before} to {peak_threads}: a thread per connection?"
     );
     assert!(peak_rss_kib < 64 * 1024, "RSS reached {peak_rss_kib} KiB");
-    assert!(
-        reconnects.load(Ordering::Relaxed) > 200,
-        "the header deadline never closed a slowloris connection"
-    );
 
     assert_eq!(daemon.get("/health").0, 200);
     let (code, metrics) = daemon.get("/metrics");
