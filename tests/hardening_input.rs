@@ -92,6 +92,11 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         r#"{"id":"ts3","ts":"+10000-01-01T00:00:00Z","symbol":"BTC","side":"buy","qty":1,"price":1}"#
             .into(),
     );
+    add(
+        "bad_ts",
+        r#"{"id":"ts4","ts":"1969-12-31T23:59:59.999Z","symbol":"BTC","side":"buy","qty":1,"price":1}"#
+            .into(),
+    );
 
     // NaN and infinity, every spelling.
     for spelling in [

@@ -366,10 +366,15 @@ fn timestamp(value: &Raw<'_>) -> Result<i64, Reject> {
         Raw::Str(text) => OffsetDateTime::parse(text, &Rfc3339)
             .ok()
             .and_then(|at| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())
+            // Before 1970 is as wrong here as a negative epoch number.
+            .filter(|ms| *ms >= 0)
             .ok_or_else(|| {
                 Reject::new(
                     Reason::BadTs,
-                    format!("\"ts\" {:?} is not an RFC 3339 timestamp", clip(text)),
+                    format!(
+                        "\"ts\" {:?} is not an RFC 3339 timestamp from 1970 on",
+                        clip(text)
+                    ),
                 )
             }),
         other => Err(not_a(
@@ -458,6 +463,10 @@ mod tests {
         );
         assert_eq!(
             reason(r#"{"id":"x","ts":1.5,"symbol":"S","side":"buy","qty":1}"#),
+            Reason::BadTs
+        );
+        assert_eq!(
+            reason(r#"{"id":"x","ts":"0024-05-01T12:00:00Z","symbol":"S","side":"buy","qty":1}"#),
             Reason::BadTs
         );
         assert_eq!(reason(&format!("{{{ok},\"qty\":null}}")), Reason::WrongType);
