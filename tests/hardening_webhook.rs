@@ -368,6 +368,7 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
             let failed = Arc::clone(&failed);
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
+                let mut slowest = Duration::ZERO;
                 let mut batch = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let ids: Vec<String> =
@@ -377,6 +378,7 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
                         .map(|id| signal_line(id, "BTC", "buy", 1.0, Some(1.0)))
                         .collect();
                     batch += 1;
+                    let started = Instant::now();
                     match http_with_body(
                         addr,
                         "POST",
@@ -387,6 +389,7 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
                         Ok((202, answer)) => {
                             assert_eq!(answer.matches("\"filled\"").count(), 4, "{answer}");
                             acked.extend(ids);
+                            slowest = slowest.max(started.elapsed());
                         }
                         Ok((503, _)) => {
                             refused.fetch_add(1, Ordering::Relaxed);
@@ -400,7 +403,7 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
                         }
                     }
                 }
-                acked
+                (acked, slowest)
             })
         })
         .collect();
@@ -411,10 +414,13 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
     daemon.signal(SIGKILL);
     daemon.wait_exit(SOON);
     stop.store(true, Ordering::Relaxed);
-    let acked: Vec<String> = clients
-        .into_iter()
-        .flat_map(|client| client.join().unwrap())
-        .collect();
+    let mut acked: Vec<String> = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for client in clients {
+        let (ids, waited) = client.join().unwrap();
+        acked.extend(ids);
+        slowest = slowest.max(waited);
+    }
 
     // Straight after the kill: whole lines, save possibly a torn last one.
     let text = std::fs::read_to_string(state_dir.join("journal.jsonl")).unwrap();
@@ -445,7 +451,7 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
     let doubled = fills.values().filter(|count| **count > 1).count();
     eprintln!(
         "flood: {CLIENTS} clients, {} signals acknowledged (202), {} journaled, {} requests 503, \
-         {} failed (connection cut by the kill); lost {}, doubled {doubled}, torn lines {torn}",
+         {} failed (connection cut by the kill), slowest 202 {slowest:?}; lost {}, doubled {doubled}, torn lines {torn}",
         acked.len(),
         fills.len(),
         refused.load(Ordering::Relaxed),

@@ -265,6 +265,7 @@ mod tests {
         };
         let (near, far) = (time(&near), time(&far));
         let ratio = near.as_secs_f64() / far.as_secs_f64();
+        eprintln!("1 MiB token: last-byte miss {near:?}, first-byte miss {far:?}");
         assert!(
             (0.33..3.0).contains(&ratio),
             "last-byte miss {near:?} vs first-byte miss {far:?}"
