@@ -305,3 +305,92 @@ fn health_endpoints_reveal_status_and_figures_only() {
     assert!(lifted.success());
     daemon.close_stdin();
 }
+
+/// The journald path, for real: the daemon runs in a private mount
+/// namespace whose `/run/systemd/journal/socket` leads to a socket the test
+/// reads, with `JOURNAL_STREAM` naming its stderr, as systemd sets it.
+#[test]
+fn the_token_is_in_no_journald_record() {
+    let probe = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "true"])
+        .status();
+    if !probe.is_ok_and(|status| status.success()) {
+        eprintln!("SKIP: no private mount namespace here (unshare -m)");
+        return;
+    }
+    let journal = NotifySocket::path();
+    let builder = Builder::new();
+    let webhook = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let script = r#"mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal &&
+        ln -s "$JOURNAL_SOCKET" /run/systemd/journal/socket &&
+        JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) && export JOURNAL_STREAM &&
+        exec "$@""#;
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(crate::common::BIN)
+        .args(["--source", "webhook"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("JOURNAL_SOCKET", &journal.env_value)
+        .env("PORT", builder.port().to_string())
+        .env("HEALTH_BIND", "127.0.0.1")
+        .env("STATE_DIR", builder.dir().join("state"))
+        .env("HEALTH_FILE", builder.dir().join("healthy"))
+        .env("HEARTBEAT_INTERVAL", "100ms")
+        .env("STALL_TIMEOUT", "1s")
+        .env("RUST_LOG", "trace")
+        .env("WEBHOOK_BIND", webhook.to_string())
+        .env("WEBHOOK_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (ready, _) = journal.expect("journal record saying ready", |record| {
+        record.contains("ready: first loop iteration done")
+    });
+    assert!(
+        ready.contains("PRIORITY") && ready.contains("SYSLOG_IDENTIFIER"),
+        "{ready}"
+    );
+    let line = signal_line("j1", "BTC", "buy", 1.0, Some(1.0));
+    for auth in [format!("Bearer {TOKEN}"), "Bearer wrong".to_owned()] {
+        http_with_body(
+            webhook,
+            "POST",
+            "/signals",
+            &[("Authorization", &auth)],
+            line.as_bytes(),
+        )
+        .unwrap();
+    }
+    // SAFETY: kill(2) on the child we spawned (sh exec'd into the daemon).
+    assert_eq!(
+        unsafe { kill(child.id() as i32, crate::common::SIGTERM) },
+        0
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut records = vec![ready];
+    records.extend(
+        journal
+            .collect(std::time::Duration::from_millis(300))
+            .into_iter()
+            .map(|(_, record)| record),
+    );
+    assert!(
+        records.iter().any(|record| record.contains("filled")),
+        "no debug record reached the journal: {records:?}"
+    );
+    for record in &records {
+        assert_no_token("a journald record", record);
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_no_token("stderr beside the journal", &stderr);
+    eprintln!("journald: {} records at trace, no token", records.len());
+}
+
+extern "C" {
+    fn kill(pid: i32, signal: i32) -> i32;
+}
