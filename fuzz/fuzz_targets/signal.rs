@@ -11,7 +11,7 @@ fn main() {
                 assert!(signal.qty.is_finite() && signal.qty > 0.0);
                 assert!(signal
                     .price
-                    .map_or(true, |price| price.is_finite() && price > 0.0));
+                    .is_none_or(|price| price.is_finite() && price > 0.0));
                 assert!(signal.ts_ms >= 0);
                 for name in [
                     Some(&signal.id),
