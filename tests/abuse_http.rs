@@ -66,7 +66,7 @@ fn slowloris(
 /// header line of `line_bytes`, then `count` small headers.
 fn oversized_head(line_bytes: usize, count: usize) -> Vec<u8> {
     let mut head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
-    head.extend(std::iter::repeat_n(b'a', line_bytes));
+    head.resize(head.len() + line_bytes, b'a');
     head.extend_from_slice(b"\r\n");
     for index in 0..count {
         head.extend_from_slice(format!("X-Many-{index}: {index}\r\n").as_bytes());
@@ -122,7 +122,7 @@ fn flood(addr: SocketAddr, pid: i32, length: Duration) -> Round {
     abusers.push(keep_doing(&stop, move || {
         if let Ok(mut stream) = TcpStream::connect(addr) {
             let mut head = b"GET /health HTTP/1.1\r\nX-Big: ".to_vec();
-            head.extend(std::iter::repeat_n(b'a', 64 * 1024));
+            head.resize(head.len() + 64 * 1024, b'a');
             let _ = stream.write_all(&head);
             let _ = stream.read(&mut [0u8; 256]);
         }

@@ -84,7 +84,11 @@ fn a_missing_health_file_directory_warns_once_and_health_goes_on() {
     assert!(warning.contains("No such file or directory"), "{warning}");
     expect_pings(&socket, 3);
     assert_eq!(daemon.get("/health").0, 200);
-    assert_eq!(daemon.log.count("health stays on HTTP"), 1, "logged every tick");
+    assert_eq!(
+        daemon.log.count("health stays on HTTP"),
+        1,
+        "logged every tick"
+    );
 
     // The directory appears (a late tmpfiles.d, say): the file follows.
     std::fs::create_dir(&dir).unwrap();
@@ -215,7 +219,15 @@ fn post(addr: SocketAddr, body: &str) -> std::io::Result<(u16, String)> {
 
 fn batch(prefix: &str, count: usize) -> String {
     (0..count)
-        .map(|index| signal_line(&format!("{prefix}-{index}"), "BTC", "buy", 0.001, Some(10.0)))
+        .map(|index| {
+            signal_line(
+                &format!("{prefix}-{index}"),
+                "BTC",
+                "buy",
+                0.001,
+                Some(10.0),
+            )
+        })
         .collect()
 }
 
@@ -261,8 +273,14 @@ fn a_full_disk_mid_batch_tears_nothing_loses_nothing_and_recovers() {
         journal_check(&daemon)
     );
     assert_eq!(daemon.health().0, 503);
-    assert!(daemon.wait_status("/livez", 200), "the loop stopped beating");
-    assert!(!waiting.is_finished(), "answered before the batch was durable");
+    assert!(
+        daemon.wait_status("/livez", 200),
+        "the loop stopped beating"
+    );
+    assert!(
+        !waiting.is_finished(),
+        "answered before the batch was durable"
+    );
     std::fs::remove_file(&filler).unwrap();
     let (code, answer) = waiting.join().unwrap().unwrap();
     assert_eq!(code, 202, "{answer}");

@@ -29,9 +29,8 @@ const SEEDED: usize = 20_000;
 
 fn seed_journal(state_dir: &Path) {
     std::fs::create_dir_all(state_dir).unwrap();
-    let mut journal = std::io::BufWriter::new(
-        std::fs::File::create(state_dir.join("journal.jsonl")).unwrap(),
-    );
+    let mut journal =
+        std::io::BufWriter::new(std::fs::File::create(state_dir.join("journal.jsonl")).unwrap());
     for index in 0..SEEDED {
         let side = ["buy", "sell"][index % 2];
         writeln!(
@@ -207,13 +206,15 @@ fn sigstop_past_the_stall_timeout_goes_stale_and_sigcont_recovers_on_its_own() {
     queued.read_to_string(&mut response).unwrap();
     let code: u16 = response[9..12].parse().unwrap();
     let (_, body) = response.split_once("\r\n\r\n").unwrap();
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
     let heartbeat_age = body["heartbeat_age_seconds"].as_f64().unwrap();
     assert!(
         code == 503 || heartbeat_age < 1.0,
         "{code} with a heartbeat {heartbeat_age} s old: {body}"
     );
-    eprintln!("request queued during a 1.5 s freeze answered {code} (heartbeat age {heartbeat_age} s)");
+    eprintln!(
+        "request queued during a 1.5 s freeze answered {code} (heartbeat age {heartbeat_age} s)"
+    );
 
     assert!(daemon.wait_status("/health", 200), "never healthy again");
     assert!(
@@ -265,7 +266,9 @@ fn an_exec_feed_crashing_in_a_loop_backs_off_to_the_cap_without_a_fork_bomb() {
     let mut at = Vec::new();
     let mut most_children = 0;
     for _ in 0..starts {
-        at.push(log_time(&daemon.expect_log("exec source: feed process started")));
+        at.push(log_time(
+            &daemon.expect_log("exec source: feed process started"),
+        ));
         most_children = most_children.max(children(daemon.pid()));
         let (code, health) = daemon.health();
         assert_eq!(code, 200, "a crashing feed failed health: {health}");
