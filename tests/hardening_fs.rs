@@ -103,10 +103,11 @@ fn a_read_only_health_file_directory_warns_and_health_goes_on() {
         return;
     }
     let socket = NotifySocket::path();
-    let builder = Builder::new();
-    let mount = Tmpfs::mount(&builder.dir().join("run"), "size=64k,ro");
+    // Outside the daemon's temp dir, which is removed before the unmount.
+    let dir = tempfile::tempdir().unwrap();
+    let mount = Tmpfs::mount(&dir.path().join("run"), "size=64k,ro");
     let path = mount.0.join("healthy");
-    let daemon = with_notify(builder.env("HEALTH_FILE", &path), &socket).spawn();
+    let daemon = with_notify(Builder::new().env("HEALTH_FILE", &path), &socket).spawn();
     daemon.wait_ready();
     let warning = daemon.expect_log("health stays on HTTP and sd_notify");
     assert!(warning.contains("Read-only file system"), "{warning}");
@@ -168,8 +169,9 @@ fn a_read_only_state_dir_at_start_exits_naming_state_dir() {
     if !root_or_skip("a_read_only_state_dir_at_start_exits_naming_state_dir") {
         return;
     }
-    let builder = Builder::new();
-    let _mount = Tmpfs::mount(&builder.dir().join("state"), "size=64k,ro");
+    let dir = tempfile::tempdir().unwrap();
+    let mount = Tmpfs::mount(&dir.path().join("state"), "size=64k,ro");
+    let builder = Builder::new().env("STATE_DIR", &mount.0);
     let port = builder.port();
     let output = builder.output();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -243,8 +245,8 @@ fn a_full_disk_mid_batch_tears_nothing_loses_nothing_and_recovers() {
     if !root_or_skip("a_full_disk_mid_batch_tears_nothing_loses_nothing_and_recovers") {
         return;
     }
-    let builder = Builder::new();
-    let state = builder.dir().join("state");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
     let _mount = Tmpfs::mount(&state, "size=256k");
     let webhook = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let start = || {

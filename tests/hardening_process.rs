@@ -182,12 +182,11 @@ fn sigstop_past_the_stall_timeout_goes_stale_and_sigcont_recovers_on_its_own() {
     daemon.wait_ready();
     let path = daemon.health_file();
     assert!(wait_path(&path, true));
-    let mut ok = wait_until(SOON, || daemon.get("/health").0 == 200);
-    assert!(ok);
+    assert!(daemon.wait_status("/health", 200));
 
     daemon.signal(SIGSTOP);
     // Frozen longer than the stall timeout, as the file's age shows.
-    ok = wait_until(SOON, || age(&path) > Duration::from_millis(1500));
+    let aged = wait_until(SOON, || age(&path) > Duration::from_millis(1500));
     let (code, stderr) = probe(&path, &["--max-age", "1s"]);
     // Queued in the listen backlog while frozen, answered after SIGCONT.
     let mut queued = std::net::TcpStream::connect(daemon.addr()).unwrap();
@@ -195,7 +194,7 @@ fn sigstop_past_the_stall_timeout_goes_stale_and_sigcont_recovers_on_its_own() {
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     daemon.signal(SIGCONT);
-    assert!(ok, "the health file never aged while frozen");
+    assert!(aged, "the health file never aged while frozen");
     assert_eq!(code, 1, "a frozen daemon's file passed the probe");
     assert!(stderr.contains("stale"), "{stderr}");
 
