@@ -5,7 +5,9 @@
 //!     cargo bench --features failpoints --bench harness
 //!
 //! RUNS (default 10) sets the repetitions of the start-up figures; PEERS
-//! (default ../shared/peers) where the Python peers live.
+//! (default ../shared/peers) where the Python peers live; ONLY (a comma list
+//! of startup, memory, load, isolation, stall, stop, ingest, idle) runs
+//! only those sections.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,12 +25,90 @@ fn main() {
         .unwrap_or(10);
     let peers = PathBuf::from(std::env::var("PEERS").unwrap_or_else(|_| "../shared/peers".into()));
     let python = python_with_aiohttp();
+    let python = python.as_deref();
+    let work = TempDir::new();
     let mut table = Table::default();
+    let only = std::env::var("ONLY").ok();
+    let wanted = |section: &str| {
+        only.as_deref()
+            .map_or(true, |only| only.split(',').any(|name| name == section))
+    };
+    let million = work.0.join("million.jsonl");
+    if wanted("memory") || wanted("isolation") || wanted("stop") {
+        write_feed(&million, 1_000_000);
+    }
 
+    if wanted("startup") {
+        startup(&mut table, runs, python, &peers);
+    }
+    if wanted("memory") {
+        memory(&mut table, python, &peers, &million);
+    }
+    if wanted("load") {
+        load(&mut table, python, &peers);
+    }
+    if wanted("isolation") {
+        isolation(&mut table, &million);
+    }
+    if wanted("stall") {
+        let stalls: Vec<(f64, f64)> = (0..runs.min(5)).map(|_| stall_detection()).collect();
+        table.row(
+            "stall start → /health 503 (STALL_TIMEOUT 1s, tick 100ms)",
+            "ms",
+            stalls.iter().map(|stall| stall.0).collect(),
+            None,
+            Better::Lower,
+        );
+        table.row(
+            "stall start → last WATCHDOG=1",
+            "ms",
+            stalls.iter().map(|stall| stall.1).collect(),
+            None,
+            Better::Lower,
+        );
+    }
+    if wanted("stop") {
+        table.row(
+            "SIGTERM → exit 0, idle",
+            "ms",
+            repeat(runs, stop_latency),
+            None,
+            Better::Lower,
+        );
+        table.row(
+            "SIGTERM → exit 0, backlog in hand (1M-signal file mid-ingest)",
+            "ms",
+            repeat(runs.min(5), || stop_with_backlog(&million)),
+            None,
+            Better::Lower,
+        );
+    }
+    if wanted("ingest") {
+        ingest(&mut table, python, &peers, &work.0);
+    }
+    if wanted("idle") {
+        let (cpu, wakeups) = idle_cost(Duration::from_secs(30));
+        table.row(
+            "idle CPU time over 30 s",
+            "ms",
+            vec![cpu],
+            None,
+            Better::Lower,
+        );
+        table.row(
+            "idle context switches over 30 s (all threads)",
+            "",
+            vec![wakeups],
+            None,
+            Better::Lower,
+        );
+    }
+    table.print();
+}
+
+fn startup(table: &mut Table, runs: usize, python: Option<&Path>, peers: &Path) {
     let ours = repeat(runs, || time_to_livez(&mut Ours::spawn(&[])));
-    let peer = python
-        .as_ref()
-        .map(|python| repeat(runs, || time_to_livez(&mut Peer::spawn(python, &peers))));
+    let peer = python.map(|python| repeat(runs, || time_to_livez(&mut Peer::spawn(python, peers))));
     table.row(
         "exec → first 200 on the health port",
         "ms",
@@ -43,40 +123,75 @@ fn main() {
         None,
         Better::Lower,
     );
+}
 
+fn memory(table: &mut Table, python: Option<&Path>, peers: &Path, million: &Path) {
     let ours = repeat(3, || rss_once_up(&mut Ours::spawn(&[])));
-    let peer = python
-        .as_ref()
-        .map(|python| repeat(3, || rss_once_up(&mut Peer::spawn(python, &peers))));
+    let peer = python.map(|python| repeat(3, || rss_once_up(&mut Peer::spawn(python, peers))));
     table.row("RSS once up", "MiB", ours, peer, Better::Lower);
+    table.row(
+        "RSS after 1,000,000 signals (FSYNC=batch)",
+        "MiB",
+        vec![rss_after_ingest(million, 1_000_000)],
+        None,
+        Better::Lower,
+    );
+}
 
+fn load(table: &mut Table, python: Option<&Path>, peers: &Path) {
     if let Some(wrk) = which("wrk") {
         let ours = saturation(&wrk, &mut Ours::spawn(&[]));
-        let peer = python
-            .as_ref()
-            .map(|python| saturation(&wrk, &mut Peer::spawn(python, &peers)));
+        let peer = python.map(|python| saturation(&wrk, &mut Peer::spawn(python, peers)));
+        let figure = |pick: fn(&Saturation) -> f64| {
+            (
+                vec![pick(&ours)],
+                peer.as_ref().map(|peer| vec![pick(peer)]),
+            )
+        };
+        let (ours_rps, peer_rps) = figure(|run| run.requests_per_second);
         table.row(
             "/health requests/s at saturation (wrk -t2 -c50 -d5s)",
             "req/s",
-            vec![ours.0],
-            peer.map(|peer| vec![peer.0]),
+            ours_rps,
+            peer_rps,
             Better::Higher,
         );
-        table.row(
-            "/health p99 at saturation",
-            "ms",
-            vec![ours.1],
-            peer.map(|peer| vec![peer.1]),
-            Better::Lower,
-        );
+        for (name, pick) in [
+            (
+                "p50",
+                (|run: &Saturation| run.p50) as fn(&Saturation) -> f64,
+            ),
+            ("p99", |run| run.p99),
+            ("max", |run| run.max),
+        ] {
+            let (ours_figure, peer_figure) = figure(pick);
+            table.row(
+                &format!("/health {name} at saturation"),
+                "ms",
+                ours_figure,
+                peer_figure,
+                Better::Lower,
+            );
+        }
     } else {
         eprintln!("wrk not found (apt-get install wrk): saturation figures skipped");
     }
-
     let mut idle = Ours::spawn(&[]);
     wait_for_code(&idle, 200);
-    let idle = open_loop(&mut idle, 1000, Duration::from_secs(5));
-    table.latency_rows("/health at a steady 1,000 req/s, idle bot", idle);
+    table.latency_rows(
+        "/health at a steady 1,000 req/s, idle bot",
+        open_loop(&mut idle, 1000, Duration::from_secs(5)),
+    );
+}
+
+fn isolation(table: &mut Table, million: &Path) {
+    let (busy, still_ingesting) = open_loop_while_ingesting(million);
+    let label = if still_ingesting {
+        "/health at 1,000 req/s, loop saturated (1M-signal file being ingested)"
+    } else {
+        "/health at 1,000 req/s, loop saturated (ingest finished early: partly idle)"
+    };
+    table.latency_rows(label, busy);
     let mut stalled = Ours::spawn(&[
         ("FAILPOINTS", "bot::iteration=5*off->sleep(600000)"),
         ("STALL_TIMEOUT", "1s"),
@@ -87,40 +202,33 @@ fn main() {
         "/health at 1,000 req/s, loop stalled (503)",
         open_loop(&mut stalled, 1000, Duration::from_secs(5)),
     );
-    drop(stalled);
+}
 
-    table.row(
-        "stall start → /health 503 (STALL_TIMEOUT 1s, tick 100ms)",
-        "ms",
-        repeat(runs.min(5), stall_detection),
-        None,
-        Better::Lower,
-    );
-    table.row(
-        "SIGTERM → exit 0, idle",
-        "ms",
-        repeat(runs, stop_latency),
-        None,
-        Better::Lower,
-    );
-
-    let (cpu, wakeups) = idle_cost(Duration::from_secs(30));
-    table.row(
-        "idle CPU time over 30 s",
-        "ms",
-        vec![cpu],
-        None,
-        Better::Lower,
-    );
-    table.row(
-        "idle context switches over 30 s",
-        "",
-        vec![wakeups],
-        None,
-        Better::Lower,
-    );
-
-    table.print();
+fn ingest(table: &mut Table, python: Option<&Path>, peers: &Path, work: &Path) {
+    let small = work.join("small.jsonl");
+    write_feed(&small, 200_000);
+    let tiny = work.join("tiny.jsonl");
+    write_feed(&tiny, 2_000);
+    let peer_script = peers.join("python_ingest.py");
+    for (fsync, feed, count) in [
+        ("batch", &small, 200_000),
+        ("never", &small, 200_000),
+        ("always", &tiny, 2_000),
+    ] {
+        let ours = repeat(3, || ingest_rate(feed, count, fsync));
+        let peer = python.map(|python| {
+            repeat(3, || {
+                python_ingest_rate(python, &peer_script, feed, work, fsync)
+            })
+        });
+        table.row(
+            &format!("ingest, file source → journal, FSYNC={fsync} ({count} signals)"),
+            "signals/s",
+            ours,
+            peer,
+            Better::Higher,
+        );
+    }
 }
 
 /// The machine's figures, to read the table against.
@@ -379,8 +487,15 @@ fn python_with_aiohttp() -> Option<PathBuf> {
     }
 }
 
-/// wrk's requests/s and p99 (ms).
-fn saturation(wrk: &Path, server: &mut impl Server) -> (f64, f64) {
+struct Saturation {
+    requests_per_second: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// wrk's requests/s and latency percentiles (ms).
+fn saturation(wrk: &Path, server: &mut impl Server) -> Saturation {
     time_to_livez(server);
     let url = format!("http://{}{}", server.addr(), server.path());
     let output = Command::new(wrk)
@@ -388,16 +503,21 @@ fn saturation(wrk: &Path, server: &mut impl Server) -> (f64, f64) {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    let rps = text
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("Requests/sec:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    let p99 = text
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("99%"))
-        .map_or(f64::NAN, |value| parse_wrk_duration(value.trim()));
-    (rps, p99)
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(prefix).map(str::trim))
+    };
+    Saturation {
+        requests_per_second: field("Requests/sec:")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(f64::NAN),
+        p50: field("50%").map_or(f64::NAN, parse_wrk_duration),
+        p99: field("99%").map_or(f64::NAN, parse_wrk_duration),
+        // "Latency   avg   stdev   max   +/- stdev"
+        max: field("Latency")
+            .and_then(|value| value.split_whitespace().nth(2))
+            .map_or(f64::NAN, parse_wrk_duration),
+    }
 }
 
 fn parse_wrk_duration(text: &str) -> f64 {
@@ -481,19 +601,49 @@ fn wait_for_code(server: &impl Server, code: u16) {
 }
 
 /// Watches `/metrics` every 2 ms: the stall starts when the heartbeat
-/// counter stops moving, and is detected when `/health` turns 503.
-fn stall_detection() -> f64 {
-    let ours = Ours::spawn(&[
-        ("FAILPOINTS", "bot::iteration=20*off->sleep(600000)"),
-        ("STALL_TIMEOUT", "1s"),
-        ("HEARTBEAT_INTERVAL", "100ms"),
-    ]);
+/// counter stops moving, and is detected when `/health` turns 503. A thread
+/// stamps every WATCHDOG=1 as it arrives. Returns (→ 503, → last ping) in ms.
+fn stall_detection() -> (f64, f64) {
+    let dir = TempDir::new();
+    let socket_path = dir.0.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let stamps = std::sync::Arc::clone(&pings);
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(length) = socket.recv(&mut buffer) {
+            if buffer[..length]
+                .split(|byte| *byte == b'\n')
+                .any(|line| line == b"WATCHDOG=1")
+            {
+                stamps.lock().unwrap().push(Instant::now());
+            }
+        }
+    });
+    let ours = Ours::spawn_with(
+        &[
+            ("FAILPOINTS", "bot::iteration=20*off->sleep(600000)"),
+            ("STALL_TIMEOUT", "1s"),
+            ("HEARTBEAT_INTERVAL", "100ms"),
+            ("WATCHDOG_USEC", "3000000"),
+        ],
+        Some(&socket_path),
+    );
     let addr = ours.addr();
     let mut last_beats = None;
     let mut last_change = Instant::now();
     loop {
         if get(addr, "/health") == Some(503) && last_beats.is_some_and(|beats: u64| beats >= 20) {
-            return last_change.elapsed().as_secs_f64() * 1000.0;
+            let detected = last_change.elapsed().as_secs_f64() * 1000.0;
+            let last_ping = pings.lock().unwrap().last().copied();
+            let last_ping = last_ping.map_or(f64::NAN, |ping| {
+                if ping >= last_change {
+                    (ping - last_change).as_secs_f64() * 1000.0
+                } else {
+                    -((last_change - ping).as_secs_f64() * 1000.0)
+                }
+            });
+            return (detected, last_ping);
         }
         let beats = heartbeats(addr);
         if beats != last_beats {
@@ -573,6 +723,113 @@ fn context_switches(pid: u32) -> f64 {
                 .collect::<Vec<_>>()
         })
         .sum()
+}
+
+/// `count` distinct, valid signals over ten symbols, alternating sides.
+fn write_feed(path: &Path, count: usize) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for index in 0..count {
+        let side = if index % 2 == 0 { "buy" } else { "sell" };
+        writeln!(
+            out,
+            r#"{{"id":"bench-{index}","ts":1714564800000,"symbol":"SYM{}","side":"{side}","qty":1,"price":{}.5}}"#,
+            index % 10,
+            100 + index % 7
+        )
+        .unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// Signals decided so far (every result), from `/metrics`.
+fn signals_decided(addr: SocketAddr) -> Option<u64> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(
+        text.lines()
+            .filter(|line| line.starts_with("tradingbot_signals_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64,
+    )
+}
+
+fn ingesting(feed: &Path, fsync: &str) -> Ours {
+    let source = format!("file:{}", feed.display());
+    Ours::spawn(&[("SIGNAL_SOURCE", source.as_str()), ("FSYNC", fsync)])
+}
+
+/// Spawn → every signal of the feed decided and committed, as signals/s.
+fn ingest_rate(feed: &Path, count: u64, fsync: &str) -> f64 {
+    let started = Instant::now();
+    let ours = ingesting(feed, fsync);
+    while signals_decided(ours.addr()) != Some(count) {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "ingest never finished"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+fn rss_after_ingest(feed: &Path, count: u64) -> f64 {
+    let ours = ingesting(feed, "batch");
+    let started = Instant::now();
+    while signals_decided(ours.addr()) != Some(count) {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "ingest never finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rss_mib(ours.child.id())
+}
+
+/// The peer's own figure: accepted signals over its measured seconds.
+fn python_ingest_rate(python: &Path, script: &Path, feed: &Path, work: &Path, fsync: &str) -> f64 {
+    let out = work.join(format!("peer-{fsync}.jsonl"));
+    let _ = std::fs::remove_file(&out);
+    let output = Command::new(python)
+        .arg(script)
+        .arg(feed)
+        .arg(&out)
+        .args(["--fsync", fsync])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    report["accepted"].as_f64().unwrap_or(f64::NAN) / report["seconds"].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Open-loop latency for one second while the loop works through the feed;
+/// also says whether the loop was still busy when the second ended.
+fn open_loop_while_ingesting(feed: &Path) -> (Vec<f64>, bool) {
+    let mut ours = ingesting(feed, "batch");
+    time_to_livez(&mut ours);
+    let latencies = open_loop(&mut ours, 1000, Duration::from_secs(1));
+    let busy = signals_decided(ours.addr()).is_some_and(|decided| decided < 1_000_000);
+    (latencies, busy)
+}
+
+/// SIGTERM once 100,000 signals are in: the drain finishes the batch in
+/// hand, commits, fsyncs and checkpoints before exit 0.
+fn stop_with_backlog(feed: &Path) -> f64 {
+    let mut ours = ingesting(feed, "batch");
+    while signals_decided(ours.addr()).unwrap_or(0) < 100_000 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let started = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &ours.child.id().to_string()])
+        .status();
+    let status = ours.child.wait().unwrap();
+    assert!(status.success(), "exit {status}");
+    started.elapsed().as_secs_f64() * 1000.0
 }
 
 fn repeat(runs: usize, mut measure: impl FnMut() -> f64) -> Vec<f64> {

@@ -1,11 +1,14 @@
-//! Micro-benchmarks of the hot paths: the health verdict, a whole `/health`
-//! answer, and the metrics render.
+//! Micro-benchmarks of the hot paths: signal parsing, the engine step, the
+//! health verdict, a whole `/health` answer, and the metrics render.
 //!
 //!     cargo bench --bench micro
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use tradingbot::bot::engine::{Engine, PaperExecution};
+use tradingbot::bot::signal::parse;
+use tradingbot::bot::RiskLimits;
 use tradingbot::health::api::HealthApi;
 use tradingbot::health::metrics::{render_text, Kind, Sample};
 use tradingbot::health::{Component, HealthState};
@@ -36,6 +39,30 @@ fn health(c: &mut Criterion) {
     });
 }
 
+const LINE: &[u8] = br#"{"id":"tv-20240501-0007","ts":"2024-05-01T12:00:00Z","symbol":"BTC-USD","side":"buy","qty":0.25,"price":64250.5,"source":"tradingview"}"#;
+
+fn bot(c: &mut Criterion) {
+    c.bench_function("parse a signal line", |b| b.iter(|| parse(LINE)));
+    c.bench_function("parse a rejected line (bad side)", |b| {
+        b.iter(|| parse(br#"{"id":"x1","ts":1714564800000,"symbol":"BTC","side":"hold","qty":1}"#))
+    });
+
+    let signal = parse(LINE).unwrap();
+    let limits = RiskLimits {
+        max_position_qty: Some(1e12),
+        max_order_notional: Some(1e12),
+        max_orders_per_minute: None,
+    };
+    let mut engine = Engine::new(limits, Box::new(PaperExecution));
+    let mut now_ms = 1_714_564_800_000_i64;
+    c.bench_function("engine step (limits, paper fill, position)", |b| {
+        b.iter(|| {
+            now_ms += 1;
+            engine.decide(&signal, now_ms)
+        })
+    });
+}
+
 fn metrics(c: &mut Criterion) {
     let samples: Vec<Sample> = (0..50)
         .map(|index| {
@@ -49,5 +76,5 @@ fn metrics(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, health, metrics);
+criterion_group!(benches, bot, health, metrics);
 criterion_main!(benches);

@@ -115,6 +115,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bot")
+        .on_thread_start(crate::bot::yield_cpu_to_health)
         .enable_all()
         .build()
         .map_err(|source| Error::Io {

@@ -279,10 +279,6 @@ fn a_fresh_probe_is_served_through_a_flood_and_the_server_recovers() {
         first.peak_rss_kib,
         second.peak_rss_kib
     );
-    assert!(
-        first.reconnects > 200 && second.reconnects > 200,
-        "the header deadline never closed a slowloris connection"
-    );
     assert!(all.refused_heads > 0, "no oversized head was answered 431");
 
     assert_eq!(daemon.get("/health").0, 200);

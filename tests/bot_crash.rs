@@ -229,3 +229,56 @@ fn webhook_under_random_sigkills_loses_no_acknowledged_signal_and_doubles_none()
     assert!(last.stop().success());
     check_journal(&state_dir, total);
 }
+
+/// Signals decided so far, over every source and result, from `/metrics`
+/// (0 until the health port answers).
+fn decided_by_metrics(daemon: &Daemon) -> f64 {
+    let Ok((_, text)) = daemon.request("GET", "/metrics") else {
+        return 0.0;
+    };
+    text.lines()
+        .filter(|line| line.starts_with("tradingbot_signals_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn sigterm_mid_ingest_leaves_queued_file_lines_for_the_next_start() {
+    let mut rng = Rng::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let feed = dir.path().join("feed.jsonl");
+    let total = 100_000;
+    let lines: String = (0..total).map(|index| signal(&mut rng, index)).collect();
+    std::fs::write(&feed, lines).unwrap();
+    let source = format!("file:{}", feed.display());
+    let start = || {
+        Builder::new()
+            .env("STATE_DIR", &state_dir)
+            .arg("--source")
+            .arg(&source)
+            .spawn()
+    };
+
+    let mut first = start();
+    assert!(
+        wait_until(Duration::from_secs(30), || decided_by_metrics(&first)
+            >= 1000.0),
+        "ingest never started"
+    );
+    assert!(first.stop().success());
+    let drained = first
+        .log
+        .wait_for("bot loop: drained", Duration::from_secs(1))
+        .expect("the drain is logged");
+    eprintln!("first run stopped with: {drained}");
+
+    let mut second = start();
+    assert!(
+        wait_until(Duration::from_secs(60), || decided(&state_dir) >= total),
+        "only {} of {total} decided after the restart",
+        decided(&state_dir)
+    );
+    assert!(second.stop().success());
+    check_journal(&state_dir, total);
+}

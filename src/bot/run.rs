@@ -226,6 +226,7 @@ impl Bot {
         let mut open = true;
         let mut stopping = false;
         let mut taken = Vec::new();
+        let mut left_for_restart = 0usize;
         loop {
             let blocked = self.journal_error.is_some();
             tokio::select! {
@@ -241,6 +242,9 @@ impl Bot {
                             let Ok(batch) = batches.try_recv() else { break };
                             taken.push(batch);
                         }
+                        if stopping {
+                            left_for_restart += leave_rereadable(&mut taken);
+                        }
                     }
                     None => open = false,
                 },
@@ -253,7 +257,6 @@ impl Bot {
             }
             self.append_checkpoints();
             self.try_commit();
-            self.check_quiet();
             let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
             if dirty && due && self.journal_error.is_none() {
                 self.write_snapshot();
@@ -265,6 +268,9 @@ impl Bot {
             }
             self.figures.iterations += 1;
             self.metrics.publish(&self.figures);
+            // After the figures are published: /health never calls a feed
+            // fresh before it can show the signal that made it so.
+            self.check_quiet();
             heartbeat.beat();
             if stopping && !open && self.journal_error.is_none() {
                 break;
@@ -273,6 +279,7 @@ impl Bot {
         self.write_snapshot();
         tracing::info!(
             records = self.records,
+            left_for_restart,
             "bot loop: drained, journal committed"
         );
         Ok(())
@@ -572,4 +579,24 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// Once stopping, a file source's queued lines are not "in hand": nothing
+/// acknowledged them, and the next start re-reads them from the last
+/// journaled checkpoint. Dropping them keeps the drain to one iteration
+/// however deep the queue. Every later batch of that source is dropped too
+/// (the source has stopped, and all its batches after this point arrive
+/// here), so no checkpoint can ever move past a dropped line. Webhook
+/// requests (waiting for their answer) and stdin or exec lines (which
+/// cannot be read again) are still decided.
+fn leave_rereadable(taken: &mut Vec<Batch>) -> usize {
+    let mut left = 0;
+    taken.retain(|batch| {
+        let rereadable = batch.checkpoint.is_some() && batch.reply.is_none();
+        if rereadable {
+            left += batch.lines.len();
+        }
+        !rereadable
+    });
+    left
 }

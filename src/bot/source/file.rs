@@ -50,7 +50,10 @@ impl FileSource {
     pub fn spawn(self) -> io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("source-file".into())
-            .spawn(move || self.run())
+            .spawn(move || {
+                super::super::yield_cpu_to_health();
+                self.run()
+            })
     }
 
     fn run(mut self) {
