@@ -10,6 +10,8 @@ mod common;
 
 mod abuse_http;
 mod config;
+mod hardening_fs;
+mod hardening_process;
 mod health_file;
 mod http;
 mod lock;
