@@ -55,8 +55,18 @@ pub fn run(config: Config) -> Result<(), Error> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), pid = std::process::id(), sink = ?sink, "starting");
 
     std::fs::create_dir_all(&config.state_dir).map_err(|source| Error::StateDir {
+        what: "cannot create",
         path: config.state_dir.clone(),
         source,
+    })?;
+    // Read-only at start is a setup mistake, not a passing fault: said
+    // here, by name, it is not mistaken for a journal failing at run time.
+    rustix::fs::access(&config.state_dir, rustix::fs::Access::WRITE_OK).map_err(|errno| {
+        Error::StateDir {
+            what: "cannot write to",
+            path: config.state_dir.clone(),
+            source: errno.into(),
+        }
     })?;
     // Before the port: a duplicate must never hide behind a fallback port.
     let _lock = lock::acquire(&config.lock_file)?;

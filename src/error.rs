@@ -15,8 +15,9 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Lock(#[from] LockError),
-    #[error("cannot create --state-dir (STATE_DIR) {path}: {source}")]
+    #[error("{what} --state-dir (STATE_DIR) {path}: {source}")]
     StateDir {
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },

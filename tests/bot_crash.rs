@@ -22,10 +22,10 @@ use crate::common::{
 };
 
 /// xorshift64*: enough randomness for kill instants, reproducible by seed.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let seed = std::env::var("CRASH_SEED")
             .ok()
             .and_then(|seed| seed.parse().ok())
@@ -40,7 +40,7 @@ impl Rng {
         Rng(seed)
     }
 
-    fn below(&mut self, bound: u64) -> u64 {
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -55,7 +55,7 @@ fn kills() -> usize {
         .unwrap_or(30)
 }
 
-fn signal(rng: &mut Rng, index: usize) -> String {
+pub(crate) fn signal(rng: &mut Rng, index: usize) -> String {
     let symbol = ["BTC", "ETH"][rng.below(2) as usize];
     let side = ["buy", "sell"][rng.below(2) as usize];
     let qty = (1 + rng.below(3)) as f64;
@@ -63,7 +63,7 @@ fn signal(rng: &mut Rng, index: usize) -> String {
     signal_line(&format!("id-{index}"), symbol, side, qty, price)
 }
 
-fn bot(state_dir: &Path, extra: impl Fn(Builder) -> Builder) -> Daemon {
+pub(crate) fn bot(state_dir: &Path, extra: impl Fn(Builder) -> Builder) -> Daemon {
     extra(
         Builder::new()
             .env("STATE_DIR", state_dir)
@@ -84,7 +84,7 @@ fn kill_repeatedly(rng: &mut Rng, kills: usize, start: impl Fn() -> Daemon) {
 }
 
 /// Every id decided exactly once; positions equal a replay of the fills.
-fn check_journal(state_dir: &Path, total: usize) {
+pub(crate) fn check_journal(state_dir: &Path, total: usize) {
     let journal = read_journal(state_dir);
     let mut decisions: BTreeMap<String, usize> = BTreeMap::new();
     let mut replay: BTreeMap<String, (f64, f64)> = BTreeMap::new();
@@ -132,7 +132,7 @@ fn check_journal(state_dir: &Path, total: usize) {
     }
 }
 
-fn decided(state_dir: &Path) -> usize {
+pub(crate) fn decided(state_dir: &Path) -> usize {
     read_journal(state_dir)
         .iter()
         .filter(|record| record["t"] != "ckpt")

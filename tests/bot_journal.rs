@@ -1,5 +1,5 @@
 //! The journal when the disk says no: a file-size limit (EFBIG, as a full
-//! disk would give ENOSPC) and a directory that refuses new files. Both make
+//! disk would give ENOSPC) and a journal that refuses writes. Both make
 //! the daemon unhealthy with the error, pause intake without losing what
 //! was received, and recover when the cause goes; and a torn last line is
 //! cut on start.
@@ -78,13 +78,13 @@ fn a_file_size_limit_fails_the_journal_until_lifted_and_nothing_is_lost() {
     assert!(daemon.stop().success());
 }
 
-/// `chattr +i` on a directory: even root cannot create a file in it.
+/// `chattr +i`: even root cannot write to the file or create one in the directory.
 struct Immutable<'a>(&'a Path);
 
 impl<'a> Immutable<'a> {
-    fn set(dir: &'a Path) -> Option<Self> {
-        let status = Command::new("chattr").arg("+i").arg(dir).status().ok()?;
-        status.success().then_some(Immutable(dir))
+    fn set(path: &'a Path) -> Option<Self> {
+        let status = Command::new("chattr").arg("+i").arg(path).status().ok()?;
+        status.success().then_some(Immutable(path))
     }
 }
 
@@ -95,36 +95,39 @@ impl Drop for Immutable<'_> {
 }
 
 #[test]
-fn an_unwritable_state_dir_fails_the_journal_until_writable() {
-    let builder = Builder::new();
-    let state = builder.dir().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let Some(guard) = Immutable::set(&state) else {
-        eprintln!("skipped: chattr +i is not available here");
-        return;
-    };
-    let lock = builder.dir().join("lock");
-    let mut daemon = builder
-        .env("LOCK_FILE", lock)
+fn a_journal_made_unwritable_at_run_time_fails_until_writable() {
+    let mut daemon = Builder::new()
         .arg("--source")
         .arg("stdin")
         .piped_stdin()
         .spawn();
     daemon.wait_ready();
+    daemon.write_stdin(signal_line("before", "BTC", "buy", 1.0, Some(10.0)).as_bytes());
+    daemon.wait_metric("signals_total", &[("result", "filled")], 1.0);
+    // Immutable refuses writes even through the descriptor already open.
+    let journal = daemon.state_dir().join("journal.jsonl");
+    let Some(guard) = Immutable::set(&journal) else {
+        eprintln!("skipped: chattr +i is not available here");
+        return;
+    };
+    daemon.write_stdin(signal_line("held", "BTC", "buy", 1.0, Some(10.0)).as_bytes());
     assert!(
         wait_until(SOON, || journal_check(&daemon)["status"] == "failed"),
-        "failed before any signal: {}",
+        "journal never failed: {}",
         journal_check(&daemon)
     );
-    daemon.write_stdin(signal_line("held", "BTC", "buy", 1.0, Some(10.0)).as_bytes());
     let reason = journal_check(&daemon)["reason"].to_string();
     assert!(reason.contains("journal.jsonl"), "{reason}");
     assert_eq!(daemon.health().0, 503);
+    assert!(
+        daemon.wait_status("/livez", 200),
+        "the loop must keep beating"
+    );
 
     drop(guard);
-    daemon.wait_metric("signals_total", &[("result", "filled")], 1.0);
+    daemon.wait_metric("signals_total", &[("result", "filled")], 2.0);
     assert!(daemon.wait_status("/health", 200));
-    assert_eq!(ids(&daemon), ["held"]);
+    assert_eq!(ids(&daemon), ["before", "held"]);
     daemon.close_stdin();
     assert!(daemon.stop().success());
 }

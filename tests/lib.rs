@@ -13,6 +13,8 @@ mod hardening_webhook;
 
 mod abuse_http;
 mod config;
+mod hardening_fs;
+mod hardening_process;
 mod health_file;
 mod http;
 mod lock;

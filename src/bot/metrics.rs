@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
-
 use super::engine::Position;
 use super::signal::{Reason, Side};
 use crate::health::metrics::{Kind, MetricsSource, Sample};
@@ -285,11 +283,11 @@ impl MetricsSource for BotMetrics {
         ))
     }
 
-    fn health_fields(&self, body: &mut Map<String, Value>) {
+    fn health_fields(&self, out: &mut Vec<(&'static str, Option<f64>)>) {
         let age = self
             .lock()
             .last_signal
             .map(|(at, _)| (at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
-        body.insert("last_signal_age_seconds".into(), Value::from(age));
+        out.push(("last_signal_age_seconds", age));
     }
 }

@@ -10,11 +10,12 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 use super::http::Body;
 use super::metrics::{render_json, render_text, Kind, Sample};
-use super::state::{Component, HealthState, Snapshot};
+use super::state::{Component, HealthState, Snapshot, Verdict};
 
 /// Paths with their own label in `http_requests_total`; anything else is
 /// counted as "other", so scanners cannot grow the series without bound.
@@ -98,41 +99,23 @@ impl HealthApi {
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        let last_heartbeat = snapshot.heartbeat_age.and_then(|age| {
-            SystemTime::now()
-                .checked_sub(age)
-                .map(|at| humantime::format_rfc3339_millis(at).to_string())
-        });
-        let mut checks = serde_json::Map::new();
-        checks.insert(
-            "heartbeat".into(),
-            match (snapshot.ready, snapshot.stall_reason()) {
-                (true, Some(reason)) => json!({ "status": "failed", "reason": reason }),
-                (false, Some(_)) => json!({ "status": "starting" }),
-                (_, None) => json!({ "status": "ok" }),
-            },
+        let mut bot_figures = Vec::new();
+        if let Some(metrics) = self.state.bot_metrics() {
+            metrics.health_fields(&mut bot_figures);
+        }
+        let body = HealthBody {
+            snapshot,
+            verdict: &verdict,
+            bot_figures: &bot_figures,
+        };
+        let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+        bytes.push(b'\n');
+        let mut response = with_type(
+            Response::new(Full::new(Bytes::from(bytes))),
+            "application/json",
         );
-        for (name, component) in &snapshot.components {
-            checks.insert((*name).into(), component_json(component));
-        }
-        let mut body = json!({
-            "status": verdict.status,
-            "reasons": verdict.reasons,
-            "uptime_seconds": round3(snapshot.uptime.as_secs_f64()),
-            "bot_ready": snapshot.ready,
-            "last_heartbeat": last_heartbeat,
-            "heartbeat_age_seconds": snapshot.heartbeat_age.map(|age| round3(age.as_secs_f64())),
-            "heartbeats": snapshot.beats,
-            "stall_timeout_seconds": snapshot.stall_timeout.as_secs_f64(),
-            "checks": checks,
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "port": snapshot.bound.map(|addr| addr.port()),
-        });
-        if let (Some(metrics), Value::Object(fields)) = (self.state.bot_metrics(), &mut body) {
-            metrics.health_fields(fields);
-        }
-        json_response(code, &body)
+        *response.status_mut() = code;
+        response
     }
 
     fn samples(&self, snapshot: &Snapshot) -> Vec<Sample> {
@@ -193,11 +176,67 @@ impl HealthApi {
     }
 }
 
-fn component_json(component: &Component) -> Value {
-    match component {
-        Component::Ok => json!({ "status": "ok" }),
-        Component::Degraded(reason) => json!({ "status": "degraded", "reason": reason }),
-        Component::Failed(reason) => json!({ "status": "failed", "reason": reason }),
+/// The `/health` body, serialized straight from the snapshot: building a
+/// `serde_json::Value` first cost more than half of each request's work.
+struct HealthBody<'a> {
+    snapshot: &'a Snapshot,
+    verdict: &'a Verdict,
+    bot_figures: &'a [(&'static str, Option<f64>)],
+}
+
+impl Serialize for HealthBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let snapshot = self.snapshot;
+        let last_heartbeat = snapshot.heartbeat_age.and_then(|age| {
+            SystemTime::now()
+                .checked_sub(age)
+                .map(|at| humantime::format_rfc3339_millis(at).to_string())
+        });
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("status", &self.verdict.status)?;
+        map.serialize_entry("reasons", &self.verdict.reasons)?;
+        map.serialize_entry("uptime_seconds", &round3(snapshot.uptime.as_secs_f64()))?;
+        map.serialize_entry("bot_ready", &snapshot.ready)?;
+        map.serialize_entry("last_heartbeat", &last_heartbeat)?;
+        map.serialize_entry(
+            "heartbeat_age_seconds",
+            &snapshot.heartbeat_age.map(|age| round3(age.as_secs_f64())),
+        )?;
+        map.serialize_entry("heartbeats", &snapshot.beats)?;
+        map.serialize_entry(
+            "stall_timeout_seconds",
+            &snapshot.stall_timeout.as_secs_f64(),
+        )?;
+        map.serialize_entry("checks", &Checks(snapshot))?;
+        map.serialize_entry("version", env!("CARGO_PKG_VERSION"))?;
+        map.serialize_entry("pid", &std::process::id())?;
+        map.serialize_entry("port", &snapshot.bound.map(|addr| addr.port()))?;
+        for (name, figure) in self.bot_figures {
+            map.serialize_entry(name, figure)?;
+        }
+        map.end()
+    }
+}
+
+/// `checks`: the heartbeat, then one entry per component.
+struct Checks<'a>(&'a Snapshot);
+
+impl Serialize for Checks<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let snapshot = self.0;
+        let mut map = serializer.serialize_map(Some(snapshot.components.len() + 1))?;
+        match (snapshot.ready, snapshot.stall_reason()) {
+            (true, Some(reason)) => map.serialize_entry("heartbeat", &Component::Failed(reason))?,
+            // Before ready, no heartbeat yet is not a failure.
+            (false, Some(_)) => {
+                map.serialize_entry("heartbeat", &BTreeMap::from([("status", "starting")]))?
+            }
+            (_, None) => map.serialize_entry("heartbeat", &Component::Ok)?,
+        }
+        for (name, component) in &snapshot.components {
+            map.serialize_entry(name, component)?;
+        }
+        map.end()
     }
 }
 

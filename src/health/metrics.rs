@@ -70,8 +70,9 @@ pub trait MetricsSource: Send + Sync {
         None
     }
 
-    /// Extra top-level fields for the `/health` body, e.g. `last_signal_age_seconds`.
-    fn health_fields(&self, _body: &mut serde_json::Map<String, serde_json::Value>) {}
+    /// Extra figures for the `/health` body, e.g. `last_signal_age_seconds`
+    /// (`None` renders as null). Figures only: `/health` reveals nothing else.
+    fn health_fields(&self, _out: &mut Vec<(&'static str, Option<f64>)>) {}
 }
 
 /// Every metric name is prefixed so it cannot collide with an exporter's.

@@ -47,16 +47,30 @@ struct Open {
 }
 
 impl FileSource {
+    /// Must be called inside the bot's runtime: the thread waits on its timer
+    /// and shutdown token.
     pub fn spawn(self) -> io::Result<std::thread::JoinHandle<()>> {
+        let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("source-file".into())
             .spawn(move || {
                 super::super::yield_cpu_to_health();
-                self.run()
+                self.run(&runtime)
             })
     }
 
-    fn run(mut self) {
+    /// Waits one poll interval, or less if the daemon starts stopping: a
+    /// plain sleep would hold every stop up by up to FILE_POLL_INTERVAL.
+    fn pause(&self, runtime: &tokio::runtime::Handle) {
+        runtime.block_on(async {
+            tokio::select! {
+                () = tokio::time::sleep(self.poll) => {}
+                () = self.shutdown.cancelled() => {}
+            }
+        });
+    }
+
+    fn run(mut self, runtime: &tokio::runtime::Handle) {
         let mut buffer = vec![0u8; CHUNK];
         let mut open: Option<Open> = None;
         while !self.shutdown.is_cancelled() {
@@ -71,20 +85,20 @@ impl FileSource {
                         if self.feed.set(&self.name, Some(problem)) {
                             tracing::warn!(path = %self.path.display(), %error, "file source: cannot open the file; retrying");
                         }
-                        std::thread::sleep(self.poll);
+                        self.pause(runtime);
                     }
                 }
                 continue;
             };
             match current.file.read(&mut buffer) {
                 Ok(0) => match self.at_end(current, &mut buffer) {
-                    Ok(End::Wait) => std::thread::sleep(self.poll),
+                    Ok(End::Wait) => self.pause(runtime),
                     Ok(End::Again) => {}
                     Ok(End::Rotated) => open = None,
                     Err(error) => {
                         tracing::warn!(path = %self.path.display(), %error, "file source: read failed; reopening");
                         open = None;
-                        std::thread::sleep(self.poll);
+                        self.pause(runtime);
                     }
                 },
                 Ok(count) => {
@@ -97,7 +111,7 @@ impl FileSource {
                 Err(error) => {
                     tracing::warn!(path = %self.path.display(), %error, "file source: read failed; reopening");
                     open = None;
-                    std::thread::sleep(self.poll);
+                    self.pause(runtime);
                 }
             }
         }
