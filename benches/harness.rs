@@ -107,8 +107,9 @@ fn main() {
 }
 
 fn startup(table: &mut Table, runs: usize, python: Option<&Path>, peers: &Path) {
-    let ours = repeat(runs, || time_to_livez(&mut Ours::spawn(&[])));
-    let peer = python.map(|python| repeat(runs, || time_to_livez(&mut Peer::spawn(python, peers))));
+    let ours = repeat(runs, || time_to_livez(&mut Server::ours(&[])));
+    let peer =
+        python.map(|python| repeat(runs, || time_to_livez(&mut Server::peer(python, peers))));
     table.row(
         "exec → first 200 on the health port",
         "ms",
@@ -126,8 +127,8 @@ fn startup(table: &mut Table, runs: usize, python: Option<&Path>, peers: &Path) 
 }
 
 fn memory(table: &mut Table, python: Option<&Path>, peers: &Path, million: &Path) {
-    let ours = repeat(3, || rss_once_up(&mut Ours::spawn(&[])));
-    let peer = python.map(|python| repeat(3, || rss_once_up(&mut Peer::spawn(python, peers))));
+    let ours = repeat(3, || rss_once_up(&mut Server::ours(&[])));
+    let peer = python.map(|python| repeat(3, || rss_once_up(&mut Server::peer(python, peers))));
     table.row("RSS once up", "MiB", ours, peer, Better::Lower);
     table.row(
         "RSS after 1,000,000 signals (FSYNC=batch)",
@@ -140,8 +141,8 @@ fn memory(table: &mut Table, python: Option<&Path>, peers: &Path, million: &Path
 
 fn load(table: &mut Table, python: Option<&Path>, peers: &Path) {
     if let Some(wrk) = which("wrk") {
-        let ours = saturation(&wrk, &mut Ours::spawn(&[]));
-        let peer = python.map(|python| saturation(&wrk, &mut Peer::spawn(python, peers)));
+        let ours = saturation(&wrk, &mut Server::ours(&[]));
+        let peer = python.map(|python| saturation(&wrk, &mut Server::peer(python, peers)));
         let figure = |pick: fn(&Saturation) -> f64| {
             (
                 vec![pick(&ours)],
@@ -176,7 +177,7 @@ fn load(table: &mut Table, python: Option<&Path>, peers: &Path) {
     } else {
         eprintln!("wrk not found (apt-get install wrk): saturation figures skipped");
     }
-    let mut idle = Ours::spawn(&[]);
+    let mut idle = Server::ours(&[]);
     wait_for_code(&idle, 200);
     table.latency_rows(
         "/health at a steady 1,000 req/s, idle bot",
@@ -192,7 +193,7 @@ fn isolation(table: &mut Table, million: &Path) {
         "/health at 1,000 req/s, loop saturated (ingest finished early: partly idle)"
     };
     table.latency_rows(label, busy);
-    let mut stalled = Ours::spawn(&[
+    let mut stalled = Server::ours(&[
         ("FAILPOINTS", "bot::iteration=5*off->sleep(600000)"),
         ("STALL_TIMEOUT", "1s"),
         ("HEARTBEAT_INTERVAL", "100ms"),
@@ -257,18 +258,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Ours {
+/// A server under test, killed when dropped: ours or the peer.
+struct Server {
     child: Child,
     port: u16,
-    _dir: TempDir,
+    /// What says "the process is up": /livez for us, the peer's only route for it.
+    probe_path: &'static str,
+    _dir: Option<TempDir>,
 }
 
-impl Ours {
-    fn spawn(env: &[(&str, &str)]) -> Self {
-        Self::spawn_with(env, None)
+/// What load and latency are measured on, for both.
+const HEALTH_PATH: &str = "/health";
+
+impl Server {
+    fn ours(env: &[(&str, &str)]) -> Self {
+        Self::ours_with(env, None)
     }
 
-    fn spawn_with(env: &[(&str, &str)], notify: Option<&Path>) -> Self {
+    fn ours_with(env: &[(&str, &str)], notify: Option<&Path>) -> Self {
         let dir = TempDir::new();
         let port = free_port();
         let mut command = Command::new(BIN);
@@ -279,84 +286,48 @@ impl Ours {
             .env("STATE_DIR", dir.0.join("state"))
             .env("HEALTH_FILE", dir.0.join("healthy"))
             .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .envs(env.iter().copied());
         if let Some(notify) = notify {
             command.env("NOTIFY_SOCKET", notify);
         }
-        Ours {
-            child: command.spawn().unwrap(),
-            port,
-            _dir: dir,
-        }
+        Self::spawn(command, port, "/livez", Some(dir))
     }
-}
 
-struct Peer {
-    child: Child,
-    port: u16,
-}
-
-impl Peer {
-    fn spawn(python: &Path, peers: &Path) -> Self {
+    fn peer(python: &Path, peers: &Path) -> Self {
         let port = free_port();
-        let child = Command::new(python)
+        let mut command = Command::new(python);
+        command
             .arg(peers.join("aiohttp_health.py"))
-            .env("PORT", port.to_string())
+            .env("PORT", port.to_string());
+        Self::spawn(command, port, HEALTH_PATH, None)
+    }
+
+    fn spawn(
+        mut command: Command,
+        port: u16,
+        probe_path: &'static str,
+        dir: Option<TempDir>,
+    ) -> Self {
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Peer { child, port }
+        Server {
+            child,
+            port,
+            probe_path,
+            _dir: dir,
+        }
     }
-}
 
-trait Server {
-    fn child(&mut self) -> &mut Child;
-    fn addr(&self) -> SocketAddr;
-    /// What load and latency are measured on.
-    fn path(&self) -> &'static str {
-        "/health"
-    }
-    /// What says "the process is up": /livez for us, the only route for the peer.
-    fn probe_path(&self) -> &'static str;
-}
-
-impl Server for Ours {
-    fn child(&mut self) -> &mut Child {
-        &mut self.child
-    }
     fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
-    fn probe_path(&self) -> &'static str {
-        "/livez"
-    }
 }
 
-impl Server for Peer {
-    fn child(&mut self) -> &mut Child {
-        &mut self.child
-    }
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-    fn probe_path(&self) -> &'static str {
-        "/health"
-    }
-}
-
-impl Drop for Ours {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Peer {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -394,10 +365,10 @@ fn get(addr: SocketAddr, path: &str) -> Option<u16> {
 }
 
 /// The clock starts at the caller's spawn: exec → first 200 on the probe path.
-fn time_to_livez(server: &mut impl Server) -> f64 {
+fn time_to_livez(server: &mut Server) -> f64 {
     let started = Instant::now();
     loop {
-        if get(server.addr(), server.probe_path()) == Some(200) {
+        if get(server.addr(), server.probe_path) == Some(200) {
             return started.elapsed().as_secs_f64() * 1000.0;
         }
         assert!(
@@ -416,7 +387,7 @@ fn time_to_ready() -> f64 {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let started = Instant::now();
-    let _ours = Ours::spawn_with(&[], Some(&socket_path));
+    let _ours = Server::ours_with(&[], Some(&socket_path));
     let mut buffer = [0u8; 1024];
     loop {
         let length = socket.recv(&mut buffer).expect("READY=1 never came");
@@ -442,13 +413,13 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn rss_once_up(server: &mut impl Server) -> f64 {
+fn rss_once_up(server: &mut Server) -> f64 {
     time_to_livez(server);
     // Let start-up allocations settle: a few requests, then read.
     for _ in 0..10 {
-        get(server.addr(), server.path());
+        get(server.addr(), HEALTH_PATH);
     }
-    rss_mib(server.child().id())
+    rss_mib(server.child.id())
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -495,9 +466,9 @@ struct Saturation {
 }
 
 /// wrk's requests/s and latency percentiles (ms).
-fn saturation(wrk: &Path, server: &mut impl Server) -> Saturation {
+fn saturation(wrk: &Path, server: &mut Server) -> Saturation {
     time_to_livez(server);
-    let url = format!("http://{}{}", server.addr(), server.path());
+    let url = format!("http://{}{}", server.addr(), HEALTH_PATH);
     let output = Command::new(wrk)
         .args(["-t2", "-c50", "-d5s", "--latency", &url])
         .output()
@@ -537,10 +508,10 @@ fn parse_wrk_duration(text: &str) -> f64 {
 /// Requests on a fixed schedule over keep-alive connections; each latency is
 /// measured from the request's scheduled time, so a slow answer also delays
 /// (and is charged to) the requests queued behind it.
-fn open_loop(server: &mut impl Server, rate: u32, duration: Duration) -> Vec<f64> {
+fn open_loop(server: &mut Server, rate: u32, duration: Duration) -> Vec<f64> {
     let connections = 4u32;
     let addr = server.addr();
-    let path = server.path();
+    let path = HEALTH_PATH;
     let start = Instant::now() + Duration::from_millis(50);
     let total = (rate as f64 * duration.as_secs_f64()) as u32;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -589,9 +560,9 @@ fn read_response(reader: &mut BufReader<TcpStream>) {
     reader.read_exact(&mut body).unwrap();
 }
 
-fn wait_for_code(server: &impl Server, code: u16) {
+fn wait_for_code(server: &Server, code: u16) {
     let started = Instant::now();
-    while get(server.addr(), server.path()) != Some(code) {
+    while get(server.addr(), HEALTH_PATH) != Some(code) {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "never got {code}"
@@ -620,7 +591,7 @@ fn stall_detection() -> (f64, f64) {
             }
         }
     });
-    let ours = Ours::spawn_with(
+    let ours = Server::ours_with(
         &[
             ("FAILPOINTS", "bot::iteration=20*off->sleep(600000)"),
             ("STALL_TIMEOUT", "1s"),
@@ -669,7 +640,7 @@ fn heartbeats(addr: SocketAddr) -> Option<u64> {
 }
 
 fn stop_latency() -> f64 {
-    let mut ours = Ours::spawn(&[]);
+    let mut ours = Server::ours(&[]);
     time_to_livez(&mut ours);
     wait_for_code(&ours, 200);
     let started = Instant::now();
@@ -683,7 +654,7 @@ fn stop_latency() -> f64 {
 
 /// CPU time (ms) and context switches of every thread over an idle window.
 fn idle_cost(window: Duration) -> (f64, f64) {
-    let mut ours = Ours::spawn(&[]);
+    let mut ours = Server::ours(&[]);
     time_to_livez(&mut ours);
     wait_for_code(&ours, 200);
     let pid = ours.child.id();
@@ -759,9 +730,9 @@ fn signals_decided(addr: SocketAddr) -> Option<u64> {
     )
 }
 
-fn ingesting(feed: &Path, fsync: &str) -> Ours {
+fn ingesting(feed: &Path, fsync: &str) -> Server {
     let source = format!("file:{}", feed.display());
-    Ours::spawn(&[("SIGNAL_SOURCE", source.as_str()), ("FSYNC", fsync)])
+    Server::ours(&[("SIGNAL_SOURCE", source.as_str()), ("FSYNC", fsync)])
 }
 
 /// Spawn → every signal of the feed decided and committed, as signals/s.

@@ -9,16 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::{exchange, http, wait_until, Builder, SOON};
-
-fn proc_status(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
+use crate::common::{exchange, http, proc_status, wait_until, Builder, SOON};
 
 /// Runs `abuse` in a loop on its own thread until `stop` is set.
 fn keep_doing(stop: &Arc<AtomicBool>, mut abuse: impl FnMut() + Send + 'static) -> JoinHandle<()> {

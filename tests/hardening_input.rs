@@ -21,7 +21,7 @@ use tradingbot::bot::signal::{self, MAX_LINE_BYTES};
 use tradingbot::bot::source::lines::{Line, LineSplitter};
 use tradingbot::bot::RiskLimits;
 
-use crate::common::{free_port, http_with_body, wait_until, Builder, Daemon, SOON};
+use crate::common::{free_port, http_with_body, proc_status, wait_until, Builder, Daemon, SOON};
 
 const TEN_MB: usize = 10 * 1024 * 1024;
 
@@ -233,15 +233,6 @@ fn joined(corpus: &[(&str, Vec<u8>)]) -> Vec<u8> {
     bytes
 }
 
-fn proc_kib(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 /// Sums of `signals_total` by result, and `rejects_total` by reason.
 fn figures(daemon: &Daemon) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
     let text = daemon.metrics();
@@ -363,7 +354,7 @@ fn expect_corpus_decided(daemon: &Daemon, corpus: &[(&str, Vec<u8>)], before: f6
 /// long without being held, a valid line behind it is still filled, and
 /// the loop goes on beating. Returns the peak RSS growth in KiB.
 fn ten_mb_line_then_a_valid_one(daemon: &Daemon, mut send: impl FnMut(&[u8])) -> u64 {
-    let rss_before = proc_kib(daemon.pid(), "VmRSS:");
+    let rss_before = proc_status(daemon.pid(), "VmRSS:");
     let too_long_before = figures(daemon)
         .1
         .get("line_too_long")
@@ -384,7 +375,7 @@ fn ten_mb_line_then_a_valid_one(daemon: &Daemon, mut send: impl FnMut(&[u8])) ->
         &[("result", "filled")],
         filled_before + 1.0,
     );
-    let peak = proc_kib(daemon.pid(), "VmHWM:");
+    let peak = proc_status(daemon.pid(), "VmHWM:");
     let iterations = daemon.metric("loop_iterations_total", &[]).unwrap();
     daemon.wait_metric("loop_iterations_total", &[], iterations + 3.0);
     assert_eq!(daemon.health().0, 200);
@@ -523,7 +514,7 @@ fn hostile_lines_through_the_webhook() {
     }
     expect_corpus_decided(&daemon, &corpus, 0.0);
 
-    let rss_before = proc_kib(daemon.pid(), "VmRSS:");
+    let rss_before = proc_status(daemon.pid(), "VmRSS:");
     let mut big = vec![b'{'; TEN_MB];
     big.push(b'\n');
     big.extend_from_slice(valid("after-big").as_bytes());
@@ -533,8 +524,8 @@ fn hostile_lines_through_the_webhook() {
         body.contains("line_too_long") && body.contains("filled"),
         "{body}"
     );
-    let growth = proc_kib(daemon.pid(), "VmHWM:").saturating_sub(rss_before);
-    let settled = proc_kib(daemon.pid(), "VmRSS:");
+    let growth = proc_status(daemon.pid(), "VmHWM:").saturating_sub(rss_before);
+    let settled = proc_status(daemon.pid(), "VmRSS:");
     eprintln!(
         "webhook: {} hostile lines, 10 MB body: peak RSS growth {growth} KiB, RSS {rss_before} -> {settled} KiB",
         corpus.len()
