@@ -748,3 +748,18 @@ pub fn health_record(path: &Path) -> serde_json::Value {
     assert!(parsed, "no JSON record in {}", path.display());
     record.unwrap()
 }
+
+/// A file an attacker would like the daemon to write through a symlink:
+/// "precious\n", with an mtime far in the past so any touch shows.
+pub fn plant_target(dir: &Path) -> (PathBuf, std::time::SystemTime) {
+    let target = dir.join("precious");
+    std::fs::write(&target, "precious\n").unwrap();
+    let planted = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&target)
+        .unwrap()
+        .set_modified(planted)
+        .unwrap();
+    (target, planted)
+}

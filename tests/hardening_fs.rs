@@ -9,7 +9,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 use crate::common::*;
 
@@ -127,15 +126,7 @@ fn a_symlink_or_directory_planted_while_running_is_refused_then_the_file_returns
     let path = daemon.health_file();
     assert!(wait_path(&path, true));
 
-    let target = daemon.dir().join("precious");
-    std::fs::write(&target, "precious\n").unwrap();
-    let planted = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-    std::fs::File::options()
-        .write(true)
-        .open(&target)
-        .unwrap()
-        .set_modified(planted)
-        .unwrap();
+    let (target, planted) = plant_target(daemon.dir());
     // rename(2) over the live file: the swap is atomic, as an attacker's would be.
     let link = daemon.dir().join("link");
     std::os::unix::fs::symlink(&target, &link).unwrap();

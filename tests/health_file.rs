@@ -66,15 +66,7 @@ fn removed_while_stalled_and_back_after_recovery() {
 #[test]
 fn a_planted_symlink_is_never_followed() {
     let builder = Builder::new();
-    let target = builder.dir().join("precious");
-    std::fs::write(&target, "precious\n").unwrap();
-    let planted = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-    std::fs::File::options()
-        .write(true)
-        .open(&target)
-        .unwrap()
-        .set_modified(planted)
-        .unwrap();
+    let (target, planted) = plant_target(builder.dir());
     std::os::unix::fs::symlink(&target, builder.dir().join("healthy")).unwrap();
 
     let daemon = builder.spawn();
