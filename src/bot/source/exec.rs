@@ -112,16 +112,7 @@ impl ExecSource {
                 read = stdout.read(&mut buffer) => read,
             };
             let mut lines = Vec::new();
-            let ended = match read {
-                Ok(0) | Err(_) => {
-                    splitter.finish(&mut lines);
-                    true
-                }
-                Ok(count) => {
-                    splitter.push(&buffer[..count], &mut lines);
-                    false
-                }
-            };
+            let ended = splitter.feed(&read, &buffer, &mut lines);
             if !lines.is_empty() {
                 let batch = Batch {
                     source: self.index,
@@ -173,16 +164,8 @@ async fn log_stderr(name: String, mut stderr: impl AsyncRead + Unpin) {
     let mut splitter = LineSplitter::default();
     loop {
         let mut lines = Vec::new();
-        let ended = match stderr.read(&mut buffer).await {
-            Ok(0) | Err(_) => {
-                splitter.finish(&mut lines);
-                true
-            }
-            Ok(count) => {
-                splitter.push(&buffer[..count], &mut lines);
-                false
-            }
-        };
+        let read = stderr.read(&mut buffer).await;
+        let ended = splitter.feed(&read, &buffer, &mut lines);
         for line in lines {
             match line {
                 Line::Bytes(bytes) => {

@@ -30,6 +30,27 @@ impl LineSplitter {
         self.take(bytes);
     }
 
+    /// Takes one `read` of a stream into `buffer`: its complete lines, or at
+    /// the end of the stream (0 bytes, or an error) the last unterminated
+    /// line too. Returns whether the stream ended.
+    pub fn feed(
+        &mut self,
+        read: &std::io::Result<usize>,
+        buffer: &[u8],
+        out: &mut Vec<Line>,
+    ) -> bool {
+        match read {
+            Ok(0) | Err(_) => {
+                self.finish(out);
+                true
+            }
+            Ok(count) => {
+                self.push(&buffer[..*count], out);
+                false
+            }
+        }
+    }
+
     /// Bytes held back for a line whose newline has not arrived.
     pub fn pending(&self) -> usize {
         self.skipping.unwrap_or(self.partial.len())

@@ -18,21 +18,11 @@ pub async fn run(index: usize, batches: mpsc::Sender<Batch>, shutdown: Cancellat
             () = shutdown.cancelled() => return,
             read = stdin.read(&mut buffer) => read,
         };
-        let mut lines = Vec::new();
-        let ended = match read {
-            Ok(0) => true,
-            Ok(count) => {
-                splitter.push(&buffer[..count], &mut lines);
-                false
-            }
-            Err(error) => {
-                tracing::warn!(%error, "stdin source: read failed; the source ends");
-                true
-            }
-        };
-        if ended {
-            splitter.finish(&mut lines);
+        if let Err(error) = &read {
+            tracing::warn!(%error, "stdin source: read failed; the source ends");
         }
+        let mut lines = Vec::new();
+        let ended = splitter.feed(&read, &buffer, &mut lines);
         if !lines.is_empty() {
             let batch = Batch {
                 source: index,
