@@ -222,47 +222,25 @@ impl MetricsSource for BotMetrics {
             "Completed bot loop iterations.",
             figures.iterations as f64,
         ));
-        let help = "Journal fsync latency.";
+        let fsync = |value: f64| {
+            Sample::new(
+                "journal_fsync_seconds",
+                Kind::Histogram,
+                "Journal fsync latency.",
+                value,
+            )
+        };
         for (count, bound) in figures.fsync.buckets.iter().zip(FSYNC_BUCKETS) {
             out.push(
-                Sample::new(
-                    "journal_fsync_seconds",
-                    Kind::Histogram,
-                    help,
-                    *count as f64,
-                )
-                .suffix("_bucket")
-                .label("le", bound.to_string()),
+                fsync(*count as f64)
+                    .suffix("_bucket")
+                    .label("le", bound.to_string()),
             );
         }
-        out.push(
-            Sample::new(
-                "journal_fsync_seconds",
-                Kind::Histogram,
-                help,
-                figures.fsync.count as f64,
-            )
-            .suffix("_bucket")
-            .label("le", "+Inf"),
-        );
-        out.push(
-            Sample::new(
-                "journal_fsync_seconds",
-                Kind::Histogram,
-                help,
-                figures.fsync.sum,
-            )
-            .suffix("_sum"),
-        );
-        out.push(
-            Sample::new(
-                "journal_fsync_seconds",
-                Kind::Histogram,
-                help,
-                figures.fsync.count as f64,
-            )
-            .suffix("_count"),
-        );
+        let total = figures.fsync.count as f64;
+        out.push(fsync(total).suffix("_bucket").label("le", "+Inf"));
+        out.push(fsync(figures.fsync.sum).suffix("_sum"));
+        out.push(fsync(total).suffix("_count"));
     }
 
     fn summary(&self) -> Option<String> {
