@@ -351,7 +351,8 @@ impl Drop for TempDir {
     }
 }
 
-fn get(addr: SocketAddr, path: &str) -> Option<u16> {
+/// One GET on a fresh connection: the whole response, head and body.
+fn fetch(addr: SocketAddr, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -359,9 +360,13 @@ fn get(addr: SocketAddr, path: &str) -> Option<u16> {
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    std::str::from_utf8(response.get(9..12)?).ok()?.parse().ok()
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<u16> {
+    fetch(addr, path)?.get(9..12)?.parse().ok()
 }
 
 /// The clock starts at the caller's spawn: exec → first 200 on the probe path.
@@ -626,14 +631,7 @@ fn stall_detection() -> (f64, f64) {
 }
 
 fn heartbeats(addr: SocketAddr) -> Option<u64> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
+    let text = fetch(addr, "/metrics")?;
     text.lines()
         .find_map(|line| line.strip_prefix("tradingbot_heartbeats_total "))
         .and_then(|value| value.trim().parse().ok())
@@ -714,14 +712,7 @@ fn write_feed(path: &Path, count: usize) {
 
 /// Signals decided so far (every result), from `/metrics`.
 fn signals_decided(addr: SocketAddr) -> Option<u64> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
+    let text = fetch(addr, "/metrics")?;
     Some(
         text.lines()
             .filter(|line| line.starts_with("tradingbot_signals_total{"))
