@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{signal_line, wait_until, Builder, Daemon, SOON};
+use crate::common::{signal_line, stdin_bot, wait_until, Builder, Daemon, SOON};
 
 fn journal_check(daemon: &Daemon) -> serde_json::Value {
     daemon.health().1["checks"]["journal"].clone()
@@ -23,11 +23,7 @@ fn ids(daemon: &Daemon) -> Vec<String> {
 
 #[test]
 fn a_file_size_limit_fails_the_journal_until_lifted_and_nothing_is_lost() {
-    let mut daemon = Builder::new()
-        .arg("--source")
-        .arg("stdin")
-        .piped_stdin()
-        .spawn();
+    let mut daemon = stdin_bot().spawn();
     daemon.wait_ready();
     daemon.write_stdin(signal_line("before", "BTC", "buy", 1.0, Some(10.0)).as_bytes());
     daemon.wait_metric("signals_total", &[("result", "filled")], 1.0);
@@ -96,11 +92,7 @@ impl Drop for Immutable<'_> {
 
 #[test]
 fn a_journal_made_unwritable_at_run_time_fails_until_writable() {
-    let mut daemon = Builder::new()
-        .arg("--source")
-        .arg("stdin")
-        .piped_stdin()
-        .spawn();
+    let mut daemon = stdin_bot().spawn();
     daemon.wait_ready();
     daemon.write_stdin(signal_line("before", "BTC", "buy", 1.0, Some(10.0)).as_bytes());
     daemon.wait_metric("signals_total", &[("result", "filled")], 1.0);

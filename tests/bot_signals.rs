@@ -1,11 +1,7 @@
 //! Signal parsing, rejection reasons, risk limits and PnL, end to end over
 //! the stdin source.
 
-use crate::common::{signal_line, Builder, Daemon, SOON};
-
-fn stdin_bot() -> Builder {
-    Builder::new().arg("--source").arg("stdin").piped_stdin()
-}
+use crate::common::{signal_line, stdin_bot, Builder, Daemon, SOON};
 
 fn signals_total(daemon: &Daemon) -> f64 {
     ["filled", "rejected", "duplicate"]

@@ -43,6 +43,11 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
+/// A daemon reading signals from a pipe the test writes (see [`Daemon::write_stdin`]).
+pub fn stdin_bot() -> Builder {
+    Builder::new().arg("--source").arg("stdin").piped_stdin()
+}
+
 pub struct Builder {
     dir: tempfile::TempDir,
     args: Vec<OsString>,

@@ -21,7 +21,9 @@ use tradingbot::bot::signal::{self, MAX_LINE_BYTES};
 use tradingbot::bot::source::lines::{Line, LineSplitter};
 use tradingbot::bot::RiskLimits;
 
-use crate::common::{free_port, http_with_body, proc_status, wait_until, Builder, Daemon, SOON};
+use crate::common::{
+    free_port, http_with_body, proc_status, stdin_bot, wait_until, Builder, Daemon, SOON,
+};
 
 const TEN_MB: usize = 10 * 1024 * 1024;
 
@@ -384,11 +386,7 @@ fn ten_mb_line_then_a_valid_one(daemon: &Daemon, mut send: impl FnMut(&[u8])) ->
 
 #[test]
 fn hostile_lines_through_stdin() {
-    let mut daemon = Builder::new()
-        .arg("--source")
-        .arg("stdin")
-        .piped_stdin()
-        .spawn();
+    let mut daemon = stdin_bot().spawn();
     daemon.wait_ready();
     let corpus = corpus();
     daemon.write_stdin(&joined(&corpus));
@@ -629,11 +627,7 @@ impl Oracle {
 /// daemon never dies, and the journal stays readable.
 #[test]
 fn generated_lines_through_stdin_are_decided_as_the_library_decides() {
-    let mut daemon = Builder::new()
-        .arg("--source")
-        .arg("stdin")
-        .piped_stdin()
-        .spawn();
+    let mut daemon = stdin_bot().spawn();
     daemon.wait_ready();
     let mut runner = TestRunner::new(Config {
         cases: 48,
