@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use tradingbot::bot::engine::{Engine, PaperExecution};
 use tradingbot::bot::signal::{self, MAX_LINE_BYTES};
-use tradingbot::bot::source::lines::{Line, LineSplitter};
+use tradingbot::bot::source::lines::{Line, LineSplitter, Lines};
 use tradingbot::bot::RiskLimits;
 
 use crate::common::{
@@ -612,11 +612,11 @@ impl Oracle {
             Ok(signal) => signal,
             Err(reject) => return Some((reject.reason.label().to_owned(), reject.detail)),
         };
-        if !self.seen.insert(signal.id.clone()) {
+        if !self.seen.insert(signal.id.to_string()) {
             return None;
         }
         Some(match self.engine.decide(&signal, 0) {
-            Ok(_) => ("fill".to_owned(), signal.id),
+            Ok(_) => ("fill".to_owned(), signal.id.into_owned()),
             Err(reject) => (reject.reason.label().to_owned(), reject.detail),
         })
     }
@@ -768,14 +768,14 @@ fn fuzz_the_line_splitter() {
             |(bytes, mut cuts)| {
                 // Whatever the chunking, the same lines come out, none over the
                 // limit, none blank, none holding a newline.
-                let mut whole = Vec::new();
+                let mut whole = Lines::default();
                 let mut splitter = LineSplitter::default();
                 splitter.push(&bytes, &mut whole);
                 splitter.finish(&mut whole);
                 cuts.iter_mut()
                     .for_each(|cut| *cut = (*cut).min(bytes.len()));
                 cuts.sort_unstable();
-                let mut pieces = Vec::new();
+                let mut pieces = Lines::default();
                 let mut splitter = LineSplitter::default();
                 let mut start = 0;
                 for cut in cuts.into_iter().chain([bytes.len()]) {
@@ -784,7 +784,7 @@ fn fuzz_the_line_splitter() {
                 }
                 splitter.finish(&mut pieces);
                 prop_assert_eq!(&whole, &pieces);
-                for line in whole {
+                for line in whole.iter() {
                     if let Line::Bytes(line) = line {
                         prop_assert!(line.len() <= MAX_LINE_BYTES && !line.contains(&b'\n'));
                         prop_assert!(line.iter().any(|byte| !byte.is_ascii_whitespace()));

@@ -2,7 +2,7 @@
 //! bytes of the input choose the cuts), none blank, none over the limit.
 
 use tradingbot::bot::signal::MAX_LINE_BYTES;
-use tradingbot::bot::source::lines::{Line, LineSplitter};
+use tradingbot::bot::source::lines::{Line, LineSplitter, Lines};
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {
@@ -11,7 +11,7 @@ fn main() {
         };
         let cuts = usize::from(cuts % 8).min(bytes.len());
         let (cut_bytes, bytes) = bytes.split_at(cuts);
-        let mut whole = Vec::new();
+        let mut whole = Lines::default();
         let mut splitter = LineSplitter::default();
         splitter.push(bytes, &mut whole);
         splitter.finish(&mut whole);
@@ -20,7 +20,7 @@ fn main() {
             .map(|cut| usize::from(*cut) * bytes.len() / 255)
             .collect();
         cuts.sort_unstable();
-        let mut pieces = Vec::new();
+        let mut pieces = Lines::default();
         let mut splitter = LineSplitter::default();
         let mut start = 0;
         for cut in cuts.into_iter().chain([bytes.len()]) {
@@ -29,7 +29,7 @@ fn main() {
         }
         splitter.finish(&mut pieces);
         assert_eq!(whole, pieces);
-        for line in whole {
+        for line in whole.iter() {
             if let Line::Bytes(line) = line {
                 assert!(line.len() <= MAX_LINE_BYTES && !line.contains(&b'\n'));
                 assert!(line.iter().any(|byte| !byte.is_ascii_whitespace()));

@@ -1,11 +1,15 @@
-//! `signal::parse` on any bytes: no panic, and what it accepts is a signal
-//! the engine can trust.
+//! `signal::parse` on any bytes: no panic, the same answer as the general
+//! serde_json path (so the fast scanner never accepts what it should not,
+//! nor reads a field differently), and what it accepts is a signal the
+//! engine can trust.
 
-use tradingbot::bot::signal::{parse, MAX_LINE_BYTES};
+use tradingbot::bot::signal::{parse, parse_general, MAX_LINE_BYTES};
 
 fn main() {
     afl::fuzz!(|line: &[u8]| {
-        match parse(line) {
+        let parsed = parse(line);
+        assert_eq!(parsed, parse_general(line));
+        match parsed {
             Ok(signal) => {
                 assert!(line.len() <= MAX_LINE_BYTES);
                 assert!(signal.qty.is_finite() && signal.qty > 0.0);

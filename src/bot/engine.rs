@@ -53,8 +53,8 @@ pub struct Position {
 
 /// One executed order, as the journal records it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Fill {
-    pub symbol: String,
+pub struct Fill<'a> {
+    pub symbol: &'a str,
     pub side: Side,
     pub qty: f64,
     pub price: f64,
@@ -66,7 +66,9 @@ pub struct Engine {
     limits: RiskLimits,
     execution: Box<dyn Execution>,
     positions: BTreeMap<String, Position>,
-    /// Fill times within the last minute, oldest first.
+    /// Fill times within the last minute, oldest first; kept only under a
+    /// MAX_ORDERS_PER_MINUTE (unlimited, a busy feed would grow it by
+    /// every fill of the minute for nothing).
     recent: VecDeque<i64>,
 }
 
@@ -87,8 +89,8 @@ impl Engine {
     }
 
     /// Checks the limits, executes, and applies the fill; a refusal changes nothing.
-    pub fn decide(&mut self, signal: &Signal, now_ms: i64) -> Result<Fill, Reject> {
-        let position = self.positions.get(&signal.symbol);
+    pub fn decide<'s>(&mut self, signal: &'s Signal<'_>, now_ms: i64) -> Result<Fill<'s>, Reject> {
+        let position = self.positions.get(signal.symbol.as_ref());
         let price = signal
             .price
             .or_else(|| position.map(|position| position.last_price))
@@ -149,7 +151,7 @@ impl Engine {
         };
         let filled_at = self.execution.execute(&order)?;
         let fill = Fill {
-            symbol: signal.symbol.clone(),
+            symbol: &signal.symbol,
             side: signal.side,
             qty: signal.qty,
             price: filled_at,
@@ -161,9 +163,16 @@ impl Engine {
 
     /// Applies a fill that has already happened (a live one, or one replayed
     /// from the journal).
-    pub fn apply(&mut self, fill: &Fill) {
-        self.recent.push_back(fill.at_ms);
-        let position = self.positions.entry(fill.symbol.clone()).or_default();
+    pub fn apply(&mut self, fill: &Fill<'_>) {
+        if self.limits.max_orders_per_minute.is_some() {
+            self.recent.push_back(fill.at_ms);
+        }
+        // A lookup before an insert: `entry` would copy the symbol for
+        // every fill, and a symbol is new only once.
+        let position = match self.positions.get_mut(fill.symbol) {
+            Some(position) => position,
+            None => self.positions.entry(fill.symbol.to_owned()).or_default(),
+        };
         let signed = match fill.side {
             Side::Buy => fill.qty,
             Side::Sell => -fill.qty,
@@ -202,7 +211,7 @@ impl Engine {
 mod tests {
     use super::*;
 
-    fn signal(id: &str, side: Side, qty: f64, price: Option<f64>) -> Signal {
+    fn signal(id: &str, side: Side, qty: f64, price: Option<f64>) -> Signal<'_> {
         Signal {
             id: id.into(),
             ts_ms: 0,
@@ -273,7 +282,7 @@ mod tests {
             max_order_notional: Some(1000.0),
             max_orders_per_minute: Some(2),
         });
-        let reason = |result: Result<Fill, Reject>| result.unwrap_err().reason;
+        let reason = |result: Result<Fill<'_>, Reject>| result.unwrap_err().reason;
         assert_eq!(
             reason(engine.decide(&signal("a", Side::Buy, 1.0, None), 0)),
             Reason::NoPrice

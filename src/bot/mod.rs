@@ -2,6 +2,7 @@
 //! (engine), records the decision (journal) and beats the heartbeat on every
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
+mod decided;
 pub mod engine;
 pub mod journal;
 mod metrics;

@@ -7,7 +7,8 @@
 //! sources wait on the full channel) and retries on every idle tick; it
 //! keeps beating, and the `journal` component says what is wrong.
 
-use std::collections::{BTreeMap, HashSet};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::decided::DecidedIds;
 use super::engine::{Engine, Fill, PaperExecution};
 use super::journal::{FsyncPolicy, Journal, JournalError, Record};
 use super::metrics::{self, BotMetrics, Figures};
@@ -80,7 +82,7 @@ pub struct Bot {
     journal_error: Option<String>,
     engine: Engine,
     /// Ids with a decision (fill or reject) in the journal.
-    seen: HashSet<String>,
+    decided: DecidedIds,
     checkpoints: BTreeMap<String, Checkpoint>,
     /// File sources' progress in this iteration, journaled at its end.
     moved: BTreeMap<usize, Checkpoint>,
@@ -130,7 +132,7 @@ impl Bot {
             journal,
             journal_error: None,
             engine: Engine::new(config.risk, Box::new(PaperExecution)),
-            seen: HashSet::new(),
+            decided: DecidedIds::default(),
             checkpoints: BTreeMap::new(),
             moved: BTreeMap::new(),
             records: 0,
@@ -151,7 +153,7 @@ impl Bot {
         tracing::info!(
             journal = %bot.journal.path().display(),
             records = bot.records,
-            decided_ids = bot.seen.len(),
+            decided_ids = bot.decided.len(),
             symbols = bot.engine.positions().len(),
             "journal recovered"
         );
@@ -172,7 +174,7 @@ impl Bot {
         Ok(bot)
     }
 
-    fn replay(&mut self, record: Record) {
+    fn replay(&mut self, record: Record<'_>) {
         self.records += 1;
         match record {
             Record::Fill {
@@ -185,23 +187,23 @@ impl Bot {
                 ..
             } => {
                 self.engine.apply(&Fill {
-                    symbol,
+                    symbol: &symbol,
                     side,
                     qty,
                     price,
                     at_ms: at,
                 });
-                self.seen.insert(id);
+                self.decided.insert(&id);
             }
             Record::Reject { id, reason, .. } => {
                 let decided = Reason::from_label(&reason).is_some_and(is_decision);
                 if let (Some(id), true) = (id, decided) {
-                    self.seen.insert(id);
+                    self.decided.insert(&id);
                 }
             }
             Record::Ckpt { src, dev, ino, off } => {
                 self.checkpoints.insert(
-                    src,
+                    src.into_owned(),
                     Checkpoint {
                         dev,
                         ino,
@@ -356,13 +358,13 @@ impl Bot {
             self.figures.last_signal = Some((Instant::now(), SystemTime::now()));
         }
         let mut outcomes = Vec::new();
-        for line in &batch.lines {
-            let outcome = self.decide(batch.source, line, now_ms);
+        for line in batch.lines.iter() {
+            let decided = self.decide(batch.source, line, now_ms);
             if self.journal.policy() == FsyncPolicy::Always && self.journal_error.is_none() {
                 self.commit_now();
             }
             if batch.reply.is_some() {
-                outcomes.push(outcome);
+                outcomes.push(decided.outcome());
             }
         }
         if let Some(checkpoint) = batch.checkpoint {
@@ -374,9 +376,9 @@ impl Bot {
     }
 
     /// Decides one line: invalid, duplicate, rejected by the engine, or filled.
-    fn decide(&mut self, source: usize, line: &Line, now_ms: i64) -> Outcome {
+    fn decide<'l>(&mut self, source: usize, line: Line<'l>, now_ms: i64) -> Decided<'l> {
         let (bytes, parsed) = match line {
-            Line::Bytes(bytes) => (bytes.as_slice(), signal::parse(bytes)),
+            Line::Bytes(bytes) => (bytes, signal::parse(bytes)),
             Line::TooLong(length) => (
                 &[][..],
                 Err(Reject::new(
@@ -392,43 +394,49 @@ impl Bot {
             Ok(signal) => signal,
             Err(reject) => {
                 self.reject(source, bytes, &reject, now_ms);
-                return outcome(reject.id.clone(), Decision::Invalid, Some(&reject));
+                return Decided::refused(Decision::Invalid, reject);
             }
         };
-        // One hash per signal: std's SipHash is slower than some, but ids
-        // come from outside, and it does not degrade on crafted ones.
-        if !self.seen.insert(signal.id.clone()) {
+        if !self.decided.insert(&signal.id) {
             self.figures.count(source, metrics::Result::Duplicate);
             self.figures.duplicates += 1;
-            return outcome(Some(signal.id), Decision::Duplicate, None);
+            return Decided {
+                id: Some(signal.id),
+                result: Decision::Duplicate,
+                reject: None,
+            };
         }
         match self.engine.decide(&signal, now_ms) {
             Ok(fill) => {
                 tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
                 self.figures.count(source, metrics::Result::Filled);
-                self.figures.fill(&fill.symbol, fill.side);
+                self.figures.fill(fill.symbol, fill.side);
                 self.positions_moved = true;
                 self.journal.append(&Record::Fill {
-                    src: self.sources[source].name.clone(),
+                    id: Cow::Borrowed(&signal.id),
+                    src: Cow::Borrowed(&self.sources[source].name),
                     ts: signal.ts_ms,
                     at: fill.at_ms,
-                    symbol: fill.symbol,
+                    symbol: Cow::Borrowed(fill.symbol),
                     side: fill.side,
                     qty: fill.qty,
                     price: fill.price,
-                    source: signal.source,
-                    id: signal.id.clone(),
+                    source: signal.source.as_deref().map(Cow::Borrowed),
                 });
                 self.records += 1;
-                outcome(Some(signal.id), Decision::Filled, None)
+                Decided {
+                    id: Some(signal.id),
+                    result: Decision::Filled,
+                    reject: None,
+                }
             }
             Err(reject) => {
                 let reject = Reject {
-                    id: Some(signal.id),
+                    id: Some(signal.id.into_owned()),
                     ..reject
                 };
                 self.reject(source, bytes, &reject, now_ms);
-                outcome(reject.id.clone(), Decision::Rejected, Some(&reject))
+                Decided::refused(Decision::Rejected, reject)
             }
         }
     }
@@ -437,7 +445,7 @@ impl Bot {
         tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
         self.journal.append(&Record::Reject {
             id: reject.id.clone(),
-            src: self.sources[source].name.clone(),
+            src: Cow::Borrowed(&self.sources[source].name),
             at: now_ms,
             reason: reject.reason.label().to_owned(),
             detail: reject.detail.clone(),
@@ -454,7 +462,7 @@ impl Bot {
         for (source, checkpoint) in std::mem::take(&mut self.moved) {
             let name = self.sources[source].name.clone();
             self.journal.append(&Record::Ckpt {
-                src: name.clone(),
+                src: Cow::Borrowed(&name),
                 dev: checkpoint.dev,
                 ino: checkpoint.ino,
                 off: checkpoint.offset,
@@ -566,12 +574,34 @@ fn is_decision(reason: Reason) -> bool {
     )
 }
 
-fn outcome(id: Option<String>, result: Decision, reject: Option<&Reject>) -> Outcome {
-    Outcome {
-        id,
-        result,
-        reason: reject.map(|reject| reject.reason.label()),
-        detail: reject.map(|reject| reject.detail.clone()),
+/// What became of one line, borrowing the line; made into an [`Outcome`]
+/// only for a client waiting on it.
+struct Decided<'l> {
+    id: Option<Cow<'l, str>>,
+    result: Decision,
+    reject: Option<Reject>,
+}
+
+impl Decided<'_> {
+    fn refused(result: Decision, reject: Reject) -> Self {
+        Decided {
+            id: None,
+            result,
+            reject: Some(reject),
+        }
+    }
+
+    fn outcome(self) -> Outcome {
+        let (reason, detail, reject_id) = match self.reject {
+            Some(reject) => (Some(reject.reason.label()), Some(reject.detail), reject.id),
+            None => (None, None, None),
+        };
+        Outcome {
+            id: self.id.map(Cow::into_owned).or(reject_id),
+            result: self.result,
+            reason,
+            detail,
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The signal format: one JSON object a line, and the precise reason a line
 //! is refused. Parsing never panics and never trusts the input's shape.
 
+mod scan;
+
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
@@ -31,16 +33,18 @@ impl Side {
     }
 }
 
+/// A valid signal, borrowing its strings from the line where it can (a
+/// string with an escape in it is the exception that owns its text).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Signal {
-    pub id: String,
+pub struct Signal<'a> {
+    pub id: Cow<'a, str>,
     /// Milliseconds since the Unix epoch, whichever form `ts` came in.
     pub ts_ms: i64,
-    pub symbol: String,
+    pub symbol: Cow<'a, str>,
     pub side: Side,
     pub qty: f64,
     pub price: Option<f64>,
-    pub source: Option<String>,
+    pub source: Option<Cow<'a, str>>,
 }
 
 /// Why a line or a signal was refused. `label()` is the metric label, so
@@ -142,7 +146,22 @@ impl Reject {
 /// Parses one line (without its newline; a trailing `\r` and a leading
 /// UTF-8 byte order mark are tolerated: Windows tools write both, and RFC
 /// 8259 lets a parser ignore the mark).
-pub fn parse(line: &[u8]) -> Result<Signal, Reject> {
+pub fn parse(line: &[u8]) -> Result<Signal<'_>, Reject> {
+    let text = text_of(line)?;
+    let fields = match scan::fields(text) {
+        Some(fields) => fields,
+        None => general_fields(text)?,
+    };
+    from_fields(fields)
+}
+
+/// [`parse`] without the fast scanner: every line through serde_json. The
+/// reference the scanner is tested and fuzzed against.
+pub fn parse_general(line: &[u8]) -> Result<Signal<'_>, Reject> {
+    from_fields(general_fields(text_of(line)?)?)
+}
+
+fn text_of(line: &[u8]) -> Result<&str, Reject> {
     if line.len() > MAX_LINE_BYTES {
         return Err(Reject::new(
             Reason::LineTooLong,
@@ -154,35 +173,31 @@ pub fn parse(line: &[u8]) -> Result<Signal, Reject> {
     }
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
-    let text = std::str::from_utf8(line).map_err(|error| {
+    std::str::from_utf8(line).map_err(|error| {
         Reject::new(
             Reason::InvalidUtf8,
             format!("invalid UTF-8 at byte {}", error.valid_up_to()),
         )
-    })?;
+    })
+}
+
+/// The fields of any JSON text, or why it is not a JSON object.
+fn general_fields(text: &str) -> Result<Fields<'_>, Reject> {
     if !text.trim_start().starts_with('{') {
         return Err(match serde_json::from_str::<IgnoredAny>(text) {
             Ok(_) => Reject::new(Reason::NotObject, "not a JSON object"),
             Err(error) => Reject::new(Reason::NotJson, format!("not JSON: {error}")),
         });
     }
-    let fields: Fields<'_> = serde_json::from_str(text)
-        .map_err(|error| Reject::new(Reason::NotJson, format!("not JSON: {error}")))?;
-    let id = name_field(&fields.id, "id", Reason::BadId)?;
-    match from_fields(&fields) {
-        Ok(signal) => Ok(Signal { id, ..signal }),
-        Err(reject) => Err(Reject {
-            id: Some(id),
-            ..reject
-        }),
-    }
+    serde_json::from_str(text)
+        .map_err(|error| Reject::new(Reason::NotJson, format!("not JSON: {error}")))
 }
 
 /// The signal's fields as found, before they are checked. Parsing into
 /// this rather than a `serde_json::Value` tree borrows the strings from the
 /// line and skips most allocations; unknown fields are ignored, a repeated
 /// one is refused as not JSON.
-#[derive(Deserialize)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 struct Fields<'a> {
     #[serde(borrow, default)]
     id: Raw<'a>,
@@ -200,7 +215,7 @@ struct Fields<'a> {
     source: Raw<'a>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 enum Raw<'a> {
     #[default]
     Absent,
@@ -274,32 +289,36 @@ impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
     }
 }
 
-/// Every field but the id, which the caller has checked already.
-fn from_fields(fields: &Fields<'_>) -> Result<Signal, Reject> {
-    let ts_ms = timestamp(&fields.ts)?;
-    let symbol = name_field(&fields.symbol, "symbol", Reason::BadSymbol)?;
+fn from_fields(fields: Fields<'_>) -> Result<Signal<'_>, Reject> {
+    let id = name_field(fields.id, "id", Reason::BadId)?;
+    let with_id = |reject: Reject| Reject {
+        id: Some(id.clone().into_owned()),
+        ..reject
+    };
+    let ts_ms = timestamp(&fields.ts).map_err(with_id)?;
+    let symbol = name_field(fields.symbol, "symbol", Reason::BadSymbol).map_err(with_id)?;
     let side = match &fields.side {
         Raw::Str(side) if side == "buy" => Side::Buy,
         Raw::Str(side) if side == "sell" => Side::Sell,
         Raw::Str(side) => {
-            return Err(Reject::new(
+            return Err(with_id(Reject::new(
                 Reason::BadSide,
                 format!("side {:?} is neither \"buy\" nor \"sell\"", clip(side)),
-            ))
+            )))
         }
-        other => return Err(not_a(other, "side", "a string")),
+        other => return Err(with_id(not_a(other, "side", "a string"))),
     };
-    let qty = positive(&fields.qty, "qty", Reason::BadQty)?;
+    let qty = positive(&fields.qty, "qty", Reason::BadQty).map_err(with_id)?;
     let price = match &fields.price {
         Raw::Absent | Raw::Null => None,
-        value => Some(positive(value, "price", Reason::BadPrice)?),
+        value => Some(positive(value, "price", Reason::BadPrice).map_err(with_id)?),
     };
-    let source = match &fields.source {
+    let source = match fields.source {
         Raw::Absent | Raw::Null => None,
-        value => Some(name_field(value, "source", Reason::BadSource)?),
+        value => Some(name_field(value, "source", Reason::BadSource).map_err(with_id)?),
     };
     Ok(Signal {
-        id: String::new(),
+        id,
         ts_ms,
         symbol,
         side,
@@ -321,10 +340,17 @@ fn not_a(value: &Raw<'_>, field: &str, expected: &str) -> Reject {
 }
 
 /// A non-empty printable string of bounded length.
-fn name_field(value: &Raw<'_>, field: &str, bad: Reason) -> Result<String, Reject> {
+fn name_field<'a>(value: Raw<'a>, field: &str, bad: Reason) -> Result<Cow<'a, str>, Reject> {
     let Raw::Str(text) = value else {
-        return Err(not_a(value, field, "a string"));
+        return Err(not_a(&value, field, "a string"));
     };
+    // Names are nearly always short printable ASCII, which needs no
+    // decoding to count or to check.
+    let printable_ascii =
+        text.len() <= MAX_FIELD_CHARS && text.bytes().all(|byte| (b' '..b'\x7f').contains(&byte));
+    if printable_ascii && !text.is_empty() {
+        return Ok(text);
+    }
     if text.is_empty() || text.chars().count() > MAX_FIELD_CHARS {
         return Err(Reject::new(
             bad,
@@ -337,7 +363,7 @@ fn name_field(value: &Raw<'_>, field: &str, bad: Reason) -> Result<String, Rejec
             format!("{field:?} must not contain control characters"),
         ));
     }
-    Ok(text.clone().into_owned())
+    Ok(text)
 }
 
 fn positive(value: &Raw<'_>, field: &str, bad: Reason) -> Result<f64, Reject> {

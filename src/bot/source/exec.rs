@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::lines::{Line, LineSplitter};
+use super::lines::{Line, LineSplitter, Lines};
 use super::{Batch, FeedHealth};
 
 /// A feed that ran this long before exiting was healthy: its restart
@@ -111,7 +111,7 @@ impl ExecSource {
                 }
                 read = stdout.read(&mut buffer) => read,
             };
-            let mut lines = Vec::new();
+            let mut lines = Lines::default();
             let ended = splitter.feed(&read, &buffer, &mut lines);
             if !lines.is_empty() {
                 let batch = Batch {
@@ -163,13 +163,13 @@ async fn log_stderr(name: String, mut stderr: impl AsyncRead + Unpin) {
     let mut buffer = vec![0u8; 8 * 1024];
     let mut splitter = LineSplitter::default();
     loop {
-        let mut lines = Vec::new();
+        let mut lines = Lines::default();
         let read = stderr.read(&mut buffer).await;
         let ended = splitter.feed(&read, &buffer, &mut lines);
-        for line in lines {
+        for line in lines.iter() {
             match line {
                 Line::Bytes(bytes) => {
-                    tracing::info!(source = %name, "feed stderr: {}", String::from_utf8_lossy(&bytes));
+                    tracing::info!(source = %name, "feed stderr: {}", String::from_utf8_lossy(bytes));
                 }
                 Line::TooLong(length) => {
                     tracing::warn!(source = %name, "feed stderr: a line of {length} bytes, not logged");

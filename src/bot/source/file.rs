@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::lines::LineSplitter;
+use super::lines::{LineSplitter, Lines};
 use super::{Batch, FeedHealth};
 use crate::bot::snapshot::Checkpoint;
 
@@ -168,7 +168,7 @@ impl FileSource {
 
     /// Hands the whole lines in `bytes` to the loop; false once the loop is gone.
     fn send(&self, current: &mut Open, bytes: &[u8], last: bool) -> bool {
-        let mut lines = Vec::new();
+        let mut lines = Lines::default();
         current.splitter.push(bytes, &mut lines);
         if last {
             current.splitter.finish(&mut lines);

@@ -1,14 +1,64 @@
 //! Splits a byte stream into lines, with a bound: a line longer than
 //! [`MAX_LINE_BYTES`] is skipped to its newline and reported by length only,
 //! so a feed without newlines cannot make the bot buffer without end.
+//!
+//! The lines of a read are kept end to end in one buffer ([`Lines`]): one
+//! allocation a read instead of one a line, which at a million lines a
+//! second is most of what the hand-over between threads costs.
+
+use std::ops::Range;
 
 use crate::bot::signal::MAX_LINE_BYTES;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Line {
-    Bytes(Vec<u8>),
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    Bytes(&'a [u8]),
     /// A line over the limit, by its length; its bytes were dropped.
     TooLong(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Span {
+    Bytes(Range<usize>),
+    TooLong(usize),
+}
+
+/// Whole lines, in order, without their newlines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lines {
+    bytes: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+impl Lines {
+    pub fn iter(&self) -> impl Iterator<Item = Line<'_>> {
+        self.spans.iter().map(|span| match span {
+            Span::Bytes(range) => Line::Bytes(&self.bytes[range.clone()]),
+            Span::TooLong(length) => Line::TooLong(*length),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(line);
+        self.spans.push(Span::Bytes(start..self.bytes.len()));
+    }
+}
+
+impl<'a> FromIterator<&'a [u8]> for Lines {
+    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(lines: I) -> Self {
+        let mut all = Lines::default();
+        lines.into_iter().for_each(|line| all.push(line));
+        all
+    }
 }
 
 #[derive(Default)]
@@ -21,10 +71,19 @@ pub struct LineSplitter {
 impl LineSplitter {
     /// Appends the complete lines in `bytes` (after what was held back) to
     /// `out`. Blank lines are not signals and are dropped.
-    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Line>) {
-        while let Some(newline) = bytes.iter().position(|byte| *byte == b'\n') {
-            self.take(&bytes[..newline]);
-            self.end_line(out);
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Lines) {
+        while let Some(newline) = memchr::memchr(b'\n', bytes) {
+            let line = &bytes[..newline];
+            if self.partial.is_empty() && self.skipping.is_none() && line.len() <= MAX_LINE_BYTES {
+                // The usual case, a whole line within one read: straight
+                // into `out`, without going through `partial`.
+                if !is_blank(line) {
+                    out.push(line);
+                }
+            } else {
+                self.take(line);
+                self.end_line(out);
+            }
             bytes = &bytes[newline + 1..];
         }
         self.take(bytes);
@@ -33,12 +92,7 @@ impl LineSplitter {
     /// Takes one `read` of a stream into `buffer`: its complete lines, or at
     /// the end of the stream (0 bytes, or an error) the last unterminated
     /// line too. Returns whether the stream ended.
-    pub fn feed(
-        &mut self,
-        read: &std::io::Result<usize>,
-        buffer: &[u8],
-        out: &mut Vec<Line>,
-    ) -> bool {
+    pub fn feed(&mut self, read: &std::io::Result<usize>, buffer: &[u8], out: &mut Lines) -> bool {
         match read {
             Ok(0) | Err(_) => {
                 self.finish(out);
@@ -57,7 +111,7 @@ impl LineSplitter {
     }
 
     /// Ends the stream: a last line without a newline counts as a line.
-    pub fn finish(&mut self, out: &mut Vec<Line>) {
+    pub fn finish(&mut self, out: &mut Lines) {
         if self.pending() > 0 {
             self.end_line(out);
         }
@@ -79,15 +133,18 @@ impl LineSplitter {
         }
     }
 
-    fn end_line(&mut self, out: &mut Vec<Line>) {
+    fn end_line(&mut self, out: &mut Lines) {
         if let Some(length) = self.skipping.take() {
-            out.push(Line::TooLong(length));
-        } else if self.partial.iter().any(|byte| !byte.is_ascii_whitespace()) {
-            out.push(Line::Bytes(std::mem::take(&mut self.partial)));
-        } else {
-            self.partial.clear();
+            out.spans.push(Span::TooLong(length));
+        } else if !is_blank(&self.partial) {
+            out.push(&self.partial);
         }
+        self.partial.clear();
     }
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
 }
 
 #[cfg(test)]
@@ -97,12 +154,12 @@ mod tests {
     #[test]
     fn holds_a_partial_line_until_its_newline() {
         let mut splitter = LineSplitter::default();
-        let mut out = Vec::new();
+        let mut out = Lines::default();
         splitter.push(b"a\n\nb", &mut out);
-        assert_eq!(out, vec![Line::Bytes(b"a".to_vec())]);
+        assert_eq!(out.iter().collect::<Vec<_>>(), [Line::Bytes(b"a")]);
         assert_eq!(splitter.pending(), 1);
         splitter.push(b"c\n", &mut out);
-        assert_eq!(out[1], Line::Bytes(b"bc".to_vec()));
+        assert_eq!(out.iter().nth(1), Some(Line::Bytes(b"bc")));
         assert_eq!(splitter.pending(), 0);
     }
 
@@ -113,10 +170,10 @@ mod tests {
             cuts in proptest::collection::vec(0usize..300, 0..8),
         ) {
             let bytes = text.as_bytes();
-            let mut whole = Vec::new();
+            let mut whole = Lines::default();
             let mut splitter = LineSplitter::default();
             splitter.push(bytes, &mut whole);
-            let mut pieces = Vec::new();
+            let mut pieces = Lines::default();
             let mut splitter = LineSplitter::default();
             let mut cuts: Vec<usize> = cuts.into_iter().map(|cut| cut.min(bytes.len())).collect();
             cuts.sort_unstable();
@@ -132,16 +189,20 @@ mod tests {
     #[test]
     fn an_over_long_line_is_reported_by_length() {
         let mut splitter = LineSplitter::default();
-        let mut out = Vec::new();
+        let mut out = Lines::default();
         let long = vec![b'x'; MAX_LINE_BYTES + 10];
         splitter.push(&long[..100], &mut out);
         splitter.push(&long[100..], &mut out);
         splitter.push(b"\nok\n", &mut out);
+        let mut whole = vec![b'y'; MAX_LINE_BYTES + 1];
+        whole.extend_from_slice(b"\n \t\n");
+        splitter.push(&whole, &mut out);
         assert_eq!(
-            out,
-            vec![
+            out.iter().collect::<Vec<_>>(),
+            [
                 Line::TooLong(MAX_LINE_BYTES + 10),
-                Line::Bytes(b"ok".to_vec())
+                Line::Bytes(b"ok"),
+                Line::TooLong(MAX_LINE_BYTES + 1),
             ]
         );
     }

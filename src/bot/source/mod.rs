@@ -16,13 +16,13 @@ use tokio::sync::oneshot;
 
 use super::snapshot::Checkpoint;
 use crate::health::{Component, HealthState};
-pub use lines::Line;
+pub use lines::{Line, Lines};
 
 /// Lines from one source, in order, as the loop receives them.
 pub struct Batch {
     /// Index of the source in the loop's table.
     pub source: usize,
-    pub lines: Vec<Line>,
+    pub lines: Lines,
     /// For a file source: where reading may resume once these lines are journaled.
     pub checkpoint: Option<Checkpoint>,
     /// For a webhook request: answered once the lines' decisions are durable.

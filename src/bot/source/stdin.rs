@@ -6,7 +6,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::lines::LineSplitter;
+use super::lines::{LineSplitter, Lines};
 use super::Batch;
 
 pub async fn run(index: usize, batches: mpsc::Sender<Batch>, shutdown: CancellationToken) {
@@ -21,7 +21,7 @@ pub async fn run(index: usize, batches: mpsc::Sender<Batch>, shutdown: Cancellat
         if let Err(error) = &read {
             tracing::warn!(%error, "stdin source: read failed; the source ends");
         }
-        let mut lines = Vec::new();
+        let mut lines = Lines::default();
         let ended = splitter.feed(&read, &buffer, &mut lines);
         if !lines.is_empty() {
             let batch = Batch {

@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::lines::LineSplitter;
+use super::lines::{LineSplitter, Lines};
 use super::{Batch, Decision};
 use crate::config::Secret;
 use crate::health::api::{json_response, text};
@@ -161,7 +161,7 @@ impl Handler {
                 "stopping: not accepting signals\n",
             );
         }
-        let mut lines = Vec::new();
+        let mut lines = Lines::default();
         let mut splitter = LineSplitter::default();
         splitter.push(&body, &mut lines);
         splitter.finish(&mut lines);
