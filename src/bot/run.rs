@@ -21,12 +21,12 @@ use super::decided::DecidedIds;
 use super::engine::{Engine, Fill, PaperExecution};
 use super::journal::{FsyncPolicy, Journal, JournalError, Record};
 use super::metrics::{self, BotMetrics, Figures};
-use super::signal::{self, Reason, Reject};
+use super::signal::{Reason, Reject, Signal};
 use super::snapshot::{self, Checkpoint, Snapshot};
 use super::source::exec::ExecSource;
 use super::source::file::FileSource;
 use super::source::webhook::Webhook;
-use super::source::{self, Batch, Decision, FeedHealth, Line, Outcome};
+use super::source::{self, Batch, Decision, FeedHealth, Outcome};
 use super::SourceSpec;
 use crate::config::Config;
 use crate::health::{Component, HealthState, Heartbeat};
@@ -358,8 +358,8 @@ impl Bot {
             self.figures.last_signal = Some((Instant::now(), SystemTime::now()));
         }
         let mut outcomes = Vec::new();
-        for line in batch.lines.iter() {
-            let decided = self.decide(batch.source, line, now_ms);
+        for (bytes, parsed) in batch.lines.iter() {
+            let decided = self.decide(batch.source, bytes, parsed, now_ms);
             if self.journal.policy() == FsyncPolicy::Always && self.journal_error.is_none() {
                 self.commit_now();
             }
@@ -376,25 +376,18 @@ impl Bot {
     }
 
     /// Decides one line: invalid, duplicate, rejected by the engine, or filled.
-    fn decide<'l>(&mut self, source: usize, line: Line<'l>, now_ms: i64) -> Decided<'l> {
-        let (bytes, parsed) = match line {
-            Line::Bytes(bytes) => (bytes, signal::parse(bytes)),
-            Line::TooLong(length) => (
-                &[][..],
-                Err(Reject::new(
-                    Reason::LineTooLong,
-                    format!(
-                        "line of {length} bytes is over the {}-byte limit",
-                        signal::MAX_LINE_BYTES
-                    ),
-                )),
-            ),
-        };
+    fn decide<'l>(
+        &mut self,
+        source: usize,
+        bytes: &[u8],
+        parsed: Result<Signal<'l>, &'l Reject>,
+        now_ms: i64,
+    ) -> Decided<'l> {
         let signal = match parsed {
             Ok(signal) => signal,
             Err(reject) => {
-                self.reject(source, bytes, &reject, now_ms);
-                return Decided::refused(Decision::Invalid, reject);
+                self.reject(source, bytes, reject, now_ms);
+                return Decided::refused(Decision::Invalid, Cow::Borrowed(reject));
             }
         };
         if !self.decided.insert(&signal.id) {
@@ -436,7 +429,7 @@ impl Bot {
                     ..reject
                 };
                 self.reject(source, bytes, &reject, now_ms);
-                Decided::refused(Decision::Rejected, reject)
+                Decided::refused(Decision::Rejected, Cow::Owned(reject))
             }
         }
     }
@@ -579,11 +572,11 @@ fn is_decision(reason: Reason) -> bool {
 struct Decided<'l> {
     id: Option<Cow<'l, str>>,
     result: Decision,
-    reject: Option<Reject>,
+    reject: Option<Cow<'l, Reject>>,
 }
 
-impl Decided<'_> {
-    fn refused(result: Decision, reject: Reject) -> Self {
+impl<'l> Decided<'l> {
+    fn refused(result: Decision, reject: Cow<'l, Reject>) -> Self {
         Decided {
             id: None,
             result,
@@ -592,7 +585,7 @@ impl Decided<'_> {
     }
 
     fn outcome(self) -> Outcome {
-        let (reason, detail, reject_id) = match self.reject {
+        let (reason, detail, reject_id) = match self.reject.map(Cow::into_owned) {
             Some(reject) => (Some(reject.reason.label()), Some(reject.detail), reject.id),
             None => (None, None, None),
         };

@@ -13,39 +13,43 @@ use std::borrow::Cow;
 use super::{Fields, Raw};
 
 pub(super) fn fields(text: &str) -> Option<Fields<'_>> {
-    let mut scanner = Scanner { text, at: 0 };
+    let mut scanner = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
     let mut fields = Fields::default();
     scanner.skip_space();
     scanner.expect(b'{')?;
     scanner.skip_space();
-    if scanner.peek()? == b'}' {
+    if scanner.peek() == Some(b'}') {
         scanner.at += 1;
         return scanner.end().then_some(fields);
     }
     loop {
-        let key = scanner.string()?;
-        scanner.skip_space();
-        scanner.expect(b':')?;
-        scanner.skip_space();
-        let value = scanner.value()?;
+        scanner.expect(b'"')?;
         let mut ignored = Raw::Absent;
-        // Byte patterns compile to a few compares; `str` patterns to
-        // `memcmp` calls, a tenth of the whole parse.
-        let slot = match key.as_bytes() {
-            [b'i', b'd'] => &mut fields.id,
-            [b't', b's'] => &mut fields.ts,
-            [b's', b'y', b'm', b'b', b'o', b'l'] => &mut fields.symbol,
-            [b's', b'i', b'd', b'e'] => &mut fields.side,
-            [b'q', b't', b'y'] => &mut fields.qty,
-            [b'p', b'r', b'i', b'c', b'e'] => &mut fields.price,
-            [b's', b'o', b'u', b'r', b'c', b'e'] => &mut fields.source,
-            _ => &mut ignored,
+        let slot = match scanner.known_key() {
+            Some(Key::Id) => &mut fields.id,
+            Some(Key::Ts) => &mut fields.ts,
+            Some(Key::Symbol) => &mut fields.symbol,
+            Some(Key::Side) => &mut fields.side,
+            Some(Key::Qty) => &mut fields.qty,
+            Some(Key::Price) => &mut fields.price,
+            Some(Key::Source) => &mut fields.source,
+            None => {
+                scanner.string_body()?;
+                &mut ignored
+            }
         };
-        if *slot != Raw::Absent {
+        if !matches!(slot, Raw::Absent) {
             // serde_json refuses a repeated field; let it say so.
             return None;
         }
-        *slot = value;
+        scanner.skip_space();
+        scanner.expect(b':')?;
+        scanner.skip_space();
+        *slot = scanner.value()?;
         scanner.skip_space();
         match scanner.next()? {
             b',' => scanner.skip_space(),
@@ -55,14 +59,25 @@ pub(super) fn fields(text: &str) -> Option<Fields<'_>> {
     }
 }
 
+enum Key {
+    Id,
+    Ts,
+    Symbol,
+    Side,
+    Qty,
+    Price,
+    Source,
+}
+
 struct Scanner<'a> {
     text: &'a str,
+    bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Scanner<'a> {
     fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.at).copied()
+        self.bytes.get(self.at).copied()
     }
 
     fn next(&mut self) -> Option<u8> {
@@ -76,7 +91,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn skip_space(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.at += 1;
         }
     }
@@ -84,14 +99,34 @@ impl<'a> Scanner<'a> {
     /// Only whitespace is left.
     fn end(&mut self) -> bool {
         self.skip_space();
-        self.at == self.text.len()
+        self.at == self.bytes.len()
     }
 
-    /// A string without escapes or control characters, borrowed.
-    fn string(&mut self) -> Option<&'a str> {
-        self.expect(b'"')?;
+    /// After a key's opening quote: one of the signal's keys, with its
+    /// closing quote, or `None` (and nothing consumed) for any other key.
+    /// Comparing against the few keys there are is much cheaper than
+    /// scanning for the quote and then comparing.
+    fn known_key(&mut self) -> Option<Key> {
+        let rest = self.bytes.get(self.at..)?;
+        let (key, length) = match rest.first()? {
+            b'i' if rest.starts_with(b"id\"") => (Key::Id, 3),
+            b't' if rest.starts_with(b"ts\"") => (Key::Ts, 3),
+            b's' if rest.starts_with(b"symbol\"") => (Key::Symbol, 7),
+            b's' if rest.starts_with(b"side\"") => (Key::Side, 5),
+            b's' if rest.starts_with(b"source\"") => (Key::Source, 7),
+            b'q' if rest.starts_with(b"qty\"") => (Key::Qty, 4),
+            b'p' if rest.starts_with(b"price\"") => (Key::Price, 6),
+            _ => return None,
+        };
+        self.at += length;
+        Some(key)
+    }
+
+    /// After a string's opening quote: its text, up to and past the
+    /// closing quote, if it has no escape nor control character.
+    fn string_body(&mut self) -> Option<&'a str> {
         let start = self.at;
-        let length = self.text.as_bytes()[start..]
+        let length = self.bytes[start..]
             .iter()
             .position(|byte| matches!(byte, b'"' | b'\\' | 0..=0x1f))?;
         self.at = start + length;
@@ -102,69 +137,89 @@ impl<'a> Scanner<'a> {
 
     fn value(&mut self) -> Option<Raw<'a>> {
         match self.peek()? {
-            b'"' => Some(Raw::Str(Cow::Borrowed(self.string()?))),
+            b'"' => {
+                self.at += 1;
+                Some(Raw::Str(Cow::Borrowed(self.string_body()?)))
+            }
             b'0'..=b'9' => self.number(),
-            b't' => self.word("true", Raw::Other),
-            b'f' => self.word("false", Raw::Other),
-            b'n' => self.word("null", Raw::Null),
+            b't' => self.word(b"true", Raw::Other),
+            b'f' => self.word(b"false", Raw::Other),
+            b'n' => self.word(b"null", Raw::Null),
             // A negative number, an array or an object: rare in a signal,
             // and serde_json's to judge.
             _ => None,
         }
     }
 
-    fn word(&mut self, word: &str, raw: Raw<'a>) -> Option<Raw<'a>> {
-        let rest = self.text.get(self.at..)?;
-        rest.starts_with(word).then(|| {
+    fn word(&mut self, word: &[u8], raw: Raw<'a>) -> Option<Raw<'a>> {
+        self.bytes.get(self.at..)?.starts_with(word).then(|| {
             self.at += word.len();
             raw
         })
     }
 
+    /// Digits from here, with their value while it fits: (value, count).
+    fn digits(&mut self) -> (u64, usize) {
+        let start = self.at;
+        let mut value = 0u64;
+        while let Some(digit @ b'0'..=b'9') = self.peek() {
+            value = value.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'));
+            self.at += 1;
+        }
+        (value, self.at - start)
+    }
+
     /// A non-negative JSON number: an integer that fits an `i64` as
     /// [`Raw::Int`], one with a fraction or an exponent as a finite
-    /// [`Raw::Float`] (correctly rounded, as serde_json's `float_roundtrip`
-    /// does it).
+    /// [`Raw::Float`], correctly rounded as serde_json's `float_roundtrip`
+    /// reads it.
     fn number(&mut self) -> Option<Raw<'a>> {
+        /// Below 2^53, so every integer of up to 15 digits is an exact f64.
+        const EXACT_DIGITS: usize = 15;
+        const POWERS_OF_TEN: [f64; EXACT_DIGITS + 1] = [
+            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+        ];
         let start = self.at;
-        let digits = |scanner: &mut Scanner<'_>| {
-            let from = scanner.at;
-            while matches!(scanner.peek(), Some(b'0'..=b'9')) {
-                scanner.at += 1;
-            }
-            scanner.at - from
-        };
-        let whole = digits(self);
-        if whole > 1 && self.text.as_bytes()[start] == b'0' {
+        let (whole, whole_digits) = self.digits();
+        if whole_digits > 1 && self.bytes[start] == b'0' {
             return None;
         }
-        let mut integer = true;
+        let mut fraction = None;
         if self.peek() == Some(b'.') {
             self.at += 1;
-            integer = false;
-            if digits(self) == 0 {
+            let (digits, count) = self.digits();
+            if count == 0 {
                 return None;
             }
+            fraction = Some((digits, count));
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
             self.at += 1;
-            integer = false;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
+            if let Some(b'+' | b'-') = self.peek() {
                 self.at += 1;
             }
-            if digits(self) == 0 {
+            if self.digits().1 == 0 {
                 return None;
             }
         }
         let number = self.text.get(start..self.at)?;
-        if integer {
-            number.parse().ok().map(Raw::Int)
-        } else {
-            number
+        match fraction {
+            // Up to 18 digits cannot have wrapped.
+            None if !exponent && whole_digits <= 18 => i64::try_from(whole).ok().map(Raw::Int),
+            None if !exponent => number.parse().ok().map(Raw::Int),
+            // Clinger's fast path: both parts exact, so one division
+            // rounds correctly.
+            Some((digits, count)) if !exponent && whole_digits + count <= EXACT_DIGITS => {
+                let scale = POWERS_OF_TEN[count];
+                let mantissa = whole as f64 * scale + digits as f64;
+                Some(Raw::Float(mantissa / scale))
+            }
+            _ => number
                 .parse::<f64>()
                 .ok()
                 .filter(|value| value.is_finite())
-                .map(Raw::Float)
+                .map(Raw::Float),
         }
     }
 }
@@ -297,10 +352,20 @@ mod tests {
         }
 
         #[test]
-        fn reads_numbers_as_serde_json_does(mantissa in any::<u64>(), fraction in any::<u32>(), exponent in -330i32..330) {
+        fn reads_numbers_as_serde_json_does(
+            mantissa in any::<u64>(),
+            fraction in any::<u32>(),
+            exponent in -330i32..330,
+            short in 0u64..10_000_000,
+            zeros in 0usize..12,
+        ) {
+            let (whole, decimals) = (short / 1000, short % 1000);
             for text in [
                 format!(r#"{{"qty":{mantissa}}}"#),
                 format!(r#"{{"qty":{mantissa}.{fraction}}}"#),
+                format!(r#"{{"qty":{whole}.{}{decimals}}}"#, "0".repeat(zeros)),
+                format!(r#"{{"qty":{short}.{mantissa}}}"#),
+                format!(r#"{{"qty":{}}}"#, mantissa % 10u64.pow(zeros as u32 + 7)),
                 format!(r#"{{"qty":{mantissa}.{fraction}e{exponent}}}"#),
                 format!(r#"{{"qty":{}}}"#, f64::from_bits(mantissa).abs()),
             ] {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{Line, LineSplitter, Lines};
-use super::{Batch, FeedHealth};
+use super::{Batch, FeedHealth, ParsedLines};
 
 /// A feed that ran this long before exiting was healthy: its restart
 /// starts the backoff over.
@@ -116,7 +116,7 @@ impl ExecSource {
             if !lines.is_empty() {
                 let batch = Batch {
                     source: self.index,
-                    lines,
+                    lines: ParsedLines::new(lines),
                     checkpoint: None,
                     reply: None,
                 };

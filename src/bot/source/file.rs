@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{LineSplitter, Lines};
-use super::{Batch, FeedHealth};
+use super::{Batch, FeedHealth, ParsedLines};
 use crate::bot::snapshot::Checkpoint;
 
 const CHUNK: usize = 64 * 1024;
@@ -178,7 +178,7 @@ impl FileSource {
         }
         let batch = Batch {
             source: self.index,
-            lines,
+            lines: ParsedLines::new(lines),
             checkpoint: Some(Checkpoint {
                 dev: current.dev,
                 ino: current.ino,

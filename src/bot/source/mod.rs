@@ -1,10 +1,12 @@
 //! Where signals come from. Each source runs on its own (a task or a
-//! thread) and hands the loop [`Batch`]es of raw lines over one channel; the
-//! loop alone parses, decides and journals them.
+//! thread), splits and parses what it reads, and hands the loop
+//! [`Batch`]es of parsed lines over one channel; the loop alone decides
+//! and journals them.
 
 pub mod exec;
 pub mod file;
 pub mod lines;
+pub mod parsed;
 pub mod stdin;
 pub mod webhook;
 
@@ -17,12 +19,13 @@ use tokio::sync::oneshot;
 use super::snapshot::Checkpoint;
 use crate::health::{Component, HealthState};
 pub use lines::{Line, Lines};
+pub use parsed::ParsedLines;
 
 /// Lines from one source, in order, as the loop receives them.
 pub struct Batch {
     /// Index of the source in the loop's table.
     pub source: usize,
-    pub lines: Lines,
+    pub lines: ParsedLines,
     /// For a file source: where reading may resume once these lines are journaled.
     pub checkpoint: Option<Checkpoint>,
     /// For a webhook request: answered once the lines' decisions are durable.

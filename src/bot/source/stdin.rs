@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{LineSplitter, Lines};
-use super::Batch;
+use super::{Batch, ParsedLines};
 
 pub async fn run(index: usize, batches: mpsc::Sender<Batch>, shutdown: CancellationToken) {
     let mut stdin = tokio::io::stdin();
@@ -26,7 +26,7 @@ pub async fn run(index: usize, batches: mpsc::Sender<Batch>, shutdown: Cancellat
         if !lines.is_empty() {
             let batch = Batch {
                 source: index,
-                lines,
+                lines: ParsedLines::new(lines),
                 checkpoint: None,
                 reply: None,
             };

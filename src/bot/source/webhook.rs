@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::lines::{LineSplitter, Lines};
-use super::{Batch, Decision};
+use super::{Batch, Decision, ParsedLines};
 use crate::config::Secret;
 use crate::health::api::{json_response, text};
 use crate::health::http::{serve, Body, Limits};
@@ -174,7 +174,7 @@ impl Handler {
         let (reply, answer) = oneshot::channel();
         let batch = Batch {
             source: self.index,
-            lines,
+            lines: ParsedLines::new(lines),
             checkpoint: None,
             reply: Some(reply),
         };

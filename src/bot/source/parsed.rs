@@ -1,0 +1,145 @@
+//! A batch's lines, parsed where they were read. A source parses on its
+//! own thread (or task), so on a busy feed parsing runs beside the loop,
+//! which decides and journals the batch before while this one is parsed.
+//!
+//! A parsed signal borrows its strings from the line, which cannot travel
+//! with it; so its strings are copied end to end into one buffer of the
+//! batch (a few dozen bytes, no allocation per signal), and the loop
+//! borrows them from there, already checked UTF-8.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use super::lines::{Line, Lines};
+use crate::bot::signal::{self, Reason, Reject, Side, Signal};
+
+/// Lines with the outcome of parsing each.
+#[derive(Debug, Default)]
+pub struct ParsedLines {
+    lines: Lines,
+    parsed: Vec<Result<Located, Reject>>,
+    /// The parsed signals' strings.
+    text: String,
+}
+
+impl ParsedLines {
+    pub fn new(lines: Lines) -> Self {
+        let mut text = String::new();
+        let parsed = lines
+            .iter()
+            .map(|line| match line {
+                Line::Bytes(bytes) => {
+                    signal::parse(bytes).map(|signal| Located::new(signal, &mut text))
+                }
+                Line::TooLong(length) => Err(Reject::new(
+                    Reason::LineTooLong,
+                    format!(
+                        "line of {length} bytes is over the {}-byte limit",
+                        signal::MAX_LINE_BYTES
+                    ),
+                )),
+            })
+            .collect();
+        ParsedLines {
+            lines,
+            parsed,
+            text,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.parsed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parsed.is_empty()
+    }
+
+    /// Each line as received (empty for one too long to keep) and its
+    /// signal, or why it is not one.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Result<Signal<'_>, &Reject>)> {
+        self.lines.iter().zip(&self.parsed).map(|(line, parsed)| {
+            let bytes = match line {
+                Line::Bytes(bytes) => bytes,
+                Line::TooLong(_) => &[],
+            };
+            let signal = match parsed {
+                Ok(located) => Ok(located.signal(&self.text)),
+                Err(reject) => Err(reject),
+            };
+            (bytes, signal)
+        })
+    }
+}
+
+/// A [`Signal`] with its strings as positions in the batch's `text`.
+#[derive(Debug)]
+struct Located {
+    id: Range<usize>,
+    ts_ms: i64,
+    symbol: Range<usize>,
+    side: Side,
+    qty: f64,
+    price: Option<f64>,
+    source: Option<Range<usize>>,
+}
+
+impl Located {
+    fn new(signal: Signal<'_>, text: &mut String) -> Self {
+        let mut keep = |string: &str| {
+            let start = text.len();
+            text.push_str(string);
+            start..text.len()
+        };
+        Located {
+            id: keep(&signal.id),
+            ts_ms: signal.ts_ms,
+            symbol: keep(&signal.symbol),
+            side: signal.side,
+            qty: signal.qty,
+            price: signal.price,
+            source: signal.source.as_deref().map(keep),
+        }
+    }
+
+    /// `text` is the one the strings were kept in.
+    fn signal<'a>(&self, text: &'a str) -> Signal<'a> {
+        let string =
+            |range: &Range<usize>| Cow::Borrowed(text.get(range.clone()).unwrap_or_default());
+        Signal {
+            id: string(&self.id),
+            ts_ms: self.ts_ms,
+            symbol: string(&self.symbol),
+            side: self.side,
+            qty: self.qty,
+            price: self.price,
+            source: self.source.as_ref().map(string),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::source::lines::LineSplitter;
+
+    #[test]
+    fn gives_back_what_parse_gives() {
+        let text = concat!(
+            r#"{"id":"a1","ts":1,"symbol":"BTC","side":"buy","qty":1,"source":"tv"}"#,
+            "\n",
+            r#"{"id":"a\u0032","ts":2,"symbol":"ETH","side":"sell","qty":2,"price":3}"#,
+            "\n",
+            "not json\n",
+        );
+        let mut lines = Lines::default();
+        let mut splitter = LineSplitter::default();
+        splitter.push(text.as_bytes(), &mut lines);
+        let parsed = ParsedLines::new(lines);
+        assert_eq!(parsed.len(), 3);
+        for ((bytes, got), line) in parsed.iter().zip(text.lines()) {
+            assert_eq!(bytes, line.as_bytes());
+            assert_eq!(got.map_err(Clone::clone), signal::parse(line.as_bytes()));
+        }
+    }
+}
