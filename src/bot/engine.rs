@@ -66,9 +66,7 @@ pub struct Engine {
     limits: RiskLimits,
     execution: Box<dyn Execution>,
     positions: BTreeMap<String, Position>,
-    /// Fill times within the last minute, oldest first; kept only under a
-    /// MAX_ORDERS_PER_MINUTE (unlimited, a busy feed would grow it by
-    /// every fill of the minute for nothing).
+    /// Fill times within the last minute, oldest first (see [`settle`]).
     recent: VecDeque<i64>,
 }
 
@@ -90,10 +88,12 @@ impl Engine {
 
     /// Checks the limits, executes, and applies the fill; a refusal changes nothing.
     pub fn decide<'s>(&mut self, signal: &'s Signal<'_>, now_ms: i64) -> Result<Fill<'s>, Reject> {
-        let position = self.positions.get(signal.symbol.as_ref());
+        // One lookup for the checks and the fill (the symbol's name is
+        // compared a few times per lookup, which shows at this rate).
+        let mut position = self.positions.get_mut(signal.symbol.as_ref());
         let price = signal
             .price
-            .or_else(|| position.map(|position| position.last_price))
+            .or_else(|| position.as_ref().map(|position| position.last_price))
             .ok_or_else(|| {
                 Reject::new(
                     Reason::NoPrice,
@@ -119,7 +119,7 @@ impl Engine {
             }
         }
         if let Some(max) = self.limits.max_position_qty {
-            let current = position.map_or(0.0, |position| position.qty);
+            let current = position.as_ref().map_or(0.0, |position| position.qty);
             let after = match signal.side {
                 Side::Buy => current + signal.qty,
                 Side::Sell => current - signal.qty,
@@ -134,8 +134,8 @@ impl Engine {
                 ));
             }
         }
-        self.forget_before(now_ms - MINUTE_MS);
         if let Some(max) = self.limits.max_orders_per_minute {
+            forget_before(&mut self.recent, now_ms - MINUTE_MS);
             if self.recent.len() >= max as usize {
                 return Err(Reject::new(
                     Reason::MaxOrdersPerMinute,
@@ -157,53 +157,69 @@ impl Engine {
             price: filled_at,
             at_ms: now_ms,
         };
-        self.apply(&fill);
+        let position = match position.take() {
+            Some(position) => position,
+            None => self.positions.entry(fill.symbol.to_owned()).or_default(),
+        };
+        settle(position, &fill, &self.limits, &mut self.recent);
         Ok(fill)
     }
 
     /// Applies a fill that has already happened (a live one, or one replayed
     /// from the journal).
     pub fn apply(&mut self, fill: &Fill<'_>) {
-        if self.limits.max_orders_per_minute.is_some() {
-            self.recent.push_back(fill.at_ms);
-        }
         // A lookup before an insert: `entry` would copy the symbol for
         // every fill, and a symbol is new only once.
         let position = match self.positions.get_mut(fill.symbol) {
             Some(position) => position,
             None => self.positions.entry(fill.symbol.to_owned()).or_default(),
         };
-        let signed = match fill.side {
-            Side::Buy => fill.qty,
-            Side::Sell => -fill.qty,
-        };
-        position.cash -= signed * fill.price;
-        position.last_price = fill.price;
-        if position.qty == 0.0 || position.qty.signum() == signed.signum() {
-            let total = position.qty + signed;
-            position.avg_price =
-                (position.qty.abs() * position.avg_price + fill.qty * fill.price) / total.abs();
-            position.qty = total;
-            return;
-        }
-        let closed = fill.qty.min(position.qty.abs());
-        position.realized_pnl += closed * (fill.price - position.avg_price) * position.qty.signum();
-        let remaining = position.qty + signed;
-        if remaining == 0.0 || remaining.signum() == position.qty.signum() {
-            position.qty = remaining;
-            if remaining == 0.0 {
-                position.avg_price = 0.0;
-            }
-        } else {
-            position.qty = remaining;
-            position.avg_price = fill.price;
-        }
+        settle(position, fill, &self.limits, &mut self.recent);
     }
+}
 
-    fn forget_before(&mut self, cutoff_ms: i64) {
-        while self.recent.front().is_some_and(|at| *at <= cutoff_ms) {
-            self.recent.pop_front();
+/// Books a fill: average-cost accounting of the position, and the fill's
+/// time for MAX_ORDERS_PER_MINUTE (kept only under that limit: unlimited,
+/// a busy feed would grow it by every fill of the minute for nothing).
+fn settle(
+    position: &mut Position,
+    fill: &Fill<'_>,
+    limits: &RiskLimits,
+    recent: &mut VecDeque<i64>,
+) {
+    if limits.max_orders_per_minute.is_some() {
+        recent.push_back(fill.at_ms);
+    }
+    let signed = match fill.side {
+        Side::Buy => fill.qty,
+        Side::Sell => -fill.qty,
+    };
+    position.cash -= signed * fill.price;
+    position.last_price = fill.price;
+    if position.qty == 0.0 || position.qty.signum() == signed.signum() {
+        let total = position.qty + signed;
+        position.avg_price =
+            (position.qty.abs() * position.avg_price + fill.qty * fill.price) / total.abs();
+        position.qty = total;
+        return;
+    }
+    let closed = fill.qty.min(position.qty.abs());
+    position.realized_pnl += closed * (fill.price - position.avg_price) * position.qty.signum();
+    let remaining = position.qty + signed;
+    if remaining == 0.0 || remaining.signum() == position.qty.signum() {
+        position.qty = remaining;
+        if remaining == 0.0 {
+            position.avg_price = 0.0;
         }
+    } else {
+        position.qty = remaining;
+        position.avg_price = fill.price;
+    }
+}
+
+fn forget_before(recent: &mut VecDeque<i64>, cutoff_ms: i64) {
+    while recent.front().is_some_and(|at| *at <= cutoff_ms) {
+        recent.pop_front();
     }
 }
 
