@@ -4,7 +4,7 @@
 //! order, so replaying the fills journal rebuilds it exactly (same
 //! arithmetic, same order, same floating-point results).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -65,9 +65,19 @@ pub struct Fill<'a> {
 pub struct Engine {
     limits: RiskLimits,
     execution: Box<dyn Execution>,
-    positions: BTreeMap<String, Position>,
+    /// By symbol. Hashed rather than ordered: a lookup on every signal
+    /// compared the name against each symbol in a B-tree node in turn.
+    books: HashMap<String, Book>,
     /// Fill times within the last minute, oldest first (see [`settle`]).
     recent: VecDeque<i64>,
+}
+
+/// One symbol's position, and its fills by side (buy, sell) since this
+/// process started: counted here, where the symbol is already looked up.
+#[derive(Default)]
+struct Book {
+    position: Position,
+    fills: [u64; 2],
 }
 
 const MINUTE_MS: i64 = 60_000;
@@ -77,23 +87,37 @@ impl Engine {
         Engine {
             limits,
             execution,
-            positions: BTreeMap::new(),
+            books: HashMap::new(),
             recent: VecDeque::new(),
         }
     }
 
-    pub fn positions(&self) -> &BTreeMap<String, Position> {
-        &self.positions
+    /// Every position, in symbol order (for the snapshot and the metrics).
+    pub fn positions(&self) -> BTreeMap<String, Position> {
+        self.books
+            .iter()
+            .map(|(symbol, book)| (symbol.clone(), book.position.clone()))
+            .collect()
+    }
+
+    /// Fills decided by this process, by symbol and side (buy, sell); the
+    /// ones replayed from the journal are not counted.
+    pub fn fills(&self) -> BTreeMap<String, [u64; 2]> {
+        self.books
+            .iter()
+            .filter(|(_, book)| book.fills != [0; 2])
+            .map(|(symbol, book)| (symbol.clone(), book.fills))
+            .collect()
     }
 
     /// Checks the limits, executes, and applies the fill; a refusal changes nothing.
     pub fn decide<'s>(&mut self, signal: &'s Signal<'_>, now_ms: i64) -> Result<Fill<'s>, Reject> {
         // One lookup for the checks and the fill (the symbol's name is
         // compared a few times per lookup, which shows at this rate).
-        let mut position = self.positions.get_mut(signal.symbol.as_ref());
+        let mut book = self.books.get_mut(signal.symbol.as_ref());
         let price = signal
             .price
-            .or_else(|| position.as_ref().map(|position| position.last_price))
+            .or_else(|| book.as_ref().map(|book| book.position.last_price))
             .ok_or_else(|| {
                 Reject::new(
                     Reason::NoPrice,
@@ -119,7 +143,7 @@ impl Engine {
             }
         }
         if let Some(max) = self.limits.max_position_qty {
-            let current = position.as_ref().map_or(0.0, |position| position.qty);
+            let current = book.as_ref().map_or(0.0, |book| book.position.qty);
             let after = match signal.side {
                 Side::Buy => current + signal.qty,
                 Side::Sell => current - signal.qty,
@@ -157,11 +181,12 @@ impl Engine {
             price: filled_at,
             at_ms: now_ms,
         };
-        let position = match position.take() {
-            Some(position) => position,
-            None => self.positions.entry(fill.symbol.to_owned()).or_default(),
+        let book = match book.take() {
+            Some(book) => book,
+            None => self.books.entry(fill.symbol.to_owned()).or_default(),
         };
-        settle(position, &fill, &self.limits, &mut self.recent);
+        settle(&mut book.position, &fill, &self.limits, &mut self.recent);
+        book.fills[fill.side as usize] += 1;
         Ok(fill)
     }
 
@@ -170,11 +195,11 @@ impl Engine {
     pub fn apply(&mut self, fill: &Fill<'_>) {
         // A lookup before an insert: `entry` would copy the symbol for
         // every fill, and a symbol is new only once.
-        let position = match self.positions.get_mut(fill.symbol) {
-            Some(position) => position,
-            None => self.positions.entry(fill.symbol.to_owned()).or_default(),
+        let book = match self.books.get_mut(fill.symbol) {
+            Some(book) => book,
+            None => self.books.entry(fill.symbol.to_owned()).or_default(),
         };
-        settle(position, fill, &self.limits, &mut self.recent);
+        settle(&mut book.position, fill, &self.limits, &mut self.recent);
     }
 }
 

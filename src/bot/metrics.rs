@@ -86,18 +86,6 @@ impl Figures {
         }
     }
 
-    pub fn fill(&mut self, symbol: &str, side: Side) {
-        let index = side as usize;
-        match self.fills.get_mut(symbol) {
-            Some(counts) => counts[index] += 1,
-            None => {
-                let mut counts = [0; 2];
-                counts[index] = 1;
-                self.fills.insert(symbol.to_owned(), counts);
-            }
-        }
-    }
-
     pub fn total(&self, result: Option<Result>) -> u64 {
         self.signals
             .iter()

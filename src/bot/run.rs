@@ -157,7 +157,7 @@ impl Bot {
             symbols = bot.engine.positions().len(),
             "journal recovered"
         );
-        bot.figures.positions = bot.engine.positions().clone();
+        bot.figures.positions = bot.engine.positions();
         bot.try_commit();
         if let Some(webhook) = &config.webhook {
             let listener = std::net::TcpListener::bind(webhook.bind).map_err(|source| {
@@ -259,14 +259,15 @@ impl Bot {
             }
             self.append_checkpoints();
             self.try_commit();
+            if std::mem::take(&mut self.positions_moved) {
+                self.figures.positions = self.engine.positions();
+                self.figures.fills = self.engine.fills();
+            }
             let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
             if dirty && due && self.journal_error.is_none() {
                 self.write_snapshot();
                 last_snapshot = Some(Instant::now());
                 dirty = false;
-            }
-            if std::mem::take(&mut self.positions_moved) {
-                self.figures.positions = self.engine.positions().clone();
             }
             self.figures.iterations += 1;
             self.metrics.publish(&self.figures);
@@ -403,7 +404,6 @@ impl Bot {
             Ok(fill) => {
                 tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
                 self.figures.count(source, metrics::Result::Filled);
-                self.figures.fill(fill.symbol, fill.side);
                 self.positions_moved = true;
                 self.journal.append(&Record::Fill {
                     id: Cow::Borrowed(&signal.id),
@@ -528,7 +528,7 @@ impl Bot {
         let snapshot = Snapshot {
             written_at,
             journal_records: self.records,
-            positions: self.engine.positions(),
+            positions: &self.figures.positions,
             checkpoints: &self.checkpoints,
             signals: self.figures.total(None),
             fills: self.figures.fills.values().flatten().sum(),
