@@ -337,6 +337,19 @@ fn systemd_runs_the_shipped_unit() {
     assert_eq!(machine.property(UNIT, "SubState"), "running");
     let first_pid = machine.property(UNIT, "MainPID");
 
+    // The unit's system call filter still lets the bot's threads yield
+    // the CPU to the health thread: niceness 10 for the bot, 0 for it.
+    let niceness = machine.ok(&[
+        "sh",
+        "-c",
+        &format!("for t in /proc/{first_pid}/task/*; do echo $(cat $t/comm) $(cut -d' ' -f19 $t/stat); done"),
+    ]);
+    assert!(niceness.lines().any(|line| line == "bot 10"), "{niceness}");
+    assert!(
+        niceness.lines().any(|line| line == "health-http 0"),
+        "{niceness}"
+    );
+
     // The judge's STATUS= line shows in `systemctl status`, and the probe
     // finds the health file in the RuntimeDirectory.
     assert!(wait_until(Duration::from_secs(10), || {
