@@ -360,7 +360,7 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
     let failed = Arc::new(AtomicU64::new(0));
     // 320 clients, each posting batches of 4 signals with ids of its own
     // as fast as it is answered: more requests at once than the loop's
-    // channel holds (256 batches), so some wait on back-pressure.
+    // channel holds (64 batches), so some wait on back-pressure.
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let stop = Arc::clone(&stop);

@@ -26,6 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -131,7 +132,47 @@ pub struct Journal {
     pending: Vec<u8>,
     /// Bytes of `pending` already written; a failed write resumes here.
     written: usize,
+    /// Written since the last fsync was started.
     unsynced: bool,
+    /// Commits that wrote records, counted; a webhook reply waits until
+    /// its commit's number is durable.
+    commits_written: u64,
+    commits_durable: u64,
+    syncer: Option<Syncer>,
+    /// fsync durations not yet taken by [`Journal::fsync_times`].
+    fsync_times: Vec<Duration>,
+}
+
+/// The thread that fsyncs a commit while the loop decides the next batch.
+struct Syncer {
+    requests: mpsc::Sender<()>,
+    results: mpsc::Receiver<io::Result<Duration>>,
+    /// The commit its fsync is running for.
+    running: Option<u64>,
+}
+
+impl Syncer {
+    fn spawn(file: File) -> io::Result<Syncer> {
+        let (requests, requested) = mpsc::channel::<()>();
+        let (done, results) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("journal-sync".into())
+            .spawn(move || {
+                super::yield_cpu_to_health();
+                for () in requested {
+                    let started = Instant::now();
+                    let result = file.sync_data().map(|()| started.elapsed());
+                    if done.send(result).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Syncer {
+            requests,
+            results,
+            running: None,
+        })
+    }
 }
 
 impl Journal {
@@ -195,6 +236,10 @@ impl Journal {
             pending: Vec::with_capacity(64 * 1024),
             written: 0,
             unsynced: false,
+            commits_written: 0,
+            commits_durable: 0,
+            syncer: None,
+            fsync_times: Vec::new(),
         };
         Ok((journal, records))
     }
@@ -288,38 +333,109 @@ impl Journal {
         }
     }
 
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty() || self.unsynced
-    }
-
-    /// Writes what is buffered and fsyncs it per the policy. On error the
-    /// buffer is kept, and the next call resumes where this one stopped.
-    /// Returns the fsync's duration, if one was made.
-    pub fn commit(&mut self) -> Result<Option<Duration>, JournalError> {
+    /// Writes what is buffered and makes it durable per the policy; returns
+    /// how many commits are durable (see [`Journal::commits_written`]). On
+    /// error the buffer is kept, and the next call resumes where this one
+    /// stopped.
+    ///
+    /// With `overlap` under FSYNC=batch, the fsync runs on the journal's
+    /// sync thread while the loop decides the next batch, and the next
+    /// commit waits for it first: durable ingest then costs little more
+    /// than writing. The loop asks for it only while batches are waiting,
+    /// so the next commit comes at once and a client waiting on a durable
+    /// answer is not kept waiting.
+    pub fn commit(&mut self, overlap: bool) -> Result<u64, JournalError> {
         // Even with nothing to write: a journal that cannot be opened must
         // show as failed before the first signal, not after it.
         self.open()?;
-        if !self.has_pending() {
-            return Ok(None);
+        self.finish_sync()?;
+        if !self.pending.is_empty() {
+            self.write_pending()?;
+            self.pending.clear();
+            self.written = 0;
+            self.commits_written += 1;
         }
-        self.write_pending()?;
-        self.pending.clear();
-        self.written = 0;
-        let Some(file) = &self.file else {
-            return Ok(None);
-        };
         if self.policy == FsyncPolicy::Never || !self.unsynced {
             self.unsynced = false;
-            return Ok(None);
+            self.commits_durable = self.commits_written;
+            return Ok(self.commits_durable);
         }
+        if overlap && self.policy == FsyncPolicy::Batch && self.start_sync() {
+            return Ok(self.commits_durable);
+        }
+        let Some(file) = &self.file else {
+            return Ok(self.commits_durable);
+        };
         let started = Instant::now();
         file.sync_data().map_err(|source| JournalError::Io {
             what: "cannot fsync journal",
             path: self.path.clone(),
             source,
         })?;
+        self.fsync_times.push(started.elapsed());
         self.unsynced = false;
-        Ok(Some(started.elapsed()))
+        self.commits_durable = self.commits_written;
+        Ok(self.commits_durable)
+    }
+
+    /// Commits that wrote records so far.
+    pub fn commits_written(&self) -> u64 {
+        self.commits_written
+    }
+
+    /// The fsyncs made since the last call, for the metrics.
+    pub fn fsync_times(&mut self) -> std::vec::Drain<'_, Duration> {
+        self.fsync_times.drain(..)
+    }
+
+    /// Hands an fsync of everything written to the sync thread; false if
+    /// there is none to hand it to (the caller then fsyncs itself).
+    fn start_sync(&mut self) -> bool {
+        if self.syncer.is_none() {
+            let Some(file) = self.file.as_ref().and_then(|file| file.try_clone().ok()) else {
+                return false;
+            };
+            self.syncer = Syncer::spawn(file).ok();
+        }
+        let Some(syncer) = &mut self.syncer else {
+            return false;
+        };
+        if syncer.requests.send(()).is_err() {
+            self.syncer = None;
+            return false;
+        }
+        syncer.running = Some(self.commits_written);
+        self.unsynced = false;
+        true
+    }
+
+    /// Waits for the sync thread's fsync, if one is running.
+    fn finish_sync(&mut self) -> Result<(), JournalError> {
+        let Some(syncer) = &mut self.syncer else {
+            return Ok(());
+        };
+        let Some(commit) = syncer.running.take() else {
+            return Ok(());
+        };
+        let source = match syncer.results.recv() {
+            Ok(Ok(took)) => {
+                self.fsync_times.push(took);
+                self.commits_durable = self.commits_durable.max(commit);
+                return Ok(());
+            }
+            Ok(Err(source)) => source,
+            Err(_) => {
+                self.syncer = None;
+                io::Error::other("the journal's sync thread is gone")
+            }
+        };
+        // Not known durable: the next commit fsyncs it again.
+        self.unsynced = true;
+        Err(JournalError::Io {
+            what: "cannot fsync journal",
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Writes `pending` from where the last write stopped; on error,
@@ -514,7 +630,8 @@ mod tests {
         assert!(records.is_empty());
         journal.append(&fill("a"));
         journal.append(&fill("b"));
-        assert!(journal.commit().unwrap().is_some());
+        assert_eq!(journal.commit(false).unwrap(), 1);
+        assert_eq!(journal.fsync_times().count(), 1);
         drop(journal);
         let path = dir.path().join(FILE_NAME);
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
@@ -522,9 +639,24 @@ mod tests {
         let (mut journal, records) = Journal::recover(dir.path(), FsyncPolicy::Batch).unwrap();
         assert_eq!(records, vec![fill("a"), fill("b")]);
         journal.append(&fill("d"));
-        journal.commit().unwrap();
+        journal.commit(false).unwrap();
         let (_, records) = Journal::recover(dir.path(), FsyncPolicy::Never).unwrap();
         assert_eq!(records, vec![fill("a"), fill("b"), fill("d")]);
+    }
+
+    #[test]
+    fn an_overlapped_fsync_is_durable_by_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::recover(dir.path(), FsyncPolicy::Batch).unwrap();
+        journal.append(&fill("a"));
+        assert_eq!(journal.commit(true).unwrap(), 0, "fsync still running");
+        journal.append(&fill("b"));
+        assert_eq!(journal.commit(true).unwrap(), 1, "the first one waited for");
+        assert_eq!(journal.commit(false).unwrap(), 2);
+        assert_eq!(journal.commits_written(), 2);
+        assert_eq!(journal.fsync_times().count(), 2);
+        let (_, records) = Journal::recover(dir.path(), FsyncPolicy::Batch).unwrap();
+        assert_eq!(records, vec![fill("a"), fill("b")]);
     }
 
     #[test]

@@ -31,9 +31,11 @@ use super::SourceSpec;
 use crate::config::Config;
 use crate::health::{Component, HealthState, Heartbeat};
 
-/// Batches the channel holds before sources wait: bounds memory, and is
-/// the back-pressure that stops intake while the journal is failing.
-const CHANNEL_BATCHES: usize = 256;
+/// Batches the channel holds before sources wait: bounds memory (a parsed
+/// file batch is about 160 KiB), and is the back-pressure that stops
+/// intake while the journal is failing. One iteration's worth keeps the
+/// loop fed while a source parses the next.
+const CHANNEL_BATCHES: usize = MAX_BATCHES_PER_ITERATION;
 
 /// Most batches one iteration takes, so a flood still beats regularly.
 const MAX_BATCHES_PER_ITERATION: usize = 64;
@@ -87,8 +89,10 @@ pub struct Bot {
     /// File sources' progress in this iteration, journaled at its end.
     moved: BTreeMap<usize, Checkpoint>,
     records: u64,
-    /// Decided but not yet durable: answered after the next commit.
+    /// Decided, not yet written: answered once their commit is durable.
     replies: Vec<(oneshot::Sender<Vec<Outcome>>, Vec<Outcome>)>,
+    /// Written by the commit numbered first, answered when it is durable.
+    awaiting: Vec<(u64, oneshot::Sender<Vec<Outcome>>, Vec<Outcome>)>,
     state_dir: PathBuf,
     idle_tick: Duration,
     snapshot_interval: Duration,
@@ -137,6 +141,7 @@ impl Bot {
             moved: BTreeMap::new(),
             records: 0,
             replies: Vec::new(),
+            awaiting: Vec::new(),
             state_dir: config.state_dir.clone(),
             idle_tick: config.heartbeat_interval,
             snapshot_interval: config.snapshot_interval,
@@ -158,7 +163,7 @@ impl Bot {
             "journal recovered"
         );
         bot.figures.positions = bot.engine.positions();
-        bot.try_commit();
+        bot.try_commit(false);
         if let Some(webhook) = &config.webhook {
             let listener = std::net::TcpListener::bind(webhook.bind).map_err(|source| {
                 BotError::WebhookBind {
@@ -258,7 +263,7 @@ impl Bot {
                 self.handle(batch);
             }
             self.append_checkpoints();
-            self.try_commit();
+            self.try_commit(!batches.is_empty());
             if std::mem::take(&mut self.positions_moved) {
                 self.figures.positions = self.engine.positions();
                 self.figures.fills = self.engine.fills();
@@ -279,6 +284,7 @@ impl Bot {
                 break;
             }
         }
+        self.try_commit(false);
         self.write_snapshot();
         tracing::info!(
             records = self.records,
@@ -362,7 +368,7 @@ impl Bot {
         for (bytes, parsed) in batch.lines.iter() {
             let decided = self.decide(batch.source, bytes, parsed, now_ms);
             if self.journal.policy() == FsyncPolicy::Always && self.journal_error.is_none() {
-                self.commit_now();
+                self.commit_now(false);
             }
             if batch.reply.is_some() {
                 outcomes.push(decided.outcome());
@@ -465,26 +471,40 @@ impl Bot {
         }
     }
 
-    /// Commits, and on success answers the webhook clients waiting on it.
-    fn try_commit(&mut self) {
-        if self.commit_now() {
-            for (reply, outcomes) in self.replies.drain(..) {
-                let _ = reply.send(outcomes);
-            }
+    /// Commits (overlapping the fsync with the next batch while more are
+    /// waiting), and answers the webhook clients whose decisions are now
+    /// durable.
+    fn try_commit(&mut self, overlap: bool) {
+        let Some(durable) = self.commit_now(overlap) else {
+            return;
+        };
+        let written = self.journal.commits_written();
+        self.awaiting.extend(
+            self.replies
+                .drain(..)
+                .map(|(reply, outcomes)| (written, reply, outcomes)),
+        );
+        let (answered, waiting) = std::mem::take(&mut self.awaiting)
+            .into_iter()
+            .partition(|(commit, ..)| *commit <= durable);
+        self.awaiting = waiting;
+        for (_, reply, outcomes) in answered {
+            let _ = reply.send(outcomes);
         }
     }
 
-    fn commit_now(&mut self) -> bool {
-        match self.journal.commit() {
-            Ok(synced) => {
-                if let Some(duration) = synced {
-                    self.figures.fsync.observe(duration);
+    /// The number of durable commits, or `None` if the journal failed.
+    fn commit_now(&mut self, overlap: bool) -> Option<u64> {
+        match self.journal.commit(overlap) {
+            Ok(durable) => {
+                for took in self.journal.fsync_times() {
+                    self.figures.fsync.observe(took);
                 }
                 if self.journal_error.take().is_some() {
                     tracing::info!("journal writable again; intake resumes");
                 }
                 self.health.set_component("journal", Component::Ok);
-                true
+                Some(durable)
             }
             Err(error) => {
                 let message = error.to_string();
@@ -494,7 +514,7 @@ impl Bot {
                         .set_component("journal", Component::Failed(error.without_dir()));
                     self.journal_error = Some(message);
                 }
-                false
+                None
             }
         }
     }
