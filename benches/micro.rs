@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tradingbot::bot::engine::{Engine, PaperExecution};
-use tradingbot::bot::signal::parse;
+use tradingbot::bot::signal::{parse, parse_general};
 use tradingbot::bot::RiskLimits;
 use tradingbot::health::api::HealthApi;
 use tradingbot::health::metrics::{render_text, Kind, Sample};
@@ -41,8 +41,20 @@ fn health(c: &mut Criterion) {
 
 const LINE: &[u8] = br#"{"id":"tv-20240501-0007","ts":"2024-05-01T12:00:00Z","symbol":"BTC-USD","side":"buy","qty":0.25,"price":64250.5,"source":"tradingview"}"#;
 
+/// The shape of the harness's ingest feed: epoch milliseconds, no source.
+const FEED_LINE: &[u8] =
+    br#"{"id":"bench-123456","ts":1714564800000,"symbol":"SYM6","side":"buy","qty":1,"price":104.5}"#;
+
 fn bot(c: &mut Criterion) {
-    c.bench_function("parse a signal line", |b| b.iter(|| parse(LINE)));
+    c.bench_function("parse a signal line (RFC 3339 ts)", |b| {
+        b.iter(|| parse(LINE))
+    });
+    c.bench_function("parse a feed line (epoch ms ts)", |b| {
+        b.iter(|| parse(FEED_LINE))
+    });
+    c.bench_function("parse a line through serde_json only", |b| {
+        b.iter(|| parse_general(FEED_LINE))
+    });
     c.bench_function("parse a rejected line (bad side)", |b| {
         b.iter(|| parse(br#"{"id":"x1","ts":1714564800000,"symbol":"BTC","side":"hold","qty":1}"#))
     });
