@@ -4,8 +4,9 @@
 //! Each line is one record: a `fill` (the accepted signal and the price it
 //! filled at), a `reject` (why, and the line as received), or a `ckpt` (how
 //! far a file source has been read). Records are buffered and written by
-//! [`Journal::commit`], one `write` per batch, then fsynced per `FSYNC`
-//! (`batch`: one fsync per batch, a group commit).
+//! [`Journal::commit`] (a large batch in 256 KiB steps as it grows), then
+//! fsynced per `FSYNC` (`batch`: one fsync per commit, a group commit,
+//! which may run on the sync thread while the loop decides the next batch).
 //!
 //! Why this gives an exactly-once effect across crashes:
 //! 1. Recovery keeps the longest prefix of whole lines; a torn last line is
@@ -18,8 +19,10 @@
 //!    re-read or re-sent signal whose decision survived is a duplicate, not
 //!    a second execution.
 //! 4. Positions are a replay of the fill records, so they match the journal.
-//! 5. A webhook 202 and a checkpoint are given only after `commit` returned:
-//!    every acknowledged signal has its decision in the journal.
+//! 5. A webhook 202 is given only once the commit that wrote its decisions
+//!    is durable ([`Journal::commit`] says which are): every acknowledged
+//!    signal has its decision in the journal. The snapshot, too, is written
+//!    only when every commit is durable, so it is never ahead of it.
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};

@@ -270,9 +270,13 @@ impl Bot {
             }
             let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
             if dirty && due && self.journal_error.is_none() {
-                self.write_snapshot();
-                last_snapshot = Some(Instant::now());
-                dirty = false;
+                // Never ahead of the journal: an overlapped fsync first.
+                self.try_commit(false);
+                if self.journal_error.is_none() {
+                    self.write_snapshot();
+                    last_snapshot = Some(Instant::now());
+                    dirty = false;
+                }
             }
             self.figures.iterations += 1;
             self.metrics.publish(&self.figures);
