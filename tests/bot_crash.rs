@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{
-    free_port, http_with_body, read_journal, signal_line, wait_until, Builder, Daemon, SIGKILL,
+    free_port, http_with_body, read_journal, read_journal_so_far, signal_line, wait_until, Builder,
+    Daemon, SIGKILL,
 };
 
 /// xorshift64*: enough randomness for kill instants, reproducible by seed.
@@ -132,8 +133,9 @@ pub(crate) fn check_journal(state_dir: &Path, total: usize) {
     }
 }
 
+/// Signals decided so far by a daemon that may still be running.
 pub(crate) fn decided(state_dir: &Path) -> usize {
-    read_journal(state_dir)
+    read_journal_so_far(state_dir)
         .iter()
         .filter(|record| record["t"] != "ckpt")
         .count()

@@ -634,6 +634,17 @@ impl Daemon {
 /// The records of the journal in `state_dir`; panics on a corrupt line.
 pub fn read_journal(state_dir: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(state_dir.join("journal.jsonl")).unwrap_or_default();
+    parse_journal(&text)
+}
+
+/// The records of a running daemon's journal up to its last whole line:
+/// the daemon may be halfway through writing the next one.
+pub fn read_journal_so_far(state_dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(state_dir.join("journal.jsonl")).unwrap_or_default();
+    parse_journal(&text[..text.rfind('\n').map_or(0, |end| end + 1)])
+}
+
+fn parse_journal(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|line| {
             serde_json::from_str(line).unwrap_or_else(|_| panic!("corrupt journal line {line:?}"))

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    free_port, http_with_body, read_journal, signal_line, wait_until, Builder, Daemon, SIGKILL,
-    SOON,
+    free_port, http_with_body, read_journal, read_journal_so_far, signal_line, wait_until, Builder,
+    Daemon, SIGKILL, SOON,
 };
 
 pub const TOKEN: &str = "hw-7fQ2-very-secret-webhook-token-0123456789abcdef0123456789abcdef";
@@ -408,7 +408,7 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
         })
         .collect();
     // Let the flood build, check /health is served through it, then kill.
-    assert!(wait_until(SOON, || daemon.journal().len() >= 2000));
+    assert!(wait_until(SOON, || read_journal_so_far(&state_dir).len() >= 2000));
     assert_eq!(daemon.health().0, 200);
     let mut daemon = daemon;
     daemon.signal(SIGKILL);
