@@ -13,11 +13,7 @@ use std::borrow::Cow;
 use super::{Fields, Raw};
 
 pub(super) fn fields(text: &str) -> Option<Fields<'_>> {
-    let mut scanner = Scanner {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
+    let mut scanner = Scanner { text, at: 0 };
     let mut fields = Fields::default();
     scanner.skip_space();
     scanner.expect(b'{')?;
@@ -71,13 +67,16 @@ enum Key {
 
 struct Scanner<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Scanner<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     fn next(&mut self) -> Option<u8> {
@@ -99,7 +98,7 @@ impl<'a> Scanner<'a> {
     /// Only whitespace is left.
     fn end(&mut self) -> bool {
         self.skip_space();
-        self.at == self.bytes.len()
+        self.at == self.bytes().len()
     }
 
     /// After a key's opening quote: one of the signal's keys, with its
@@ -107,7 +106,7 @@ impl<'a> Scanner<'a> {
     /// Comparing against the few keys there are is much cheaper than
     /// scanning for the quote and then comparing.
     fn known_key(&mut self) -> Option<Key> {
-        let rest = self.bytes.get(self.at..)?;
+        let rest = self.bytes().get(self.at..)?;
         let (key, length) = match rest.first()? {
             b'i' if rest.starts_with(b"id\"") => (Key::Id, 3),
             b't' if rest.starts_with(b"ts\"") => (Key::Ts, 3),
@@ -126,7 +125,7 @@ impl<'a> Scanner<'a> {
     /// closing quote, if it has no escape nor control character.
     fn string_body(&mut self) -> Option<&'a str> {
         let start = self.at;
-        let length = self.bytes[start..]
+        let length = self.bytes()[start..]
             .iter()
             .position(|byte| matches!(byte, b'"' | b'\\' | 0..=0x1f))?;
         self.at = start + length;
@@ -152,7 +151,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn word(&mut self, word: &[u8], raw: Raw<'a>) -> Option<Raw<'a>> {
-        self.bytes.get(self.at..)?.starts_with(word).then(|| {
+        self.bytes().get(self.at..)?.starts_with(word).then(|| {
             self.at += word.len();
             raw
         })
@@ -181,7 +180,7 @@ impl<'a> Scanner<'a> {
         ];
         let start = self.at;
         let (whole, whole_digits) = self.digits();
-        if whole_digits > 1 && self.bytes[start] == b'0' {
+        if whole_digits > 1 && self.bytes()[start] == b'0' {
             return None;
         }
         let mut fraction = None;
