@@ -672,11 +672,16 @@ fn stop_latency() -> f64 {
     let mut ours = Server::ours(&[]);
     time_to_livez(&mut ours);
     wait_for_code(&ours, 200);
+    sigterm_to_exit_ms(&mut ours)
+}
+
+/// SIGTERM → exit 0, in ms.
+fn sigterm_to_exit_ms(server: &mut Server) -> f64 {
     let started = Instant::now();
     let _ = Command::new("kill")
-        .args(["-TERM", &ours.child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status();
-    let status = ours.child.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "exit {status}");
     started.elapsed().as_secs_f64() * 1000.0
 }
@@ -761,27 +766,26 @@ fn ingesting(feed: &Path, fsync: &str) -> Server {
 fn ingest_rate(feed: &Path, count: u64, fsync: &str) -> f64 {
     let started = Instant::now();
     let ours = ingesting(feed, fsync);
-    while signals_decided(ours.addr()) != Some(count) {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "ingest never finished"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until_decided(&ours, count, Duration::from_millis(2));
     count as f64 / started.elapsed().as_secs_f64()
 }
 
 fn rss_after_ingest(feed: &Path, count: u64) -> f64 {
     let ours = ingesting(feed, "batch");
+    wait_until_decided(&ours, count, Duration::from_millis(20));
+    rss_mib(ours.child.id())
+}
+
+/// Polls `/metrics` every `poll` until `count` signals are decided.
+fn wait_until_decided(server: &Server, count: u64, poll: Duration) {
     let started = Instant::now();
-    while signals_decided(ours.addr()) != Some(count) {
+    while signals_decided(server.addr()) != Some(count) {
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "ingest never finished"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(poll);
     }
-    rss_mib(ours.child.id())
 }
 
 /// The peer's own figure: accepted signals over its measured seconds.
@@ -817,13 +821,7 @@ fn stop_with_backlog(feed: &Path) -> f64 {
     while signals_decided(ours.addr()).unwrap_or(0) < 100_000 {
         std::thread::sleep(Duration::from_millis(2));
     }
-    let started = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-TERM", &ours.child.id().to_string()])
-        .status();
-    let status = ours.child.wait().unwrap();
-    assert!(status.success(), "exit {status}");
-    started.elapsed().as_secs_f64() * 1000.0
+    sigterm_to_exit_ms(&mut ours)
 }
 
 fn repeat(runs: usize, mut measure: impl FnMut() -> f64) -> Vec<f64> {
