@@ -25,7 +25,7 @@ fn ready_state() -> std::sync::Arc<HealthState> {
 fn health(c: &mut Criterion) {
     let state = ready_state();
     c.bench_function("snapshot + verdict", |b| {
-        b.iter(|| state.snapshot().verdict())
+        b.iter(|| state.view().verdict())
     });
 
     let api = HealthApi::new(state);

@@ -3,14 +3,13 @@
 use std::path::PathBuf;
 
 use crate::bot::BotError;
-use crate::config::ConfigError;
+use crate::cli::ConfigError;
+use crate::exit::Exit;
 use crate::health::probe::ProbeError;
 use crate::lock::LockError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
-    Usage(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -30,19 +29,17 @@ pub enum Error {
     Bot(#[from] BotError),
     #[error(transparent)]
     Probe(#[from] ProbeError),
-    #[error("drain did not finish within --drain-timeout (DRAIN_TIMEOUT) {0:?}")]
-    DrainTimeout(std::time::Duration),
 }
 
 impl Error {
-    /// DESIGN.md "Exit codes": 1 runtime failure, 2 usage or configuration,
-    /// 75 another instance holds the lock (70, a stall, is the judge's own).
-    pub fn exit_code(&self) -> u8 {
+    /// How a run that failed ends (a stall and a forced stop are the
+    /// judge's own, see [`crate::exit`]).
+    pub fn exit(&self) -> Exit {
         match self {
-            Error::Usage(_) | Error::Config(_) => 2,
-            Error::Bot(error) if error.is_config() => 2,
-            Error::Lock(LockError::Held { .. }) => 75,
-            _ => 1,
+            Error::Config(_) => Exit::Usage,
+            Error::Bot(error) if error.is_config() => Exit::Usage,
+            Error::Lock(LockError::Held { .. }) => Exit::Locked,
+            _ => Exit::Failure,
         }
     }
 }

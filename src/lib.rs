@@ -1,14 +1,47 @@
 //! tradingbot: a signal-driven paper-trading bot loop run as a Linux service
-//! whose health signal tells the truth. See DESIGN.md for the map.
+//! whose health signal tells the truth. See ARCHITECTURE.md for the map.
 
 pub mod bot;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod exit;
 pub mod health;
 pub mod lock;
 pub mod logging;
+pub mod os_signals;
 pub mod reaper;
-pub mod signals;
+pub mod secret;
+mod sys;
+
+use std::ffi::OsString;
 
 pub use error::Error;
+use exit::Exit;
+
+/// Runs what the command line asks for, to its end.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<Exit, Error> {
+    match cli::parse(args)? {
+        cli::Command::Run(config) => {
+            // SAFETY: no thread has started yet (parsing starts none); as
+            // PID 1 this forks an init that reaps orphans.
+            unsafe { reaper::init_if_pid1() }.map_err(|source| Error::Io {
+                what: "cannot fork the PID 1 reaper",
+                source,
+            })?;
+            daemon::run(&config).map(|()| Exit::Clean)
+        }
+        cli::Command::CheckConfig(report) => {
+            print!("{report}");
+            Ok(Exit::Clean)
+        }
+        cli::Command::Print(text) => {
+            print!("{text}");
+            Ok(Exit::Clean)
+        }
+        cli::Command::Health(settings) => health::probe::probe(&settings)
+            .map(|()| Exit::Clean)
+            .map_err(Error::from),
+    }
+}

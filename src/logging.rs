@@ -8,7 +8,21 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-use crate::config::{Config, LogFormat};
+/// Where and how to log, validated once by `cli`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive list, already checked to parse.
+    pub filter: String,
+    /// `JOURNAL_STREAM`'s device and inode: stderr is the journal when they match fd 2.
+    pub journal_stream: Option<(u64, u64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Changes the log filter of the running process.
 #[derive(Clone)]
@@ -41,12 +55,12 @@ fn stderr_is_journal(journal_stream: Option<(u64, u64)>) -> bool {
         .is_ok_and(|stat| stat.st_dev == device && stat.st_ino == inode)
 }
 
-pub fn init(config: &Config) -> (LogControl, Sink) {
+pub fn init(settings: &Settings) -> (LogControl, Sink) {
     // The filter was validated with the config; "info" is only a fallback.
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
 
-    let journald = stderr_is_journal(config.service.journal_stream)
+    let journald = stderr_is_journal(settings.journal_stream)
         .then(|| tracing_journald::layer().ok())
         .flatten()
         .map(|layer| {
@@ -58,7 +72,7 @@ pub fn init(config: &Config) -> (LogControl, Sink) {
                     ..tracing_journald::PriorityMappings::new()
                 })
         });
-    let sink = match (&journald, config.log_format) {
+    let sink = match (&journald, settings.format) {
         (Some(_), _) => Sink::Journald,
         (None, format) => Sink::Stderr(format),
     };

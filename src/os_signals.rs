@@ -1,45 +1,52 @@
 //! SIGTERM, SIGINT and SIGHUP, handled on an OS thread of their own so that
-//! a second signal ends the process at once even when the bot's runtime is
-//! wedged.
+//! a stop signal is seen even when the bot's runtime is wedged.
+//!
+//! This thread only records what was asked and tells the judge, which is
+//! the one that talks to systemd, keeps the health file and ends the
+//! process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::file::HealthFile;
-use crate::health::notify::Notifier;
+use crate::health::judge::{Inbox, Request};
 use crate::health::HealthState;
 use crate::logging::LogControl;
 
-/// Exit code when a stop is forced (second signal, drain deadline).
-pub const EXIT_FORCED: i32 = 1;
+/// A second stop signal forces the exit only this long after the first,
+/// like "press Ctrl-C again to force". Wrappers such as `timeout`, and many
+/// entrypoint scripts, signal the child and its process group together:
+/// two signals microseconds apart are one request to stop, not two.
+const FORCE_AFTER: Duration = Duration::from_secs(1);
 
-pub struct Handlers {
-    pub health: Arc<HealthState>,
-    pub notifier: Arc<Notifier>,
-    pub shutdown: CancellationToken,
-    pub log: LogControl,
-    pub env_file: Option<PathBuf>,
-    pub health_file: PathBuf,
-    pub drain_timeout: Duration,
+pub(crate) struct Handlers {
+    pub(crate) health: Arc<HealthState>,
+    pub(crate) judge: Inbox,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) log: LogControl,
+    pub(crate) env_file: Option<PathBuf>,
 }
 
 impl Handlers {
     /// Installs the handlers now and serves them from a new thread.
-    pub fn install(self) -> std::io::Result<()> {
+    pub(crate) fn install(self) -> std::io::Result<()> {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
+                let mut first_stop: Option<Instant> = None;
                 for signal in signals.forever() {
-                    match signal {
-                        SIGHUP => self.reload(),
-                        _ if self.shutdown.is_cancelled() => self.force_exit("second stop signal"),
-                        _ => self.stop(signal),
+                    match (signal, first_stop) {
+                        (SIGHUP, _) => self.reload(),
+                        (_, None) => {
+                            first_stop = Some(Instant::now());
+                            self.stop(signal);
+                        }
+                        (_, Some(first)) => self.stop_again(first.elapsed()),
                     }
                 }
             })?;
@@ -55,36 +62,26 @@ impl Handlers {
         tracing::info!(signal = name, "stopping: intake stops, the bot drains");
         self.health.set_stopping();
         self.shutdown.cancel();
-        let deadline = self.drain_timeout;
-        let health_file = self.health_file.clone();
-        let _ = std::thread::Builder::new()
-            .name("drain-deadline".into())
-            .spawn(move || {
-                std::thread::sleep(deadline);
-                tracing::error!(
-                    drain_timeout_ms = deadline.as_millis() as u64,
-                    "drain did not finish within DRAIN_TIMEOUT; exiting {EXIT_FORCED}"
-                );
-                let _ = HealthFile::new(health_file).remove();
-                std::process::exit(EXIT_FORCED);
-            });
-        self.notifier.stopping();
+        self.judge.send(Request::Stop);
     }
 
-    fn force_exit(&self, why: &str) -> ! {
-        tracing::error!("{why}: exiting {EXIT_FORCED} without finishing the drain");
-        let _ = HealthFile::new(self.health_file.clone()).remove();
-        std::process::exit(EXIT_FORCED);
+    fn stop_again(&self, since_first: Duration) {
+        if since_first >= FORCE_AFTER {
+            self.judge.send(Request::ForceStop);
+        } else {
+            tracing::info!(
+                since_first_ms = since_first.as_millis() as u64,
+                "another stop signal right after the first: still draining \
+                 (one sent a second or more later forces the exit)"
+            );
+        }
     }
 
     /// Re-reads the env file (RUST_LOG) between RELOADING=1 and READY=1.
-    /// Before the daemon is ready, the reload happens without the two
-    /// notifications: a READY=1 then would claim an init that has not finished.
+    /// The judge announces both unless the daemon is not ready yet: a
+    /// READY=1 then would claim an init that has not finished.
     fn reload(&self) {
-        let announce = self.health.snapshot().readiness().is_ok();
-        if announce {
-            self.notifier.reloading();
-        }
+        self.judge.send(Request::Reloading);
         match &self.env_file {
             None => tracing::info!("reload: no ENV_FILE configured; nothing to re-read"),
             Some(path) => match read_env_value(path, "RUST_LOG") {
@@ -104,9 +101,7 @@ impl Handlers {
                 }
             },
         }
-        if announce {
-            self.notifier.ready("ready: reloaded");
-        }
+        self.judge.send(Request::Reloaded);
     }
 }
 

@@ -10,6 +10,10 @@
 
 use std::io;
 
+use rustix::process::{Pid, Signal, WaitOptions};
+
+use crate::sys::{self, Forked, SignalSet};
+
 /// Signals PID 1 passes on to the daemon.
 const FORWARDED: [libc::c_int; 6] = [
     libc::SIGTERM,
@@ -24,68 +28,63 @@ const FORWARDED: [libc::c_int; 6] = [
 /// child returns and goes on to be the daemon; this process stays the init
 /// and exits with the daemon's status, never returning.
 ///
-/// Must be called before any thread starts (fork copies only the caller).
-pub fn init_if_pid1() -> io::Result<()> {
+/// # Safety
+///
+/// The process must have exactly one thread (see [`sys::fork`]): call it
+/// before anything starts one.
+pub(crate) unsafe fn init_if_pid1() -> io::Result<()> {
     if std::process::id() != 1 {
         return Ok(());
     }
-    // SAFETY: plain libc calls on local, initialised signal sets, made while
-    // the process has a single thread (the caller's promise), so fork()
-    // leaves the child in a consistent state.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        for signal in FORWARDED {
-            libc::sigaddset(&mut set, signal);
+    let mut handled = FORWARDED.to_vec();
+    handled.push(libc::SIGCHLD);
+    let handled = SignalSet::of(&handled);
+    // Blocked before the fork: a signal arriving in between stays pending
+    // in the init rather than being lost.
+    let previous = sys::block_signals(&handled)?;
+    // SAFETY: the caller promises a single thread.
+    match unsafe { sys::fork() }? {
+        Forked::Child => {
+            sys::restore_signal_mask(&previous);
+            Ok(())
         }
-        let mut previous: libc::sigset_t = std::mem::zeroed();
-        // Blocked before the fork: a signal arriving in between stays pending
-        // in the init rather than being lost.
-        if libc::sigprocmask(libc::SIG_BLOCK, &set, &mut previous) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        match libc::fork() {
-            -1 => Err(io::Error::last_os_error()),
-            0 => {
-                libc::sigprocmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-                Ok(())
-            }
-            daemon => supervise(daemon, &set),
-        }
+        Forked::Parent(daemon) => supervise(daemon, &handled),
     }
 }
 
 /// The init's whole life: forward signals, reap, exit as the daemon did.
-unsafe fn supervise(daemon: libc::pid_t, set: &libc::sigset_t) -> ! {
+fn supervise(daemon: Pid, handled: &SignalSet) -> ! {
     loop {
-        let signal = libc::sigwaitinfo(set, std::ptr::null_mut());
-        if signal == libc::SIGCHLD {
-            if let Some(code) = reap(daemon) {
-                std::process::exit(code);
+        match sys::wait_for_signal(handled) {
+            Some(libc::SIGCHLD) => {
+                if let Some(code) = reap(daemon) {
+                    // Not the daemon's exit path: this is the init, passing
+                    // on the status the daemon chose.
+                    std::process::exit(code);
+                }
             }
-        } else if signal > 0 {
-            libc::kill(daemon, signal);
+            Some(signal) => {
+                if let Some(signal) = Signal::from_named_raw(signal) {
+                    let _ = rustix::process::kill_process(daemon, signal);
+                }
+            }
+            None => {}
         }
     }
 }
 
 /// Reaps every child that has exited; the daemon's exit code once it is
 /// among them (128 + signal when a signal ended it, as shells report it).
-unsafe fn reap(daemon: libc::pid_t) -> Option<i32> {
+fn reap(daemon: Pid) -> Option<i32> {
     let mut daemon_code = None;
-    loop {
-        let mut status = 0;
-        let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
-        if pid <= 0 {
-            return daemon_code;
-        }
+    while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
         if pid == daemon {
-            daemon_code = Some(if libc::WIFSIGNALED(status) {
-                128 + libc::WTERMSIG(status)
-            } else {
-                libc::WEXITSTATUS(status)
+            daemon_code = Some(match (status.terminating_signal(), status.exit_status()) {
+                (Some(signal), _) => 128 + signal,
+                (None, Some(code)) => code,
+                (None, None) => 1,
             });
         }
     }
+    daemon_code
 }

@@ -70,8 +70,9 @@ fn a_planted_symlink_is_never_followed() {
     std::os::unix::fs::symlink(&target, builder.dir().join("healthy")).unwrap();
 
     let daemon = builder.spawn();
-    daemon.wait_ready();
+    // Refused when the judge first writes the file, just before READY=1.
     let warning = daemon.expect_log("symlink");
+    daemon.wait_ready();
     assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
     // A few more healthy ticks, each one a chance to follow the link.
     let beats = daemon.health().1["heartbeats"].as_u64().unwrap();
@@ -98,8 +99,8 @@ fn a_directory_at_the_path_is_survived() {
     let builder = Builder::new();
     std::fs::create_dir(builder.dir().join("healthy")).unwrap();
     let daemon = builder.spawn();
-    daemon.wait_ready();
     let warning = daemon.expect_log("not a regular file");
+    daemon.wait_ready();
     assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
     assert_eq!(daemon.get("/health").0, 200);
     assert!(daemon.health_file().is_dir());

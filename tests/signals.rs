@@ -51,6 +51,9 @@ fn a_second_signal_ends_a_stuck_drain_at_once() {
         daemon.child.try_wait().unwrap().is_none(),
         "the wedge did not hold"
     );
+    // Time is the subject: a second signal forces the exit only a second
+    // or more after the first.
+    std::thread::sleep(Duration::from_millis(1_100));
     let sent = Instant::now();
     daemon.signal(SIGTERM);
     let status = daemon.wait_exit(SOON);

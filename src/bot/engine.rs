@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::settings::RiskLimits;
 use super::signal::{Reason, Reject, Side, Signal};
 
 /// An order the engine decided to place.
@@ -32,13 +33,6 @@ impl Execution for PaperExecution {
     fn execute(&mut self, order: &Order<'_>) -> Result<f64, Reject> {
         Ok(order.price)
     }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RiskLimits {
-    pub max_position_qty: Option<f64>,
-    pub max_order_notional: Option<f64>,
-    pub max_orders_per_minute: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -27,14 +27,16 @@
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::settings::FsyncPolicy;
 use super::signal::Side;
+use crate::sys;
 
 pub const FILE_NAME: &str = "journal.jsonl";
 
@@ -43,16 +45,6 @@ pub const FILE_NAME: &str = "journal.jsonl";
 /// not preempt one (PREEMPT_NONE), and a long one on each core delays
 /// the health thread's wake-up by as much.
 const EARLY_WRITE_BYTES: usize = 256 << 10;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FsyncPolicy {
-    /// fsync after every signal.
-    Always,
-    /// One fsync per batch of signals (group commit).
-    Batch,
-    /// Write to the OS only: survives a crash of the process, not of the machine.
-    Never,
-}
 
 /// One journal line. Its strings borrow when written (a decision is
 /// journaled without copying the signal's strings) and own when read back.
@@ -317,21 +309,9 @@ impl Journal {
             return;
         }
         if let Some(file) = &self.file {
-            let (Ok(offset), Ok(length)) = (
-                libc::off64_t::try_from(from),
-                libc::off64_t::try_from(self.valid_len - from),
-            ) else {
-                return;
-            };
-            // SAFETY: a plain system call on an open descriptor we own;
-            // SYNC_FILE_RANGE_WRITE only queues writeback and does not wait.
-            unsafe {
-                libc::sync_file_range(
-                    file.as_raw_fd(),
-                    offset,
-                    length,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
+            // Only a head start for the fsync, which reports what matters.
+            if let Err(error) = sys::start_writeback(file.as_fd(), from, self.valid_len - from) {
+                tracing::debug!(%error, "sync_file_range failed; the commit's fsync does it all");
             }
         }
     }

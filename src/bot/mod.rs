@@ -7,6 +7,7 @@ pub mod engine;
 pub mod journal;
 mod metrics;
 mod run;
+pub mod settings;
 pub mod signal;
 mod snapshot;
 pub mod source;
@@ -31,7 +32,7 @@ const BOT_SLICE_NS: u64 = 100_000;
 /// without custom slices still gets the niceness; a failure (a seccomp
 /// filter, say) only costs isolation, so it is logged and ignored.
 pub fn yield_cpu_to_health() {
-    if let Err(error) = set_fair_slice(BOT_NICENESS, BOT_SLICE_NS) {
+    if let Err(error) = crate::sys::set_fair_slice(BOT_NICENESS, BOT_SLICE_NS) {
         tracing::debug!(%error, "cannot shorten the bot thread's slice; setting its niceness only");
         let thread = rustix::thread::gettid();
         if let Err(error) = rustix::process::setpriority_process(Some(thread), BOT_NICENESS) {
@@ -40,43 +41,6 @@ pub fn yield_cpu_to_health() {
     }
 }
 
-/// `sched_setattr(2)` for the calling thread: normal policy, `nice`, and a
-/// slice of `slice_ns` (its `sched_runtime`). Neither rustix nor libc wrap
-/// it.
-fn set_fair_slice(nice: i32, slice_ns: u64) -> std::io::Result<()> {
-    /// `struct sched_attr`, first version (48 bytes).
-    #[repr(C)]
-    struct SchedAttr {
-        size: u32,
-        policy: u32,
-        flags: u64,
-        nice: i32,
-        priority: u32,
-        runtime: u64,
-        deadline: u64,
-        period: u64,
-    }
-    let attr = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
-        policy: libc::SCHED_OTHER as u32,
-        flags: 0,
-        nice,
-        priority: 0,
-        runtime: slice_ns,
-        deadline: 0,
-        period: 0,
-    };
-    // SAFETY: `attr` is a valid, initialized sched_attr of the size it
-    // declares, alive for the call; pid 0 is the calling thread.
-    let result = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-pub use engine::RiskLimits;
-pub use journal::FsyncPolicy;
 pub use run::{Bot, BotError};
+pub use settings::{FsyncPolicy, RiskLimits, Settings, WebhookSettings};
 pub use source::SourceSpec;

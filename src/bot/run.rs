@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::decided::DecidedIds;
 use super::engine::{Engine, Fill, PaperExecution};
-use super::journal::{FsyncPolicy, Journal, JournalError, Record};
+use super::journal::{Journal, JournalError, Record};
 use super::metrics::{self, BotMetrics, Figures};
+use super::settings::{FsyncPolicy, Settings, WebhookSettings};
 use super::signal::{Reason, Reject, Signal};
 use super::snapshot::{self, Checkpoint, Snapshot};
 use super::source::exec::ExecSource;
@@ -28,7 +29,6 @@ use super::source::file::FileSource;
 use super::source::webhook::Webhook;
 use super::source::{self, Batch, Decision, FeedHealth, Outcome};
 use super::SourceSpec;
-use crate::config::Config;
 use crate::health::{Component, HealthState, Heartbeat};
 
 /// Batches the channel holds before sources wait: bounds memory (a parsed
@@ -79,7 +79,7 @@ pub struct Bot {
     metrics: Arc<BotMetrics>,
     figures: Figures,
     sources: Vec<SourceEntry>,
-    webhook: Option<(std::net::TcpListener, crate::config::WebhookConfig)>,
+    webhook: Option<(std::net::TcpListener, WebhookSettings)>,
     journal: Journal,
     journal_error: Option<String>,
     engine: Engine,
@@ -107,7 +107,11 @@ pub struct Bot {
 impl Bot {
     /// Recovers the journal (cutting a torn tail, rebuilding the dedupe
     /// index, positions and checkpoints) and binds the webhook listener.
-    pub async fn init(config: &Config, health: &Arc<HealthState>) -> Result<Bot, BotError> {
+    pub async fn init(
+        config: &Settings,
+        idle_tick: Duration,
+        health: &Arc<HealthState>,
+    ) -> Result<Bot, BotError> {
         // Past RLIMIT_FSIZE a write must fail with EFBIG, which the journal
         // reports and retries, instead of SIGXFSZ killing the process.
         signal_hook::flag::register(
@@ -143,7 +147,7 @@ impl Bot {
             replies: Vec::new(),
             awaiting: Vec::new(),
             state_dir: config.state_dir.clone(),
-            idle_tick: config.heartbeat_interval,
+            idle_tick,
             snapshot_interval: config.snapshot_interval,
             max_signal_age: config.max_signal_age,
             file_poll_interval: config.file_poll_interval,

@@ -1,5 +1,5 @@
 //! The health endpoints: `/health` (`/healthz`, `/`), `/livez`, `/readyz`
-//! and `/metrics`. Each answer is computed from one [`Snapshot`] taken at
+//! and `/metrics`. Each answer is computed from one [`HealthView`] taken at
 //! the request, never cached.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::http::Body;
 use super::metrics::{render_json, render_text, Kind, Sample};
-use super::state::{Component, HealthState, Snapshot, Verdict};
+use super::state::{Component, HealthState, HealthView, Verdict};
 
 /// Paths with their own label in `http_requests_total`; anything else is
 /// counted as "other", so scanners cannot grow the series without bound.
@@ -62,13 +62,13 @@ impl HealthApi {
     }
 
     fn route<B>(&self, path: &str, request: &Request<B>) -> Response<Body> {
-        let snapshot = self.state.snapshot();
+        let view = self.state.view();
         match path {
-            "/livez" => match snapshot.liveness() {
+            "/livez" => match view.liveness() {
                 Ok(()) => text(StatusCode::OK, "alive\n"),
                 Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
             },
-            "/readyz" => match snapshot.readiness() {
+            "/readyz" => match view.readiness() {
                 Ok(()) => text(StatusCode::OK, "ready\n"),
                 Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
             },
@@ -78,7 +78,7 @@ impl HealthApi {
                     .get(ACCEPT)
                     .and_then(|accept| accept.to_str().ok())
                     .is_some_and(|accept| accept.contains("application/json"));
-                let samples = self.samples(&snapshot);
+                let samples = self.samples(&view);
                 if wants_json {
                     json_response(StatusCode::OK, &render_json(&samples))
                 } else {
@@ -88,12 +88,12 @@ impl HealthApi {
                     )
                 }
             }
-            _ => self.health(&snapshot),
+            _ => self.health(&view),
         }
     }
 
-    fn health(&self, snapshot: &Snapshot) -> Response<Body> {
-        let verdict = snapshot.verdict();
+    fn health(&self, view: &HealthView) -> Response<Body> {
+        let verdict = view.verdict();
         let code = if verdict.status.is_up() {
             StatusCode::OK
         } else {
@@ -104,7 +104,7 @@ impl HealthApi {
             metrics.health_fields(&mut bot_figures);
         }
         let body = HealthBody {
-            snapshot,
+            view,
             verdict: &verdict,
             bot_figures: &bot_figures,
         };
@@ -118,38 +118,37 @@ impl HealthApi {
         response
     }
 
-    fn samples(&self, snapshot: &Snapshot) -> Vec<Sample> {
-        let mut samples =
-            vec![
+    fn samples(&self, view: &HealthView) -> Vec<Sample> {
+        let mut samples = vec![
             Sample::new(
                 "uptime_seconds",
                 Kind::Gauge,
                 "Seconds since the daemon started.",
-                snapshot.uptime.as_secs_f64(),
+                view.uptime.as_secs_f64(),
             ),
             Sample::new(
                 "heartbeat_age_seconds",
                 Kind::Gauge,
                 "Seconds since the bot loop last completed an iteration (NaN before the first).",
-                snapshot.heartbeat_age.map_or(f64::NAN, |age| age.as_secs_f64()),
+                view.heartbeat_age.map_or(f64::NAN, |age| age.as_secs_f64()),
             ),
             Sample::new(
                 "heartbeats_total",
                 Kind::Counter,
                 "Bot loop heartbeats since start.",
-                snapshot.beats as f64,
+                view.beats as f64,
             ),
             Sample::new(
                 "ready",
                 Kind::Gauge,
                 "1 once init and the first loop iteration are done, until stopping.",
-                f64::from(u8::from(snapshot.readiness().is_ok())),
+                f64::from(u8::from(view.readiness().is_ok())),
             ),
             Sample::new(
                 "healthy",
                 Kind::Gauge,
                 "1 while /health answers 200.",
-                f64::from(u8::from(snapshot.verdict().status.is_up())),
+                f64::from(u8::from(view.verdict().status.is_up())),
             ),
         ];
         for ((path, code), count) in self
@@ -176,18 +175,18 @@ impl HealthApi {
     }
 }
 
-/// The `/health` body, serialized straight from the snapshot: building a
+/// The `/health` body, serialized straight from the view: building a
 /// `serde_json::Value` first cost more than half of each request's work.
 struct HealthBody<'a> {
-    snapshot: &'a Snapshot,
+    view: &'a HealthView,
     verdict: &'a Verdict,
     bot_figures: &'a [(&'static str, Option<f64>)],
 }
 
 impl Serialize for HealthBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let snapshot = self.snapshot;
-        let last_heartbeat = snapshot.heartbeat_age.and_then(|age| {
+        let view = self.view;
+        let last_heartbeat = view.heartbeat_age.and_then(|age| {
             SystemTime::now()
                 .checked_sub(age)
                 .map(|at| humantime::format_rfc3339_millis(at).to_string())
@@ -195,22 +194,19 @@ impl Serialize for HealthBody<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("status", &self.verdict.status)?;
         map.serialize_entry("reasons", &self.verdict.reasons)?;
-        map.serialize_entry("uptime_seconds", &round3(snapshot.uptime.as_secs_f64()))?;
-        map.serialize_entry("bot_ready", &snapshot.ready)?;
+        map.serialize_entry("uptime_seconds", &round3(view.uptime.as_secs_f64()))?;
+        map.serialize_entry("bot_ready", &view.ready)?;
         map.serialize_entry("last_heartbeat", &last_heartbeat)?;
         map.serialize_entry(
             "heartbeat_age_seconds",
-            &snapshot.heartbeat_age.map(|age| round3(age.as_secs_f64())),
+            &view.heartbeat_age.map(|age| round3(age.as_secs_f64())),
         )?;
-        map.serialize_entry("heartbeats", &snapshot.beats)?;
-        map.serialize_entry(
-            "stall_timeout_seconds",
-            &snapshot.stall_timeout.as_secs_f64(),
-        )?;
-        map.serialize_entry("checks", &Checks(snapshot))?;
+        map.serialize_entry("heartbeats", &view.beats)?;
+        map.serialize_entry("stall_timeout_seconds", &view.stall_timeout.as_secs_f64())?;
+        map.serialize_entry("checks", &Checks(view))?;
         map.serialize_entry("version", env!("CARGO_PKG_VERSION"))?;
         map.serialize_entry("pid", &std::process::id())?;
-        map.serialize_entry("port", &snapshot.bound.map(|addr| addr.port()))?;
+        map.serialize_entry("port", &view.bound.map(|addr| addr.port()))?;
         for (name, figure) in self.bot_figures {
             map.serialize_entry(name, figure)?;
         }
@@ -219,13 +215,13 @@ impl Serialize for HealthBody<'_> {
 }
 
 /// `checks`: the heartbeat, then one entry per component.
-struct Checks<'a>(&'a Snapshot);
+struct Checks<'a>(&'a HealthView);
 
 impl Serialize for Checks<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let snapshot = self.0;
-        let mut map = serializer.serialize_map(Some(snapshot.components.len() + 1))?;
-        match (snapshot.ready, snapshot.stall_reason()) {
+        let view = self.0;
+        let mut map = serializer.serialize_map(Some(view.components.len() + 1))?;
+        match (view.ready, view.stall_reason()) {
             (true, Some(reason)) => map.serialize_entry("heartbeat", &Component::Failed(reason))?,
             // Before ready, no heartbeat yet is not a failure.
             (false, Some(_)) => {
@@ -233,7 +229,7 @@ impl Serialize for Checks<'_> {
             }
             (_, None) => map.serialize_entry("heartbeat", &Component::Ok)?,
         }
-        for (name, component) in &snapshot.components {
+        for (name, component) in &view.components {
             map.serialize_entry(name, component)?;
         }
         map.end()

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// The line written into the health file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub struct HealthRecord {
     pub pid: u32,
     /// Where the health server listens; absent when no port could be bound.
     pub addr: Option<SocketAddr>,
@@ -50,7 +50,7 @@ impl HealthFile {
     /// Writes the record into a fresh file beside the path and renames it
     /// into place, so a reader sees the old record or the new one, never an
     /// empty or half-written file; the new file's mtime is the signal.
-    pub fn touch(&self, record: &Record) -> Result<(), FileError> {
+    pub fn touch(&self, record: &HealthRecord) -> Result<(), FileError> {
         self.refuse_planted()?;
         let mut line = serde_json::to_vec(record).map_err(|error| self.io(error.into()))?;
         line.push(b'\n');
@@ -145,8 +145,8 @@ impl HealthFile {
 mod tests {
     use super::*;
 
-    fn record(status: &str) -> Record {
-        Record {
+    fn record(status: &str) -> HealthRecord {
+        HealthRecord {
             pid: 1,
             addr: Some("0.0.0.0:8080".parse().unwrap()),
             port: Some(8080),
@@ -171,7 +171,7 @@ mod tests {
         file.touch(&record("ok")).unwrap();
         let text = std::fs::read_to_string(file.path()).unwrap();
         assert_eq!(text.lines().count(), 1);
-        let parsed: Record = serde_json::from_str(text.trim_end()).unwrap();
+        let parsed: HealthRecord = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(parsed, record("ok"));
         file.remove().unwrap();
         assert!(!file.path().exists());

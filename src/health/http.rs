@@ -218,13 +218,15 @@ impl AcceptErrorLog {
 }
 
 /// Runs `serve` on a dedicated OS thread with its own current-thread
-/// runtime, isolated from the bot's runtime.
+/// runtime, isolated from the bot's runtime; `failed` is told if the
+/// server ever stops by itself.
 pub fn spawn_server_thread<H, F>(
     name: &str,
     listener: StdTcpListener,
     limits: Limits,
     make_handler: impl FnOnce() -> H + Send + 'static,
     shutdown: CancellationToken,
+    failed: impl FnOnce(io::Error) + Send + 'static,
 ) -> io::Result<std::thread::JoinHandle<()>>
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
@@ -238,12 +240,9 @@ where
         .spawn(move || {
             let local = tokio::task::LocalSet::new();
             let handler = make_handler();
-            if let Err(error) =
-                local.block_on(&runtime, serve(listener, limits, handler, shutdown))
+            if let Err(error) = local.block_on(&runtime, serve(listener, limits, handler, shutdown))
             {
-                // A daemon whose health server is gone would run on unseen.
-                tracing::error!(%error, server = %std::thread::current().name().unwrap_or("http"), "HTTP server failed; exiting");
-                std::process::exit(1);
+                failed(error);
             }
         })
 }

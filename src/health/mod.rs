@@ -8,6 +8,7 @@ pub mod judge;
 pub mod metrics;
 pub mod notify;
 pub mod probe;
+pub mod settings;
 pub mod state;
 
 pub use state::{Component, HealthState, Heartbeat, Status};

@@ -5,74 +5,12 @@
 //! `NOTIFY_SOCKET` verbatim, so an abstract `@name` socket silently fails,
 //! and the whole protocol is one datagram per message.
 
-use std::ffi::OsStr;
 use std::io;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Where `NOTIFY_SOCKET` points: a path, or an abstract name (`@name`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotifySocket {
-    Path(std::path::PathBuf),
-    Abstract(Vec<u8>),
-}
-
-impl NotifySocket {
-    pub fn parse(value: impl AsRef<OsStr>) -> Result<Self, String> {
-        let bytes = value.as_ref().as_bytes();
-        match bytes.first() {
-            Some(b'@') => Ok(NotifySocket::Abstract(bytes[1..].to_vec())),
-            Some(b'/') => Ok(NotifySocket::Path(OsStr::from_bytes(bytes).into())),
-            _ => Err(format!(
-                "{:?} is neither an absolute path nor an @abstract socket name",
-                value.as_ref()
-            )),
-        }
-    }
-
-    fn address(&self) -> io::Result<SocketAddr> {
-        match self {
-            NotifySocket::Path(path) => SocketAddr::from_pathname(path),
-            NotifySocket::Abstract(name) => SocketAddr::from_abstract_name(name),
-        }
-    }
-}
-
-/// The systemd watchdog, when it is armed for this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watchdog {
-    pub timeout: Duration,
-}
-
-impl Watchdog {
-    /// `WATCHDOG_USEC` counts only when `WATCHDOG_PID` is unset or names us:
-    /// a child that inherited the variables must not ping for its parent.
-    pub fn from_env(
-        usec: Option<&OsStr>,
-        pid: Option<&OsStr>,
-        own_pid: u32,
-    ) -> Result<Option<Self>, String> {
-        let Some(usec) = usec else { return Ok(None) };
-        if let Some(pid) = pid {
-            if pid.to_str().and_then(|pid| pid.parse::<u32>().ok()) != Some(own_pid) {
-                return Ok(None);
-            }
-        }
-        let micros: u64 = usec
-            .to_str()
-            .and_then(|usec| usec.parse().ok())
-            .ok_or_else(|| format!("{usec:?} is not a number of microseconds"))?;
-        if micros == 0 {
-            return Ok(None);
-        }
-        Ok(Some(Watchdog {
-            timeout: Duration::from_micros(micros),
-        }))
-    }
-}
+use super::settings::NotifySocket;
 
 /// A manager that stops reading its socket fills the datagram queue; past
 /// this, a message is dropped rather than wedging the judge or a stop.
@@ -181,37 +119,9 @@ fn one_line(status: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::linux::net::SocketAddrExt;
+
     use super::*;
-
-    #[test]
-    fn parses_path_and_abstract_sockets() {
-        assert_eq!(
-            NotifySocket::parse("/run/systemd/notify"),
-            Ok(NotifySocket::Path("/run/systemd/notify".into()))
-        );
-        assert_eq!(
-            NotifySocket::parse("@tb-notify"),
-            Ok(NotifySocket::Abstract(b"tb-notify".to_vec()))
-        );
-        assert!(NotifySocket::parse("relative").is_err());
-    }
-
-    #[test]
-    fn watchdog_pid_must_be_ours() {
-        let usec = Some(OsStr::new("4000000"));
-        assert_eq!(
-            Watchdog::from_env(usec, None, 7),
-            Ok(Some(Watchdog {
-                timeout: Duration::from_secs(4)
-            }))
-        );
-        assert!(Watchdog::from_env(usec, Some(OsStr::new("7")), 7)
-            .unwrap()
-            .is_some());
-        assert_eq!(Watchdog::from_env(usec, Some(OsStr::new("8")), 7), Ok(None));
-        assert_eq!(Watchdog::from_env(Some(OsStr::new("0")), None, 7), Ok(None));
-        assert!(Watchdog::from_env(Some(OsStr::new("x")), None, 7).is_err());
-    }
 
     #[test]
     fn sends_to_an_abstract_socket_without_newlines_in_status() {

@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::file::Record;
-use crate::config::HealthArgs;
+use super::file::HealthRecord;
+use super::settings::ProbeSettings;
 
 /// Why the probe failed; its `Display` is the one line printed on stderr.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -49,8 +49,8 @@ pub enum ProbeError {
 /// Slack for filesystems whose timestamps are coarser than the clock.
 const FUTURE_SLACK: Duration = Duration::from_secs(1);
 
-pub fn probe(args: &HealthArgs) -> Result<(), ProbeError> {
-    let record = check_file(&args.file, args.max_age(), SystemTime::now())?;
+pub fn probe(args: &ProbeSettings) -> Result<(), ProbeError> {
+    let record = check_file(&args.file, args.max_age, SystemTime::now())?;
     if args.http {
         let path = args.file.display().to_string();
         let record = record?;
@@ -66,7 +66,7 @@ fn check_file(
     path: &Path,
     max_age: Duration,
     now: SystemTime,
-) -> Result<Result<Record, ProbeError>, ProbeError> {
+) -> Result<Result<HealthRecord, ProbeError>, ProbeError> {
     let shown = path.display().to_string();
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
@@ -112,7 +112,7 @@ fn check_file(
     Ok(read_record(path))
 }
 
-fn read_record(path: &Path) -> Result<Record, ProbeError> {
+fn read_record(path: &Path) -> Result<HealthRecord, ProbeError> {
     let unreadable = |reason: String| ProbeError::Unreadable {
         path: path.display().to_string(),
         reason,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use super::judge::{Inbox, Request};
 use super::metrics::MetricsSource;
 
 /// What `/health` says, worst last.
@@ -68,6 +69,10 @@ pub struct HealthState {
     bound: OnceLock<SocketAddr>,
     bot_metrics: Mutex<Option<Arc<dyn MetricsSource>>>,
     first_beat: tokio::sync::Notify,
+    /// Set by the judge while it holds the bot stalled, so the beat that
+    /// ends the stall tells it at once; one relaxed load a beat otherwise.
+    stalled: AtomicBool,
+    judge: OnceLock<Inbox>,
 }
 
 /// The only way to make the bot look alive. The daemon hands exactly one to
@@ -84,6 +89,13 @@ impl Heartbeat {
             .store(since_start + 1, Ordering::Release);
         if self.state.beats.fetch_add(1, Ordering::Relaxed) == 0 {
             self.state.first_beat.notify_one();
+        }
+        if self.state.stalled.load(Ordering::Relaxed)
+            && self.state.stalled.swap(false, Ordering::AcqRel)
+        {
+            if let Some(judge) = self.state.judge.get() {
+                judge.send(Request::StallEnded);
+            }
         }
     }
 
@@ -107,6 +119,8 @@ impl HealthState {
             bound: OnceLock::new(),
             bot_metrics: Mutex::new(None),
             first_beat: tokio::sync::Notify::new(),
+            stalled: AtomicBool::new(false),
+            judge: OnceLock::new(),
         })
     }
 
@@ -126,6 +140,16 @@ impl HealthState {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Where the heartbeat reports the end of a stall; set once, by the judge.
+    pub(crate) fn set_judge_inbox(&self, inbox: Inbox) {
+        let _ = self.judge.set(inbox);
+    }
+
+    /// The judge's view of the heartbeat: stalled or not.
+    pub(crate) fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Release);
     }
 
     pub fn set_stopping(&self) {
@@ -174,13 +198,13 @@ impl HealthState {
     }
 
     /// Reads every fact once, at one instant, so a verdict is consistent.
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn view(&self) -> HealthView {
         let now = Instant::now();
         let uptime = now.saturating_duration_since(self.started);
         let last_beat = self.last_beat.load(Ordering::Acquire);
         let heartbeat_age =
             (last_beat != 0).then(|| uptime.saturating_sub(Duration::from_nanos(last_beat - 1)));
-        Snapshot {
+        HealthView {
             uptime,
             ready: self.ready.load(Ordering::Acquire),
             stopping: self.stopping.load(Ordering::Acquire),
@@ -200,7 +224,7 @@ impl HealthState {
 
 /// The facts at one instant; every verdict is derived from these.
 #[derive(Clone, Debug)]
-pub struct Snapshot {
+pub struct HealthView {
     pub uptime: Duration,
     pub ready: bool,
     pub stopping: bool,
@@ -219,7 +243,7 @@ pub struct Verdict {
     pub reasons: Vec<String>,
 }
 
-impl Snapshot {
+impl HealthView {
     pub fn heartbeat_fresh(&self) -> bool {
         self.heartbeat_age
             .is_some_and(|age| age < self.stall_timeout)
@@ -322,16 +346,16 @@ mod tests {
     #[test]
     fn starts_as_starting_and_alive() {
         let state = HealthState::new(Duration::from_secs(5), Duration::from_secs(60));
-        let snapshot = state.snapshot();
-        assert_eq!(snapshot.verdict().status, Status::Starting);
-        assert_eq!(snapshot.liveness(), Ok(()));
-        assert_eq!(snapshot.readiness(), Err("starting"));
+        let view = state.view();
+        assert_eq!(view.verdict().status, Status::Starting);
+        assert_eq!(view.liveness(), Ok(()));
+        assert_eq!(view.readiness(), Err("starting"));
     }
 
     #[test]
     fn ready_without_a_beat_is_unhealthy() {
         let (state, _heartbeat) = ready_state();
-        let verdict = state.snapshot().verdict();
+        let verdict = state.view().verdict();
         assert_eq!(verdict.status, Status::Unhealthy);
         assert_eq!(verdict.reasons, vec!["no heartbeat yet".to_owned()]);
     }
@@ -340,7 +364,7 @@ mod tests {
     fn fresh_beat_is_healthy() {
         let (state, heartbeat) = ready_state();
         heartbeat.beat();
-        assert_eq!(state.snapshot().verdict().status, Status::Healthy);
+        assert_eq!(state.view().verdict().status, Status::Healthy);
         assert_eq!(heartbeat.beats(), 1);
     }
 
@@ -348,15 +372,12 @@ mod tests {
     fn stale_beat_is_unhealthy_with_its_age() {
         let (state, heartbeat) = ready_state();
         heartbeat.beat();
-        let mut snapshot = state.snapshot();
-        snapshot.heartbeat_age = Some(Duration::from_millis(7_200));
-        let verdict = snapshot.verdict();
+        let mut view = state.view();
+        view.heartbeat_age = Some(Duration::from_millis(7_200));
+        let verdict = view.verdict();
         assert_eq!(verdict.status, Status::Unhealthy);
         assert_eq!(verdict.reasons, vec!["heartbeat stale for 7.2s".to_owned()]);
-        assert_eq!(
-            snapshot.liveness(),
-            Err("heartbeat stale for 7.2s".to_owned())
-        );
+        assert_eq!(view.liveness(), Err("heartbeat stale for 7.2s".to_owned()));
     }
 
     #[test]
@@ -364,11 +385,11 @@ mod tests {
         let (state, heartbeat) = ready_state();
         heartbeat.beat();
         state.set_component("feed", Component::Degraded("feed process down".into()));
-        let verdict = state.snapshot().verdict();
+        let verdict = state.view().verdict();
         assert_eq!(verdict.status, Status::Degraded);
         assert_eq!(verdict.reasons, vec!["feed: feed process down".to_owned()]);
         state.set_component("journal", Component::Failed("ENOSPC".into()));
-        let verdict = state.snapshot().verdict();
+        let verdict = state.view().verdict();
         assert_eq!(verdict.status, Status::Unhealthy);
         assert_eq!(
             verdict.reasons,
@@ -384,15 +405,15 @@ mod tests {
         let (state, heartbeat) = ready_state();
         heartbeat.beat();
         state.set_stopping();
-        let snapshot = state.snapshot();
-        assert_eq!(snapshot.verdict().status, Status::Stopping);
-        assert_eq!(snapshot.readiness(), Err("stopping"));
-        assert_eq!(snapshot.liveness(), Ok(()));
+        let view = state.view();
+        assert_eq!(view.verdict().status, Status::Stopping);
+        assert_eq!(view.readiness(), Err("stopping"));
+        assert_eq!(view.liveness(), Ok(()));
     }
 
     #[test]
     fn startup_grace_runs_out_without_a_beat() {
         let state = HealthState::new(Duration::from_secs(5), Duration::ZERO);
-        assert!(state.snapshot().liveness().is_err());
+        assert!(state.view().liveness().is_err());
     }
 }

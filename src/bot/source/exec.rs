@@ -80,15 +80,7 @@ impl ExecSource {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the
-        // parent. A SIGKILLed daemon then takes its feed process with it
-        // instead of leaving an orphan that a restarted daemon would double.
-        unsafe {
-            command.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(Signal::TERM))
-                    .map_err(io::Error::from)
-            });
-        }
+        crate::sys::terminate_with_parent(&mut command);
         let child = command.spawn()?;
         tracing::info!(source = %self.name, pid = child.id(), "exec source: feed process started");
         Ok(child)

@@ -1,114 +1,79 @@
 //! The lifecycle (DESIGN.md, "Process lifecycle"), in order, and nothing else.
 
-use std::ffi::OsString;
+pub mod settings;
+
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::bot::Bot;
-use crate::config::{self, Command, Config, ServiceEnv};
+use crate::config::Config;
 use crate::health::api::HealthApi;
 use crate::health::file::HealthFile;
 use crate::health::http::{self, Limits};
-use crate::health::judge::Judge;
+use crate::health::judge::{Inbox, Judge, Request};
 use crate::health::notify::Notifier;
-use crate::health::{probe, HealthState};
-use crate::signals::Handlers;
+use crate::health::{settings as health, HealthState};
+use crate::os_signals::Handlers;
 use crate::{lock, logging, Error};
 
-/// Parses the command line and runs the chosen subcommand.
-pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<ExitCode, Error> {
-    let cli = match config::parse_cli(args) {
-        Ok(cli) => cli,
-        Err(error) if !error.use_stderr() => {
-            let _ = error.print();
-            return Ok(ExitCode::SUCCESS);
-        }
-        Err(error) => return Err(Error::Usage(config::one_line_error(&error))),
-    };
-    match cli.command.unwrap_or(Command::Run(cli.run)) {
-        Command::Run(args) => {
-            let config = Config::from_args(args, ServiceEnv::from_env()?)?;
-            // Before any thread starts: as PID 1 this forks an init that reaps orphans.
-            crate::reaper::init_if_pid1().map_err(|source| Error::Io {
-                what: "cannot fork the PID 1 reaper",
-                source,
-            })?;
-            run(config).map(|()| ExitCode::SUCCESS)
-        }
-        Command::CheckConfig(args) => {
-            let config = Config::from_args(args, ServiceEnv::from_env()?)?;
-            print!("{}", config.describe());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Health(args) => probe::probe(&args)
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(Error::from),
-    }
-}
-
 /// Runs the daemon until a stop signal has been handled (or init fails).
-pub fn run(config: Config) -> Result<(), Error> {
-    let (log, sink) = logging::init(&config);
+pub fn run(config: &Config) -> Result<(), Error> {
+    let (log, sink) = logging::init(&config.log);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), pid = std::process::id(), sink = ?sink, "starting");
 
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| Error::StateDir {
+    std::fs::create_dir_all(&config.bot.state_dir).map_err(|source| Error::StateDir {
         what: "cannot create",
-        path: config.state_dir.clone(),
+        path: config.bot.state_dir.clone(),
         source,
     })?;
     // Read-only at start is a setup mistake, not a passing fault: said
     // here, by name, it is not mistaken for a journal failing at run time.
-    rustix::fs::access(&config.state_dir, rustix::fs::Access::WRITE_OK).map_err(|errno| {
+    rustix::fs::access(&config.bot.state_dir, rustix::fs::Access::WRITE_OK).map_err(|errno| {
         Error::StateDir {
             what: "cannot write to",
-            path: config.state_dir.clone(),
+            path: config.bot.state_dir.clone(),
             source: errno.into(),
         }
     })?;
     // Before the port: a duplicate must never hide behind a fallback port.
-    let _lock = lock::acquire(&config.lock_file)?;
+    let _lock = lock::acquire(&config.daemon.lock_file)?;
 
-    let health = HealthState::new(config.stall_timeout, config.startup_grace);
-    start_health_server(&config, &health)?;
+    let health = HealthState::new(config.health.stall_timeout, config.health.startup_grace);
+    // Before the port: the health server reports its own failure to it.
+    let notifier = Notifier::new(config.health.notify_socket.as_ref()).unwrap_or_else(|error| {
+        tracing::warn!(%error, "NOTIFY_SOCKET is set but unusable; running without sd_notify");
+        Notifier::disabled()
+    });
+    let judge = Judge {
+        state: Arc::clone(&health),
+        notifier,
+        file: HealthFile::new(config.health.file.clone()),
+        tick: config.health.tick(),
+        watchdog: config.health.watchdog.is_some(),
+        stall_exit_after: config.health.stall_exit_after,
+        startup_grace: config.health.startup_grace,
+        drain_timeout: config.health.drain_timeout,
+    }
+    .spawn()
+    .map_err(|source| Error::Io {
+        what: "cannot start the judge thread",
+        source,
+    })?;
+    start_health_server(&config.health, &health, judge.inbox())?;
 
-    let notifier = Arc::new(
-        Notifier::new(config.service.notify_socket.as_ref()).unwrap_or_else(|error| {
-            tracing::warn!(%error, "NOTIFY_SOCKET is set but unusable; running without sd_notify");
-            Notifier::disabled()
-        }),
-    );
     let shutdown = CancellationToken::new();
     Handlers {
         health: Arc::clone(&health),
-        notifier: Arc::clone(&notifier),
+        judge: judge.inbox(),
         shutdown: shutdown.clone(),
         log,
-        env_file: config.env_file.clone(),
-        health_file: config.health_file.clone(),
-        drain_timeout: config.drain_timeout,
+        env_file: config.daemon.env_file.clone(),
     }
     .install()
     .map_err(|source| Error::Io {
         what: "cannot install signal handlers",
-        source,
-    })?;
-
-    let (stop_judge, judge_stopped) = std::sync::mpsc::channel();
-    let judge = Judge {
-        state: Arc::clone(&health),
-        notifier: Arc::clone(&notifier),
-        file: HealthFile::new(config.health_file.clone()),
-        tick: config.tick(),
-        watchdog: config.service.watchdog.is_some(),
-        stall_exit_after: config.stall_exit_after,
-        startup_grace: config.startup_grace,
-    }
-    .spawn(judge_stopped)
-    .map_err(|source| Error::Io {
-        what: "cannot start the judge thread",
         source,
     })?;
 
@@ -122,13 +87,8 @@ pub fn run(config: Config) -> Result<(), Error> {
             what: "cannot start the bot runtime",
             source,
         })?;
-    let outcome = runtime.block_on(run_bot(&config, &health, &notifier, shutdown));
-
-    let _ = stop_judge.send(());
-    let _ = judge.join();
-    if let Err(error) = HealthFile::new(config.health_file.clone()).remove() {
-        tracing::warn!(%error, "could not remove the health file");
-    }
+    let outcome = runtime.block_on(run_bot(config, &health, &judge.inbox(), shutdown));
+    judge.finish();
     // The bot has drained and flushed by now; what is left (a blocking read
     // of stdin, say) must not hold the exit hostage.
     runtime.shutdown_background();
@@ -142,16 +102,20 @@ pub fn run(config: Config) -> Result<(), Error> {
 /// Binds the first free port of the list and serves the health endpoints
 /// from their own thread. With no port free, health goes on through the file
 /// and sd_notify only.
-fn start_health_server(config: &Config, health: &Arc<HealthState>) -> Result<(), Error> {
-    let addrs: Vec<SocketAddr> = config
+fn start_health_server(
+    settings: &health::Settings,
+    health: &Arc<HealthState>,
+    judge: Inbox,
+) -> Result<(), Error> {
+    let addrs: Vec<SocketAddr> = settings
         .ports
         .iter()
-        .map(|port| SocketAddr::new(config.health_bind, *port))
+        .map(|port| SocketAddr::new(settings.bind, *port))
         .collect();
     let Some(listener) = http::bind_first(&addrs) else {
         tracing::error!(
-            tried = ?config.ports,
-            bind = %config.health_bind,
+            tried = ?settings.ports,
+            bind = %settings.bind,
             "NO HEALTH PORT COULD BE BOUND: /health is unreachable; health is reported \
              only through the health file and sd_notify"
         );
@@ -174,6 +138,8 @@ fn start_health_server(config: &Config, health: &Arc<HealthState>) -> Result<(),
             }
         },
         CancellationToken::new(),
+        // A daemon whose health server is gone would run on unseen.
+        move |error| judge.send(Request::Fatal(format!("the health server failed: {error}"))),
     )
     .map_err(|source| Error::Io {
         what: "cannot start the health server thread",
@@ -186,20 +152,18 @@ fn start_health_server(config: &Config, health: &Arc<HealthState>) -> Result<(),
 async fn run_bot(
     config: &Config,
     health: &Arc<HealthState>,
-    notifier: &Notifier,
+    judge: &Inbox,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // Lets tests and rehearsals hold the daemon in its "starting" state.
     fail::fail_point!("daemon::init");
-    let bot = Bot::init(config, health).await?;
+    let bot = Bot::init(&config.bot, config.health.heartbeat_interval, health).await?;
     let mut bot_loop = tokio::spawn(bot.run(health.heartbeat(), shutdown.clone()));
     tokio::select! {
         () = health.first_beat() => {
             if !shutdown.is_cancelled() {
                 health.set_ready(true);
-                let port = health.bound().map_or_else(|| "no port".to_owned(), |addr| format!("port {}", addr.port()));
-                notifier.ready(&format!("ready: {port}"));
-                tracing::info!("ready: first loop iteration done");
+                judge.send(Request::Ready);
             }
         }
         joined = &mut bot_loop => return finished(joined),

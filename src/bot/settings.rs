@@ -1,0 +1,64 @@
+//! The bot's settings, validated once by `cli`; plain values, so this
+//! module depends on nothing else.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::source::SourceSpec;
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The journal, the snapshot and the checkpoints.
+    pub state_dir: PathBuf,
+    pub risk: RiskLimits,
+    pub fsync: FsyncPolicy,
+    /// No signal for this long shows the feed as degraded.
+    pub max_signal_age: Option<Duration>,
+    pub snapshot_interval: Duration,
+    pub sources: Vec<SourceSpec>,
+    pub webhook: Option<WebhookSettings>,
+    pub file_poll_interval: Duration,
+    pub exec_backoff: Duration,
+    pub exec_backoff_max: Duration,
+}
+
+/// Limits a signal must pass to be filled; each off when `None`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RiskLimits {
+    pub max_position_qty: Option<f64>,
+    pub max_order_notional: Option<f64>,
+    pub max_orders_per_minute: Option<u32>,
+}
+
+/// When the journal is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// fsync after every signal.
+    Always,
+    /// One fsync per batch of signals (group commit).
+    Batch,
+    /// Write to the OS only: survives a crash of the process, not of the machine.
+    Never,
+}
+
+impl FsyncPolicy {
+    pub const NAMES: [&'static str; 3] = ["always", "batch", "never"];
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "always" => Ok(FsyncPolicy::Always),
+            "batch" => Ok(FsyncPolicy::Batch),
+            "never" => Ok(FsyncPolicy::Never),
+            _ => Err(format!("{text:?} is not one of always, batch, never")),
+        }
+    }
+}
+
+/// The webhook source's settings, present when `--source webhook` is.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub bind: std::net::SocketAddr,
+    pub token: Secret,
+    pub body_limit: usize,
+}

@@ -1,0 +1,545 @@
+//! `tradingbot run`'s flags, a group per module, and their conversion into
+//! each module's settings. A new setting: its field in its module's
+//! `Settings`, its flag in its group here, its use.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, Args, ValueEnum};
+
+use super::values::{parse_duration, parse_positive};
+use super::{invalid, ConfigError};
+use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits, WebhookSettings};
+use crate::bot::SourceSpec;
+use crate::config::Config;
+use crate::daemon::settings as daemon;
+use crate::health::settings::{self as health, NotifySocket, Watchdog};
+use crate::logging::{self, LogFormat};
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten, next_help_heading = "Health")]
+    health: HealthArgs,
+    #[command(flatten, next_help_heading = "Bot")]
+    bot: BotArgs,
+    #[command(flatten, next_help_heading = "Sources")]
+    intake: IntakeArgs,
+    #[command(flatten, next_help_heading = "Process")]
+    daemon: DaemonArgs,
+    #[command(flatten, next_help_heading = "Logging")]
+    log: LogArgs,
+}
+
+impl RunArgs {
+    pub(super) fn into_config(self) -> Result<Config, ConfigError> {
+        let service = ServiceEnv::from_env()?;
+        let bot = self.bot.into_settings(self.intake)?;
+        Ok(Config {
+            daemon: self.daemon.into_settings(&bot.state_dir),
+            health: self.health.into_settings(&service)?,
+            log: self.log.into_settings(service.journal_stream)?,
+            bot,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct HealthArgs {
+    /// Health port tried first (the PaaS convention; 0 picks a free one).
+    /// Default 8080 when neither this nor --health-server-ports is set.
+    #[arg(long, env = "PORT", value_name = "PORT")]
+    port: Option<u16>,
+
+    /// Health ports to try in order after --port, comma separated.
+    #[arg(
+        long,
+        env = "HEALTH_SERVER_PORTS",
+        value_name = "PORT,...",
+        value_delimiter = ','
+    )]
+    health_server_ports: Vec<u16>,
+
+    /// Address the health server binds (0.0.0.0, ::, 127.0.0.1, ...).
+    #[arg(
+        long,
+        env = "HEALTH_BIND",
+        default_value = "0.0.0.0",
+        value_name = "ADDR"
+    )]
+    health_bind: IpAddr,
+
+    /// Touched while healthy, removed when not; probed by `tradingbot health`.
+    #[arg(
+        long,
+        env = "HEALTH_FILE",
+        default_value = "/tmp/bot_healthy",
+        value_name = "PATH"
+    )]
+    health_file: PathBuf,
+
+    /// How often an idle bot loop still beats; also the judge's tick
+    /// (or half the systemd watchdog timeout, if shorter).
+    #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    heartbeat_interval: Duration,
+
+    /// No heartbeat for this long is a stall: /health 503, watchdog pings
+    /// stop, the health file is removed.
+    #[arg(long, env = "STALL_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    stall_timeout: Duration,
+
+    /// A stall that lasts this long ends the process with exit code 70
+    /// (after WATCHDOG=trigger), so any restart policy recovers it. Off when unset.
+    #[arg(long, env = "STALL_EXIT_AFTER", value_parser = parse_duration, value_name = "DURATION")]
+    stall_exit_after: Option<Duration>,
+
+    /// Before its first heartbeat the bot counts as alive (/livez 200) for this long.
+    #[arg(long, env = "STARTUP_GRACE", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    startup_grace: Duration,
+
+    /// On SIGTERM, the longest the daemon takes to drain before it exits non-zero.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    drain_timeout: Duration,
+}
+
+impl HealthArgs {
+    fn into_settings(self, service: &ServiceEnv) -> Result<health::Settings, ConfigError> {
+        let mut ports: Vec<u16> = self.port.into_iter().collect();
+        for port in self.health_server_ports {
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        if ports.is_empty() {
+            ports.push(8080);
+        }
+        let format = |duration| humantime::format_duration(duration);
+        if self.stall_timeout <= self.heartbeat_interval {
+            return Err(invalid(
+                "stall-timeout",
+                "STALL_TIMEOUT",
+                format_args!(
+                    "{} must be longer than --heartbeat-interval (HEARTBEAT_INTERVAL) {}, \
+                     or an idle bot would look stalled",
+                    format(self.stall_timeout),
+                    format(self.heartbeat_interval)
+                ),
+            ));
+        }
+        if let Some(watchdog) = &service.watchdog {
+            if self.stall_timeout >= watchdog.timeout {
+                return Err(invalid(
+                    "stall-timeout",
+                    "STALL_TIMEOUT",
+                    format_args!(
+                        "{} must be shorter than the systemd watchdog timeout {} (WATCHDOG_USEC, \
+                         WatchdogSec=): systemd would kill the daemon before it noticed a stall",
+                        format(self.stall_timeout),
+                        format(watchdog.timeout)
+                    ),
+                ));
+            }
+        }
+        if let Some(exit_after) = self.stall_exit_after {
+            if exit_after < self.stall_timeout {
+                return Err(invalid(
+                    "stall-exit-after",
+                    "STALL_EXIT_AFTER",
+                    format_args!(
+                        "{} must be at least --stall-timeout (STALL_TIMEOUT) {}",
+                        format(exit_after),
+                        format(self.stall_timeout)
+                    ),
+                ));
+            }
+        }
+        if self.health_file.as_os_str().is_empty() || self.health_file.ends_with("/") {
+            return Err(invalid("health-file", "HEALTH_FILE", "must name a file"));
+        }
+        Ok(health::Settings {
+            ports,
+            bind: self.health_bind,
+            file: self.health_file,
+            heartbeat_interval: self.heartbeat_interval,
+            stall_timeout: self.stall_timeout,
+            stall_exit_after: self.stall_exit_after,
+            startup_grace: self.startup_grace,
+            drain_timeout: self.drain_timeout,
+            notify_socket: service.notify_socket.clone(),
+            watchdog: service.watchdog,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct BotArgs {
+    /// Directory for the journal, the snapshot, checkpoints and the lock; created if missing.
+    #[arg(long, env = "STATE_DIR", default_value = "./state", value_name = "DIR")]
+    state_dir: PathBuf,
+
+    /// Trade with real money. Not supported yet: true exits 2.
+    #[arg(long, env = "LIVE_TRADING", default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set, value_name = "BOOL")]
+    live_trading: bool,
+
+    /// Paper trading, the only mode: false exits 2.
+    #[arg(long, env = "DRY_RUN", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set, value_name = "BOOL")]
+    dry_run: bool,
+
+    /// Largest absolute position per symbol; a signal that would pass it is rejected. Off when unset.
+    #[arg(long, env = "MAX_POSITION_QTY", value_parser = parse_positive, value_name = "QTY")]
+    max_position_qty: Option<f64>,
+
+    /// Largest qty × price of one order; a larger one is rejected. Off when unset.
+    #[arg(long, env = "MAX_ORDER_NOTIONAL", value_parser = parse_positive, value_name = "AMOUNT")]
+    max_order_notional: Option<f64>,
+
+    /// Most fills in any 60 s; more are rejected. Off when unset.
+    #[arg(long, env = "MAX_ORDERS_PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    max_orders_per_minute: Option<u32>,
+
+    /// Journal durability: always (fsync per signal), batch (one fsync per
+    /// batch, group commit), never (written to the OS only).
+    #[arg(long, env = "FSYNC", default_value = "batch", value_name = "POLICY",
+          value_parser = PossibleValuesParser::new(FsyncPolicy::NAMES).try_map(|name| FsyncPolicy::parse(&name)))]
+    fsync: FsyncPolicy,
+
+    /// No signal for this long shows the feed as degraded. Off when unset.
+    #[arg(long, env = "MAX_SIGNAL_AGE", value_parser = parse_duration, value_name = "DURATION")]
+    max_signal_age: Option<Duration>,
+
+    /// How often STATE_DIR/snapshot.json is rewritten while signals flow (and at stop).
+    #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    snapshot_interval: Duration,
+}
+
+impl BotArgs {
+    fn into_settings(self, intake: IntakeArgs) -> Result<bot::Settings, ConfigError> {
+        if self.live_trading {
+            return Err(invalid(
+                "live-trading",
+                "LIVE_TRADING",
+                "live execution is not supported yet; this build trades on paper only",
+            ));
+        }
+        if !self.dry_run {
+            return Err(invalid(
+                "dry-run",
+                "DRY_RUN",
+                "live execution is not supported yet; paper trading (true) is the only mode",
+            ));
+        }
+        let webhook = intake.webhook_settings()?;
+        for (index, source) in intake.sources.iter().enumerate() {
+            if intake.sources[..index].contains(source) {
+                return Err(invalid(
+                    "source",
+                    "SIGNAL_SOURCE",
+                    format_args!("{} is listed twice", source.name()),
+                ));
+            }
+        }
+        if intake.exec_backoff_max < intake.exec_backoff {
+            return Err(invalid(
+                "exec-backoff-max",
+                "EXEC_BACKOFF_MAX",
+                "must be at least --exec-backoff (EXEC_BACKOFF)",
+            ));
+        }
+        Ok(bot::Settings {
+            state_dir: self.state_dir,
+            risk: RiskLimits {
+                max_position_qty: self.max_position_qty,
+                max_order_notional: self.max_order_notional,
+                max_orders_per_minute: self.max_orders_per_minute,
+            },
+            fsync: self.fsync,
+            max_signal_age: self.max_signal_age,
+            snapshot_interval: self.snapshot_interval,
+            sources: intake.sources,
+            webhook,
+            file_poll_interval: intake.file_poll_interval,
+            exec_backoff: intake.exec_backoff,
+            exec_backoff_max: intake.exec_backoff_max,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct IntakeArgs {
+    /// Signal source, repeatable: file:PATH, exec:COMMAND ARGS..., webhook, stdin.
+    /// In SIGNAL_SOURCE, separate several with ';'. No source: the bot idles.
+    #[arg(long = "source", env = "SIGNAL_SOURCE", value_delimiter = ';', value_parser = SourceSpec::parse, value_name = "SOURCE")]
+    sources: Vec<SourceSpec>,
+
+    /// How often a file source looks for appends, rotation and truncation at end of file.
+    #[arg(long, env = "FILE_POLL_INTERVAL", default_value = "200ms", value_parser = parse_duration, value_name = "DURATION")]
+    file_poll_interval: Duration,
+
+    /// First delay before restarting an exec feed that exited; doubles each time.
+    #[arg(long, env = "EXEC_BACKOFF", default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    exec_backoff: Duration,
+
+    /// Longest delay before restarting an exec feed.
+    #[arg(long, env = "EXEC_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    exec_backoff_max: Duration,
+
+    /// Address of the webhook listener (POST /signals), e.g. 0.0.0.0:8090.
+    /// Needed by --source webhook; off unless set.
+    #[arg(long, env = "WEBHOOK_BIND", value_name = "ADDR:PORT")]
+    webhook_bind: Option<SocketAddr>,
+
+    /// Bearer token webhook clients must send (prefer --webhook-token-file:
+    /// the environment of a process is readable by its owner).
+    #[arg(long, env = "WEBHOOK_TOKEN", hide_env_values = true, value_parser = Secret::parse, value_name = "TOKEN")]
+    webhook_token: Option<Secret>,
+
+    /// File holding the webhook bearer token (surrounding whitespace ignored).
+    #[arg(long, env = "WEBHOOK_TOKEN_FILE", value_name = "PATH")]
+    webhook_token_file: Option<PathBuf>,
+
+    /// Largest webhook request body, in bytes (413 beyond it).
+    #[arg(long, env = "WEBHOOK_BODY_LIMIT", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024), value_name = "BYTES")]
+    webhook_body_limit: u64,
+}
+
+impl IntakeArgs {
+    /// The webhook's settings: needed by `--source webhook`, refused without it
+    /// (a listener nobody asked for, or a webhook without a token, is a mistake).
+    fn webhook_settings(&self) -> Result<Option<WebhookSettings>, ConfigError> {
+        let wanted = self.sources.contains(&SourceSpec::Webhook);
+        let Some(bind) = self.webhook_bind else {
+            if wanted {
+                return Err(invalid(
+                    "webhook-bind",
+                    "WEBHOOK_BIND",
+                    "--source webhook needs an address to listen on, e.g. 0.0.0.0:8090",
+                ));
+            }
+            return Ok(None);
+        };
+        if !wanted {
+            return Err(invalid(
+                "webhook-bind",
+                "WEBHOOK_BIND",
+                "is set but no --source webhook (SIGNAL_SOURCE) is; add it or unset WEBHOOK_BIND",
+            ));
+        }
+        let token = match (&self.webhook_token, &self.webhook_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "webhook-token",
+                    "WEBHOOK_TOKEN",
+                    "set either it or --webhook-token-file (WEBHOOK_TOKEN_FILE), not both",
+                ))
+            }
+            (Some(token), None) => token.clone(),
+            (None, Some(path)) => read_secret(path, "webhook-token-file", "WEBHOOK_TOKEN_FILE")?,
+            (None, None) => {
+                return Err(invalid(
+                    "webhook-token",
+                    "WEBHOOK_TOKEN",
+                    "the webhook refuses to start without a bearer token \
+                     (WEBHOOK_TOKEN or WEBHOOK_TOKEN_FILE)",
+                ))
+            }
+        };
+        Ok(Some(WebhookSettings {
+            bind,
+            token,
+            body_limit: self.webhook_body_limit as usize,
+        }))
+    }
+}
+
+/// A secret kept in a file (surrounding whitespace ignored).
+fn read_secret(path: &PathBuf, flag: &str, env: &str) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        invalid(
+            flag,
+            env,
+            format_args!("cannot read {}: {error}", path.display()),
+        )
+    })?;
+    Secret::parse(&text)
+        .map_err(|problem| invalid(flag, env, format_args!("{}: {problem}", path.display())))
+}
+
+#[derive(Debug, Clone, Args)]
+struct DaemonArgs {
+    /// Single-instance lock file [default: STATE_DIR/tradingbot.lock].
+    #[arg(long, env = "LOCK_FILE", value_name = "PATH")]
+    lock_file: Option<PathBuf>,
+
+    /// A KEY=VALUE file re-read on SIGHUP; RUST_LOG there changes the log filter.
+    #[arg(long, env = "ENV_FILE", value_name = "PATH")]
+    env_file: Option<PathBuf>,
+}
+
+impl DaemonArgs {
+    fn into_settings(self, state_dir: &std::path::Path) -> daemon::Settings {
+        daemon::Settings {
+            lock_file: self
+                .lock_file
+                .unwrap_or_else(|| state_dir.join("tradingbot.lock")),
+            env_file: self.env_file,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+struct LogArgs {
+    /// Log format on stderr (under systemd the journal is used instead).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_enum)]
+    log_format: LogFormatArg,
+
+    /// Log filter, e.g. info, debug, tradingbot=debug,hyper=warn.
+    #[arg(
+        long = "log",
+        env = "RUST_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    log_filter: String,
+}
+
+impl LogArgs {
+    fn into_settings(
+        self,
+        journal_stream: Option<(u64, u64)>,
+    ) -> Result<logging::Settings, ConfigError> {
+        if let Err(problem) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
+            return Err(invalid("log", "RUST_LOG", problem));
+        }
+        Ok(logging::Settings {
+            format: match self.log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            },
+            filter: self.log_filter,
+            journal_stream,
+        })
+    }
+}
+
+/// What systemd (or a container manager) told the process through its
+/// environment: read here, once, with the flags.
+#[derive(Debug, Clone, Default)]
+struct ServiceEnv {
+    notify_socket: Option<NotifySocket>,
+    watchdog: Option<Watchdog>,
+    journal_stream: Option<(u64, u64)>,
+}
+
+impl ServiceEnv {
+    fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+        let notify_socket = var("NOTIFY_SOCKET")
+            .map(NotifySocket::parse)
+            .transpose()
+            .map_err(|reason| ConfigError::Invalid(format!("NOTIFY_SOCKET: {reason}")))?;
+        let watchdog = Watchdog::from_env(
+            var("WATCHDOG_USEC").as_deref(),
+            var("WATCHDOG_PID").as_deref(),
+            std::process::id(),
+        )
+        .map_err(|reason| ConfigError::Invalid(format!("WATCHDOG_USEC: {reason}")))?;
+        let journal_stream = var("JOURNAL_STREAM").and_then(|value| {
+            let (device, inode) = value.to_str()?.split_once(':')?;
+            Some((device.parse().ok()?, inode.parse().ok()?))
+        });
+        Ok(ServiceEnv {
+            notify_socket,
+            watchdog,
+            journal_stream,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Only {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        Only::try_parse_from(std::iter::once("tradingbot").chain(args.iter().copied()))
+            .unwrap()
+            .run
+    }
+
+    fn health(args: &[&str], service: &ServiceEnv) -> Result<health::Settings, ConfigError> {
+        run_args(args).health.into_settings(service)
+    }
+
+    #[test]
+    fn port_comes_first_then_the_list_without_repeats() {
+        let settings = health(
+            &["--port", "9000", "--health-server-ports", "9001,9000,9002"],
+            &ServiceEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(settings.ports, vec![9000, 9001, 9002]);
+    }
+
+    #[test]
+    fn default_port_is_8080_and_the_lock_lives_in_the_state_dir() {
+        let args = run_args(&[]);
+        assert_eq!(
+            args.health
+                .into_settings(&ServiceEnv::default())
+                .unwrap()
+                .ports,
+            vec![8080]
+        );
+        let daemon = args.daemon.into_settings(std::path::Path::new("./state"));
+        assert_eq!(daemon.lock_file, PathBuf::from("./state/tradingbot.lock"));
+    }
+
+    #[test]
+    fn stall_timeout_must_undercut_the_watchdog() {
+        let service = ServiceEnv {
+            watchdog: Some(Watchdog {
+                timeout: Duration::from_secs(5),
+            }),
+            ..ServiceEnv::default()
+        };
+        let message = health(&["--stall-timeout", "5s"], &service)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("--stall-timeout (STALL_TIMEOUT)"),
+            "{message}"
+        );
+        assert!(message.contains("WATCHDOG_USEC"), "{message}");
+    }
+
+    #[test]
+    fn tick_is_half_the_watchdog_when_shorter() {
+        let service = ServiceEnv {
+            watchdog: Some(Watchdog {
+                timeout: Duration::from_secs(30),
+            }),
+            ..ServiceEnv::default()
+        };
+        let settings = health(
+            &["--heartbeat-interval", "20s", "--stall-timeout", "25s"],
+            &service,
+        )
+        .unwrap();
+        assert_eq!(settings.tick(), Duration::from_secs(15));
+    }
+}
