@@ -2,14 +2,12 @@
 //! (engine), records the decision (journal) and beats the heartbeat on every
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
-mod decided;
 pub mod engine;
-pub mod journal;
+pub mod ledger;
 mod metrics;
 mod run;
 pub mod settings;
 pub mod signal;
-mod snapshot;
 pub mod source;
 
 /// Niceness of every thread that does the bot's work (its runtime, the file

@@ -9,27 +9,26 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::decided::DecidedIds;
-use super::engine::{Engine, Fill, PaperExecution};
-use super::journal::{Journal, JournalError, Record};
+use super::engine::{Engine, PaperExecution};
+use super::ledger::journal::{JournalError, Record};
+use super::ledger::snapshot::Checkpoint;
+use super::ledger::{self, Ledger};
 use super::metrics::{self, BotMetrics, Figures};
-use super::settings::{FsyncPolicy, Settings, WebhookSettings};
-use super::signal::{Reason, Reject, Signal};
-use super::snapshot::{self, Checkpoint, Snapshot};
+use super::settings::{Settings, WebhookSettings};
+use super::signal::{Reject, Signal};
 use super::source::exec::ExecSource;
 use super::source::file::FileSource;
 use super::source::webhook::Webhook;
 use super::source::{self, Batch, Decision, FeedHealth, Outcome};
 use super::SourceSpec;
-use crate::health::{Component, HealthState, Heartbeat};
+use crate::health::{HealthState, Heartbeat};
 
 /// Batches the channel holds before sources wait: bounds memory (a parsed
 /// file batch is about 160 KiB), and is the back-pressure that stops
@@ -74,26 +73,15 @@ struct SourceEntry {
 }
 
 pub struct Bot {
-    health: Arc<HealthState>,
     feed: Arc<FeedHealth>,
     metrics: Arc<BotMetrics>,
     figures: Figures,
     sources: Vec<SourceEntry>,
     webhook: Option<(std::net::TcpListener, WebhookSettings)>,
-    journal: Journal,
-    journal_error: Option<String>,
+    ledger: Ledger,
     engine: Engine,
-    /// Ids with a decision (fill or reject) in the journal.
-    decided: DecidedIds,
-    checkpoints: BTreeMap<String, Checkpoint>,
     /// File sources' progress in this iteration, journaled at its end.
     moved: BTreeMap<usize, Checkpoint>,
-    records: u64,
-    /// Decided, not yet written: answered once their commit is durable.
-    replies: Vec<(oneshot::Sender<Vec<Outcome>>, Vec<Outcome>)>,
-    /// Written by the commit numbered first, answered when it is durable.
-    awaiting: Vec<(u64, oneshot::Sender<Vec<Outcome>>, Vec<Outcome>)>,
-    state_dir: PathBuf,
     idle_tick: Duration,
     snapshot_interval: Duration,
     max_signal_age: Option<Duration>,
@@ -112,19 +100,14 @@ impl Bot {
         idle_tick: Duration,
         health: &Arc<HealthState>,
     ) -> Result<Bot, BotError> {
-        // Past RLIMIT_FSIZE a write must fail with EFBIG, which the journal
-        // reports and retries, instead of SIGXFSZ killing the process.
-        signal_hook::flag::register(
-            signal_hook::consts::SIGXFSZ,
-            Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        )
-        .map_err(|source| BotError::Start {
-            what: "SIGXFSZ handler",
-            source,
-        })?;
-        let (journal, records) = Journal::recover(&config.state_dir, config.fsync)?;
+        let mut engine = Engine::new(config.risk, Box::new(PaperExecution));
+        let ledger = Ledger::recover(
+            config.state_dir.clone(),
+            config.fsync,
+            Arc::clone(health),
+            |fill| engine.apply(fill),
+        )?;
         let mut bot = Bot {
-            health: Arc::clone(health),
             feed: FeedHealth::new(Arc::clone(health)),
             metrics: BotMetrics::new(),
             figures: Figures::new(config.sources.iter().map(SourceSpec::kind)),
@@ -137,16 +120,9 @@ impl Bot {
                 })
                 .collect(),
             webhook: None,
-            journal,
-            journal_error: None,
-            engine: Engine::new(config.risk, Box::new(PaperExecution)),
-            decided: DecidedIds::default(),
-            checkpoints: BTreeMap::new(),
+            ledger,
+            engine,
             moved: BTreeMap::new(),
-            records: 0,
-            replies: Vec::new(),
-            awaiting: Vec::new(),
-            state_dir: config.state_dir.clone(),
             idle_tick,
             snapshot_interval: config.snapshot_interval,
             max_signal_age: config.max_signal_age,
@@ -156,18 +132,15 @@ impl Bot {
             quiet: false,
             positions_moved: false,
         };
-        for record in records {
-            bot.replay(record);
-        }
         tracing::info!(
-            journal = %bot.journal.path().display(),
-            records = bot.records,
-            decided_ids = bot.decided.len(),
+            journal = %bot.ledger.journal_path().display(),
+            records = bot.ledger.records(),
+            decided_ids = bot.ledger.decided_ids(),
             symbols = bot.engine.positions().len(),
             "journal recovered"
         );
         bot.figures.positions = bot.engine.positions();
-        bot.try_commit(false);
+        bot.commit(false);
         if let Some(webhook) = &config.webhook {
             let listener = std::net::TcpListener::bind(webhook.bind).map_err(|source| {
                 BotError::WebhookBind {
@@ -181,46 +154,6 @@ impl Bot {
         bot.metrics.publish(&bot.figures);
         health.set_bot_metrics(bot.metrics.clone());
         Ok(bot)
-    }
-
-    fn replay(&mut self, record: Record<'_>) {
-        self.records += 1;
-        match record {
-            Record::Fill {
-                id,
-                at,
-                symbol,
-                side,
-                qty,
-                price,
-                ..
-            } => {
-                self.engine.apply(&Fill {
-                    symbol: &symbol,
-                    side,
-                    qty,
-                    price,
-                    at_ms: at,
-                });
-                self.decided.insert(&id);
-            }
-            Record::Reject { id, reason, .. } => {
-                let decided = Reason::from_label(&reason).is_some_and(is_decision);
-                if let (Some(id), true) = (id, decided) {
-                    self.decided.insert(&id);
-                }
-            }
-            Record::Ckpt { src, dev, ino, off } => {
-                self.checkpoints.insert(
-                    src.into_owned(),
-                    Checkpoint {
-                        dev,
-                        ino,
-                        offset: off,
-                    },
-                );
-            }
-        }
     }
 
     pub async fn run(
@@ -239,7 +172,7 @@ impl Bot {
         let mut taken = Vec::new();
         let mut left_for_restart = 0usize;
         loop {
-            let blocked = self.journal_error.is_some();
+            let blocked = self.ledger.is_blocked();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled(), if !stopping => {
@@ -266,21 +199,19 @@ impl Bot {
             for batch in taken.drain(..) {
                 self.handle(batch);
             }
-            self.append_checkpoints();
-            self.try_commit(!batches.is_empty());
+            for (source, checkpoint) in std::mem::take(&mut self.moved) {
+                self.ledger
+                    .append_checkpoint(&self.sources[source].name, checkpoint);
+            }
+            self.commit(!batches.is_empty());
             if std::mem::take(&mut self.positions_moved) {
                 self.figures.positions = self.engine.positions();
                 self.figures.fills = self.engine.fills();
             }
             let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
-            if dirty && due && self.journal_error.is_none() {
-                // Never ahead of the journal: an overlapped fsync first.
-                self.try_commit(false);
-                if self.journal_error.is_none() {
-                    self.write_snapshot();
-                    last_snapshot = Some(Instant::now());
-                    dirty = false;
-                }
+            if dirty && due && !self.ledger.is_blocked() && self.write_snapshot() {
+                last_snapshot = Some(Instant::now());
+                dirty = false;
             }
             self.figures.iterations += 1;
             self.metrics.publish(&self.figures);
@@ -288,14 +219,14 @@ impl Bot {
             // fresh before it can show the signal that made it so.
             self.check_quiet();
             heartbeat.beat();
-            if stopping && !open && self.journal_error.is_none() {
+            if stopping && !open && !self.ledger.is_blocked() {
                 break;
             }
         }
-        self.try_commit(false);
+        self.commit(false);
         self.write_snapshot();
         tracing::info!(
-            records = self.records,
+            records = self.ledger.records(),
             left_for_restart,
             "bot loop: drained, journal committed"
         );
@@ -315,7 +246,7 @@ impl Bot {
                         name: entry.name.clone(),
                         path: path.clone(),
                         poll: self.file_poll_interval,
-                        resume: self.checkpoints.get(&entry.name).copied(),
+                        resume: self.ledger.checkpoint(&entry.name),
                         batches: batches.clone(),
                         feed: Arc::clone(&self.feed),
                         shutdown: shutdown.clone(),
@@ -375,8 +306,8 @@ impl Bot {
         let mut outcomes = Vec::new();
         for (bytes, parsed) in batch.lines.iter() {
             let decided = self.decide(batch.source, bytes, parsed, now_ms);
-            if self.journal.policy() == FsyncPolicy::Always && self.journal_error.is_none() {
-                self.commit_now(false);
+            if self.ledger.commits_each_decision() && !self.ledger.is_blocked() {
+                self.ledger.commit(false);
             }
             if batch.reply.is_some() {
                 outcomes.push(decided.outcome());
@@ -386,7 +317,7 @@ impl Bot {
             self.moved.insert(batch.source, checkpoint);
         }
         if let Some(reply) = batch.reply {
-            self.replies.push((reply, outcomes));
+            self.ledger.answer_when_durable(reply, outcomes);
         }
     }
 
@@ -405,7 +336,7 @@ impl Bot {
                 return Decided::refused(Decision::Invalid, Cow::Borrowed(reject));
             }
         };
-        if !self.decided.insert(&signal.id) {
+        if !self.ledger.take_id(&signal.id) {
             self.figures.count(source, metrics::Result::Duplicate);
             self.figures.duplicates += 1;
             return Decided {
@@ -419,7 +350,7 @@ impl Bot {
                 tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
                 self.figures.count(source, metrics::Result::Filled);
                 self.positions_moved = true;
-                self.journal.append(&Record::Fill {
+                self.ledger.append(&Record::Fill {
                     id: Cow::Borrowed(&signal.id),
                     src: Cow::Borrowed(&self.sources[source].name),
                     ts: signal.ts_ms,
@@ -430,7 +361,6 @@ impl Bot {
                     price: fill.price,
                     source: signal.source.as_deref().map(Cow::Borrowed),
                 });
-                self.records += 1;
                 Decided {
                     id: Some(signal.id),
                     result: Decision::Filled,
@@ -450,7 +380,7 @@ impl Bot {
 
     fn reject(&mut self, source: usize, bytes: &[u8], reject: &Reject, now_ms: i64) {
         tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
-        self.journal.append(&Record::Reject {
+        self.ledger.append(&Record::Reject {
             id: reject.id.clone(),
             src: Cow::Borrowed(&self.sources[source].name),
             at: now_ms,
@@ -458,72 +388,15 @@ impl Bot {
             detail: reject.detail.clone(),
             line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
         });
-        self.records += 1;
         self.figures.count(source, metrics::Result::Rejected);
         self.figures.rejects[reject.reason.index()] += 1;
     }
 
-    /// One checkpoint per file source per iteration, after every decision
-    /// of the iteration: the journal's order is what makes it safe.
-    fn append_checkpoints(&mut self) {
-        for (source, checkpoint) in std::mem::take(&mut self.moved) {
-            let name = self.sources[source].name.clone();
-            self.journal.append(&Record::Ckpt {
-                src: Cow::Borrowed(&name),
-                dev: checkpoint.dev,
-                ino: checkpoint.ino,
-                off: checkpoint.offset,
-            });
-            self.checkpoints.insert(name, checkpoint);
-            self.records += 1;
-        }
-    }
-
-    /// Commits (overlapping the fsync with the next batch while more are
-    /// waiting), and answers the webhook clients whose decisions are now
-    /// durable.
-    fn try_commit(&mut self, overlap: bool) {
-        let Some(durable) = self.commit_now(overlap) else {
-            return;
-        };
-        let written = self.journal.commits_written();
-        self.awaiting.extend(
-            self.replies
-                .drain(..)
-                .map(|(reply, outcomes)| (written, reply, outcomes)),
-        );
-        let (answered, waiting) = std::mem::take(&mut self.awaiting)
-            .into_iter()
-            .partition(|(commit, ..)| *commit <= durable);
-        self.awaiting = waiting;
-        for (_, reply, outcomes) in answered {
-            let _ = reply.send(outcomes);
-        }
-    }
-
-    /// The number of durable commits, or `None` if the journal failed.
-    fn commit_now(&mut self, overlap: bool) -> Option<u64> {
-        match self.journal.commit(overlap) {
-            Ok(durable) => {
-                for took in self.journal.fsync_times() {
-                    self.figures.fsync.observe(took);
-                }
-                if self.journal_error.take().is_some() {
-                    tracing::info!("journal writable again; intake resumes");
-                }
-                self.health.set_component("journal", Component::Ok);
-                Some(durable)
-            }
-            Err(error) => {
-                let message = error.to_string();
-                if self.journal_error.as_deref() != Some(message.as_str()) {
-                    tracing::error!(error = %message, "journal write failed; intake paused, retrying every tick");
-                    self.health
-                        .set_component("journal", Component::Failed(error.without_dir()));
-                    self.journal_error = Some(message);
-                }
-                None
-            }
+    /// Commits, and records how long its fsyncs took.
+    fn commit(&mut self, overlap: bool) {
+        self.ledger.commit(overlap);
+        for took in self.ledger.fsync_times() {
+            self.figures.fsync.observe(took);
         }
     }
 
@@ -551,48 +424,20 @@ impl Bot {
         }
     }
 
-    fn write_snapshot(&self) {
-        let written_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let snapshot = Snapshot {
-            written_at,
-            journal_records: self.records,
+    /// False while the journal cannot be written (nothing written then).
+    fn write_snapshot(&mut self) -> bool {
+        let written = self.ledger.snapshot(&ledger::Figures {
             positions: &self.figures.positions,
-            checkpoints: &self.checkpoints,
             signals: self.figures.total(None),
             fills: self.figures.fills.values().flatten().sum(),
             rejects: self.figures.rejects.iter().sum(),
             duplicates: self.figures.duplicates,
-        };
-        match snapshot::write(&self.state_dir, &snapshot) {
-            // Per decision is debug (a busy feed would drown the log); this
-            // line, every SNAPSHOT_INTERVAL while signals flow and at stop,
-            // shows at info that the bot is doing its job.
-            Ok(()) => tracing::info!(
-                signals = snapshot.signals,
-                fills = snapshot.fills,
-                rejects = snapshot.rejects,
-                duplicates = snapshot.duplicates,
-                symbols = snapshot.positions.len(),
-                "snapshot written"
-            ),
-            Err(error) => {
-                tracing::warn!(%error, "cannot write the snapshot (the journal stays the truth)")
-            }
+        });
+        for took in self.ledger.fsync_times() {
+            self.figures.fsync.observe(took);
         }
+        written
     }
-}
-
-/// Rejects that are decisions about a valid signal (a risk limit, no
-/// price): the id is then taken. A line refused as malformed takes no id,
-/// so a corrected resend is still handled.
-fn is_decision(reason: Reason) -> bool {
-    matches!(
-        reason,
-        Reason::NoPrice
-            | Reason::MaxPositionQty
-            | Reason::MaxOrderNotional
-            | Reason::MaxOrdersPerMinute
-    )
 }
 
 /// What became of one line, borrowing the line; made into an [`Outcome`]

@@ -63,6 +63,16 @@ pub fn run(config: &Config) -> Result<(), Error> {
     })?;
     start_health_server(&config.health, &health, judge.inbox())?;
 
+    // Past RLIMIT_FSIZE a write must fail with EFBIG, which the journal
+    // reports and retries, instead of SIGXFSZ killing the process.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    )
+    .map_err(|source| Error::Io {
+        what: "cannot install the SIGXFSZ handler",
+        source,
+    })?;
     let shutdown = CancellationToken::new();
     Handlers {
         health: Arc::clone(&health),

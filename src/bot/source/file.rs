@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::lines::{LineSplitter, Lines};
 use super::{Batch, FeedHealth, ParsedLines};
-use crate::bot::snapshot::Checkpoint;
+use crate::bot::ledger::snapshot::Checkpoint;
 
 const CHUNK: usize = 64 * 1024;
 

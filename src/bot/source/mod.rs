@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::snapshot::Checkpoint;
+use super::ledger::snapshot::Checkpoint;
 use crate::health::{Component, HealthState};
 pub use lines::{Line, Lines};
 pub use parsed::ParsedLines;

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::settings::FsyncPolicy;
-use super::signal::Side;
+use crate::bot::settings::FsyncPolicy;
+use crate::bot::signal::Side;
 use crate::sys;
 
 pub const FILE_NAME: &str = "journal.jsonl";
@@ -153,7 +153,7 @@ impl Syncer {
         std::thread::Builder::new()
             .name("journal-sync".into())
             .spawn(move || {
-                super::yield_cpu_to_health();
+                crate::bot::yield_cpu_to_health();
                 for () in requested {
                     let started = Instant::now();
                     let result = file.sync_data().map(|()| started.elapsed());

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::engine::Position;
 use super::journal::sync_dir;
+use crate::bot::engine::Position;
 
 pub const FILE_NAME: &str = "snapshot.json";
 
