@@ -13,6 +13,7 @@ use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::bot::{FsyncPolicy, RiskLimits, SourceSpec};
 use crate::health::notify::{NotifySocket, Watchdog};
+use crate::secret::Secret;
 
 const ABOUT: &str = "A signal-driven paper-trading bot that runs as a first-class Linux service.";
 
@@ -215,31 +216,6 @@ pub struct RunArgs {
     /// How often STATE_DIR/snapshot.json is rewritten while signals flow (and at stop).
     #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub snapshot_interval: Duration,
-}
-
-/// A value that must never be printed: its `Debug` is redacted, and it
-/// is only read through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err("must not be empty".into());
-        }
-        Ok(Secret(text.to_owned()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("Secret(redacted)")
-    }
 }
 
 /// The webhook source's settings, present when `--source webhook` is.

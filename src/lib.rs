@@ -9,6 +9,7 @@ pub mod health;
 pub mod lock;
 pub mod logging;
 pub mod reaper;
+mod secret;
 pub mod signals;
 
 pub use error::Error;

@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::lines::{LineSplitter, Lines};
 use super::{Batch, Decision, ParsedLines};
-use crate::config::Secret;
 use crate::health::api::{json_response, text};
 use crate::health::http::{serve, Body, Limits};
+use crate::secret::Secret;
 
 /// In-flight requests get this long to be answered once the server stops.
 const DRAIN: Duration = Duration::from_secs(5);
