@@ -174,6 +174,11 @@ fn start_health_server(config: &Config, health: &Arc<HealthState>) -> Result<(),
             }
         },
         CancellationToken::new(),
+        |error| {
+            // A daemon whose health server is gone would run on unseen.
+            tracing::error!(%error, "health server failed; exiting");
+            std::process::exit(1);
+        },
     )
     .map_err(|source| Error::Io {
         what: "cannot start the health server thread",

@@ -23,11 +23,8 @@ use tokio_util::sync::CancellationToken;
 use super::lines::{LineSplitter, Lines};
 use super::{Batch, Decision, ParsedLines};
 use crate::health::api::{json_response, text};
-use crate::health::http::{serve, Body, Limits};
+use crate::health::http::{spawn_server_thread, Body, Limits};
 use crate::secret::Secret;
-
-/// In-flight requests get this long to be answered once the server stops.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// A body must arrive within this once its head has: a client dribbling
 /// one would otherwise hold its connection (and a slot of the cap) for the
@@ -53,40 +50,29 @@ struct Handler {
 
 impl Webhook {
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("webhook".into())
-            .spawn(move || {
-                let handler = Rc::new(Handler {
-                    index: self.index,
-                    token: self.token,
-                    body_limit: self.body_limit,
-                    batches: self.batches,
-                    shutdown: self.shutdown.clone(),
-                });
-                let local = tokio::task::LocalSet::new();
-                let served = local.block_on(
-                    &runtime,
-                    serve(
-                        self.listener,
-                        Limits::default(),
-                        move |request| {
-                            let handler = Rc::clone(&handler);
-                            async move { handler.respond(request).await }
-                        },
-                        self.shutdown,
-                    ),
-                );
-                if let Err(error) = served {
-                    tracing::error!(%error, "webhook server failed; webhook signals are not received");
+        let handler = Handler {
+            index: self.index,
+            token: self.token,
+            body_limit: self.body_limit,
+            batches: self.batches,
+            shutdown: self.shutdown.clone(),
+        };
+        spawn_server_thread(
+            "webhook",
+            self.listener,
+            Limits::default(),
+            move || {
+                let handler = Rc::new(handler);
+                move |request| {
+                    let handler = Rc::clone(&handler);
+                    async move { handler.respond(request).await }
                 }
-                // Lets requests already handed to the loop get their answer.
-                runtime.block_on(async {
-                    let _ = tokio::time::timeout(DRAIN, local).await;
-                });
-            })
+            },
+            self.shutdown,
+            |error| {
+                tracing::error!(%error, "webhook server failed; webhook signals are not received");
+            },
+        )
     }
 }
 
