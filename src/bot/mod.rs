@@ -4,12 +4,12 @@
 
 mod decided;
 pub mod engine;
+pub mod intake;
 pub mod journal;
 mod metrics;
 mod run;
 pub mod signal;
 mod snapshot;
-pub mod source;
 
 /// Niceness of every thread that does the bot's work (its runtime, the file
 /// reader). The health server and the judge keep the default, so when the
@@ -77,6 +77,6 @@ fn set_fair_slice(nice: i32, slice_ns: u64) -> std::io::Result<()> {
 }
 
 pub use engine::RiskLimits;
+pub use intake::SourceSpec;
 pub use journal::FsyncPolicy;
 pub use run::{Bot, BotError};
-pub use source::SourceSpec;

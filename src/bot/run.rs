@@ -19,14 +19,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::decided::DecidedIds;
 use super::engine::{Engine, Fill, PaperExecution};
+use super::intake::exec::ExecSource;
+use super::intake::file::FileSource;
+use super::intake::webhook::Webhook;
+use super::intake::{self, Batch, Decision, FeedHealth, Outcome};
 use super::journal::{FsyncPolicy, Journal, JournalError, Record};
 use super::metrics::{self, BotMetrics, Figures};
 use super::signal::{Reason, Reject, Signal};
 use super::snapshot::{self, Checkpoint, Snapshot};
-use super::source::exec::ExecSource;
-use super::source::file::FileSource;
-use super::source::webhook::Webhook;
-use super::source::{self, Batch, Decision, FeedHealth, Outcome};
 use super::SourceSpec;
 use crate::config::Config;
 use crate::health::{Component, HealthState, Heartbeat};
@@ -338,7 +338,7 @@ impl Bot {
                     );
                 }
                 SourceSpec::Stdin => {
-                    tokio::spawn(source::stdin::run(index, batches.clone(), shutdown.clone()));
+                    tokio::spawn(intake::stdin::run(index, batches.clone(), shutdown.clone()));
                 }
                 SourceSpec::Webhook => {
                     let Some((listener, webhook)) = self.webhook.take() else {
