@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::bot::{FsyncPolicy, RiskLimits, SourceSpec};
+use crate::bot::intake::{self, SourceSpec, WebhookSettings};
+use crate::bot::{FsyncPolicy, RiskLimits};
 use crate::health::notify::{NotifySocket, Watchdog};
 use crate::secret::Secret;
 
@@ -218,14 +219,6 @@ pub struct RunArgs {
     pub snapshot_interval: Duration,
 }
 
-/// The webhook source's settings, present when `--source webhook` is.
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    pub bind: SocketAddr,
-    pub token: Secret,
-    pub body_limit: usize,
-}
-
 fn parse_positive(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
@@ -334,14 +327,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub env_file: Option<PathBuf>,
-    pub sources: Vec<SourceSpec>,
-    pub webhook: Option<WebhookConfig>,
+    pub(crate) intake: intake::Settings,
     pub risk: RiskLimits,
     pub fsync: FsyncPolicy,
     pub max_signal_age: Option<Duration>,
-    pub file_poll_interval: Duration,
-    pub exec_backoff: Duration,
-    pub exec_backoff_max: Duration,
     pub snapshot_interval: Duration,
     pub service: ServiceEnv,
 }
@@ -457,8 +446,13 @@ impl Config {
             log_format: args.log_format,
             log_filter: args.log_filter,
             env_file: args.env_file,
-            sources: args.sources,
-            webhook,
+            intake: intake::Settings {
+                sources: args.sources,
+                file_poll_interval: args.file_poll_interval,
+                exec_backoff: args.exec_backoff,
+                exec_backoff_max: args.exec_backoff_max,
+                webhook,
+            },
             risk: RiskLimits {
                 max_position_qty: args.max_position_qty,
                 max_order_notional: args.max_order_notional,
@@ -466,9 +460,6 @@ impl Config {
             },
             fsync: args.fsync,
             max_signal_age: args.max_signal_age,
-            file_poll_interval: args.file_poll_interval,
-            exec_backoff: args.exec_backoff,
-            exec_backoff_max: args.exec_backoff_max,
             snapshot_interval: args.snapshot_interval,
             service,
         })
@@ -502,22 +493,25 @@ impl Config {
                     .as_ref()
                     .map_or("none".into(), |path| path.display().to_string()),
             ),
-            ("SIGNAL_SOURCE", format!("{:?}", self.sources)),
+            ("SIGNAL_SOURCE", format!("{:?}", self.intake.sources)),
             (
                 "WEBHOOK_BIND",
-                self.webhook
+                self.intake
+                    .webhook
                     .as_ref()
                     .map_or("off".into(), |webhook| webhook.bind.to_string()),
             ),
             (
                 "WEBHOOK_TOKEN",
-                self.webhook
+                self.intake
+                    .webhook
                     .as_ref()
                     .map_or("none".into(), |_| "(set, redacted)".into()),
             ),
             (
                 "WEBHOOK_BODY_LIMIT",
-                self.webhook
+                self.intake
+                    .webhook
                     .as_ref()
                     .map_or("off".into(), |webhook| webhook.body_limit.to_string()),
             ),
@@ -534,9 +528,12 @@ impl Config {
                 "MAX_SIGNAL_AGE",
                 self.max_signal_age.map_or("off".into(), duration),
             ),
-            ("FILE_POLL_INTERVAL", duration(self.file_poll_interval)),
-            ("EXEC_BACKOFF", duration(self.exec_backoff)),
-            ("EXEC_BACKOFF_MAX", duration(self.exec_backoff_max)),
+            (
+                "FILE_POLL_INTERVAL",
+                duration(self.intake.file_poll_interval),
+            ),
+            ("EXEC_BACKOFF", duration(self.intake.exec_backoff)),
+            ("EXEC_BACKOFF_MAX", duration(self.intake.exec_backoff_max)),
             ("SNAPSHOT_INTERVAL", duration(self.snapshot_interval)),
             (
                 "WATCHDOG",
@@ -568,7 +565,7 @@ fn optional(value: Option<impl std::fmt::Display>) -> String {
 
 /// The webhook's settings: needed by `--source webhook`, refused without it
 /// (a listener nobody asked for, or a webhook without a token, is a mistake).
-fn webhook_config(args: &RunArgs) -> Result<Option<WebhookConfig>, ConfigError> {
+fn webhook_config(args: &RunArgs) -> Result<Option<WebhookSettings>, ConfigError> {
     let wanted = args.sources.contains(&SourceSpec::Webhook);
     let Some(bind) = args.webhook_bind else {
         if wanted {
@@ -622,7 +619,7 @@ fn webhook_config(args: &RunArgs) -> Result<Option<WebhookConfig>, ConfigError> 
             ))
         }
     };
-    Ok(Some(WebhookConfig {
+    Ok(Some(WebhookSettings {
         bind,
         token,
         body_limit: args.webhook_body_limit as usize,

@@ -77,6 +77,5 @@ fn set_fair_slice(nice: i32, slice_ns: u64) -> std::io::Result<()> {
 }
 
 pub use engine::RiskLimits;
-pub use intake::SourceSpec;
 pub use journal::FsyncPolicy;
 pub use run::{Bot, BotError};

@@ -22,12 +22,11 @@ use super::engine::{Engine, Fill, PaperExecution};
 use super::intake::exec::ExecSource;
 use super::intake::file::FileSource;
 use super::intake::webhook::Webhook;
-use super::intake::{self, Batch, Decision, FeedHealth, Outcome};
+use super::intake::{self, Batch, Decision, FeedHealth, Outcome, SourceSpec, WebhookSettings};
 use super::journal::{FsyncPolicy, Journal, JournalError, Record};
 use super::metrics::{self, BotMetrics, Figures};
 use super::signal::{Reason, Reject, Signal};
 use super::snapshot::{self, Checkpoint, Snapshot};
-use super::SourceSpec;
 use crate::config::Config;
 use crate::health::{Component, HealthState, Heartbeat};
 
@@ -79,7 +78,7 @@ pub struct Bot {
     metrics: Arc<BotMetrics>,
     figures: Figures,
     sources: Vec<SourceEntry>,
-    webhook: Option<(std::net::TcpListener, crate::config::WebhookConfig)>,
+    webhook: Option<(std::net::TcpListener, WebhookSettings)>,
     journal: Journal,
     journal_error: Option<String>,
     engine: Engine,
@@ -123,8 +122,9 @@ impl Bot {
             health: Arc::clone(health),
             feed: FeedHealth::new(Arc::clone(health)),
             metrics: BotMetrics::new(),
-            figures: Figures::new(config.sources.iter().map(SourceSpec::kind)),
+            figures: Figures::new(config.intake.sources.iter().map(SourceSpec::kind)),
             sources: config
+                .intake
                 .sources
                 .iter()
                 .map(|spec| SourceEntry {
@@ -146,8 +146,8 @@ impl Bot {
             idle_tick: config.heartbeat_interval,
             snapshot_interval: config.snapshot_interval,
             max_signal_age: config.max_signal_age,
-            file_poll_interval: config.file_poll_interval,
-            exec_backoff: (config.exec_backoff, config.exec_backoff_max),
+            file_poll_interval: config.intake.file_poll_interval,
+            exec_backoff: (config.intake.exec_backoff, config.intake.exec_backoff_max),
             started: Instant::now(),
             quiet: false,
             positions_moved: false,
@@ -164,7 +164,7 @@ impl Bot {
         );
         bot.figures.positions = bot.engine.positions();
         bot.try_commit(false);
-        if let Some(webhook) = &config.webhook {
+        if let Some(webhook) = &config.intake.webhook {
             let listener = std::net::TcpListener::bind(webhook.bind).map_err(|source| {
                 BotError::WebhookBind {
                     addr: webhook.bind,

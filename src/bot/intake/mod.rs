@@ -7,11 +7,11 @@ pub mod exec;
 pub mod file;
 pub mod lines;
 pub mod parsed;
+mod settings;
 pub mod stdin;
 pub mod webhook;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -20,6 +20,8 @@ use super::snapshot::Checkpoint;
 use crate::health::{Component, HealthState};
 pub use lines::{Line, Lines};
 pub use parsed::ParsedLines;
+pub use settings::SourceSpec;
+pub(crate) use settings::{Settings, WebhookSettings};
 
 /// Lines from one source, in order, as the loop receives them.
 pub struct Batch {
@@ -101,91 +103,5 @@ impl FeedHealth {
         };
         self.health.set_component("feed", component);
         true
-    }
-}
-
-/// One `--source` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceSpec {
-    /// `file:PATH`: tail a JSONL file.
-    File(PathBuf),
-    /// `exec:COMMAND ARGS...`: read a feed process's stdout.
-    Exec(Vec<String>),
-    /// `webhook`: authenticated `POST /signals`.
-    Webhook,
-    /// `stdin`.
-    Stdin,
-}
-
-impl SourceSpec {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if let Some(path) = text.strip_prefix("file:") {
-            if path.is_empty() {
-                return Err("file: needs a path, as in file:/var/lib/feed/signals.jsonl".into());
-            }
-            return Ok(SourceSpec::File(path.into()));
-        }
-        if let Some(command) = text.strip_prefix("exec:") {
-            let words: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
-            if words.is_empty() {
-                return Err(
-                    "exec: needs a command, as in exec:/usr/local/bin/feed --symbol BTC".into(),
-                );
-            }
-            return Ok(SourceSpec::Exec(words));
-        }
-        match text {
-            "webhook" => Ok(SourceSpec::Webhook),
-            "stdin" | "-" => Ok(SourceSpec::Stdin),
-            _ => Err(format!(
-                "{text:?} is not a source: use file:PATH, exec:COMMAND ARGS..., webhook or stdin"
-            )),
-        }
-    }
-
-    /// The name journal records carry, e.g. `file:/var/lib/feed/signals.jsonl`.
-    pub fn name(&self) -> String {
-        match self {
-            SourceSpec::File(path) => format!("file:{}", path.display()),
-            SourceSpec::Exec(words) => format!("exec:{}", words.join(" ")),
-            SourceSpec::Webhook => "webhook".to_owned(),
-            SourceSpec::Stdin => "stdin".to_owned(),
-        }
-    }
-
-    /// A short name for logs and metric labels.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceSpec::File(_) => "file",
-            SourceSpec::Exec(_) => "exec",
-            SourceSpec::Webhook => "webhook",
-            SourceSpec::Stdin => "stdin",
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_each_kind() {
-        assert_eq!(
-            SourceSpec::parse("file:/x.jsonl"),
-            Ok(SourceSpec::File("/x.jsonl".into()))
-        );
-        assert_eq!(
-            SourceSpec::parse("exec:feed --symbol BTC"),
-            Ok(SourceSpec::Exec(vec![
-                "feed".into(),
-                "--symbol".into(),
-                "BTC".into()
-            ]))
-        );
-        assert_eq!(SourceSpec::parse("webhook"), Ok(SourceSpec::Webhook));
-        assert_eq!(SourceSpec::parse("stdin"), Ok(SourceSpec::Stdin));
-        assert!(SourceSpec::parse("file:").is_err());
-        assert!(SourceSpec::parse("kafka").is_err());
     }
 }
