@@ -19,10 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::decided::DecidedIds;
 use super::engine::{Engine, Fill, PaperExecution};
-use super::intake::exec::ExecSource;
-use super::intake::file::FileSource;
-use super::intake::webhook::Webhook;
-use super::intake::{self, Batch, Decision, FeedHealth, Outcome, SourceSpec, WebhookSettings};
+use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::journal::{FsyncPolicy, Journal, JournalError, Record};
 use super::metrics::{self, BotMetrics, Figures};
 use super::signal::{Reason, Reject, Signal};
@@ -46,11 +43,8 @@ const MAX_REJECT_LINE: usize = 1024;
 pub enum BotError {
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("cannot listen for webhooks on --webhook-bind (WEBHOOK_BIND) {addr}: {source}")]
-    WebhookBind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     #[error("cannot start the {what}: {source}")]
     Start {
         what: &'static str,
@@ -59,17 +53,10 @@ pub enum BotError {
 }
 
 impl BotError {
-    /// A configuration mistake (exit 2) rather than a runtime failure: a
-    /// webhook address that cannot be bound is one the operator must change.
+    /// A configuration mistake (exit 2) rather than a runtime failure.
     pub fn is_config(&self) -> bool {
-        matches!(self, BotError::WebhookBind { .. })
+        matches!(self, BotError::Intake(error) if error.is_config())
     }
-}
-
-/// One configured source: its spec and the name journal records carry.
-struct SourceEntry {
-    spec: SourceSpec,
-    name: String,
 }
 
 pub struct Bot {
@@ -77,8 +64,10 @@ pub struct Bot {
     feed: Arc<FeedHealth>,
     metrics: Arc<BotMetrics>,
     figures: Figures,
-    sources: Vec<SourceEntry>,
-    webhook: Option<(std::net::TcpListener, WebhookSettings)>,
+    /// Each source's name, as journal records carry it, by its index.
+    names: Vec<String>,
+    /// Bound by `init`, so a bad webhook address fails the start; started by `run`.
+    intake: Option<Intake>,
     journal: Journal,
     journal_error: Option<String>,
     engine: Engine,
@@ -96,8 +85,6 @@ pub struct Bot {
     idle_tick: Duration,
     snapshot_interval: Duration,
     max_signal_age: Option<Duration>,
-    file_poll_interval: Duration,
-    exec_backoff: (Duration, Duration),
     started: Instant,
     quiet: bool,
     positions_moved: bool,
@@ -123,16 +110,8 @@ impl Bot {
             feed: FeedHealth::new(Arc::clone(health)),
             metrics: BotMetrics::new(),
             figures: Figures::new(config.intake.sources.iter().map(SourceSpec::kind)),
-            sources: config
-                .intake
-                .sources
-                .iter()
-                .map(|spec| SourceEntry {
-                    spec: spec.clone(),
-                    name: spec.name(),
-                })
-                .collect(),
-            webhook: None,
+            names: config.intake.sources.iter().map(SourceSpec::name).collect(),
+            intake: None,
             journal,
             journal_error: None,
             engine: Engine::new(config.risk, Box::new(PaperExecution)),
@@ -146,8 +125,6 @@ impl Bot {
             idle_tick: config.heartbeat_interval,
             snapshot_interval: config.snapshot_interval,
             max_signal_age: config.max_signal_age,
-            file_poll_interval: config.intake.file_poll_interval,
-            exec_backoff: (config.intake.exec_backoff, config.intake.exec_backoff_max),
             started: Instant::now(),
             quiet: false,
             positions_moved: false,
@@ -164,16 +141,7 @@ impl Bot {
         );
         bot.figures.positions = bot.engine.positions();
         bot.try_commit(false);
-        if let Some(webhook) = &config.intake.webhook {
-            let listener = std::net::TcpListener::bind(webhook.bind).map_err(|source| {
-                BotError::WebhookBind {
-                    addr: webhook.bind,
-                    source,
-                }
-            })?;
-            tracing::info!(addr = %webhook.bind, "webhook listening on POST /signals");
-            bot.webhook = Some((listener, webhook.clone()));
-        }
+        bot.intake = Some(Intake::bind(config.intake.clone())?);
         bot.metrics.publish(&bot.figures);
         health.set_bot_metrics(bot.metrics.clone());
         Ok(bot)
@@ -225,7 +193,14 @@ impl Bot {
         shutdown: CancellationToken,
     ) -> Result<(), BotError> {
         let (batches_in, mut batches) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
-        self.start_sources(batches_in, &shutdown)?;
+        if let Some(intake) = self.intake.take() {
+            intake.start(
+                &self.checkpoints,
+                batches_in,
+                Arc::clone(&self.feed),
+                &shutdown,
+            )?;
+        }
         let mut idle = tokio::time::interval(self.idle_tick);
         idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_snapshot: Option<Instant> = None;
@@ -298,71 +273,6 @@ impl Bot {
         Ok(())
     }
 
-    fn start_sources(
-        &mut self,
-        batches: mpsc::Sender<Batch>,
-        shutdown: &CancellationToken,
-    ) -> Result<(), BotError> {
-        for (index, entry) in self.sources.iter().enumerate() {
-            match &entry.spec {
-                SourceSpec::File(path) => {
-                    FileSource {
-                        index,
-                        name: entry.name.clone(),
-                        path: path.clone(),
-                        poll: self.file_poll_interval,
-                        resume: self.checkpoints.get(&entry.name).copied(),
-                        batches: batches.clone(),
-                        feed: Arc::clone(&self.feed),
-                        shutdown: shutdown.clone(),
-                    }
-                    .spawn()
-                    .map_err(|source| BotError::Start {
-                        what: "file source thread",
-                        source,
-                    })?;
-                }
-                SourceSpec::Exec(command) => {
-                    tokio::spawn(
-                        ExecSource {
-                            index,
-                            name: entry.name.clone(),
-                            command: command.clone(),
-                            backoff: self.exec_backoff.0,
-                            backoff_max: self.exec_backoff.1,
-                            batches: batches.clone(),
-                            feed: Arc::clone(&self.feed),
-                            shutdown: shutdown.clone(),
-                        }
-                        .run(),
-                    );
-                }
-                SourceSpec::Stdin => {
-                    tokio::spawn(intake::stdin::run(index, batches.clone(), shutdown.clone()));
-                }
-                SourceSpec::Webhook => {
-                    let Some((listener, webhook)) = self.webhook.take() else {
-                        continue;
-                    };
-                    Webhook {
-                        index,
-                        listener,
-                        token: webhook.token,
-                        body_limit: webhook.body_limit,
-                        batches: batches.clone(),
-                        shutdown: shutdown.clone(),
-                    }
-                    .spawn()
-                    .map_err(|source| BotError::Start {
-                        what: "webhook thread",
-                        source,
-                    })?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn handle(&mut self, batch: Batch) {
         let now_ms = now_ms();
         if !batch.lines.is_empty() {
@@ -417,7 +327,7 @@ impl Bot {
                 self.positions_moved = true;
                 self.journal.append(&Record::Fill {
                     id: Cow::Borrowed(&signal.id),
-                    src: Cow::Borrowed(&self.sources[source].name),
+                    src: Cow::Borrowed(&self.names[source]),
                     ts: signal.ts_ms,
                     at: fill.at_ms,
                     symbol: Cow::Borrowed(fill.symbol),
@@ -448,7 +358,7 @@ impl Bot {
         tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
         self.journal.append(&Record::Reject {
             id: reject.id.clone(),
-            src: Cow::Borrowed(&self.sources[source].name),
+            src: Cow::Borrowed(&self.names[source]),
             at: now_ms,
             reason: reject.reason.label().to_owned(),
             detail: reject.detail.clone(),
@@ -463,7 +373,7 @@ impl Bot {
     /// of the iteration: the journal's order is what makes it safe.
     fn append_checkpoints(&mut self) {
         for (source, checkpoint) in std::mem::take(&mut self.moved) {
-            let name = self.sources[source].name.clone();
+            let name = self.names[source].clone();
             self.journal.append(&Record::Ckpt {
                 src: Cow::Borrowed(&name),
                 dev: checkpoint.dev,

@@ -17,11 +17,10 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::oneshot;
 
 use super::lines::{LineSplitter, Lines};
-use super::{Batch, Decision, ParsedLines};
+use super::{Batch, Decision, Outlet, WebhookSettings};
 use crate::health::api::{json_response, text};
 use crate::health::http::{spawn_server_thread, Body, Limits};
 use crate::secret::Secret;
@@ -31,49 +30,41 @@ use crate::secret::Secret;
 /// connection's whole lifetime.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct Webhook {
-    pub index: usize,
-    pub listener: TcpListener,
-    pub token: Secret,
-    pub body_limit: usize,
-    pub batches: mpsc::Sender<Batch>,
-    pub shutdown: CancellationToken,
+/// Starts serving `POST /signals` on `listener` from a thread of its own.
+pub(crate) fn spawn(
+    outlet: Outlet,
+    listener: TcpListener,
+    settings: WebhookSettings,
+) -> std::io::Result<()> {
+    let shutdown = outlet.shutdown.clone();
+    let handler = Handler {
+        outlet,
+        token: settings.token,
+        body_limit: settings.body_limit,
+    };
+    spawn_server_thread(
+        "webhook",
+        listener,
+        Limits::default(),
+        move || {
+            let handler = Rc::new(handler);
+            move |request| {
+                let handler = Rc::clone(&handler);
+                async move { handler.respond(request).await }
+            }
+        },
+        shutdown,
+        |error| {
+            tracing::error!(%error, "webhook server failed; webhook signals are not received");
+        },
+    )?;
+    Ok(())
 }
 
 struct Handler {
-    index: usize,
+    outlet: Outlet,
     token: Secret,
     body_limit: usize,
-    batches: mpsc::Sender<Batch>,
-    shutdown: CancellationToken,
-}
-
-impl Webhook {
-    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let handler = Handler {
-            index: self.index,
-            token: self.token,
-            body_limit: self.body_limit,
-            batches: self.batches,
-            shutdown: self.shutdown.clone(),
-        };
-        spawn_server_thread(
-            "webhook",
-            self.listener,
-            Limits::default(),
-            move || {
-                let handler = Rc::new(handler);
-                move |request| {
-                    let handler = Rc::clone(&handler);
-                    async move { handler.respond(request).await }
-                }
-            },
-            self.shutdown,
-            |error| {
-                tracing::error!(%error, "webhook server failed; webhook signals are not received");
-            },
-        )
-    }
 }
 
 impl Handler {
@@ -94,7 +85,7 @@ impl Handler {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        if self.shutdown.is_cancelled() {
+        if self.outlet.shutdown.is_cancelled() {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping: not accepting signals\n",
@@ -141,7 +132,7 @@ impl Handler {
         };
         // A body that finished arriving after the stop began is refused
         // rather than raced against the drain.
-        if self.shutdown.is_cancelled() {
+        if self.outlet.shutdown.is_cancelled() {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping: not accepting signals\n",
@@ -159,12 +150,10 @@ impl Handler {
         }
         let (reply, answer) = oneshot::channel();
         let batch = Batch {
-            source: self.index,
-            lines: ParsedLines::new(lines),
-            checkpoint: None,
             reply: Some(reply),
+            ..Batch::new(self.outlet.index, lines)
         };
-        if self.batches.send(batch).await.is_err() {
+        if self.outlet.batches.send(batch).await.is_err() {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping: not accepting signals\n",
