@@ -24,9 +24,7 @@ fn ready_state() -> std::sync::Arc<HealthState> {
 
 fn health(c: &mut Criterion) {
     let state = ready_state();
-    c.bench_function("snapshot + verdict", |b| {
-        b.iter(|| state.view().verdict())
-    });
+    c.bench_function("snapshot + verdict", |b| b.iter(|| state.view().verdict()));
 
     let api = HealthApi::new(state);
     let request = hyper::Request::get("/health").body(()).unwrap();

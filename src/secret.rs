@@ -1,11 +1,13 @@
-//! A value that must never be printed.
+//! A value that must never be printed. A leaf: anything that carries a
+//! credential (settings, the webhook) can hold one without depending on
+//! where it was read from.
 
 /// Its `Debug` is redacted, and it is only read through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
-    /// Trims surrounding whitespace (a token file's newline); empty is refused.
+    /// Surrounding whitespace (a token file's trailing newline) is not part of it.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text.is_empty() {

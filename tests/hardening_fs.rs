@@ -77,8 +77,9 @@ fn a_missing_health_file_directory_warns_once_and_health_goes_on() {
     let dir = builder.dir().join("run");
     let path = dir.join("healthy");
     let daemon = with_notify(builder.env("HEALTH_FILE", &path), &socket).spawn();
-    daemon.wait_ready();
+    // Said when the judge first writes the file, just before READY=1.
     let warning = daemon.expect_log("health stays on HTTP and sd_notify");
+    daemon.wait_ready();
     assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
     assert!(warning.contains("No such file or directory"), "{warning}");
     expect_pings(&socket, 3);
@@ -107,8 +108,9 @@ fn a_read_only_health_file_directory_warns_and_health_goes_on() {
     let mount = Tmpfs::mount(&dir.path().join("run"), "size=64k,ro");
     let path = mount.0.join("healthy");
     let daemon = with_notify(Builder::new().env("HEALTH_FILE", &path), &socket).spawn();
-    daemon.wait_ready();
+    // Said when the judge first writes the file, just before READY=1.
     let warning = daemon.expect_log("health stays on HTTP and sd_notify");
+    daemon.wait_ready();
     assert!(warning.contains("Read-only file system"), "{warning}");
     expect_pings(&socket, 3);
     assert_eq!(daemon.get("/health").0, 200);

@@ -17,8 +17,8 @@ use std::process::Command;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use tradingbot::bot::engine::{Engine, PaperExecution};
+use tradingbot::bot::intake::lines::{Line, LineSplitter, Lines};
 use tradingbot::bot::signal::{self, MAX_LINE_BYTES};
-use tradingbot::bot::source::lines::{Line, LineSplitter, Lines};
 use tradingbot::bot::RiskLimits;
 
 use crate::common::{

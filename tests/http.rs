@@ -157,6 +157,7 @@ fn stopping_is_not_ready_but_alive() {
     daemon.wait_ready();
     daemon.expect_log("bot loop stalled");
     daemon.signal(SIGTERM);
+    let first_signal = std::time::Instant::now();
     daemon.expect_log("stopping");
 
     assert_eq!(daemon.get("/readyz"), (503, "stopping\n".to_owned()));
@@ -167,6 +168,8 @@ fn stopping_is_not_ready_but_alive() {
     assert_eq!(daemon.health().1["status"], "stopping");
     assert_eq!(status_of(&daemon, "/metrics"), 200);
 
+    // A second signal forces the exit only a second or more after the first.
+    std::thread::sleep(Duration::from_millis(1_100).saturating_sub(first_signal.elapsed()));
     daemon.signal(SIGTERM);
     assert!(!daemon.wait_exit(SOON).success());
 }

@@ -2,7 +2,7 @@
 //! bytes of the input choose the cuts), none blank, none over the limit.
 
 use tradingbot::bot::signal::MAX_LINE_BYTES;
-use tradingbot::bot::source::lines::{Line, LineSplitter, Lines};
+use tradingbot::bot::intake::lines::{Line, LineSplitter, Lines};
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {

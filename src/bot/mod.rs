@@ -3,12 +3,12 @@
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
 pub mod engine;
+pub mod intake;
 pub mod ledger;
 mod metrics;
 mod run;
 pub mod settings;
 pub mod signal;
-pub mod source;
 
 /// Niceness of every thread that does the bot's work (its runtime, the file
 /// reader). The health server and the judge keep the default, so when the
@@ -40,5 +40,4 @@ pub fn yield_cpu_to_health() {
 }
 
 pub use run::{Bot, BotError};
-pub use settings::{FsyncPolicy, RiskLimits, Settings, WebhookSettings};
-pub use source::SourceSpec;
+pub use settings::{FsyncPolicy, RiskLimits, Settings};

@@ -17,17 +17,13 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, PaperExecution};
+use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
 use super::ledger::{self, Ledger};
 use super::metrics::{self, BotMetrics, Figures};
-use super::settings::{Settings, WebhookSettings};
+use super::settings::Settings;
 use super::signal::{Reject, Signal};
-use super::source::exec::ExecSource;
-use super::source::file::FileSource;
-use super::source::webhook::Webhook;
-use super::source::{self, Batch, Decision, FeedHealth, Outcome};
-use super::SourceSpec;
 use crate::health::{HealthState, Heartbeat};
 
 /// Batches the channel holds before sources wait: bounds memory (a parsed
@@ -46,11 +42,8 @@ const MAX_REJECT_LINE: usize = 1024;
 pub enum BotError {
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("cannot listen for webhooks on --webhook-bind (WEBHOOK_BIND) {addr}: {source}")]
-    WebhookBind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     #[error("cannot start the {what}: {source}")]
     Start {
         what: &'static str,
@@ -59,25 +52,20 @@ pub enum BotError {
 }
 
 impl BotError {
-    /// A configuration mistake (exit 2) rather than a runtime failure: a
-    /// webhook address that cannot be bound is one the operator must change.
+    /// A configuration mistake (exit 2) rather than a runtime failure.
     pub fn is_config(&self) -> bool {
-        matches!(self, BotError::WebhookBind { .. })
+        matches!(self, BotError::Intake(error) if error.is_config())
     }
-}
-
-/// One configured source: its spec and the name journal records carry.
-struct SourceEntry {
-    spec: SourceSpec,
-    name: String,
 }
 
 pub struct Bot {
     feed: Arc<FeedHealth>,
     metrics: Arc<BotMetrics>,
     figures: Figures,
-    sources: Vec<SourceEntry>,
-    webhook: Option<(std::net::TcpListener, WebhookSettings)>,
+    /// Each source's name, as journal records carry it, by its index.
+    names: Vec<String>,
+    /// Bound by `init`, so a bad webhook address fails the start; started by `run`.
+    intake: Option<Intake>,
     ledger: Ledger,
     engine: Engine,
     /// File sources' progress in this iteration, journaled at its end.
@@ -85,8 +73,6 @@ pub struct Bot {
     idle_tick: Duration,
     snapshot_interval: Duration,
     max_signal_age: Option<Duration>,
-    file_poll_interval: Duration,
-    exec_backoff: (Duration, Duration),
     started: Instant,
     quiet: bool,
     positions_moved: bool,
@@ -110,24 +96,15 @@ impl Bot {
         let mut bot = Bot {
             feed: FeedHealth::new(Arc::clone(health)),
             metrics: BotMetrics::new(),
-            figures: Figures::new(config.sources.iter().map(SourceSpec::kind)),
-            sources: config
-                .sources
-                .iter()
-                .map(|spec| SourceEntry {
-                    spec: spec.clone(),
-                    name: spec.name(),
-                })
-                .collect(),
-            webhook: None,
+            figures: Figures::new(config.intake.sources.iter().map(SourceSpec::kind)),
+            names: config.intake.sources.iter().map(SourceSpec::name).collect(),
+            intake: None,
             ledger,
             engine,
             moved: BTreeMap::new(),
             idle_tick,
             snapshot_interval: config.snapshot_interval,
             max_signal_age: config.max_signal_age,
-            file_poll_interval: config.file_poll_interval,
-            exec_backoff: (config.exec_backoff, config.exec_backoff_max),
             started: Instant::now(),
             quiet: false,
             positions_moved: false,
@@ -141,16 +118,7 @@ impl Bot {
         );
         bot.figures.positions = bot.engine.positions();
         bot.commit(false);
-        if let Some(webhook) = &config.webhook {
-            let listener = std::net::TcpListener::bind(webhook.bind).map_err(|source| {
-                BotError::WebhookBind {
-                    addr: webhook.bind,
-                    source,
-                }
-            })?;
-            tracing::info!(addr = %webhook.bind, "webhook listening on POST /signals");
-            bot.webhook = Some((listener, webhook.clone()));
-        }
+        bot.intake = Some(Intake::bind(config.intake.clone())?);
         bot.metrics.publish(&bot.figures);
         health.set_bot_metrics(bot.metrics.clone());
         Ok(bot)
@@ -162,7 +130,14 @@ impl Bot {
         shutdown: CancellationToken,
     ) -> Result<(), BotError> {
         let (batches_in, mut batches) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
-        self.start_sources(batches_in, &shutdown)?;
+        if let Some(intake) = self.intake.take() {
+            intake.start(
+                self.ledger.checkpoints(),
+                batches_in,
+                Arc::clone(&self.feed),
+                &shutdown,
+            )?;
+        }
         let mut idle = tokio::time::interval(self.idle_tick);
         idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_snapshot: Option<Instant> = None;
@@ -201,7 +176,7 @@ impl Bot {
             }
             for (source, checkpoint) in std::mem::take(&mut self.moved) {
                 self.ledger
-                    .append_checkpoint(&self.sources[source].name, checkpoint);
+                    .append_checkpoint(&self.names[source], checkpoint);
             }
             self.commit(!batches.is_empty());
             if std::mem::take(&mut self.positions_moved) {
@@ -230,71 +205,6 @@ impl Bot {
             left_for_restart,
             "bot loop: drained, journal committed"
         );
-        Ok(())
-    }
-
-    fn start_sources(
-        &mut self,
-        batches: mpsc::Sender<Batch>,
-        shutdown: &CancellationToken,
-    ) -> Result<(), BotError> {
-        for (index, entry) in self.sources.iter().enumerate() {
-            match &entry.spec {
-                SourceSpec::File(path) => {
-                    FileSource {
-                        index,
-                        name: entry.name.clone(),
-                        path: path.clone(),
-                        poll: self.file_poll_interval,
-                        resume: self.ledger.checkpoint(&entry.name),
-                        batches: batches.clone(),
-                        feed: Arc::clone(&self.feed),
-                        shutdown: shutdown.clone(),
-                    }
-                    .spawn()
-                    .map_err(|source| BotError::Start {
-                        what: "file source thread",
-                        source,
-                    })?;
-                }
-                SourceSpec::Exec(command) => {
-                    tokio::spawn(
-                        ExecSource {
-                            index,
-                            name: entry.name.clone(),
-                            command: command.clone(),
-                            backoff: self.exec_backoff.0,
-                            backoff_max: self.exec_backoff.1,
-                            batches: batches.clone(),
-                            feed: Arc::clone(&self.feed),
-                            shutdown: shutdown.clone(),
-                        }
-                        .run(),
-                    );
-                }
-                SourceSpec::Stdin => {
-                    tokio::spawn(source::stdin::run(index, batches.clone(), shutdown.clone()));
-                }
-                SourceSpec::Webhook => {
-                    let Some((listener, webhook)) = self.webhook.take() else {
-                        continue;
-                    };
-                    Webhook {
-                        index,
-                        listener,
-                        token: webhook.token,
-                        body_limit: webhook.body_limit,
-                        batches: batches.clone(),
-                        shutdown: shutdown.clone(),
-                    }
-                    .spawn()
-                    .map_err(|source| BotError::Start {
-                        what: "webhook thread",
-                        source,
-                    })?;
-                }
-            }
-        }
         Ok(())
     }
 
@@ -352,7 +262,7 @@ impl Bot {
                 self.positions_moved = true;
                 self.ledger.append(&Record::Fill {
                     id: Cow::Borrowed(&signal.id),
-                    src: Cow::Borrowed(&self.sources[source].name),
+                    src: Cow::Borrowed(&self.names[source]),
                     ts: signal.ts_ms,
                     at: fill.at_ms,
                     symbol: Cow::Borrowed(fill.symbol),
@@ -382,7 +292,7 @@ impl Bot {
         tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
         self.ledger.append(&Record::Reject {
             id: reject.id.clone(),
-            src: Cow::Borrowed(&self.sources[source].name),
+            src: Cow::Borrowed(&self.names[source]),
             at: now_ms,
             reason: reject.reason.label().to_owned(),
             detail: reject.detail.clone(),

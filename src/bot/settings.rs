@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::source::SourceSpec;
-use crate::secret::Secret;
+use super::intake;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -16,11 +15,7 @@ pub struct Settings {
     /// No signal for this long shows the feed as degraded.
     pub max_signal_age: Option<Duration>,
     pub snapshot_interval: Duration,
-    pub sources: Vec<SourceSpec>,
-    pub webhook: Option<WebhookSettings>,
-    pub file_poll_interval: Duration,
-    pub exec_backoff: Duration,
-    pub exec_backoff_max: Duration,
+    pub intake: intake::Settings,
 }
 
 /// Limits a signal must pass to be filled; each off when `None`.
@@ -53,12 +48,4 @@ impl FsyncPolicy {
             _ => Err(format!("{text:?} is not one of always, batch, never")),
         }
     }
-}
-
-/// The webhook source's settings, present when `--source webhook` is.
-#[derive(Debug, Clone)]
-pub struct WebhookSettings {
-    pub bind: std::net::SocketAddr,
-    pub token: Secret,
-    pub body_limit: usize,
 }

@@ -11,8 +11,8 @@ use clap::{ArgAction, Args, ValueEnum};
 
 use super::values::{parse_duration, parse_positive};
 use super::{invalid, ConfigError};
-use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits, WebhookSettings};
-use crate::bot::SourceSpec;
+use crate::bot::intake::{self, SourceSpec, WebhookSettings};
+use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits};
 use crate::config::Config;
 use crate::daemon::settings as daemon;
 use crate::health::settings::{self as health, NotifySocket, Watchdog};
@@ -257,11 +257,13 @@ impl BotArgs {
             fsync: self.fsync,
             max_signal_age: self.max_signal_age,
             snapshot_interval: self.snapshot_interval,
-            sources: intake.sources,
-            webhook,
-            file_poll_interval: intake.file_poll_interval,
-            exec_backoff: intake.exec_backoff,
-            exec_backoff_max: intake.exec_backoff_max,
+            intake: intake::Settings {
+                sources: intake.sources,
+                webhook,
+                file_poll_interval: intake.file_poll_interval,
+                exec_backoff: intake.exec_backoff,
+                exec_backoff_max: intake.exec_backoff_max,
+            },
         })
     }
 }

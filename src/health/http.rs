@@ -39,6 +39,10 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// After this, a connection is closed after its current response.
     pub max_connection_age: Duration,
+    /// Once the server stops, requests in flight get this long to be
+    /// answered (a webhook client waiting on its signals' journal commit
+    /// gets its answer rather than a reset).
+    pub drain: Duration,
 }
 
 impl Default for Limits {
@@ -48,6 +52,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             header_timeout: Duration::from_secs(5),
             max_connection_age: Duration::from_secs(60),
+            drain: Duration::from_secs(5),
         }
     }
 }
@@ -218,15 +223,17 @@ impl AcceptErrorLog {
 }
 
 /// Runs `serve` on a dedicated OS thread with its own current-thread
-/// runtime, isolated from the bot's runtime; `failed` is told if the
-/// server ever stops by itself.
+/// runtime, isolated from the bot's runtime, then drains it (see
+/// [`Limits::drain`]). What a failed server means is the caller's to say
+/// in `on_failure`: the health server's ends the process (through the judge), the webhook's
+/// only the webhook.
 pub fn spawn_server_thread<H, F>(
     name: &str,
     listener: StdTcpListener,
     limits: Limits,
     make_handler: impl FnOnce() -> H + Send + 'static,
     shutdown: CancellationToken,
-    failed: impl FnOnce(io::Error) + Send + 'static,
+    on_failure: impl FnOnce(io::Error) + Send + 'static,
 ) -> io::Result<std::thread::JoinHandle<()>>
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
@@ -242,7 +249,10 @@ where
             let handler = make_handler();
             if let Err(error) = local.block_on(&runtime, serve(listener, limits, handler, shutdown))
             {
-                failed(error);
+                on_failure(error);
             }
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(limits.drain, local).await;
+            });
         })
 }

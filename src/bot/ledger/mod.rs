@@ -22,9 +22,9 @@ use self::decided::DecidedIds;
 use self::journal::{Journal, JournalError, Record};
 use self::snapshot::{Checkpoint, Snapshot};
 use super::engine::Fill;
+use super::intake::Outcome;
 use super::settings::FsyncPolicy;
 use super::signal::Reason;
-use super::source::Outcome;
 use crate::health::{Component, HealthState};
 
 /// Outcomes of a client's lines, sent once the journal holds them durably.
@@ -135,8 +135,9 @@ impl Ledger {
         self.decided.len()
     }
 
-    pub(crate) fn checkpoint(&self, source: &str) -> Option<Checkpoint> {
-        self.checkpoints.get(source).copied()
+    /// Where each file source, by name, may resume reading.
+    pub(crate) fn checkpoints(&self) -> &BTreeMap<String, Checkpoint> {
+        &self.checkpoints
     }
 
     /// While the journal cannot be written, the loop takes no new lines.

@@ -121,7 +121,7 @@ impl Located {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bot::source::lines::LineSplitter;
+    use crate::bot::intake::lines::LineSplitter;
 
     #[test]
     fn gives_back_what_parse_gives() {

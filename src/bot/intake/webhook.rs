@@ -17,77 +17,54 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::oneshot;
 
 use super::lines::{LineSplitter, Lines};
-use super::{Batch, Decision, ParsedLines};
+use super::{Batch, Decision, Outlet, WebhookSettings};
 use crate::health::api::{json_response, text};
-use crate::health::http::{serve, Body, Limits};
+use crate::health::http::{spawn_server_thread, Body, Limits};
 use crate::secret::Secret;
-
-/// In-flight requests get this long to be answered once the server stops.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// A body must arrive within this once its head has: a client dribbling
 /// one would otherwise hold its connection (and a slot of the cap) for the
 /// connection's whole lifetime.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct Webhook {
-    pub index: usize,
-    pub listener: TcpListener,
-    pub token: Secret,
-    pub body_limit: usize,
-    pub batches: mpsc::Sender<Batch>,
-    pub shutdown: CancellationToken,
+/// Starts serving `POST /signals` on `listener` from a thread of its own.
+pub(crate) fn spawn(
+    outlet: Outlet,
+    listener: TcpListener,
+    settings: WebhookSettings,
+) -> std::io::Result<()> {
+    let shutdown = outlet.shutdown.clone();
+    let handler = Handler {
+        outlet,
+        token: settings.token,
+        body_limit: settings.body_limit,
+    };
+    spawn_server_thread(
+        "webhook",
+        listener,
+        Limits::default(),
+        move || {
+            let handler = Rc::new(handler);
+            move |request| {
+                let handler = Rc::clone(&handler);
+                async move { handler.respond(request).await }
+            }
+        },
+        shutdown,
+        |error| {
+            tracing::error!(%error, "webhook server failed; webhook signals are not received");
+        },
+    )?;
+    Ok(())
 }
 
 struct Handler {
-    index: usize,
+    outlet: Outlet,
     token: Secret,
     body_limit: usize,
-    batches: mpsc::Sender<Batch>,
-    shutdown: CancellationToken,
-}
-
-impl Webhook {
-    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("webhook".into())
-            .spawn(move || {
-                let handler = Rc::new(Handler {
-                    index: self.index,
-                    token: self.token,
-                    body_limit: self.body_limit,
-                    batches: self.batches,
-                    shutdown: self.shutdown.clone(),
-                });
-                let local = tokio::task::LocalSet::new();
-                let served = local.block_on(
-                    &runtime,
-                    serve(
-                        self.listener,
-                        Limits::default(),
-                        move |request| {
-                            let handler = Rc::clone(&handler);
-                            async move { handler.respond(request).await }
-                        },
-                        self.shutdown,
-                    ),
-                );
-                if let Err(error) = served {
-                    tracing::error!(%error, "webhook server failed; webhook signals are not received");
-                }
-                // Lets requests already handed to the loop get their answer.
-                runtime.block_on(async {
-                    let _ = tokio::time::timeout(DRAIN, local).await;
-                });
-            })
-    }
 }
 
 impl Handler {
@@ -108,7 +85,7 @@ impl Handler {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        if self.shutdown.is_cancelled() {
+        if self.outlet.shutdown.is_cancelled() {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping: not accepting signals\n",
@@ -155,7 +132,7 @@ impl Handler {
         };
         // A body that finished arriving after the stop began is refused
         // rather than raced against the drain.
-        if self.shutdown.is_cancelled() {
+        if self.outlet.shutdown.is_cancelled() {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping: not accepting signals\n",
@@ -173,12 +150,10 @@ impl Handler {
         }
         let (reply, answer) = oneshot::channel();
         let batch = Batch {
-            source: self.index,
-            lines: ParsedLines::new(lines),
-            checkpoint: None,
             reply: Some(reply),
+            ..Batch::new(self.outlet.index, lines)
         };
-        if self.batches.send(batch).await.is_err() {
+        if self.outlet.batches.send(batch).await.is_err() {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping: not accepting signals\n",

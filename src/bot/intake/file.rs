@@ -14,27 +14,42 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-use super::lines::{LineSplitter, Lines};
-use super::{Batch, FeedHealth, ParsedLines};
+use super::pump::Pump;
+use super::{Batch, Outlet};
 use crate::bot::ledger::snapshot::Checkpoint;
 
-const CHUNK: usize = 64 * 1024;
+/// Starts tailing `path`, from `resume` if the journal has a checkpoint for
+/// it. Must be called inside the bot's runtime: the thread waits on its
+/// timer and shutdown token.
+pub(crate) fn spawn(
+    outlet: Outlet,
+    path: PathBuf,
+    poll: Duration,
+    resume: Option<Checkpoint>,
+) -> io::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    let source = FileSource {
+        outlet,
+        path,
+        poll,
+        resume,
+    };
+    std::thread::Builder::new()
+        .name("source-file".into())
+        .spawn(move || {
+            crate::bot::yield_cpu_to_health();
+            source.run(&runtime)
+        })?;
+    Ok(())
+}
 
-pub struct FileSource {
-    pub index: usize,
-    pub name: String,
-    pub path: PathBuf,
-    pub poll: Duration,
-    pub resume: Option<Checkpoint>,
-    pub batches: mpsc::Sender<Batch>,
-    pub feed: Arc<FeedHealth>,
-    pub shutdown: CancellationToken,
+struct FileSource {
+    outlet: Outlet,
+    path: PathBuf,
+    poll: Duration,
+    resume: Option<Checkpoint>,
 }
 
 struct Open {
@@ -43,46 +58,33 @@ struct Open {
     ino: u64,
     /// Bytes read from `file` so far.
     offset: u64,
-    splitter: LineSplitter,
+    pump: Pump,
 }
 
 impl FileSource {
-    /// Must be called inside the bot's runtime: the thread waits on its timer
-    /// and shutdown token.
-    pub fn spawn(self) -> io::Result<std::thread::JoinHandle<()>> {
-        let runtime = tokio::runtime::Handle::current();
-        std::thread::Builder::new()
-            .name("source-file".into())
-            .spawn(move || {
-                super::super::yield_cpu_to_health();
-                self.run(&runtime)
-            })
-    }
-
     /// Waits one poll interval, or less if the daemon starts stopping: a
     /// plain sleep would hold every stop up by up to FILE_POLL_INTERVAL.
     fn pause(&self, runtime: &tokio::runtime::Handle) {
         runtime.block_on(async {
             tokio::select! {
                 () = tokio::time::sleep(self.poll) => {}
-                () = self.shutdown.cancelled() => {}
+                () = self.outlet.shutdown.cancelled() => {}
             }
         });
     }
 
     fn run(mut self, runtime: &tokio::runtime::Handle) {
-        let mut buffer = vec![0u8; CHUNK];
         let mut open: Option<Open> = None;
-        while !self.shutdown.is_cancelled() {
+        while !self.outlet.shutdown.is_cancelled() {
             let Some(current) = &mut open else {
                 match self.open() {
                     Ok(opened) => {
-                        self.feed.set(&self.name, None);
+                        self.outlet.feed.set(&self.outlet.name, None);
                         open = Some(opened);
                     }
                     Err(error) => {
                         let problem = format!("cannot open the file: {error}");
-                        if self.feed.set(&self.name, Some(problem)) {
+                        if self.outlet.feed.set(&self.outlet.name, Some(problem)) {
                             tracing::warn!(path = %self.path.display(), %error, "file source: cannot open the file; retrying");
                         }
                         self.pause(runtime);
@@ -90,8 +92,8 @@ impl FileSource {
                 }
                 continue;
             };
-            match current.file.read(&mut buffer) {
-                Ok(0) => match self.at_end(current, &mut buffer) {
+            match current.file.read(current.pump.buffer()) {
+                Ok(0) => match self.at_end(current) {
                     Ok(End::Wait) => self.pause(runtime),
                     Ok(End::Again) => {}
                     Ok(End::Rotated) => open = None,
@@ -103,7 +105,8 @@ impl FileSource {
                 },
                 Ok(count) => {
                     current.offset += count as u64;
-                    if !self.send(current, &buffer[..count], false) {
+                    let batch = current.pump.batch(count);
+                    if !self.send(current, batch) {
                         return;
                     }
                 }
@@ -124,41 +127,42 @@ impl FileSource {
         if let Some(resume) = self.resume {
             if let Some((file, found)) = find_file(&self.path, resume.dev, resume.ino) {
                 self.resume = None;
-                return opened(file, &found, resume.offset);
+                return opened(file, &found, resume.offset, self.outlet.index);
             }
         }
         let file = File::open(&self.path)?;
         if self.resume.take().is_some() {
             tracing::warn!(path = %self.path.display(), "file source: the checkpointed file is gone; reading the current one from the start");
         }
-        opened(file, &self.path, 0)
+        opened(file, &self.path, 0, self.outlet.index)
     }
 
     /// At end of file: truncated, rotated, or just nothing new yet?
-    fn at_end(&self, current: &mut Open, buffer: &mut [u8]) -> io::Result<End> {
+    fn at_end(&self, current: &mut Open) -> io::Result<End> {
         if current.file.metadata()?.len() < current.offset {
             tracing::warn!(path = %self.path.display(), offset = current.offset, "file source: file truncated; reading from the start");
             current.file.seek(SeekFrom::Start(0))?;
             current.offset = 0;
-            current.splitter.clear();
+            current.pump.clear();
             return Ok(End::Again);
         }
         match std::fs::metadata(&self.path) {
             Ok(meta) if (meta.dev(), meta.ino()) != (current.dev, current.ino) => {
                 // The writer may have appended between our last read and the rename.
                 loop {
-                    match current.file.read(buffer)? {
+                    match current.file.read(current.pump.buffer())? {
                         0 => break,
                         count => {
                             current.offset += count as u64;
-                            let bytes = buffer[..count].to_vec();
-                            if !self.send(current, &bytes, false) {
+                            let batch = current.pump.batch(count);
+                            if !self.send(current, batch) {
                                 return Ok(End::Wait);
                             }
                         }
                     }
                 }
-                self.send(current, &[], true);
+                let batch = current.pump.end();
+                self.send(current, batch);
                 tracing::info!(path = %self.path.display(), "file source: file rotated; following the new one");
                 Ok(End::Rotated)
             }
@@ -166,29 +170,18 @@ impl FileSource {
         }
     }
 
-    /// Hands the whole lines in `bytes` to the loop; false once the loop is gone.
-    fn send(&self, current: &mut Open, bytes: &[u8], last: bool) -> bool {
-        let mut lines = Lines::default();
-        current.splitter.push(bytes, &mut lines);
-        if last {
-            current.splitter.finish(&mut lines);
-        }
-        if lines.is_empty() {
+    /// Hands a batch to the loop with the offset just past its last line;
+    /// false once the loop is gone.
+    fn send(&self, current: &Open, batch: Option<Batch>) -> bool {
+        let Some(mut batch) = batch else {
             return true;
-        }
-        let batch = Batch {
-            source: self.index,
-            lines: ParsedLines::new(lines),
-            checkpoint: Some(Checkpoint {
-                dev: current.dev,
-                ino: current.ino,
-                offset: current
-                    .offset
-                    .saturating_sub(current.splitter.pending() as u64),
-            }),
-            reply: None,
         };
-        self.batches.blocking_send(batch).is_ok()
+        batch.checkpoint = Some(Checkpoint {
+            dev: current.dev,
+            ino: current.ino,
+            offset: current.offset.saturating_sub(current.pump.pending() as u64),
+        });
+        self.outlet.batches.blocking_send(batch).is_ok()
     }
 }
 
@@ -198,7 +191,7 @@ enum End {
     Rotated,
 }
 
-fn opened(mut file: File, path: &Path, offset: u64) -> io::Result<Open> {
+fn opened(mut file: File, path: &Path, offset: u64, source: usize) -> io::Result<Open> {
     let meta = file.metadata()?;
     let offset = if offset > meta.len() {
         tracing::warn!(path = %path.display(), checkpoint = offset, len = meta.len(), "file source: the file was truncated while the bot was down; reading from the start");
@@ -212,7 +205,7 @@ fn opened(mut file: File, path: &Path, offset: u64) -> io::Result<Open> {
         dev: meta.dev(),
         ino: meta.ino(),
         offset,
-        splitter: LineSplitter::default(),
+        pump: Pump::new(source),
     })
 }
 

@@ -6,17 +6,15 @@
 
 use std::io;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::lines::{Line, LineSplitter, Lines};
-use super::{Batch, FeedHealth, ParsedLines};
+use super::pump::{self, Pumped};
+use super::Outlet;
 
 /// A feed that ran this long before exiting was healthy: its restart
 /// starts the backoff over.
@@ -25,25 +23,41 @@ const STABLE_RUN: Duration = Duration::from_secs(10);
 /// How long a feed process group gets between SIGTERM and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
-pub struct ExecSource {
-    pub index: usize,
-    pub name: String,
-    pub command: Vec<String>,
-    pub backoff: Duration,
-    pub backoff_max: Duration,
-    pub batches: mpsc::Sender<Batch>,
-    pub feed: Arc<FeedHealth>,
-    pub shutdown: CancellationToken,
+/// Starts running `command` as a task of the bot's runtime (restarting it
+/// after `backoff`, doubling up to `backoff_max`), until the outlet's
+/// shutdown.
+pub(crate) fn spawn(
+    outlet: Outlet,
+    command: Vec<String>,
+    backoff: Duration,
+    backoff_max: Duration,
+) {
+    tokio::spawn(
+        ExecSource {
+            outlet,
+            command,
+            backoff,
+            backoff_max,
+        }
+        .run(),
+    );
+}
+
+struct ExecSource {
+    outlet: Outlet,
+    command: Vec<String>,
+    backoff: Duration,
+    backoff_max: Duration,
 }
 
 impl ExecSource {
-    pub async fn run(self) {
+    async fn run(self) {
         let mut backoff = self.backoff;
         loop {
             let started = Instant::now();
             let problem = match self.spawn() {
                 Ok(child) => {
-                    self.feed.set(&self.name, None);
+                    self.outlet.feed.set(&self.outlet.name, None);
                     match self.feed_from(child).await {
                         None => return,
                         Some(Ok(status)) => format!("feed process exited ({status})"),
@@ -56,13 +70,13 @@ impl ExecSource {
                 backoff = self.backoff;
             }
             let delay = humantime::format_duration(backoff);
-            tracing::warn!(source = %self.name, problem = %problem, "exec source: restarting in {delay}");
-            self.feed.set(
-                &self.name,
+            tracing::warn!(source = %self.outlet.name, problem = %problem, "exec source: restarting in {delay}");
+            self.outlet.feed.set(
+                &self.outlet.name,
                 Some(format!("{problem}; restarting in {delay}")),
             );
             tokio::select! {
-                () = self.shutdown.cancelled() => return,
+                () = self.outlet.shutdown.cancelled() => return,
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(self.backoff_max);
@@ -82,7 +96,7 @@ impl ExecSource {
             .process_group(0);
         crate::sys::terminate_with_parent(&mut command);
         let child = command.spawn()?;
-        tracing::info!(source = %self.name, pid = child.id(), "exec source: feed process started");
+        tracing::info!(source = %self.outlet.name, pid = child.id(), "exec source: feed process started");
         Ok(child)
     }
 
@@ -92,45 +106,22 @@ impl ExecSource {
         let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Some(Err(io::Error::other("feed process has no stdout")));
         };
-        tokio::spawn(log_stderr(self.name.clone(), stderr));
-        let mut buffer = vec![0u8; 64 * 1024];
-        let mut splitter = LineSplitter::default();
-        loop {
-            let read = tokio::select! {
-                () = self.shutdown.cancelled() => {
-                    terminate(&mut child).await;
-                    return None;
-                }
-                read = stdout.read(&mut buffer) => read,
-            };
-            let mut lines = Lines::default();
-            let ended = splitter.feed(&read, &buffer, &mut lines);
-            if !lines.is_empty() {
-                let batch = Batch {
-                    source: self.index,
-                    lines: ParsedLines::new(lines),
-                    checkpoint: None,
-                    reply: None,
-                };
-                if self.batches.send(batch).await.is_err() {
-                    terminate(&mut child).await;
-                    return None;
-                }
-            }
-            if ended {
-                // A feed that closed its stdout but lives on would otherwise
-                // look up forever while sending nothing.
-                return Some(match tokio::time::timeout(TERM_GRACE, child.wait()).await {
-                    Ok(status) => status,
-                    Err(_) => {
-                        terminate(&mut child).await;
-                        Err(io::Error::other(
-                            "closed its stdout but kept running; terminated",
-                        ))
-                    }
-                });
-            }
+        tokio::spawn(log_stderr(self.outlet.name.clone(), stderr));
+        if let Pumped::Stopped = pump::run(&mut stdout, &self.outlet).await {
+            terminate(&mut child).await;
+            return None;
         }
+        // A feed that closed its stdout but lives on would otherwise look
+        // up forever while sending nothing.
+        Some(match tokio::time::timeout(TERM_GRACE, child.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                terminate(&mut child).await;
+                Err(io::Error::other(
+                    "closed its stdout but kept running; terminated",
+                ))
+            }
+        })
     }
 }
 

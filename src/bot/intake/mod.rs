@@ -1,0 +1,241 @@
+//! Where signals come from. Every source has one shape: [`Intake::start`]
+//! hands it an [`Outlet`] and it runs on its own (a task or a thread),
+//! splits and parses what it reads, and sends the loop [`Batch`]es of
+//! parsed lines over one channel; the loop alone decides and journals
+//! them. Every source stops on the one shutdown token and then drops its
+//! sender (exec once its process group is gone, the webhook once the
+//! requests in flight are answered), so the channel closing is the sign
+//! that the whole intake has stopped.
+
+mod exec;
+mod file;
+pub mod lines;
+mod parsed;
+mod pump;
+mod settings;
+mod stdin;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::ledger::snapshot::Checkpoint;
+use crate::health::{Component, HealthState};
+use lines::Lines;
+use parsed::ParsedLines;
+pub(crate) use settings::{Settings, SourceSpec, WebhookSettings};
+
+/// Why the intake could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("cannot listen for webhooks on --webhook-bind (WEBHOOK_BIND) {addr}: {source}")]
+    WebhookBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the {what}: {source}")]
+    Start {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl IntakeError {
+    /// A configuration mistake (exit 2) rather than a runtime failure: a
+    /// webhook address that cannot be bound is one the operator must change.
+    pub fn is_config(&self) -> bool {
+        matches!(self, IntakeError::WebhookBind { .. })
+    }
+
+    fn start(what: &'static str) -> impl FnOnce(std::io::Error) -> IntakeError {
+        move |source| IntakeError::Start { what, source }
+    }
+}
+
+/// The sources, configured and not yet started.
+pub(crate) struct Intake {
+    settings: Settings,
+    /// The webhook's listener, bound by [`Intake::bind`].
+    listener: Option<TcpListener>,
+}
+
+impl Intake {
+    /// Binds the webhook's listener, the one part of starting that a
+    /// setting can make fail: done at init, before the bot reports ready.
+    pub(crate) fn bind(settings: Settings) -> Result<Intake, IntakeError> {
+        let listener = match &settings.webhook {
+            Some(webhook) => {
+                let listener =
+                    TcpListener::bind(webhook.bind).map_err(|source| IntakeError::WebhookBind {
+                        addr: webhook.bind,
+                        source,
+                    })?;
+                tracing::info!(addr = %webhook.bind, "webhook listening on POST /signals");
+                Some(listener)
+            }
+            None => None,
+        };
+        Ok(Intake { settings, listener })
+    }
+
+    /// Starts every source. File sources resume from their entry in
+    /// `checkpoints` (keyed by source name). Must be called inside the
+    /// bot's runtime: exec and stdin run as its tasks, and the file thread
+    /// waits on its timers.
+    pub(crate) fn start(
+        self,
+        checkpoints: &BTreeMap<String, Checkpoint>,
+        batches: mpsc::Sender<Batch>,
+        feed: Arc<FeedHealth>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), IntakeError> {
+        let Intake {
+            settings,
+            mut listener,
+        } = self;
+        for (index, spec) in settings.sources.iter().enumerate() {
+            let outlet = Outlet {
+                index,
+                name: spec.name(),
+                batches: batches.clone(),
+                feed: Arc::clone(&feed),
+                shutdown: shutdown.clone(),
+            };
+            match spec {
+                SourceSpec::File(path) => {
+                    let resume = checkpoints.get(&outlet.name).copied();
+                    file::spawn(outlet, path.clone(), settings.file_poll_interval, resume)
+                        .map_err(IntakeError::start("file source thread"))?;
+                }
+                SourceSpec::Exec(command) => exec::spawn(
+                    outlet,
+                    command.clone(),
+                    settings.exec_backoff,
+                    settings.exec_backoff_max,
+                ),
+                SourceSpec::Stdin => stdin::spawn(outlet),
+                SourceSpec::Webhook => {
+                    let (Some(listener), Some(webhook)) = (listener.take(), &settings.webhook)
+                    else {
+                        continue;
+                    };
+                    webhook::spawn(outlet, listener, webhook.clone())
+                        .map_err(IntakeError::start("webhook thread"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What every source is given: its place in the loop's table, where its
+/// batches go, where it reports a problem, and when to stop.
+pub(crate) struct Outlet {
+    /// The index its batches carry.
+    index: usize,
+    /// The name journal records carry (see [`SourceSpec::name`]).
+    name: String,
+    batches: mpsc::Sender<Batch>,
+    feed: Arc<FeedHealth>,
+    shutdown: CancellationToken,
+}
+
+/// Lines from one source, in order, as the loop receives them.
+pub struct Batch {
+    /// Index of the source in the loop's table.
+    pub source: usize,
+    pub lines: ParsedLines,
+    /// For a file source: where reading may resume once these lines are journaled.
+    pub checkpoint: Option<Checkpoint>,
+    /// For a webhook request: answered once the lines' decisions are durable.
+    pub reply: Option<oneshot::Sender<Vec<Outcome>>>,
+}
+
+impl Batch {
+    /// Parses `lines` here, on the source's thread or task, so that on a
+    /// busy feed parsing runs beside the loop instead of inside it.
+    pub(crate) fn new(source: usize, lines: Lines) -> Self {
+        Batch {
+            source,
+            lines: ParsedLines::new(lines),
+            checkpoint: None,
+            reply: None,
+        }
+    }
+}
+
+/// What became of one line, as a webhook client is told.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Outcome {
+    pub id: Option<String>,
+    pub result: Decision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Filled,
+    Rejected,
+    Duplicate,
+    /// The line is not a valid signal (rejected before the engine saw it).
+    Invalid,
+}
+
+/// The `feed` health component, combined from every source's problem
+/// (a feed process down, a file missing, a quiet feed): degraded while any
+/// has one.
+pub struct FeedHealth {
+    health: Arc<HealthState>,
+    problems: Mutex<BTreeMap<String, String>>,
+}
+
+impl FeedHealth {
+    pub fn new(health: Arc<HealthState>) -> Arc<Self> {
+        health.set_component("feed", Component::Ok);
+        Arc::new(FeedHealth {
+            health,
+            problems: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Records (or clears) `who`'s problem; true when that changed it.
+    /// `/health` names each source by its kind only: a source's name holds
+    /// a path or a command line, which may carry a credential.
+    pub fn set(&self, who: &str, problem: Option<String>) -> bool {
+        let mut problems = self
+            .problems
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let changed = match problem {
+            Some(problem) => problems.insert(who.to_owned(), problem.clone()) != Some(problem),
+            None => problems.remove(who).is_some(),
+        };
+        if !changed {
+            return false;
+        }
+        let component = if problems.is_empty() {
+            Component::Ok
+        } else {
+            Component::Degraded(
+                problems
+                    .iter()
+                    .map(|(who, problem)| {
+                        let kind = who.split_once(':').map_or(who.as_str(), |(kind, _)| kind);
+                        format!("{kind}: {problem}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        };
+        self.health.set_component("feed", component);
+        true
+    }
+}

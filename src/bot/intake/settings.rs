@@ -1,0 +1,116 @@
+//! What the intake reads and how. A leaf (std and [`Secret`] only): the
+//! command line builds these, and nothing here knows how it was spelled.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// In order: a source's index here is the one its batches carry.
+    pub(crate) sources: Vec<SourceSpec>,
+    /// How often a file source at end of file looks for appends, rotation
+    /// and truncation.
+    pub(crate) file_poll_interval: Duration,
+    /// The first delay before an exited exec feed is restarted; it doubles
+    /// with each restart up to `exec_backoff_max`.
+    pub(crate) exec_backoff: Duration,
+    pub(crate) exec_backoff_max: Duration,
+    /// Present exactly when a webhook source is.
+    pub(crate) webhook: Option<WebhookSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub(crate) bind: SocketAddr,
+    pub(crate) token: Secret,
+    pub(crate) body_limit: usize,
+}
+
+/// One `--source` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// `file:PATH`: tail a JSONL file.
+    File(PathBuf),
+    /// `exec:COMMAND ARGS...`: read a feed process's stdout.
+    Exec(Vec<String>),
+    /// `webhook`: authenticated `POST /signals`.
+    Webhook,
+    /// `stdin`.
+    Stdin,
+}
+
+impl SourceSpec {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Some(path) = text.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err("file: needs a path, as in file:/var/lib/feed/signals.jsonl".into());
+            }
+            return Ok(SourceSpec::File(path.into()));
+        }
+        if let Some(command) = text.strip_prefix("exec:") {
+            let words: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
+            if words.is_empty() {
+                return Err(
+                    "exec: needs a command, as in exec:/usr/local/bin/feed --symbol BTC".into(),
+                );
+            }
+            return Ok(SourceSpec::Exec(words));
+        }
+        match text {
+            "webhook" => Ok(SourceSpec::Webhook),
+            "stdin" | "-" => Ok(SourceSpec::Stdin),
+            _ => Err(format!(
+                "{text:?} is not a source: use file:PATH, exec:COMMAND ARGS..., webhook or stdin"
+            )),
+        }
+    }
+
+    /// The name journal records carry, e.g. `file:/var/lib/feed/signals.jsonl`.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            SourceSpec::File(path) => format!("file:{}", path.display()),
+            SourceSpec::Exec(words) => format!("exec:{}", words.join(" ")),
+            SourceSpec::Webhook => "webhook".to_owned(),
+            SourceSpec::Stdin => "stdin".to_owned(),
+        }
+    }
+
+    /// A short name for logs and metric labels.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::File(_) => "file",
+            SourceSpec::Exec(_) => "exec",
+            SourceSpec::Webhook => "webhook",
+            SourceSpec::Stdin => "stdin",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_kind() {
+        assert_eq!(
+            SourceSpec::parse("file:/x.jsonl"),
+            Ok(SourceSpec::File("/x.jsonl".into()))
+        );
+        assert_eq!(
+            SourceSpec::parse("exec:feed --symbol BTC"),
+            Ok(SourceSpec::Exec(vec![
+                "feed".into(),
+                "--symbol".into(),
+                "BTC".into()
+            ]))
+        );
+        assert_eq!(SourceSpec::parse("webhook"), Ok(SourceSpec::Webhook));
+        assert_eq!(SourceSpec::parse("stdin"), Ok(SourceSpec::Stdin));
+        assert!(SourceSpec::parse("file:").is_err());
+        assert!(SourceSpec::parse("kafka").is_err());
+    }
+}
