@@ -1,6 +1,7 @@
 //! tradingbot: a signal-driven paper-trading bot loop run as a Linux service
 //! whose health signal tells the truth. See DESIGN.md for the map.
 
+pub mod alerts;
 pub mod bot;
 pub mod config;
 pub mod daemon;
