@@ -58,6 +58,10 @@ pub enum Command {
     Health(HealthArgs),
     /// Validate the configuration, print it, and exit (0 valid, 2 invalid).
     CheckConfig(RunArgs),
+    /// Send a test alert to every NOTIFY_URLS destination and print, per
+    /// destination, the outcome (HTTP status, latency, the service's
+    /// error); exit 1 if any failed. Reads the same settings as `run`.
+    NotifyTest(RunArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -215,6 +219,10 @@ pub struct RunArgs {
     /// How often STATE_DIR/snapshot.json is rewritten while signals flow (and at stop).
     #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub snapshot_interval: Duration,
+
+    // Alerts (issue 14): the NOTIFY_* flags.
+    #[command(flatten)]
+    pub(crate) alerts: crate::cli::alerts::AlertArgs,
 }
 
 /// A value that must never be printed: its `Debug` is redacted, and it
@@ -223,7 +231,7 @@ pub struct RunArgs {
 pub struct Secret(String);
 
 impl Secret {
-    fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text.is_empty() {
             return Err("must not be empty".into());
@@ -368,6 +376,8 @@ pub struct Config {
     pub exec_backoff_max: Duration,
     pub snapshot_interval: Duration,
     pub service: ServiceEnv,
+    /// Alerts (issue 14).
+    pub alerts: crate::alerts::Settings,
 }
 
 fn invalid(flag: &str, env: &str, problem: impl std::fmt::Display) -> ConfigError {
@@ -463,6 +473,8 @@ impl Config {
             ));
         }
         let webhook = webhook_config(&args)?;
+        // Alerts (issue 14).
+        let alerts = args.alerts.settings().map_err(ConfigError::Invalid)?;
 
         let lock_file = args
             .lock_file
@@ -495,6 +507,7 @@ impl Config {
             exec_backoff_max: args.exec_backoff_max,
             snapshot_interval: args.snapshot_interval,
             service,
+            alerts,
         })
     }
 
@@ -571,7 +584,9 @@ impl Config {
             ("TICK", duration(self.tick())),
         ];
         lines
-            .iter()
+            .into_iter()
+            // Alerts (issue 14): labels and options only, never a URL.
+            .chain(self.alerts.describe())
             .map(|(key, value)| format!("{key}={value}\n"))
             .collect()
     }

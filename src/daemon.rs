@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{Alerts, Event};
 use crate::bot::Bot;
 use crate::config::{self, Command, Config, ServiceEnv};
 use crate::health::api::HealthApi;
@@ -46,6 +47,23 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<ExitCode, Error>
         Command::Health(args) => probe::probe(&args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(Error::from),
+        // Alerts (issue 14): one test message per destination.
+        Command::NotifyTest(args) => {
+            let settings = args
+                .alerts
+                .settings()
+                .map_err(|line| Error::Config(config::ConfigError::Invalid(line)))?;
+            let delivered = crate::alerts::notify_test(&settings, &mut std::io::stdout().lock())
+                .map_err(|source| Error::Io {
+                    what: "cannot write the notify-test report",
+                    source,
+                })?;
+            Ok(if delivered {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 
@@ -70,6 +88,11 @@ pub fn run(config: Config) -> Result<(), Error> {
     })?;
     // Before the port: a duplicate must never hide behind a fallback port.
     let _lock = lock::acquire(&config.lock_file)?;
+    // Alerts (issue 14): after the lock, so a duplicate instance sends none.
+    let alerts = Alerts::start(&config.alerts).map_err(|source| Error::Io {
+        what: "cannot start the alert threads",
+        source,
+    })?;
 
     let health = HealthState::new(config.stall_timeout, config.startup_grace);
     start_health_server(&config, &health)?;
@@ -105,6 +128,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         watchdog: config.service.watchdog.is_some(),
         stall_exit_after: config.stall_exit_after,
         startup_grace: config.startup_grace,
+        alerts: alerts.clone(),
     }
     .spawn(judge_stopped)
     .map_err(|source| Error::Io {
@@ -122,7 +146,7 @@ pub fn run(config: Config) -> Result<(), Error> {
             what: "cannot start the bot runtime",
             source,
         })?;
-    let outcome = runtime.block_on(run_bot(&config, &health, &notifier, shutdown));
+    let outcome = runtime.block_on(run_bot(&config, &health, &notifier, &alerts, shutdown));
 
     let _ = stop_judge.send(());
     let _ = judge.join();
@@ -136,6 +160,15 @@ pub fn run(config: Config) -> Result<(), Error> {
         Ok(()) => tracing::info!("stopped cleanly"),
         Err(error) => tracing::error!(%error, "stopped on error"),
     }
+    // Alerts (issue 14): the bot sent "stopped" after its drain; a failure
+    // is said here. Either goes out before the exit, within two seconds.
+    if let Err(error) = &outcome {
+        alerts.send(Event::Exiting {
+            code: i32::from(error.exit_code()),
+            reason: error.to_string(),
+        });
+    }
+    alerts.flush(std::time::Duration::from_secs(2));
     outcome
 }
 
@@ -187,11 +220,12 @@ async fn run_bot(
     config: &Config,
     health: &Arc<HealthState>,
     notifier: &Notifier,
+    alerts: &Alerts,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // Lets tests and rehearsals hold the daemon in its "starting" state.
     fail::fail_point!("daemon::init");
-    let bot = Bot::init(config, health).await?;
+    let bot = Bot::init(config, health, alerts.clone()).await?;
     let mut bot_loop = tokio::spawn(bot.run(health.heartbeat(), shutdown.clone()));
     tokio::select! {
         () = health.first_beat() => {

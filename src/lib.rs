@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod bot;
+mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;

@@ -28,6 +28,7 @@ use super::source::file::FileSource;
 use super::source::webhook::Webhook;
 use super::source::{self, Batch, Decision, FeedHealth, Outcome};
 use super::SourceSpec;
+use crate::alerts::{Alerts, Event, Kind};
 use crate::config::Config;
 use crate::health::{Component, HealthState, Heartbeat};
 
@@ -102,12 +103,18 @@ pub struct Bot {
     started: Instant,
     quiet: bool,
     positions_moved: bool,
+    /// Alerts (issue 14): lifecycle, fills, risk rejects.
+    alerts: Alerts,
 }
 
 impl Bot {
     /// Recovers the journal (cutting a torn tail, rebuilding the dedupe
     /// index, positions and checkpoints) and binds the webhook listener.
-    pub async fn init(config: &Config, health: &Arc<HealthState>) -> Result<Bot, BotError> {
+    pub async fn init(
+        config: &Config,
+        health: &Arc<HealthState>,
+        alerts: Alerts,
+    ) -> Result<Bot, BotError> {
         // Past RLIMIT_FSIZE a write must fail with EFBIG, which the journal
         // reports and retries, instead of SIGXFSZ killing the process.
         signal_hook::flag::register(
@@ -121,7 +128,7 @@ impl Bot {
         let (journal, records) = Journal::recover(&config.state_dir, config.fsync)?;
         let mut bot = Bot {
             health: Arc::clone(health),
-            feed: FeedHealth::new(Arc::clone(health)),
+            feed: FeedHealth::new(Arc::clone(health), alerts.clone()),
             metrics: BotMetrics::new(),
             figures: Figures::new(config.sources.iter().map(SourceSpec::kind)),
             sources: config
@@ -151,8 +158,11 @@ impl Bot {
             started: Instant::now(),
             quiet: false,
             positions_moved: false,
+            alerts,
         };
+        let mut recovered_fills = 0;
         for record in records {
+            recovered_fills += u64::from(matches!(record, Record::Fill { .. }));
             bot.replay(record);
         }
         tracing::info!(
@@ -175,7 +185,23 @@ impl Bot {
             bot.webhook = Some((listener, webhook.clone()));
         }
         bot.metrics.publish(&bot.figures);
-        health.set_bot_metrics(bot.metrics.clone());
+        // Alerts (issue 14): the notifier's figures beside the bot's, and
+        // what recovery found.
+        match bot.alerts.metrics() {
+            Some(alerts) => {
+                health.set_bot_metrics(Arc::new(crate::health::metrics::Combined(vec![
+                    bot.metrics.clone(),
+                    alerts,
+                ])))
+            }
+            None => health.set_bot_metrics(bot.metrics.clone()),
+        }
+        bot.alerts.send(Event::Started {
+            version: env!("CARGO_PKG_VERSION"),
+            journal_records: bot.records,
+            recovered_fills,
+            positions: bot.figures.positions.len(),
+        });
         Ok(bot)
     }
 
@@ -295,6 +321,12 @@ impl Bot {
             left_for_restart,
             "bot loop: drained, journal committed"
         );
+        // Alerts (issue 14).
+        self.alerts.send(Event::Stopped {
+            signals: self.figures.total(None),
+            fills: self.figures.total(Some(metrics::Result::Filled)),
+            rejects: self.figures.total(Some(metrics::Result::Rejected)),
+        });
         Ok(())
     }
 
@@ -347,6 +379,7 @@ impl Bot {
                     Webhook {
                         index,
                         listener,
+                        alerts: self.alerts.clone(),
                         token: webhook.token,
                         body_limit: webhook.body_limit,
                         batches: batches.clone(),
@@ -427,6 +460,16 @@ impl Bot {
                     source: signal.source.as_deref().map(Cow::Borrowed),
                 });
                 self.records += 1;
+                // Alerts (issue 14): built only when some destination wants fills.
+                if self.alerts.wants(Kind::Fill) {
+                    self.alerts.send(Event::Fill {
+                        id: signal.id.to_string(),
+                        symbol: fill.symbol.to_owned(),
+                        side: fill.side.as_str(),
+                        qty: fill.qty,
+                        price: fill.price,
+                    });
+                }
                 Decided {
                     id: Some(signal.id),
                     result: Decision::Filled,
@@ -439,6 +482,15 @@ impl Bot {
                     ..reject
                 };
                 self.reject(source, bytes, &reject, now_ms);
+                // Alerts (issue 14): risk-limit rejects only.
+                if is_risk_limit(reject.reason) && self.alerts.wants(Kind::Reject) {
+                    self.alerts.send(Event::RiskReject {
+                        id: reject.id.clone(),
+                        symbol: signal.symbol.to_string(),
+                        reason: reject.reason.label(),
+                        detail: reject.detail.clone(),
+                    });
+                }
                 Decided::refused(Decision::Rejected, Cow::Owned(reject))
             }
         }
@@ -588,6 +640,14 @@ fn is_decision(reason: Reason) -> bool {
             | Reason::MaxPositionQty
             | Reason::MaxOrderNotional
             | Reason::MaxOrdersPerMinute
+    )
+}
+
+/// A reject by one of the risk limits (alerts, issue 14).
+fn is_risk_limit(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::MaxPositionQty | Reason::MaxOrderNotional | Reason::MaxOrdersPerMinute
     )
 }
 

@@ -8,11 +8,12 @@ use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::file::{HealthFile, Record};
 use super::notify::Notifier;
-use super::state::{HealthState, Snapshot, Status};
+use super::state::{Component, HealthState, Snapshot, Status};
+use crate::alerts::{Alerts, Event};
 
 /// Exit code for a stall that outlasted `STALL_EXIT_AFTER`.
 pub const EXIT_STALLED: i32 = 70;
@@ -26,6 +27,8 @@ pub struct Judge {
     pub watchdog: bool,
     pub stall_exit_after: Option<Duration>,
     pub startup_grace: Duration,
+    /// Alerts (issue 14): stalls, recoveries, components, the exit after a stall.
+    pub alerts: Alerts,
 }
 
 /// What the judge remembers between ticks, so each change is logged once.
@@ -33,6 +36,10 @@ pub struct Judge {
 struct Memory {
     stalled: bool,
     file_error: Option<String>,
+    /// When the current stall began (its last beat): a recovery's alert says how long it lasted.
+    stalled_since: Option<Instant>,
+    /// Components last seen failed, each alerted once.
+    failed: Vec<&'static str>,
 }
 
 impl Judge {
@@ -68,6 +75,7 @@ impl Judge {
             self.notifier.watchdog();
         }
         self.log_transition(&snapshot, fresh, memory);
+        self.alert_components(&snapshot, memory);
         self.check_stall_exit(&snapshot);
 
         if verdict.status.is_up() {
@@ -103,12 +111,47 @@ impl Judge {
                 stall_timeout_ms = snapshot.stall_timeout.as_millis() as u64,
                 "bot loop stalled: watchdog pings stopped, health file removed"
             );
+            let age = snapshot.heartbeat_age.unwrap_or_default();
+            memory.stalled_since = Instant::now().checked_sub(age);
+            self.alerts.send(Event::Stalled {
+                stalled_for: age,
+                reason,
+            });
         } else if fresh && memory.stalled {
             memory.stalled = false;
             tracing::info!(
                 heartbeats = snapshot.beats,
                 "bot loop recovered: heartbeat fresh again"
             );
+            // From the last beat before the stall to the one that ended it.
+            let stalled_for = memory.stalled_since.take().map_or(Duration::ZERO, |since| {
+                since
+                    .elapsed()
+                    .saturating_sub(snapshot.heartbeat_age.unwrap_or_default())
+            });
+            self.alerts.send(Event::Recovered { stalled_for });
+        }
+    }
+
+    /// Alerts (issue 14): a component turning failed, and back.
+    fn alert_components(&self, snapshot: &Snapshot, memory: &mut Memory) {
+        for (name, component) in &snapshot.components {
+            let known = memory.failed.contains(name);
+            match component {
+                Component::Failed(reason) if !known => {
+                    memory.failed.push(name);
+                    self.alerts.send(Event::ComponentFailed {
+                        component: name,
+                        reason: reason.clone(),
+                    });
+                }
+                Component::Ok | Component::Degraded(_) if known => {
+                    memory.failed.retain(|failed| failed != name);
+                    self.alerts
+                        .send(Event::ComponentRecovered { component: name });
+                }
+                _ => {}
+            }
         }
     }
 
@@ -125,6 +168,13 @@ impl Judge {
             exit_after.as_secs_f64()
         );
         tracing::error!(exit_code = EXIT_STALLED, "{reason}");
+        // Alerts (issue 14): out before the exit, and before the trigger
+        // (systemd may kill at once); at most two seconds.
+        self.alerts.send(Event::Exiting {
+            code: EXIT_STALLED,
+            reason: reason.clone(),
+        });
+        self.alerts.flush(Duration::from_secs(2));
         self.notifier.watchdog_trigger(&reason);
         if let Err(error) = self.file.remove() {
             tracing::warn!(%error, "could not remove the health file");

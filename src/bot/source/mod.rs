@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 use super::snapshot::Checkpoint;
+use crate::alerts::{Alerts, Event};
 use crate::health::{Component, HealthState};
 pub use lines::{Line, Lines};
 pub use parsed::ParsedLines;
@@ -59,14 +60,17 @@ pub enum Decision {
 pub struct FeedHealth {
     health: Arc<HealthState>,
     problems: Mutex<BTreeMap<String, String>>,
+    /// Alerts (issue 14): a source down or back.
+    alerts: Alerts,
 }
 
 impl FeedHealth {
-    pub fn new(health: Arc<HealthState>) -> Arc<Self> {
+    pub fn new(health: Arc<HealthState>, alerts: Alerts) -> Arc<Self> {
         health.set_component("feed", Component::Ok);
         Arc::new(FeedHealth {
             health,
             problems: Mutex::new(BTreeMap::new()),
+            alerts,
         })
     }
 
@@ -78,12 +82,23 @@ impl FeedHealth {
             .problems
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let changed = match problem {
-            Some(problem) => problems.insert(who.to_owned(), problem.clone()) != Some(problem),
+        let was_down = problems.contains_key(who);
+        let changed = match &problem {
+            Some(problem) => {
+                problems.insert(who.to_owned(), problem.clone()).as_ref() != Some(problem)
+            }
             None => problems.remove(who).is_some(),
         };
         if !changed {
             return false;
+        }
+        // Alerts (issue 14): on going down and coming back, not on each
+        // new wording of a problem (an exec feed's growing backoff).
+        let source = source_kind(who);
+        match problem {
+            Some(problem) if !was_down => self.alerts.send(Event::SourceDown { source, problem }),
+            None => self.alerts.send(Event::SourceUp { source }),
+            Some(_) => {}
         }
         let component = if problems.is_empty() {
             Component::Ok
@@ -101,6 +116,18 @@ impl FeedHealth {
         };
         self.health.set_component("feed", component);
         true
+    }
+}
+
+/// A source's kind from its name (`exec:...` → `exec`): the name itself
+/// may hold a credential; the quiet-feed check reports as `signals`.
+fn source_kind(who: &str) -> &'static str {
+    match who.split_once(':').map_or(who, |(kind, _)| kind) {
+        "file" => "file",
+        "exec" => "exec",
+        "webhook" => "webhook",
+        "stdin" => "stdin",
+        _ => "signals",
     }
 }
 

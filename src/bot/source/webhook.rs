@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::lines::{LineSplitter, Lines};
 use super::{Batch, Decision, ParsedLines};
+use crate::alerts::{Alerts, RefusedTokens};
 use crate::config::Secret;
 use crate::health::api::{json_response, text};
 use crate::health::http::{serve, Body, Limits};
@@ -37,6 +38,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Webhook {
     pub index: usize,
     pub listener: TcpListener,
+    /// Alerts (issue 14): a burst of refused tokens.
+    pub alerts: Alerts,
     pub token: Secret,
     pub body_limit: usize,
     pub batches: mpsc::Sender<Batch>,
@@ -45,6 +48,8 @@ pub struct Webhook {
 
 struct Handler {
     index: usize,
+    alerts: Alerts,
+    refused: std::cell::RefCell<RefusedTokens>,
     token: Secret,
     body_limit: usize,
     batches: mpsc::Sender<Batch>,
@@ -61,6 +66,8 @@ impl Webhook {
             .spawn(move || {
                 let handler = Rc::new(Handler {
                     index: self.index,
+                    alerts: self.alerts,
+                    refused: std::cell::RefCell::default(),
                     token: self.token,
                     body_limit: self.body_limit,
                     batches: self.batches,
@@ -119,6 +126,11 @@ impl Handler {
             .get(AUTHORIZATION)
             .is_some_and(|value| bearer_matches(value.as_bytes(), self.token.expose().as_bytes()));
         if !authorized {
+            // Alerts (issue 14).
+            let burst = self.refused.borrow_mut().refused(std::time::Instant::now());
+            if let Some(event) = burst {
+                self.alerts.send(event);
+            }
             let mut response = text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
             response
                 .headers_mut()
