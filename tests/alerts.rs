@@ -109,6 +109,11 @@ fn alerts_a_stall_gives_one_stalled_and_one_recovered_per_destination_while_one_
             "{}",
             received.text
         );
+        eprintln!(
+            "{:?}: recovery alert {:?} after the recovery was logged",
+            receiver.service,
+            received.at.duration_since(recovered_at)
+        );
     }
     // Each transition once, not once per tick.
     std::thread::sleep(Duration::from_secs(2));
@@ -162,6 +167,11 @@ fn alerts_the_exit_after_a_stall_is_sent_before_the_process_ends() {
         exiting.text.contains("STALL_EXIT_AFTER"),
         "{}",
         exiting.text
+    );
+    eprintln!(
+        "exit 70 came {:?} after the decision; the exit alert reached Discord {:?} before it",
+        exited.duration_since(decided),
+        exited.duration_since(exiting.at)
     );
     // The hanging destination holds the exit up for the bounded wait only.
     assert!(
