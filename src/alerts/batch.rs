@@ -38,7 +38,9 @@ impl Batch {
         {
             self.worst = Some(severity);
         }
-        if self.shown.len() < SHOWN {
+        if let Event::Counted { kind, count } = *event {
+            self.more[kind as usize] += count;
+        } else if self.shown.len() < SHOWN {
             self.shown.push(event);
         } else {
             self.more[event.kind() as usize] += 1;
@@ -53,7 +55,7 @@ impl Batch {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.shown.is_empty() && self.dropped == 0
+        self.shown.is_empty() && self.dropped == 0 && self.more.iter().all(|count| *count == 0)
     }
 
     /// When the pending batch may go out: now if nothing went out within

@@ -69,6 +69,10 @@ pub enum Event {
     SourceUp { source: &'static str },
     /// The webhook refused a burst of requests with a wrong token.
     TokensRefused { count: u64, within: Duration },
+    /// More trade events of one kind (fill, reject) than were sent one by
+    /// one: the bot loop sends a few in full per iteration and counts the
+    /// rest (see [`super::Digest`]).
+    Counted { kind: Kind, count: u64 },
     /// `tradingbot notify-test`.
     Test,
 }
@@ -187,6 +191,7 @@ impl Event {
             Event::RiskReject { .. } => Kind::Reject,
             Event::SourceDown { .. } | Event::SourceUp { .. } => Kind::Source,
             Event::TokensRefused { .. } => Kind::Auth,
+            Event::Counted { kind, .. } => *kind,
             Event::Test => Kind::Test,
         }
     }
@@ -202,6 +207,8 @@ impl Event {
                 Severity::Success
             }
             Event::RiskReject { .. } => Severity::Warning,
+            Event::Counted { kind, .. } if *kind == Kind::Reject => Severity::Warning,
+            Event::Counted { .. } => Severity::Info,
             Event::Started { .. } | Event::Stopped { .. } | Event::Fill { .. } | Event::Test => {
                 Severity::Info
             }
@@ -223,6 +230,7 @@ impl Event {
             Event::SourceDown { source, .. } => format!("{source} source down"),
             Event::SourceUp { source } => format!("{source} source back"),
             Event::TokensRefused { .. } => "Webhook refused bad tokens".into(),
+            Event::Counted { kind, .. } => format!("More {}", kind.name()),
             Event::Test => "Test message".into(),
         }
     }
@@ -283,6 +291,7 @@ impl Event {
                 "{count} requests with a missing or wrong token within {}",
                 seconds(*within)
             ),
+            Event::Counted { kind, count } => format!("{count} more {} events", kind.name()),
             Event::Test => "tradingbot notify-test: this destination works".into(),
         }
     }
@@ -340,6 +349,7 @@ impl Event {
             Event::TokensRefused { count, within } => {
                 json!({ "count": count, "within_seconds": within.as_secs_f64() })
             }
+            Event::Counted { count, .. } => json!({ "count": count }),
             Event::Test => json!({}),
         };
         if let Value::Object(map) = &mut fields {

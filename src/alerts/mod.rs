@@ -360,6 +360,52 @@ pub fn notify_test(settings: &Settings, out: &mut dyn Write) -> std::io::Result<
     Ok(all_delivered)
 }
 
+/// Trade events of one kind sent in full per loop iteration; the rest of
+/// the iteration's are counted. A destination shows five per message at
+/// most anyway, and a busy loop then pays a counter increment per fill
+/// instead of an allocation and a lock.
+const DIGEST_SHOWN: u64 = 5;
+
+/// One loop iteration's trade events (fills, risk rejects): the first few
+/// of each kind in full, the rest as one count, all sent by
+/// [`Digest::send`] at the iteration's end.
+#[derive(Default)]
+pub struct Digest {
+    events: Vec<Event>,
+    /// Per kind (indexed by `Kind as usize`): events seen this iteration.
+    seen: [u64; Kind::ALL.len()],
+}
+
+impl Digest {
+    /// Notes one event of `kind`; `make` builds it only if it will be sent in full.
+    pub fn add(&mut self, alerts: &Alerts, kind: Kind, make: impl FnOnce() -> Event) {
+        if !alerts.wants(kind) {
+            return;
+        }
+        let seen = &mut self.seen[kind as usize];
+        *seen += 1;
+        if *seen <= DIGEST_SHOWN {
+            self.events.push(make());
+        }
+    }
+
+    /// Sends what the iteration gathered.
+    pub fn send(&mut self, alerts: &Alerts) {
+        for event in self.events.drain(..) {
+            alerts.send(event);
+        }
+        for kind in Kind::ALL {
+            let seen = std::mem::take(&mut self.seen[kind as usize]);
+            if seen > DIGEST_SHOWN {
+                alerts.send(Event::Counted {
+                    kind,
+                    count: seen - DIGEST_SHOWN,
+                });
+            }
+        }
+    }
+}
+
 /// Refusals of the webhook's token that make a burst worth an alert.
 const REFUSAL_BURST: u64 = 10;
 

@@ -37,6 +37,9 @@ struct Inbox {
     dropped_batched: u64,
     /// Urgent events taken by the thread and not yet delivered or given up.
     busy: usize,
+    /// The thread is waiting for work. A push wakes it only then: a
+    /// wake-up is a system call, and a busy bot pushes a fill per signal.
+    waiting: bool,
 }
 
 #[derive(Default)]
@@ -77,7 +80,9 @@ impl Outbox {
             metrics.dropped();
         }
         queue.push_back(event);
-        self.wake.notify_one();
+        if std::mem::take(&mut inbox.waiting) {
+            self.wake.notify_one();
+        }
     }
 
     /// Waits until no urgent event is waiting or being delivered, or
@@ -173,6 +178,7 @@ impl Worker {
                     dropped_urgent: std::mem::take(&mut inbox.dropped_urgent),
                 };
             }
+            inbox.waiting = true;
             inbox = match due {
                 Some(due) => {
                     self.outbox

@@ -28,7 +28,7 @@ use super::source::file::FileSource;
 use super::source::webhook::Webhook;
 use super::source::{self, Batch, Decision, FeedHealth, Outcome};
 use super::SourceSpec;
-use crate::alerts::{Alerts, Event, Kind};
+use crate::alerts::{Alerts, Digest, Event, Kind};
 use crate::config::Config;
 use crate::health::{Component, HealthState, Heartbeat};
 
@@ -105,6 +105,8 @@ pub struct Bot {
     positions_moved: bool,
     /// Alerts (issue 14): lifecycle, fills, risk rejects.
     alerts: Alerts,
+    /// This iteration's fills and risk rejects, sent at its end.
+    trades: Digest,
 }
 
 impl Bot {
@@ -159,6 +161,7 @@ impl Bot {
             quiet: false,
             positions_moved: false,
             alerts,
+            trades: Digest::default(),
         };
         let mut recovered_fills = 0;
         for record in records {
@@ -289,6 +292,7 @@ impl Bot {
                 self.handle(batch);
             }
             self.append_checkpoints();
+            self.trades.send(&self.alerts);
             self.try_commit(!batches.is_empty());
             if std::mem::take(&mut self.positions_moved) {
                 self.figures.positions = self.engine.positions();
@@ -460,16 +464,14 @@ impl Bot {
                     source: signal.source.as_deref().map(Cow::Borrowed),
                 });
                 self.records += 1;
-                // Alerts (issue 14): built only when some destination wants fills.
-                if self.alerts.wants(Kind::Fill) {
-                    self.alerts.send(Event::Fill {
-                        id: signal.id.to_string(),
-                        symbol: fill.symbol.to_owned(),
-                        side: fill.side.as_str(),
-                        qty: fill.qty,
-                        price: fill.price,
-                    });
-                }
+                // Alerts (issue 14): built only when it will be sent in full.
+                self.trades.add(&self.alerts, Kind::Fill, || Event::Fill {
+                    id: signal.id.to_string(),
+                    symbol: fill.symbol.to_owned(),
+                    side: fill.side.as_str(),
+                    qty: fill.qty,
+                    price: fill.price,
+                });
                 Decided {
                     id: Some(signal.id),
                     result: Decision::Filled,
@@ -483,13 +485,14 @@ impl Bot {
                 };
                 self.reject(source, bytes, &reject, now_ms);
                 // Alerts (issue 14): risk-limit rejects only.
-                if is_risk_limit(reject.reason) && self.alerts.wants(Kind::Reject) {
-                    self.alerts.send(Event::RiskReject {
-                        id: reject.id.clone(),
-                        symbol: signal.symbol.to_string(),
-                        reason: reject.reason.label(),
-                        detail: reject.detail.clone(),
-                    });
+                if is_risk_limit(reject.reason) {
+                    self.trades
+                        .add(&self.alerts, Kind::Reject, || Event::RiskReject {
+                            id: reject.id.clone(),
+                            symbol: signal.symbol.to_string(),
+                            reason: reject.reason.label(),
+                            detail: reject.detail.clone(),
+                        });
                 }
                 Decided::refused(Decision::Rejected, Cow::Owned(reject))
             }
