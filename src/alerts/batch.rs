@@ -223,4 +223,21 @@ mod tests {
         assert_eq!(message.severity, Severity::Warning);
         assert!(batch.is_empty());
     }
+
+    #[test]
+    fn counted_events_join_the_counts() {
+        let mut batch = Batch::default();
+        batch.add(fill(1));
+        batch.add(Arc::new(Event::Counted {
+            kind: Kind::Fill,
+            count: 40,
+        }));
+        let message = batch.take(Instant::now());
+        assert_eq!(message.title, "41 fills");
+        assert!(
+            message.text.contains("40 more fills since "),
+            "{}",
+            message.text
+        );
+    }
 }

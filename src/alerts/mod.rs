@@ -501,6 +501,30 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_builds_five_events_a_kind_and_counts_the_rest() {
+        let mut settings = Settings::new("bot", Duration::from_secs(1), TELEGRAM_API).unwrap();
+        settings
+            .add_destinations("json://127.0.0.1:1/x?events=fill")
+            .unwrap();
+        let alerts = Alerts::start(&settings).unwrap();
+        let mut digest = Digest::default();
+        let mut built = 0;
+        for _ in 0..12 {
+            digest.add(&alerts, Kind::Fill, || {
+                built += 1;
+                Event::Test
+            });
+        }
+        digest.add(&alerts, Kind::Reject, || {
+            unreachable!("nobody wants rejects")
+        });
+        assert_eq!(built, 5);
+        assert_eq!(digest.events.len(), 5);
+        assert_eq!(digest.seen[Kind::Fill as usize], 12);
+        assert_eq!(digest.seen[Kind::Reject as usize], 0);
+    }
+
+    #[test]
     fn ten_refusals_within_a_minute_make_one_burst() {
         let mut refused = RefusedTokens::default();
         let start = Instant::now();
