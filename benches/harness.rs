@@ -6,8 +6,8 @@
 //!
 //! RUNS (default 10) sets the repetitions of the start-up and ingest figures; PEERS
 //! (default ../shared/peers) where the Python peers live; ONLY (a comma list
-//! of startup, memory, load, isolation, stall, stop, ingest, idle) runs
-//! only those sections.
+//! of startup, memory, load, isolation, stall, stop, ingest, idle, alerts)
+//! runs only those sections.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -34,7 +34,7 @@ fn main() {
             .map_or(true, |only| only.split(',').any(|name| name == section))
     };
     let million = work.0.join("million.jsonl");
-    if wanted("memory") || wanted("stop") {
+    if wanted("memory") || wanted("stop") || wanted("alerts") {
         write_feed(&million, 1_000_000);
     }
 
@@ -91,6 +91,10 @@ fn main() {
     if wanted("ingest") {
         flush_disk();
         ingest(&mut table, runs, python, &peers, &work.0);
+    }
+    if wanted("alerts") {
+        flush_disk();
+        alerts(&mut table, runs, &million);
     }
     if wanted("idle") {
         let (cpu, wakeups) = idle_cost(Duration::from_secs(30));
@@ -212,6 +216,55 @@ fn ingest(table: &mut Table, runs: usize, python: Option<&Path>, peers: &Path, w
             ours,
             peer,
             Better::Higher,
+        );
+    }
+}
+
+/// A 1M-signal ingest and `/health` at 1,000 req/s during it, without
+/// alerts and with every event (a million fills) going to a destination
+/// that accepts connections and never answers: the loop and the health
+/// server must not notice it.
+fn alerts(table: &mut Table, runs: usize, million: &Path) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging = format!(
+        "json://127.0.0.1:{}/hook?min_interval=1s",
+        listener.local_addr().unwrap().port()
+    );
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let source = format!("file:{}", million.display());
+    for (label, urls) in [
+        ("alerts off", None),
+        ("a hanging alert destination", Some(hanging.as_str())),
+    ] {
+        let mut env = vec![("SIGNAL_SOURCE", source.as_str()), ("FSYNC", "batch")];
+        if let Some(urls) = urls {
+            env.extend([("NOTIFY_URLS", urls), ("NOTIFY_TIMEOUT", "600s")]);
+        }
+        let rates = repeat(runs.min(3), || {
+            flush_disk();
+            let started = Instant::now();
+            let ours = Server::ours(&env);
+            wait_until_decided(&ours, 1_000_000, Duration::from_millis(2));
+            1_000_000.0 / started.elapsed().as_secs_f64()
+        });
+        table.row(
+            &format!("ingest, 1M signals, FSYNC=batch, {label}"),
+            "signals/s",
+            rates,
+            None,
+            Better::Higher,
+        );
+        flush_disk();
+        let mut ours = Server::ours(&env);
+        time_to_livez(&mut ours);
+        table.latency_rows(
+            &format!("/health at 1,000 req/s during that ingest, {label}"),
+            open_loop(&mut ours, 1000, Duration::from_millis(500)),
         );
     }
 }

@@ -8,4 +8,5 @@ pub struct Config {
     pub health: crate::health::settings::Settings,
     pub bot: crate::bot::settings::Settings,
     pub log: crate::logging::Settings,
+    pub alerts: crate::alerts::Settings,
 }

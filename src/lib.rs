@@ -1,6 +1,7 @@
 //! tradingbot: a signal-driven paper-trading bot loop run as a Linux service
 //! whose health signal tells the truth. See ARCHITECTURE.md for the map.
 
+pub mod alerts;
 pub mod bot;
 pub mod cli;
 pub mod config;
@@ -39,6 +40,19 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<Exit, Error> {
         cli::Command::Print(text) => {
             print!("{text}");
             Ok(Exit::Clean)
+        }
+        cli::Command::NotifyTest(settings) => {
+            let delivered = alerts::notify_test(&settings, &mut std::io::stdout().lock()).map_err(
+                |source| Error::Io {
+                    what: "cannot write the notify-test report",
+                    source,
+                },
+            )?;
+            Ok(if delivered {
+                Exit::Clean
+            } else {
+                Exit::Failure
+            })
         }
         cli::Command::Health(settings) => health::probe::probe(&settings)
             .map(|()| Exit::Clean)

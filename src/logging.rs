@@ -94,9 +94,19 @@ pub fn init(settings: &Settings) -> (LogControl, Sink) {
     });
     let _ = tracing_subscriber::registry()
         .with(filter)
+        .with(without_http_client_detail())
         .with(journald)
         .with(text)
         .with(json)
         .try_init();
     (LogControl { filter: handle }, sink)
+}
+
+/// Alerts (issue 14): the HTTP client (ureq) logs request lines and
+/// headers at debug and trace, and a webhook URL's path is its token. No
+/// RUST_LOG may show them: below WARN, its records are dropped.
+fn without_http_client_detail() -> tracing_subscriber::filter::FilterFn {
+    tracing_subscriber::filter::filter_fn(|metadata| {
+        !metadata.target().starts_with("ureq") || *metadata.level() <= tracing::Level::WARN
+    })
 }

@@ -1,6 +1,8 @@
 //! Integration tests: each module drives the real `tradingbot` binary
 //! against real sockets, files, signals and processes.
 
+mod alerts;
+mod alerts_fakes;
 mod bot_crash;
 mod bot_journal;
 mod bot_signals;

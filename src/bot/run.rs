@@ -24,6 +24,8 @@ use super::ledger::{self, Ledger};
 use super::metrics::{self, BotMetrics, Figures};
 use super::settings::Settings;
 use super::signal::{Reject, Signal};
+use crate::alerts::{Alerts, Digest, Event, Kind};
+use crate::health::metrics::Combined;
 use crate::health::{HealthState, Heartbeat};
 
 /// Batches the channel holds before sources wait: bounds memory (a parsed
@@ -76,6 +78,9 @@ pub struct Bot {
     started: Instant,
     quiet: bool,
     positions_moved: bool,
+    alerts: Alerts,
+    /// This iteration's fills and risk rejects, sent at its end.
+    trades: Digest,
 }
 
 impl Bot {
@@ -85,16 +90,21 @@ impl Bot {
         config: &Settings,
         idle_tick: Duration,
         health: &Arc<HealthState>,
+        alerts: Alerts,
     ) -> Result<Bot, BotError> {
         let mut engine = Engine::new(config.risk, Box::new(PaperExecution));
+        let mut recovered_fills = 0u64;
         let ledger = Ledger::recover(
             config.state_dir.clone(),
             config.fsync,
             Arc::clone(health),
-            |fill| engine.apply(fill),
+            |fill| {
+                recovered_fills += 1;
+                engine.apply(fill)
+            },
         )?;
         let mut bot = Bot {
-            feed: FeedHealth::new(Arc::clone(health)),
+            feed: FeedHealth::new(Arc::clone(health), alerts.clone()),
             metrics: BotMetrics::new(),
             figures: Figures::new(config.intake.sources.iter().map(SourceSpec::kind)),
             names: config.intake.sources.iter().map(SourceSpec::name).collect(),
@@ -108,6 +118,8 @@ impl Bot {
             started: Instant::now(),
             quiet: false,
             positions_moved: false,
+            alerts,
+            trades: Digest::default(),
         };
         tracing::info!(
             journal = %bot.ledger.journal_path().display(),
@@ -120,7 +132,19 @@ impl Bot {
         bot.commit(false);
         bot.intake = Some(Intake::bind(config.intake.clone())?);
         bot.metrics.publish(&bot.figures);
-        health.set_bot_metrics(bot.metrics.clone());
+        // The notifier's figures beside the bot's.
+        match bot.alerts.metrics() {
+            Some(alerts) => {
+                health.set_bot_metrics(Arc::new(Combined(vec![bot.metrics.clone(), alerts])))
+            }
+            None => health.set_bot_metrics(bot.metrics.clone()),
+        }
+        bot.alerts.send(Event::Started {
+            version: env!("CARGO_PKG_VERSION"),
+            journal_records: bot.ledger.records(),
+            recovered_fills,
+            positions: bot.figures.positions.len(),
+        });
         Ok(bot)
     }
 
@@ -178,6 +202,7 @@ impl Bot {
                 self.ledger
                     .append_checkpoint(&self.names[source], checkpoint);
             }
+            self.trades.send(&self.alerts);
             self.commit(!batches.is_empty());
             if std::mem::take(&mut self.positions_moved) {
                 self.figures.positions = self.engine.positions();
@@ -205,6 +230,11 @@ impl Bot {
             left_for_restart,
             "bot loop: drained, journal committed"
         );
+        self.alerts.send(Event::Stopped {
+            signals: self.figures.total(None),
+            fills: self.figures.total(Some(metrics::Result::Filled)),
+            rejects: self.figures.total(Some(metrics::Result::Rejected)),
+        });
         Ok(())
     }
 
@@ -271,6 +301,14 @@ impl Bot {
                     price: fill.price,
                     source: signal.source.as_deref().map(Cow::Borrowed),
                 });
+                // Built only when it will be sent in full.
+                self.trades.add(&self.alerts, Kind::Fill, || Event::Fill {
+                    id: signal.id.to_string(),
+                    symbol: fill.symbol.to_owned(),
+                    side: fill.side.as_str(),
+                    qty: fill.qty,
+                    price: fill.price,
+                });
                 Decided {
                     id: Some(signal.id),
                     result: Decision::Filled,
@@ -283,6 +321,15 @@ impl Bot {
                     ..reject
                 };
                 self.reject(source, bytes, &reject, now_ms);
+                if reject.reason.is_risk_limit() {
+                    self.trades
+                        .add(&self.alerts, Kind::Reject, || Event::RiskReject {
+                            id: reject.id.clone(),
+                            symbol: signal.symbol.to_string(),
+                            reason: reject.reason.label(),
+                            detail: reject.detail.clone(),
+                        });
+                }
                 Decided::refused(Decision::Rejected, Cow::Owned(reject))
             }
         }

@@ -122,6 +122,14 @@ impl Reason {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// A reject by one of the risk limits: what an operator is alerted to.
+    pub fn is_risk_limit(self) -> bool {
+        matches!(
+            self,
+            Reason::MaxPositionQty | Reason::MaxOrderNotional | Reason::MaxOrdersPerMinute
+        )
+    }
 }
 
 /// A refusal: the reason, a sentence for the journal and the operator, and

@@ -68,9 +68,9 @@ pub(super) fn report(definitions: &Command, matches: &ArgMatches, config: &Confi
 
 /// What the daemon will do with those values, where that is not the value
 /// itself.
-fn derived(config: &Config) -> [(&'static str, String); 4] {
+fn derived(config: &Config) -> Vec<(&'static str, String)> {
     let duration = |value| humantime::format_duration(value).to_string();
-    [
+    let mut derived = vec![
         ("PORTS", format!("{:?}", config.health.ports)),
         ("LOCK_FILE", config.daemon.lock_file.display().to_string()),
         (
@@ -81,5 +81,8 @@ fn derived(config: &Config) -> [(&'static str, String); 4] {
                 .map_or("off".into(), |watchdog| duration(watchdog.timeout)),
         ),
         ("TICK", duration(config.health.tick())),
-    ]
+    ];
+    // Labels and options only, never a URL.
+    derived.extend(config.alerts.describe());
+    derived
 }

@@ -4,6 +4,7 @@
 //! Every flag has an env var. Errors are one line naming the flag and its
 //! env var. Nothing after [`parse`] reads the environment.
 
+mod alerts;
 mod describe;
 mod run;
 mod values;
@@ -64,6 +65,10 @@ enum Subcommands {
     /// Prints KEY=VALUE lines (an env file), grouped by where each value
     /// came from: a flag, the environment, or the default; secrets redacted.
     CheckConfig(RunArgs),
+    /// Send a test alert to every NOTIFY_URLS destination and print, per
+    /// destination, the outcome (HTTP status, latency, the service's
+    /// error); exit 1 if any failed. Reads the same settings as `run`.
+    NotifyTest(RunArgs),
 }
 
 /// What the command line asks for, validated.
@@ -75,6 +80,7 @@ pub enum Command {
     CheckConfig(String),
     /// `--help` or `--version`: the text to print.
     Print(String),
+    NotifyTest(Box<crate::alerts::Settings>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +104,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
         None => Ok(Command::Run(Box::new(cli.run.into_config()?))),
         Some(Subcommands::Run(args)) => Ok(Command::Run(Box::new(args.into_config()?))),
         Some(Subcommands::Health(args)) => Ok(Command::Health(args.into_settings())),
+        Some(Subcommands::NotifyTest(args)) => {
+            Ok(Command::NotifyTest(Box::new(args.into_config()?.alerts)))
+        }
         Some(Subcommands::CheckConfig(args)) => {
             let config = args.into_config()?;
             let matches = matches

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, ValueEnum};
 
+use super::alerts::AlertArgs;
 use super::values::{parse_duration, parse_positive};
 use super::{invalid, ConfigError};
 use crate::bot::intake::{self, SourceSpec, WebhookSettings};
@@ -31,6 +32,8 @@ pub struct RunArgs {
     daemon: DaemonArgs,
     #[command(flatten, next_help_heading = "Logging")]
     log: LogArgs,
+    #[command(flatten)]
+    alerts: AlertArgs,
 }
 
 impl RunArgs {
@@ -41,6 +44,7 @@ impl RunArgs {
             daemon: self.daemon.into_settings(&bot.state_dir),
             health: self.health.into_settings(&service)?,
             log: self.log.into_settings(service.journal_stream)?,
+            alerts: self.alerts.settings().map_err(ConfigError::Invalid)?,
             bot,
         })
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{Alerts, Event};
 use crate::bot::Bot;
 use crate::config::Config;
 use crate::health::api::HealthApi;
@@ -39,6 +40,11 @@ pub fn run(config: &Config) -> Result<(), Error> {
     })?;
     // Before the port: a duplicate must never hide behind a fallback port.
     let _lock = lock::acquire(&config.daemon.lock_file)?;
+    // After the lock, so a duplicate instance sends none.
+    let alerts = Alerts::start(&config.alerts).map_err(|source| Error::Io {
+        what: "cannot start the alert threads",
+        source,
+    })?;
 
     let health = HealthState::new(config.health.stall_timeout, config.health.startup_grace);
     // Before the port: the health server reports its own failure to it.
@@ -55,6 +61,7 @@ pub fn run(config: &Config) -> Result<(), Error> {
         stall_exit_after: config.health.stall_exit_after,
         startup_grace: config.health.startup_grace,
         drain_timeout: config.health.drain_timeout,
+        alerts: alerts.clone(),
     }
     .spawn()
     .map_err(|source| Error::Io {
@@ -97,7 +104,7 @@ pub fn run(config: &Config) -> Result<(), Error> {
             what: "cannot start the bot runtime",
             source,
         })?;
-    let outcome = runtime.block_on(run_bot(config, &health, &judge.inbox(), shutdown));
+    let outcome = runtime.block_on(run_bot(config, &health, &judge.inbox(), &alerts, shutdown));
     judge.finish();
     // The bot has drained and flushed by now; what is left (a blocking read
     // of stdin, say) must not hold the exit hostage.
@@ -106,6 +113,15 @@ pub fn run(config: &Config) -> Result<(), Error> {
         Ok(()) => tracing::info!("stopped cleanly"),
         Err(error) => tracing::error!(%error, "stopped on error"),
     }
+    // The bot said "stopped" after its drain; a failure is said here.
+    // Either goes out before the exit, within two seconds.
+    if let Err(error) = &outcome {
+        alerts.send(Event::Exiting {
+            code: i32::from(error.exit().code()),
+            reason: error.to_string(),
+        });
+    }
+    alerts.flush(std::time::Duration::from_secs(2));
     outcome
 }
 
@@ -163,11 +179,18 @@ async fn run_bot(
     config: &Config,
     health: &Arc<HealthState>,
     judge: &Inbox,
+    alerts: &Alerts,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // Lets tests and rehearsals hold the daemon in its "starting" state.
     fail::fail_point!("daemon::init");
-    let bot = Bot::init(&config.bot, config.health.heartbeat_interval, health).await?;
+    let bot = Bot::init(
+        &config.bot,
+        config.health.heartbeat_interval,
+        health,
+        alerts.clone(),
+    )
+    .await?;
     let mut bot_loop = tokio::spawn(bot.run(health.heartbeat(), shutdown.clone()));
     tokio::select! {
         () = health.first_beat() => {

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::file::{FileError, HealthFile, HealthRecord};
 use super::notify::Notifier;
-use super::state::{HealthState, HealthView, Status};
+use super::state::{Component, HealthState, HealthView, Status};
+use crate::alerts::{Alerts, Event};
 use crate::exit::{self, Exit};
 
 /// What the other threads tell the judge. Each is acted on at once.
@@ -62,6 +63,8 @@ pub(crate) struct Judge {
     pub(crate) stall_exit_after: Option<Duration>,
     pub(crate) startup_grace: Duration,
     pub(crate) drain_timeout: Duration,
+    /// Stalls, recoveries, failed components and exits go to chat too.
+    pub(crate) alerts: Alerts,
 }
 
 /// The running judge: its inbox, and the thread to join once finished.
@@ -90,6 +93,11 @@ struct Memory {
     announced_ready: bool,
     drain_deadline: Option<Instant>,
     file_error: Option<String>,
+    /// When the current stall began (its last beat): a recovery's alert
+    /// says how long it lasted.
+    stalled_since: Option<Instant>,
+    /// Components last seen failed, each alerted once.
+    failed: Vec<&'static str>,
 }
 
 impl Judge {
@@ -174,6 +182,13 @@ impl Judge {
     /// sd_notify), take the health file away, exit.
     fn terminate(&self, exit: Exit, why: &str) -> ! {
         tracing::error!(exit_code = exit.code(), "{why}; exiting {}", exit.code());
+        // Out before the exit, and before a watchdog trigger (systemd may
+        // kill at once); the flush waits at most two seconds.
+        self.alerts.send(Event::Exiting {
+            code: i32::from(exit.code()),
+            reason: why.to_owned(),
+        });
+        self.alerts.flush(Duration::from_secs(2));
         if exit == Exit::Stalled {
             self.notifier.watchdog_trigger(why);
         } else {
@@ -200,6 +215,7 @@ impl Judge {
             self.notifier.watchdog();
         }
         self.log_transition(&view, fresh, memory);
+        self.alert_components(&view, memory);
         self.check_stall_exit(&view);
 
         if verdict.status.is_up() {
@@ -243,6 +259,12 @@ impl Judge {
                 stall_timeout_ms = view.stall_timeout.as_millis() as u64,
                 "bot loop stalled: watchdog pings stopped, health file removed"
             );
+            let age = view.heartbeat_age.unwrap_or_default();
+            memory.stalled_since = Instant::now().checked_sub(age);
+            self.alerts.send(Event::Stalled {
+                stalled_for: age,
+                reason,
+            });
         } else if fresh && memory.stalled {
             memory.stalled = false;
             self.state.set_stalled(false);
@@ -250,6 +272,35 @@ impl Judge {
                 heartbeats = view.beats,
                 "bot loop recovered: heartbeat fresh again"
             );
+            // From the last beat before the stall to the one that ended it.
+            let stalled_for = memory.stalled_since.take().map_or(Duration::ZERO, |since| {
+                since
+                    .elapsed()
+                    .saturating_sub(view.heartbeat_age.unwrap_or_default())
+            });
+            self.alerts.send(Event::Recovered { stalled_for });
+        }
+    }
+
+    /// A component turning failed, and back.
+    fn alert_components(&self, view: &HealthView, memory: &mut Memory) {
+        for (name, component) in &view.components {
+            let known = memory.failed.contains(name);
+            match component {
+                Component::Failed(reason) if !known => {
+                    memory.failed.push(name);
+                    self.alerts.send(Event::ComponentFailed {
+                        component: name,
+                        reason: reason.clone(),
+                    });
+                }
+                Component::Ok | Component::Degraded(_) if known => {
+                    memory.failed.retain(|failed| failed != name);
+                    self.alerts
+                        .send(Event::ComponentRecovered { component: name });
+                }
+                _ => {}
+            }
         }
     }
 

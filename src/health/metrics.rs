@@ -75,6 +75,28 @@ pub trait MetricsSource: Send + Sync {
     fn health_fields(&self, _out: &mut Vec<(&'static str, Option<f64>)>) {}
 }
 
+/// Several sources listed as one, in order; the first summary wins. Lets
+/// the bot's slot carry other parts' figures too (alerts, issue 14).
+pub struct Combined(pub Vec<std::sync::Arc<dyn MetricsSource>>);
+
+impl MetricsSource for Combined {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        for source in &self.0 {
+            source.samples(out);
+        }
+    }
+
+    fn summary(&self) -> Option<String> {
+        self.0.iter().find_map(|source| source.summary())
+    }
+
+    fn health_fields(&self, out: &mut Vec<(&'static str, Option<f64>)>) {
+        for source in &self.0 {
+            source.health_fields(out);
+        }
+    }
+}
+
 /// Every metric name is prefixed so it cannot collide with an exporter's.
 const PREFIX: &str = "tradingbot_";
 

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::ledger::snapshot::Checkpoint;
+use crate::alerts::{Alerts, Event};
 use crate::health::{Component, HealthState};
 use lines::Lines;
 use parsed::ParsedLines;
@@ -195,15 +196,22 @@ pub enum Decision {
 pub struct FeedHealth {
     health: Arc<HealthState>,
     problems: Mutex<BTreeMap<String, String>>,
+    /// A source going down or coming back is also an alert.
+    alerts: Alerts,
 }
 
 impl FeedHealth {
-    pub fn new(health: Arc<HealthState>) -> Arc<Self> {
+    pub fn new(health: Arc<HealthState>, alerts: Alerts) -> Arc<Self> {
         health.set_component("feed", Component::Ok);
         Arc::new(FeedHealth {
             health,
             problems: Mutex::new(BTreeMap::new()),
+            alerts,
         })
+    }
+
+    pub(crate) fn alerts(&self) -> &Alerts {
+        &self.alerts
     }
 
     /// Records (or clears) `who`'s problem; true when that changed it.
@@ -214,12 +222,23 @@ impl FeedHealth {
             .problems
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let changed = match problem {
-            Some(problem) => problems.insert(who.to_owned(), problem.clone()) != Some(problem),
+        let was_down = problems.contains_key(who);
+        let changed = match &problem {
+            Some(problem) => {
+                problems.insert(who.to_owned(), problem.clone()).as_ref() != Some(problem)
+            }
             None => problems.remove(who).is_some(),
         };
         if !changed {
             return false;
+        }
+        // On going down and coming back, not on each new wording of a
+        // problem (an exec feed's growing backoff).
+        let source = source_kind(who);
+        match problem {
+            Some(problem) if !was_down => self.alerts.send(Event::SourceDown { source, problem }),
+            None => self.alerts.send(Event::SourceUp { source }),
+            Some(_) => {}
         }
         let component = if problems.is_empty() {
             Component::Ok
@@ -237,5 +256,17 @@ impl FeedHealth {
         };
         self.health.set_component("feed", component);
         true
+    }
+}
+
+/// A source's kind from its name (`exec:...` is `exec`): the name itself
+/// may hold a credential; the quiet-feed check reports as `signals`.
+fn source_kind(who: &str) -> &'static str {
+    match who.split_once(':').map_or(who, |(kind, _)| kind) {
+        "file" => "file",
+        "exec" => "exec",
+        "webhook" => "webhook",
+        "stdin" => "stdin",
+        _ => "signals",
     }
 }

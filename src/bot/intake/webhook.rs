@@ -8,6 +8,7 @@
 //! or a duplicate), 400 when some line was not (the others were still
 //! handled; the body says which was which), 503 while stopping.
 
+use std::cell::RefCell;
 use std::net::TcpListener;
 use std::rc::Rc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tokio::sync::oneshot;
 
 use super::lines::{LineSplitter, Lines};
 use super::{Batch, Decision, Outlet, WebhookSettings};
+use crate::alerts::RefusedTokens;
 use crate::health::api::{json_response, text};
 use crate::health::http::{spawn_server_thread, Body, Limits};
 use crate::secret::Secret;
@@ -41,6 +43,7 @@ pub(crate) fn spawn(
         outlet,
         token: settings.token,
         body_limit: settings.body_limit,
+        refused: RefCell::default(),
     };
     spawn_server_thread(
         "webhook",
@@ -65,6 +68,8 @@ struct Handler {
     outlet: Outlet,
     token: Secret,
     body_limit: usize,
+    /// A burst of refused tokens is an alert.
+    refused: RefCell<RefusedTokens>,
 }
 
 impl Handler {
@@ -96,6 +101,9 @@ impl Handler {
             .get(AUTHORIZATION)
             .is_some_and(|value| bearer_matches(value.as_bytes(), self.token.expose().as_bytes()));
         if !authorized {
+            if let Some(event) = self.refused.borrow_mut().refused(std::time::Instant::now()) {
+                self.outlet.feed.alerts().send(event);
+            }
             let mut response = text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
             response
                 .headers_mut()

@@ -262,11 +262,5 @@ impl Ledger {
 /// price): the id is then taken. A line refused as malformed takes no id,
 /// so a corrected resend is still handled.
 fn is_decision(reason: Reason) -> bool {
-    matches!(
-        reason,
-        Reason::NoPrice
-            | Reason::MaxPositionQty
-            | Reason::MaxOrderNotional
-            | Reason::MaxOrdersPerMinute
-    )
+    reason == Reason::NoPrice || reason.is_risk_limit()
 }
