@@ -15,6 +15,7 @@ pub mod os_signals;
 pub mod reaper;
 pub mod secret;
 mod sys;
+pub mod web;
 
 use std::ffi::OsString;
 
@@ -54,6 +55,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<Exit, Error> {
                 Exit::Failure
             })
         }
+        cli::Command::Web(settings) => web::run(&settings).map(|()| Exit::Clean),
         cli::Command::Health(settings) => health::probe::probe(&settings)
             .map(|()| Exit::Clean)
             .map_err(Error::from),

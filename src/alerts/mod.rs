@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 pub use event::{Event, Kind};
 
+/// Mozilla's roots, for `tradingbot web`'s HTTPS bots too.
+pub(crate) use delivery::root_certs;
 use delivery::{Client, Verdict};
 use destination::{Context, Destination, SigningKey};
 use metrics::{AlertMetrics, DestinationMetrics};

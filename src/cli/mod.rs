@@ -8,6 +8,7 @@ mod alerts;
 mod describe;
 mod run;
 mod values;
+mod web;
 
 use std::ffi::OsString;
 
@@ -69,6 +70,9 @@ enum Subcommands {
     /// destination, the outcome (HTTP status, latency, the service's
     /// error); exit 1 if any failed. Reads the same settings as `run`.
     NotifyTest(RunArgs),
+    /// Serve the dashboard: one page for one bot or many, read through
+    /// their read API (a separate process; README, "Dashboard").
+    Web(web::WebArgs),
 }
 
 /// What the command line asks for, validated.
@@ -81,6 +85,7 @@ pub enum Command {
     /// `--help` or `--version`: the text to print.
     Print(String),
     NotifyTest(Box<crate::alerts::Settings>),
+    Web(Box<crate::web::Settings>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +109,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
         None => Ok(Command::Run(Box::new(cli.run.into_config()?))),
         Some(Subcommands::Run(args)) => Ok(Command::Run(Box::new(args.into_config()?))),
         Some(Subcommands::Health(args)) => Ok(Command::Health(args.into_settings())),
+        Some(Subcommands::Web(args)) => Ok(Command::Web(Box::new(args.into_settings()?))),
         Some(Subcommands::NotifyTest(args)) => {
             Ok(Command::NotifyTest(Box::new(args.into_config()?.alerts)))
         }

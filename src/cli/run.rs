@@ -400,8 +400,9 @@ enum LogFormatArg {
     Json,
 }
 
+/// Shared with `tradingbot web` (`web.rs`).
 #[derive(Debug, Clone, Args)]
-struct LogArgs {
+pub(super) struct LogArgs {
     /// Log format on stderr (under systemd the journal is used instead).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_enum)]
     log_format: LogFormatArg,
@@ -417,7 +418,7 @@ struct LogArgs {
 }
 
 impl LogArgs {
-    fn into_settings(
+    pub(super) fn into_settings(
         self,
         journal_stream: Option<(u64, u64)>,
     ) -> Result<logging::Settings, ConfigError> {
@@ -438,14 +439,14 @@ impl LogArgs {
 /// What systemd (or a container manager) told the process through its
 /// environment: read here, once, with the flags.
 #[derive(Debug, Clone, Default)]
-struct ServiceEnv {
-    notify_socket: Option<NotifySocket>,
+pub(super) struct ServiceEnv {
+    pub(super) notify_socket: Option<NotifySocket>,
     watchdog: Option<Watchdog>,
-    journal_stream: Option<(u64, u64)>,
+    pub(super) journal_stream: Option<(u64, u64)>,
 }
 
 impl ServiceEnv {
-    fn from_env() -> Result<Self, ConfigError> {
+    pub(super) fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
         let notify_socket = var("NOTIFY_SOCKET")
             .map(NotifySocket::parse)
