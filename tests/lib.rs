@@ -29,3 +29,8 @@ mod packaging_support;
 mod packaging_systemd;
 mod signals;
 mod stall;
+
+// The dashboard (issue 13).
+mod web;
+mod web_browser;
+mod web_support;
