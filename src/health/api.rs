@@ -151,6 +151,27 @@ impl HealthApi {
                 f64::from(u8::from(view.verdict().status.is_up())),
             ),
         ];
+        // One series per component and status, 1 for the current one: an
+        // alert on the journal (or the feed) needs no parsing of /health.
+        for (name, component) in &view.components {
+            let current = match component {
+                Component::Ok => "ok",
+                Component::Degraded(_) => "degraded",
+                Component::Failed(_) => "failed",
+            };
+            for status in ["ok", "degraded", "failed"] {
+                samples.push(
+                    Sample::new(
+                        "component_status",
+                        Kind::Gauge,
+                        "1 for each component's current status (ok, degraded, failed), 0 for the others.",
+                        f64::from(u8::from(status == current)),
+                    )
+                    .label("component", *name)
+                    .label("status", status),
+                );
+            }
+        }
         for ((path, code), count) in self
             .requests
             .lock()
