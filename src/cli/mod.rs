@@ -58,8 +58,8 @@ enum Subcommands {
     /// Probe a running daemon through its health file (for HEALTHCHECK).
     ///
     /// Exits 0 when the health file is a regular file no older than
-    /// --max-age (and, with --http, /health answers 200); exits 1 with one
-    /// line on stderr saying why otherwise.
+    /// --max-age (and, with --http, /health answers 200; with --addr, only
+    /// that); exits 1 with one line on stderr saying why otherwise.
     Health(ProbeArgs),
     /// Validate the configuration, print it, and exit (0 valid, 2 invalid).
     ///
@@ -195,6 +195,11 @@ struct ProbeArgs {
     /// Timeout of the HTTP probe.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: std::time::Duration,
+
+    /// Only GET /health on this address, without a health file (for
+    /// `tradingbot web`, which keeps none).
+    #[arg(long, value_name = "IP:PORT", conflicts_with_all = ["http", "max_age"])]
+    addr: Option<std::net::SocketAddr>,
 }
 
 impl ProbeArgs {
@@ -204,6 +209,7 @@ impl ProbeArgs {
             file: self.file,
             http: self.http,
             timeout: self.timeout,
+            addr: self.addr,
         }
     }
 }

@@ -50,6 +50,9 @@ pub enum ProbeError {
 const FUTURE_SLACK: Duration = Duration::from_secs(1);
 
 pub fn probe(args: &ProbeSettings) -> Result<(), ProbeError> {
+    if let Some(addr) = args.addr {
+        return check_http(connectable(addr), args.timeout);
+    }
     let record = check_file(&args.file, args.max_age, SystemTime::now())?;
     if args.http {
         let path = args.file.display().to_string();

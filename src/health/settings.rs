@@ -44,6 +44,8 @@ pub struct ProbeSettings {
     pub max_age: Duration,
     pub http: bool,
     pub timeout: Duration,
+    /// GET `/health` here and skip the file (`tradingbot web` keeps none).
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// Where `NOTIFY_SOCKET` points: a path, or an abstract name (`@name`).
