@@ -89,6 +89,11 @@ fn debian_package_installs_and_enables_the_service() {
             "systemd/tradingbot.service",
         ),
         ("etc/tradingbot/tradingbot.env", "systemd/tradingbot.env"),
+        (
+            "usr/lib/systemd/system/tradingbot-web.service",
+            "systemd/tradingbot-web.service",
+        ),
+        ("etc/tradingbot/web.env", "systemd/tradingbot-web.env"),
     ] {
         assert_eq!(
             std::fs::read(unpacked.join(inside)).unwrap(),
@@ -105,8 +110,8 @@ fn debian_package_installs_and_enables_the_service() {
     assert!(postinst.contains("daemon-reload"), "{postinst}");
     assert_eq!(
         std::fs::read_to_string(control_dir.join("conffiles")).unwrap(),
-        "/etc/tradingbot/tradingbot.env\n",
-        "the env file must be a conffile: an upgrade keeps the operator's edits"
+        "/etc/tradingbot/tradingbot.env\n/etc/tradingbot/web.env\n",
+        "the env files must be conffiles: an upgrade keeps the operator's edits"
     );
 
     // apt install into a throwaway overlay of this machine, then enable.
