@@ -33,4 +33,5 @@ mod stall;
 // The dashboard (issue 13).
 mod web;
 mod web_browser;
+mod web_packaging;
 mod web_support;
