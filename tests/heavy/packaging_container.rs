@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::kit::daemon::BIN;
 use crate::kit::process::children;
 use crate::kit::wait::wait_until;
-use crate::packaging::podman::{podman, Container, Image};
+use crate::packaging::podman::{self, podman, Container, Image};
 use crate::packaging::{can_run, comm, ok, shipped};
 
 /// Debian's busybox-static: being static, it runs in the scratch image.
@@ -46,6 +46,7 @@ fn container_image_reports_health_stops_cleanly_and_restarts() {
     ) {
         return;
     }
+    podman::sweep_leftovers();
     let context = tempfile::Builder::new()
         .prefix("tb-image-")
         .tempdir()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::kit::daemon::BIN;
 use crate::kit::wait::wait_until;
-use crate::packaging::machine::{Bind, Machine, Root};
+use crate::packaging::machine::{self, Bind, Machine, Root};
 use crate::packaging::{can_run, ok, shipped};
 
 /// Builds the package around the test binary: cargo-deb's `--no-build`
@@ -111,8 +111,9 @@ fn debian_package_installs_and_enables_the_service() {
     );
 
     // apt install into a throwaway overlay of this machine, then enable.
+    machine::sweep_leftovers();
     let machine = Machine::boot(
-        &format!("tbdeb{}", std::process::id()),
+        "deb",
         Root::Overlay,
         &[Bind {
             host: deb.parent().unwrap().to_owned(),

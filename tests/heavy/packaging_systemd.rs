@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::kit::daemon::BIN;
 use crate::kit::wait::wait_until;
-use crate::packaging::machine::{Bind, Machine, Root};
+use crate::packaging::machine::{self, Bind, Machine, Root};
 use crate::packaging::{can_run, ok, shipped};
 
 const UNIT: &str = "tradingbot.service";
@@ -69,8 +69,9 @@ fn systemd_runs_the_shipped_unit() {
     // A copy of the shipped env file, writable so reload can be shown.
     let env_file = files.path().join("tradingbot.env");
     std::fs::copy(shipped("systemd/tradingbot.env"), &env_file).unwrap();
+    machine::sweep_leftovers();
     let machine = Machine::boot(
-        &format!("tbunit{}", std::process::id()),
+        "unit",
         Root::Volatile,
         &[
             Bind {

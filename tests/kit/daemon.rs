@@ -2,7 +2,9 @@
 //! of its own, and the running daemon it gives back.
 //!
 //! The daemon binds `PORT=0` and the test reads back the port it got (see
-//! [`Daemon::port`]): no test guesses a free port for it.
+//! [`Daemon::port`]): no test guesses a free port for it. Every daemon dies
+//! with its [`Daemon`] (a failed assertion included) and with the test
+//! binary (an abort included), and takes its descendants (exec feeds) along.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::log::Log;
 use super::port::Reserved;
-use super::process::{self, SIGTERM};
+use super::process::{self, SIGKILL, SIGTERM};
 use super::wait::SOON;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tradingbot");
@@ -134,6 +136,7 @@ impl Builder {
             .envs(self.env.iter().map(|(key, value)| (key, value)))
             .args(&self.args)
             .current_dir(self.dir.path());
+        process::die_with_parent(&mut command, SIGKILL);
         if let Some(limit) = self.fd_limit {
             process::limit_open_files(&mut command, limit);
         }
@@ -297,10 +300,18 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// Kills a daemon still running, and whatever it started (an exec feed
+    /// and its children live in process groups of their own, which only a
+    /// clean stop would end).
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let family = process::descendants(self.pid());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in family {
+            let _ = process::kill(pid, SIGKILL);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Processes from outside: signals, resource limits, `/proc` figures.
+//! Processes from outside: signals, resource limits, `/proc` figures, and
+//! the guarantee that what a test spawns dies with the test binary.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
@@ -47,6 +48,31 @@ pub fn await_exit(pid: i32, timeout: Duration) -> bool {
     ready > 0
 }
 
+/// Makes the kernel send `signal` to the child when the thread that spawns
+/// it dies, so that a test binary that aborts (or is killed) leaves no
+/// daemon behind. The kernel ties this to the spawning *thread*: spawn from
+/// the test's own thread, never from a helper thread that ends first.
+pub fn die_with_parent(command: &mut Command, signal: i32) {
+    // SAFETY: getpid(2) cannot fail.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: prctl(2) and getppid(2) are async-signal-safe and touch only
+    // the child; nothing is allocated between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: nobody would signal us.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "the test binary died during the spawn",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Caps the child's open descriptors (RLIMIT_NOFILE), to provoke EMFILE.
 pub fn limit_open_files(command: &mut Command, limit: u64) {
     let rlimit = libc::rlimit {
@@ -90,6 +116,18 @@ pub fn children(pid: i32) -> Vec<i32> {
                 .collect::<Vec<i32>>()
         })
         .collect()
+}
+
+/// Every descendant of `pid` right now, children first.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut found = children(pid);
+    let mut next = 0;
+    while next < found.len() {
+        let grandchildren = children(found[next]);
+        found.extend(grandchildren);
+        next += 1;
+    }
+    found
 }
 
 /// Runs `command`; panics with its output unless it exits 0. Returns stdout.

@@ -1,13 +1,21 @@
 //! A booted systemd in a container (systemd-nspawn on a throwaway root
 //! made of this machine's own files), for the unit and the package.
+//!
+//! Its name is `tbtest-OWNER-...` (see [`super::owner`]). It is powered off
+//! on drop (killed if it will not go), and nspawn is told to stop it when the
+//! test binary dies (SIGTERM on the parent's death: nspawn then powers the
+//! container off), so no exit path of a test leaves a machine running.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{ok, run};
-use crate::kit::process::{self, SIGKILL};
+use super::{ok, owner, run};
+use crate::kit::process::{self, SIGKILL, SIGTERM};
 use crate::kit::wait::wait_until;
+
+/// The prefix of every test machine's name.
+pub const PREFIX: &str = "tbtest-";
 
 /// A booted systemd in a container; powered off (or killed) on drop, so no
 /// exit path of a test leaves it running.
@@ -32,11 +40,13 @@ pub struct Bind {
 }
 
 impl Machine {
-    /// Boots `name` with `binds` on a throwaway root made of this machine's
-    /// own files, leaving the host untouched: `Root::Volatile` is a tmpfs
-    /// with the host's /usr read-only (fast, enough for a unit), and
-    /// `Root::Overlay` a writable overlay of the whole host (for dpkg).
-    pub fn boot(name: &str, root: Root, binds: &[Bind]) -> Machine {
+    /// Boots a machine named after `what` with `binds` on a throwaway root
+    /// made of this machine's own files, leaving the host untouched:
+    /// `Root::Volatile` is a tmpfs with the host's /usr read-only (fast,
+    /// enough for a unit), and `Root::Overlay` a writable overlay of the
+    /// whole host (for dpkg).
+    pub fn boot(what: &str, root: Root, binds: &[Bind]) -> Machine {
+        let name = format!("{PREFIX}{}-{what}", owner());
         let dir = tempfile::Builder::new()
             .prefix("tb-machine-")
             .tempdir()
@@ -78,7 +88,7 @@ impl Machine {
         };
         command
             .args(["--register=no", "--keep-unit", "--console=passive"])
-            .args(["-M", name])
+            .args(["-M", &name])
             // Its own network namespace: the daemon's port 8080 never meets
             // the host's (nor another test's).
             .arg("--private-network")
@@ -92,6 +102,7 @@ impl Machine {
             command.arg(format!("{kind}={}:{}", bind.host.display(), bind.target));
         }
         let output = std::fs::File::create(&log).unwrap();
+        process::die_with_parent(&mut command, SIGTERM);
         let nspawn = command
             .arg("-b")
             .stdin(Stdio::null())
@@ -217,4 +228,44 @@ fn child_named(parent: i32, name: &str) -> Option<i32> {
     process::children(parent)
         .into_iter()
         .find(|pid| super::comm(*pid) == name)
+}
+
+/// Every running test machine: (nspawn's pid, the machine's name).
+pub fn running() -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+            if !args.first()?.ends_with(b"systemd-nspawn") {
+                return None;
+            }
+            let name = args.windows(2).find(|pair| pair[0] == b"-M")?[1];
+            let name = String::from_utf8_lossy(name).into_owned();
+            name.starts_with(PREFIX).then_some((pid, name))
+        })
+        .collect()
+}
+
+/// Kills the machines of test binaries that are gone; those of a run still
+/// going are left alone. Says what it killed.
+pub fn sweep_leftovers() {
+    for (nspawn, name) in running() {
+        let owner = name[PREFIX.len()..]
+            .rsplit_once('-')
+            .map_or("", |(owner, _)| owner);
+        if super::owner_alive(owner) {
+            continue;
+        }
+        eprintln!("killing leftover test machine {name} (nspawn pid {nspawn})");
+        // Its PID 1 first: that ends every process in its namespace.
+        for pid in process::children(nspawn) {
+            let _ = process::kill(pid, SIGKILL);
+        }
+        let _ = process::kill(nspawn, SIGKILL);
+    }
 }
