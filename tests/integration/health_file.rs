@@ -67,6 +67,94 @@ fn removed_while_stalled_and_back_after_recovery() {
     assert_eq!(probe(&path, &["--max-age", "5s"]).0, 0);
 }
 
+/// The health file agrees with the other signals at the moments they
+/// change (DESIGN.md, "The health model": the judge acts on a state change
+/// at once, not only on its next tick):
+///
+/// - READY=1 tells the manager the daemon is up; at that very instant the
+///   health file exists and `tradingbot health` passes, or a HEALTHCHECK run
+///   just then (or an orchestrator that starts dependants on READY) sees a
+///   daemon that claims to be ready and fails its own probe;
+/// - the beat that ends a stall brings the file back at once: measured
+///   from outside against `/health` (computed from the heartbeat on each
+///   request), within one heartbeat interval of its first 200, plus 150 ms
+///   for a loaded machine.
+///
+/// Both are checked and both reported, whichever fails.
+#[cfg(feature = "failpoints")]
+#[test]
+fn the_health_file_is_there_at_ready_and_back_at_once_after_a_stall() {
+    use std::time::Instant;
+
+    use crate::kit::health_file::exists_now;
+    use crate::kit::http::http;
+    use crate::kit::notify::{is_ready, NotifySocket};
+    use crate::kit::wait::wait_every;
+
+    const HEARTBEAT: Duration = Duration::from_millis(100);
+    const SLACK: Duration = Duration::from_millis(150);
+    let socket = NotifySocket::path();
+    let daemon = Builder::new()
+        .env("NOTIFY_SOCKET", &socket.env_value)
+        .env("HEARTBEAT_INTERVAL", "100ms")
+        .env("STALL_TIMEOUT", "1s")
+        .env("FAILPOINTS", "bot::iteration=20*off->1*sleep(3000)->off")
+        .spawn();
+    let path = daemon.health_file();
+    let mut broken = Vec::new();
+
+    socket.expect("READY=1", is_ready);
+    // Looked at the moment READY=1 is read: no sleep, no retry.
+    let there = exists_now(&path);
+    let (code, stderr) = probe(&path, &[]);
+    eprintln!("at READY=1: health file there: {there}; probe exit {code} {stderr}");
+    if !there {
+        broken.push("READY=1 arrived before the health file existed".to_owned());
+    }
+    if code != 0 {
+        broken.push(format!(
+            "`tradingbot health` exited {code} just after READY=1: {}",
+            stderr.trim()
+        ));
+    }
+    assert_eq!(daemon.get("/health").0, 200);
+
+    assert!(wait_path(&path, true), "no health file while healthy");
+    assert_eq!(health_record(&path)["pid"], daemon.pid());
+    daemon.expect_log("bot loop stalled");
+    assert!(wait_path(&path, false), "health file kept during the stall");
+    // Both watched from here, each on a thread of its own, every 2 ms.
+    let addr = daemon.addr();
+    let healthy_again = std::thread::spawn(move || {
+        let back = wait_every(Duration::from_millis(2), SOON, || {
+            http(addr, "GET", "/health", &[]).is_ok_and(|(code, _)| code == 200)
+        });
+        back.then(Instant::now)
+    });
+    let watched = path.clone();
+    let file_again = std::thread::spawn(move || {
+        let back = wait_every(Duration::from_millis(2), SOON, || exists_now(&watched));
+        back.then(Instant::now)
+    });
+    let healthy_at = healthy_again
+        .join()
+        .unwrap()
+        .expect("/health never 200 again");
+    let file_at = file_again.join().unwrap().expect("health file never back");
+    daemon.expect_log("bot loop recovered");
+    let lag = file_at.saturating_duration_since(healthy_at);
+    eprintln!("after the stall: health file back {lag:?} after /health's first 200");
+    if lag > HEARTBEAT + SLACK {
+        broken.push(format!(
+            "health file back {lag:?} after /health turned 200; wanted within {:?}",
+            HEARTBEAT + SLACK
+        ));
+    }
+    assert_eq!(health_record(&path)["status"], "healthy");
+
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
 #[test]
 fn a_planted_symlink_is_never_followed() {
     let builder = Builder::new();
