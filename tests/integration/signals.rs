@@ -1,5 +1,7 @@
 //! Stopping: SIGTERM and SIGINT drain and exit 0, leaving nothing behind;
-//! a second signal (or the drain deadline) ends a stuck drain at once.
+//! a second stop signal a second or more after the first (a human pressing
+//! Ctrl-C again), or the drain deadline, ends a stuck drain at once, while
+//! two that come together (a manager signalling twice) still drain cleanly.
 
 use std::time::{Duration, Instant};
 
@@ -35,11 +37,12 @@ fn sigint_stops_cleanly_and_releases_everything() {
     stops_cleanly_on(SIGINT);
 }
 
-/// A loop wedged inside an iteration: the drain cannot finish on its own.
+/// A loop wedged inside an iteration (`FAILPOINTS`), with the stall seen:
+/// a drain begun now cannot finish until the wedge lets go.
 #[cfg(feature = "failpoints")]
-fn wedged(drain_timeout: &str) -> crate::kit::daemon::Daemon {
+fn wedged(failpoints: &str, drain_timeout: &str) -> crate::kit::daemon::Daemon {
     let daemon = Builder::new()
-        .env("FAILPOINTS", "bot::iteration=5*off->sleep(60000)")
+        .env("FAILPOINTS", failpoints)
         .env("DRAIN_TIMEOUT", drain_timeout)
         .spawn();
     daemon.wait_ready();
@@ -47,19 +50,57 @@ fn wedged(drain_timeout: &str) -> crate::kit::daemon::Daemon {
     daemon
 }
 
+/// Two SIGTERMs 1 ms apart are one request to stop (a manager signalling
+/// the process and its group, say), not a human insisting: the drain
+/// finishes and the exit is clean. The drain is held long by a one-off
+/// 3 s wedge of the loop, entered before the signals (the stall is seen)
+/// and left on its own about two seconds after them.
 #[cfg(feature = "failpoints")]
 #[test]
-fn a_second_signal_ends_a_stuck_drain_at_once() {
-    let mut daemon = wedged("60s");
+fn two_stop_signals_a_millisecond_apart_still_drain_cleanly() {
+    let mut daemon = wedged("bot::iteration=20*off->1*sleep(3000)->off", "30s");
+    daemon.signal(SIGTERM);
+    std::thread::sleep(Duration::from_millis(1));
+    assert!(
+        !daemon.has_exited(),
+        "the drain was over before the second signal"
+    );
+    daemon.signal(SIGTERM);
+    let status = daemon.wait_exit(SOON);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "two signals 1 ms apart forced the exit; log:\n{}",
+        daemon.log.dump()
+    );
+    daemon.expect_log("bot loop: drained");
+    daemon.expect_log("stopped cleanly");
+    assert!(!daemon.health_file().exists(), "health file left behind");
+}
+
+/// A second stop signal 1.5 s after the first, while the drain is stuck
+/// (the loop wedged for a minute, DRAIN_TIMEOUT a minute), ends it at once,
+/// with exit 1 and the reason in the log.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_second_stop_signal_a_second_later_ends_a_stuck_drain_at_once() {
+    let mut daemon = wedged("bot::iteration=5*off->sleep(60000)", "60s");
+    let first = Instant::now();
     daemon.signal(SIGTERM);
     daemon.expect_log("stopping: intake stops");
-    assert!(!daemon.has_exited(), "the wedge did not hold");
+    // The spacing is the point: a human's second Ctrl-C, 1.5 s on.
+    std::thread::sleep(
+        (first + Duration::from_millis(1500)).saturating_duration_since(Instant::now()),
+    );
+    assert!(!daemon.has_exited(), "the wedge did not hold the drain");
     let sent = Instant::now();
     daemon.signal(SIGTERM);
     let status = daemon.wait_exit(SOON);
-    assert!(
-        !status.success(),
-        "a forced stop must not look clean: {status}"
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a forced stop must exit 1; log:\n{}",
+        daemon.log.dump()
     );
     assert!(
         sent.elapsed() < Duration::from_secs(3),
@@ -72,7 +113,7 @@ fn a_second_signal_ends_a_stuck_drain_at_once() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn the_drain_deadline_ends_a_stuck_drain() {
-    let mut daemon = wedged("1s");
+    let mut daemon = wedged("bot::iteration=5*off->sleep(60000)", "1s");
     let sent = Instant::now();
     daemon.signal(SIGTERM);
     let status = daemon.wait_exit(SOON);
