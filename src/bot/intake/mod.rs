@@ -75,7 +75,9 @@ impl Intake {
                         addr: webhook.bind,
                         source,
                     })?;
-                tracing::info!(addr = %webhook.bind, "webhook listening on POST /signals");
+                // The address bound, not the one asked for: port 0 picks one.
+                let addr = listener.local_addr().unwrap_or(webhook.bind);
+                tracing::info!(%addr, port = addr.port(), "webhook listening on POST /signals");
                 Some(listener)
             }
             None => None,
