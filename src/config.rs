@@ -3,10 +3,10 @@
 //! nothing after that reads either.
 
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub daemon: crate::daemon::settings::Settings,
-    pub health: crate::health::settings::Settings,
-    pub bot: crate::bot::settings::Settings,
-    pub log: crate::logging::Settings,
-    pub alerts: crate::alerts::Settings,
+pub(crate) struct Config {
+    pub(crate) daemon: crate::daemon::settings::Settings,
+    pub(crate) health: crate::health::settings::Settings,
+    pub(crate) bot: crate::bot::settings::Settings,
+    pub(crate) log: crate::logging::Settings,
+    pub(crate) alerts: crate::alerts::Settings,
 }

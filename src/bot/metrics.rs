@@ -16,14 +16,14 @@ const FSYNC_BUCKETS: [f64; 10] = [
 ];
 
 #[derive(Clone, Default)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     buckets: [u64; FSYNC_BUCKETS.len()],
     count: u64,
     sum: f64,
 }
 
 impl Histogram {
-    pub fn observe(&mut self, duration: Duration) {
+    pub(crate) fn observe(&mut self, duration: Duration) {
         let seconds = duration.as_secs_f64();
         for (bucket, bound) in self.buckets.iter_mut().zip(FSYNC_BUCKETS) {
             if seconds <= bound {
@@ -36,7 +36,7 @@ impl Histogram {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Result {
+pub(crate) enum Result {
     Filled,
     Rejected,
     Duplicate,
@@ -56,21 +56,21 @@ impl Result {
 
 /// Counters indexed, not keyed, where the loop bumps them per signal.
 #[derive(Clone, Default)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// Per configured source (by index): its kind label and a count per [`Result`].
-    pub signals: Vec<(&'static str, [u64; 3])>,
+    pub(crate) signals: Vec<(&'static str, [u64; 3])>,
     /// Per symbol: fills by side (buy, sell).
-    pub fills: BTreeMap<String, [u64; 2]>,
-    pub rejects: [u64; Reason::ALL.len()],
-    pub duplicates: u64,
-    pub positions: BTreeMap<String, Position>,
-    pub last_signal: Option<(Instant, SystemTime)>,
-    pub iterations: u64,
-    pub fsync: Histogram,
+    pub(crate) fills: BTreeMap<String, [u64; 2]>,
+    pub(crate) rejects: [u64; Reason::ALL.len()],
+    pub(crate) duplicates: u64,
+    pub(crate) positions: BTreeMap<String, Position>,
+    pub(crate) last_signal: Option<(Instant, SystemTime)>,
+    pub(crate) iterations: u64,
+    pub(crate) fsync: Histogram,
 }
 
 impl Figures {
-    pub fn new(source_kinds: impl IntoIterator<Item = &'static str>) -> Self {
+    pub(crate) fn new(source_kinds: impl IntoIterator<Item = &'static str>) -> Self {
         Figures {
             signals: source_kinds
                 .into_iter()
@@ -80,13 +80,13 @@ impl Figures {
         }
     }
 
-    pub fn count(&mut self, source: usize, result: Result) {
+    pub(crate) fn count(&mut self, source: usize, result: Result) {
         if let Some((_, counts)) = self.signals.get_mut(source) {
             counts[result as usize] += 1;
         }
     }
 
-    pub fn total(&self, result: Option<Result>) -> u64 {
+    pub(crate) fn total(&self, result: Option<Result>) -> u64 {
         self.signals
             .iter()
             .flat_map(|(_, counts)| {
@@ -100,16 +100,16 @@ impl Figures {
 }
 
 #[derive(Default)]
-pub struct BotMetrics {
+pub(crate) struct BotMetrics {
     published: Mutex<Figures>,
 }
 
 impl BotMetrics {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::default()
     }
 
-    pub fn publish(&self, figures: &Figures) {
+    pub(crate) fn publish(&self, figures: &Figures) {
         *self.lock() = figures.clone();
     }
 

@@ -4,7 +4,7 @@
 
 pub mod engine;
 pub mod intake;
-pub mod ledger;
+pub(crate) mod ledger;
 mod metrics;
 mod run;
 pub mod settings;
@@ -29,7 +29,7 @@ const BOT_SLICE_NS: u64 = 100_000;
 /// its slice to [`BOT_SLICE_NS`]. Neither needs privilege. A kernel
 /// without custom slices still gets the niceness; a failure (a seccomp
 /// filter, say) only costs isolation, so it is logged and ignored.
-pub fn yield_cpu_to_health() {
+pub(crate) fn yield_cpu_to_health() {
     if let Err(error) = crate::sys::set_fair_slice(BOT_NICENESS, BOT_SLICE_NS) {
         tracing::debug!(%error, "cannot shorten the bot thread's slice; setting its niceness only");
         let thread = rustix::thread::gettid();
@@ -39,5 +39,5 @@ pub fn yield_cpu_to_health() {
     }
 }
 
-pub use run::{Bot, BotError};
-pub use settings::{FsyncPolicy, RiskLimits, Settings};
+pub(crate) use run::{Bot, BotError};
+pub use settings::RiskLimits;

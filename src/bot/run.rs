@@ -46,21 +46,16 @@ pub enum BotError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Intake(#[from] IntakeError),
-    #[error("cannot start the {what}: {source}")]
-    Start {
-        what: &'static str,
-        source: std::io::Error,
-    },
 }
 
 impl BotError {
     /// A configuration mistake (exit 2) rather than a runtime failure.
-    pub fn is_config(&self) -> bool {
+    pub(crate) fn is_config(&self) -> bool {
         matches!(self, BotError::Intake(error) if error.is_config())
     }
 }
 
-pub struct Bot {
+pub(crate) struct Bot {
     feed: Arc<FeedHealth>,
     metrics: Arc<BotMetrics>,
     figures: Figures,
@@ -86,7 +81,7 @@ pub struct Bot {
 impl Bot {
     /// Recovers the journal (cutting a torn tail, rebuilding the dedupe
     /// index, positions and checkpoints) and binds the webhook listener.
-    pub async fn init(
+    pub(crate) async fn init(
         config: &Settings,
         idle_tick: Duration,
         health: &Arc<HealthState>,
@@ -148,7 +143,7 @@ impl Bot {
         Ok(bot)
     }
 
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         heartbeat: Heartbeat,
         shutdown: CancellationToken,

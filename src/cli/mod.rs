@@ -15,7 +15,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::health::settings::ProbeSettings;
-pub use run::RunArgs;
+pub(crate) use run::RunArgs;
 use values::parse_duration;
 
 const ABOUT: &str = "A signal-driven paper-trading bot that runs as a first-class Linux service.";
@@ -73,7 +73,7 @@ enum Subcommands {
 
 /// What the command line asks for, validated.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     Run(Box<Config>),
     Health(ProbeSettings),
     /// The report to print.
@@ -91,7 +91,7 @@ pub enum ConfigError {
 }
 
 /// Parses the command line and the environment into a validated command.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
     let matches = match Cli::command().try_get_matches_from(args) {
         Ok(matches) => matches,
         // `--help` and `--version` are answers, not errors.

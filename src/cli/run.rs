@@ -21,7 +21,7 @@ use crate::logging::{self, LogFormat};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten, next_help_heading = "Health")]
     health: HealthArgs,
     #[command(flatten, next_help_heading = "Bot")]

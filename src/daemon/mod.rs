@@ -1,6 +1,6 @@
 //! The lifecycle (DESIGN.md, "Process lifecycle"), in order, and nothing else.
 
-pub mod settings;
+pub(crate) mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::os_signals::Handlers;
 use crate::{lock, logging, Error};
 
 /// Runs the daemon until a stop signal has been handled (or init fails).
-pub fn run(config: &Config) -> Result<(), Error> {
+pub(crate) fn run(config: &Config) -> Result<(), Error> {
     let (log, sink) = logging::init(&config.log);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), pid = std::process::id(), sink = ?sink, "starting");
 

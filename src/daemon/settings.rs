@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Single-instance lock.
-    pub lock_file: PathBuf,
+    pub(crate) lock_file: PathBuf,
     /// A KEY=VALUE file re-read on SIGHUP.
-    pub env_file: Option<PathBuf>,
+    pub(crate) env_file: Option<PathBuf>,
 }

@@ -247,7 +247,7 @@ fn with_type(mut response: Response<Body>, content_type: &'static str) -> Respon
     response
 }
 
-pub fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = with_type(
         Response::new(Full::new(body.into())),
         "text/plain; charset=utf-8",
@@ -256,7 +256,7 @@ pub fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
-pub fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
     let mut bytes = serde_json::to_vec(body).unwrap_or_default();
     bytes.push(b'\n');
     let mut response = with_type(

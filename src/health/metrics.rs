@@ -29,12 +29,12 @@ impl Kind {
 /// histogram samples carry the `_bucket`, `_sum` or `_count` suffix.
 #[derive(Clone, Debug)]
 pub struct Sample {
-    pub family: &'static str,
-    pub suffix: &'static str,
-    pub help: &'static str,
-    pub kind: Kind,
-    pub labels: Vec<(&'static str, String)>,
-    pub value: f64,
+    pub(crate) family: &'static str,
+    pub(crate) suffix: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) labels: Vec<(&'static str, String)>,
+    pub(crate) value: f64,
 }
 
 impl Sample {
@@ -54,7 +54,7 @@ impl Sample {
         self
     }
 
-    pub fn suffix(mut self, suffix: &'static str) -> Self {
+    pub(crate) fn suffix(mut self, suffix: &'static str) -> Self {
         self.suffix = suffix;
         self
     }
@@ -62,7 +62,7 @@ impl Sample {
 
 /// Anything that can list its current figures. The HTTP thread calls it on
 /// each scrape, so it must not block on the bot's runtime.
-pub trait MetricsSource: Send + Sync {
+pub(crate) trait MetricsSource: Send + Sync {
     fn samples(&self, out: &mut Vec<Sample>);
 
     /// A few words of live figures for `STATUS=`, e.g. "1234 signals, 1200 fills".
@@ -77,7 +77,7 @@ pub trait MetricsSource: Send + Sync {
 
 /// Several sources listed as one, in order; the first summary wins. Lets
 /// the bot's slot carry other parts' figures too (alerts, issue 14).
-pub struct Combined(pub Vec<std::sync::Arc<dyn MetricsSource>>);
+pub(crate) struct Combined(pub Vec<std::sync::Arc<dyn MetricsSource>>);
 
 impl MetricsSource for Combined {
     fn samples(&self, out: &mut Vec<Sample>) {
@@ -160,7 +160,7 @@ fn write_value(out: &mut String, value: f64) {
 
 /// `{"name": value}` for unlabelled series, `{"name": [{"labels": {...},
 /// "value": v}, ...]}` for labelled ones.
-pub fn render_json(samples: &[Sample]) -> Value {
+pub(crate) fn render_json(samples: &[Sample]) -> Value {
     let mut root = Map::new();
     for sample in samples {
         let name = format!("{PREFIX}{}{}", sample.family, sample.suffix);
