@@ -4,13 +4,13 @@
 mod alerts;
 pub mod bot;
 mod cli;
-mod config;
 mod daemon;
 pub mod error;
 pub mod exit;
 pub mod health;
 mod lock;
 mod logging;
+pub mod metrics;
 pub mod os_signals;
 mod reaper;
 mod secret;

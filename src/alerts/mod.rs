@@ -28,7 +28,7 @@ use destination::{Context, Destination, SigningKey};
 use metrics::{AlertMetrics, DestinationMetrics};
 use worker::{Outbox, Worker};
 
-use crate::health::metrics::MetricsSource;
+use crate::metrics::MetricsSource;
 
 /// Default `NOTIFY_TELEGRAM_API`.
 pub(crate) const TELEGRAM_API: &str = "https://api.telegram.org";

@@ -3,9 +3,9 @@
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
 pub mod engine;
+mod figures;
 pub mod intake;
 pub(crate) mod ledger;
-mod metrics;
 mod run;
 pub mod settings;
 pub mod signal;

@@ -1,5 +1,5 @@
 //! The command line: clap's definitions, a group per module they configure,
-//! turned once into each module's plain settings (see [`crate::config`]).
+//! turned once into each module's plain settings (see [`crate::daemon::settings::Config`]).
 //!
 //! Every flag has an env var. Errors are one line naming the flag and its
 //! env var. Nothing after [`parse`] reads the environment.
@@ -13,7 +13,7 @@ use std::ffi::OsString;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::daemon::settings::Config;
 use crate::health::settings::ProbeSettings;
 pub(crate) use run::RunArgs;
 use values::parse_duration;

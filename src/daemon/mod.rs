@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alerts, Event};
 use crate::bot::Bot;
-use crate::config::Config;
 use crate::health::api::HealthApi;
 use crate::health::file::HealthFile;
 use crate::health::http::{self, Limits};
@@ -18,6 +17,7 @@ use crate::health::notify::Notifier;
 use crate::health::{settings as health, HealthState};
 use crate::os_signals::Handlers;
 use crate::{lock, logging, Error};
+use settings::Config;
 
 /// Runs the daemon until a stop signal has been handled (or init fails).
 pub(crate) fn run(config: &Config) -> Result<(), Error> {

@@ -5,7 +5,6 @@ pub mod api;
 pub(crate) mod file;
 pub(crate) mod http;
 pub(crate) mod judge;
-pub mod metrics;
 pub(crate) mod notify;
 pub(crate) mod probe;
 pub(crate) mod settings;

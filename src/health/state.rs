@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::judge::{Inbox, Request};
-use super::metrics::MetricsSource;
+use crate::metrics::MetricsSource;
 
 /// What `/health` says, worst last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

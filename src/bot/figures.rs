@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::engine::Position;
 use super::signal::{Reason, Side};
-use crate::health::metrics::{Kind, MetricsSource, Sample};
+use crate::metrics::{Kind, MetricsSource, Sample};
 
 /// Upper bounds of the fsync latency buckets, in seconds.
 const FSYNC_BUCKETS: [f64; 10] = [
@@ -35,21 +35,22 @@ impl Histogram {
     }
 }
 
+/// What became of a valid signal, as the per-source counters count it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Result {
+pub(crate) enum Tally {
     Filled,
     Rejected,
     Duplicate,
 }
 
-impl Result {
-    const ALL: [Result; 3] = [Result::Filled, Result::Rejected, Result::Duplicate];
+impl Tally {
+    const ALL: [Tally; 3] = [Tally::Filled, Tally::Rejected, Tally::Duplicate];
 
     fn label(self) -> &'static str {
         match self {
-            Result::Filled => "filled",
-            Result::Rejected => "rejected",
-            Result::Duplicate => "duplicate",
+            Tally::Filled => "filled",
+            Tally::Rejected => "rejected",
+            Tally::Duplicate => "duplicate",
         }
     }
 }
@@ -57,7 +58,7 @@ impl Result {
 /// Counters indexed, not keyed, where the loop bumps them per signal.
 #[derive(Clone, Default)]
 pub(crate) struct Figures {
-    /// Per configured source (by index): its kind label and a count per [`Result`].
+    /// Per configured source (by index): its kind label and a count per [`Tally`].
     pub(crate) signals: Vec<(&'static str, [u64; 3])>,
     /// Per symbol: fills by side (buy, sell).
     pub(crate) fills: BTreeMap<String, [u64; 2]>,
@@ -80,17 +81,17 @@ impl Figures {
         }
     }
 
-    pub(crate) fn count(&mut self, source: usize, result: Result) {
+    pub(crate) fn count(&mut self, source: usize, result: Tally) {
         if let Some((_, counts)) = self.signals.get_mut(source) {
             counts[result as usize] += 1;
         }
     }
 
-    pub(crate) fn total(&self, result: Option<Result>) -> u64 {
+    pub(crate) fn total(&self, result: Option<Tally>) -> u64 {
         self.signals
             .iter()
             .flat_map(|(_, counts)| {
-                Result::ALL
+                Tally::ALL
                     .into_iter()
                     .filter(move |counted| result.map_or(true, |result| result == *counted))
                     .map(move |counted| counts[counted as usize])
@@ -126,7 +127,7 @@ impl MetricsSource for BotMetrics {
         // Two sources of one kind share a series: labels must not repeat.
         let mut by_kind: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
         for (kind, counts) in &figures.signals {
-            for result in Result::ALL {
+            for result in Tally::ALL {
                 *by_kind.entry((kind, result.label())).or_default() += counts[result as usize];
             }
         }
@@ -244,8 +245,8 @@ impl MetricsSource for BotMetrics {
         Some(format!(
             "{} signals, {} fills, {} rejected{duplicates}, {last}",
             figures.total(None),
-            figures.total(Some(Result::Filled)),
-            figures.total(Some(Result::Rejected)),
+            figures.total(Some(Tally::Filled)),
+            figures.total(Some(Tally::Rejected)),
         ))
     }
 
