@@ -10,8 +10,8 @@ use tradingbot::bot::engine::{Engine, PaperExecution};
 use tradingbot::bot::signal::{parse, parse_general};
 use tradingbot::bot::RiskLimits;
 use tradingbot::health::api::HealthApi;
-use tradingbot::health::metrics::{render_text, Kind, Sample};
 use tradingbot::health::{Component, HealthState};
+use tradingbot::metrics::{render_text, Kind, Sample};
 
 fn ready_state() -> std::sync::Arc<HealthState> {
     let state = HealthState::new(Duration::from_secs(10), Duration::from_secs(60));

@@ -1,21 +1,21 @@
 //! tradingbot: a signal-driven paper-trading bot loop run as a Linux service
 //! whose health signal tells the truth. See ARCHITECTURE.md for the map.
 
-pub mod alerts;
+mod alerts;
 pub mod bot;
-pub mod cli;
-pub mod config;
-pub mod daemon;
+mod cli;
+mod daemon;
 pub mod error;
 pub mod exit;
 pub mod health;
-pub mod lock;
-pub mod logging;
+mod lock;
+mod logging;
+pub mod metrics;
 pub mod os_signals;
-pub mod reaper;
-pub mod secret;
+mod reaper;
+mod secret;
 mod sys;
-pub mod web;
+mod web;
 
 use std::ffi::OsString;
 

@@ -4,7 +4,7 @@
 
 /// Its `Debug` is redacted, and it is only read through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     /// Surrounding whitespace (a token file's trailing newline) is not part of it.
@@ -16,7 +16,7 @@ impl Secret {
         Ok(Secret(text.to_owned()))
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 

@@ -14,10 +14,10 @@ use super::signal::{Reason, Reject, Side, Signal};
 /// An order the engine decided to place.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Order<'a> {
-    pub symbol: &'a str,
-    pub side: Side,
-    pub qty: f64,
-    pub price: f64,
+    pub(crate) symbol: &'a str,
+    pub(crate) side: Side,
+    pub(crate) qty: f64,
+    pub(crate) price: f64,
 }
 
 /// Where orders are executed. Paper trading fills at the asked price; a
@@ -36,24 +36,24 @@ impl Execution for PaperExecution {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Position {
+pub(crate) struct Position {
     /// Signed: negative is short.
-    pub qty: f64,
-    pub avg_price: f64,
-    pub realized_pnl: f64,
-    pub cash: f64,
-    pub last_price: f64,
+    pub(crate) qty: f64,
+    pub(crate) avg_price: f64,
+    pub(crate) realized_pnl: f64,
+    pub(crate) cash: f64,
+    pub(crate) last_price: f64,
 }
 
 /// One executed order, as the journal records it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fill<'a> {
-    pub symbol: &'a str,
-    pub side: Side,
-    pub qty: f64,
-    pub price: f64,
+    pub(crate) symbol: &'a str,
+    pub(crate) side: Side,
+    pub(crate) qty: f64,
+    pub(crate) price: f64,
     /// Wall-clock milliseconds of the fill; feeds the orders-per-minute window.
-    pub at_ms: i64,
+    pub(crate) at_ms: i64,
 }
 
 pub struct Engine {
@@ -87,7 +87,7 @@ impl Engine {
     }
 
     /// Every position, in symbol order (for the snapshot and the metrics).
-    pub fn positions(&self) -> BTreeMap<String, Position> {
+    pub(crate) fn positions(&self) -> BTreeMap<String, Position> {
         self.books
             .iter()
             .map(|(symbol, book)| (symbol.clone(), book.position.clone()))
@@ -96,7 +96,7 @@ impl Engine {
 
     /// Fills decided by this process, by symbol and side (buy, sell); the
     /// ones replayed from the journal are not counted.
-    pub fn fills(&self) -> BTreeMap<String, [u64; 2]> {
+    pub(crate) fn fills(&self) -> BTreeMap<String, [u64; 2]> {
         self.books
             .iter()
             .filter(|(_, book)| book.fills != [0; 2])
@@ -186,7 +186,7 @@ impl Engine {
 
     /// Applies a fill that has already happened (a live one, or one replayed
     /// from the journal).
-    pub fn apply(&mut self, fill: &Fill<'_>) {
+    pub(crate) fn apply(&mut self, fill: &Fill<'_>) {
         // A lookup before an insert: `entry` would copy the symbol for
         // every fill, and a symbol is new only once.
         let book = match self.books.get_mut(fill.symbol) {

@@ -17,16 +17,16 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, PaperExecution};
+use super::figures::{BotMetrics, Figures, Tally};
 use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
 use super::ledger::{self, Ledger};
-use super::metrics::{self, BotMetrics, Figures};
 use super::settings::Settings;
 use super::signal::{Reject, Signal};
 use crate::alerts::{Alerts, Digest, Event, Kind};
-use crate::health::metrics::Combined;
 use crate::health::{HealthState, Heartbeat};
+use crate::metrics::Combined;
 
 /// Batches the channel holds before sources wait: bounds memory (a parsed
 /// file batch is about 160 KiB), and is the back-pressure that stops
@@ -46,21 +46,16 @@ pub enum BotError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Intake(#[from] IntakeError),
-    #[error("cannot start the {what}: {source}")]
-    Start {
-        what: &'static str,
-        source: std::io::Error,
-    },
 }
 
 impl BotError {
     /// A configuration mistake (exit 2) rather than a runtime failure.
-    pub fn is_config(&self) -> bool {
+    pub(crate) fn is_config(&self) -> bool {
         matches!(self, BotError::Intake(error) if error.is_config())
     }
 }
 
-pub struct Bot {
+pub(crate) struct Bot {
     feed: Arc<FeedHealth>,
     metrics: Arc<BotMetrics>,
     figures: Figures,
@@ -86,7 +81,7 @@ pub struct Bot {
 impl Bot {
     /// Recovers the journal (cutting a torn tail, rebuilding the dedupe
     /// index, positions and checkpoints) and binds the webhook listener.
-    pub async fn init(
+    pub(crate) async fn init(
         config: &Settings,
         idle_tick: Duration,
         health: &Arc<HealthState>,
@@ -148,7 +143,7 @@ impl Bot {
         Ok(bot)
     }
 
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         heartbeat: Heartbeat,
         shutdown: CancellationToken,
@@ -232,8 +227,8 @@ impl Bot {
         );
         self.alerts.send(Event::Stopped {
             signals: self.figures.total(None),
-            fills: self.figures.total(Some(metrics::Result::Filled)),
-            rejects: self.figures.total(Some(metrics::Result::Rejected)),
+            fills: self.figures.total(Some(Tally::Filled)),
+            rejects: self.figures.total(Some(Tally::Rejected)),
         });
         Ok(())
     }
@@ -277,7 +272,7 @@ impl Bot {
             }
         };
         if !self.ledger.take_id(&signal.id) {
-            self.figures.count(source, metrics::Result::Duplicate);
+            self.figures.count(source, Tally::Duplicate);
             self.figures.duplicates += 1;
             return Decided {
                 id: Some(signal.id),
@@ -288,7 +283,7 @@ impl Bot {
         match self.engine.decide(&signal, now_ms) {
             Ok(fill) => {
                 tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
-                self.figures.count(source, metrics::Result::Filled);
+                self.figures.count(source, Tally::Filled);
                 self.positions_moved = true;
                 self.ledger.append(&Record::Fill {
                     id: Cow::Borrowed(&signal.id),
@@ -345,7 +340,7 @@ impl Bot {
             detail: reject.detail.clone(),
             line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
         });
-        self.figures.count(source, metrics::Result::Rejected);
+        self.figures.count(source, Tally::Rejected);
         self.figures.rejects[reject.reason.index()] += 1;
     }
 

@@ -7,15 +7,15 @@ use std::time::Duration;
 use super::intake;
 
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The journal, the snapshot and the checkpoints.
-    pub state_dir: PathBuf,
-    pub risk: RiskLimits,
-    pub fsync: FsyncPolicy,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) risk: RiskLimits,
+    pub(crate) fsync: FsyncPolicy,
     /// No signal for this long shows the feed as degraded.
-    pub max_signal_age: Option<Duration>,
-    pub snapshot_interval: Duration,
-    pub intake: intake::Settings,
+    pub(crate) max_signal_age: Option<Duration>,
+    pub(crate) snapshot_interval: Duration,
+    pub(crate) intake: intake::Settings,
 }
 
 /// Limits a signal must pass to be filled; each off when `None`.
@@ -28,7 +28,7 @@ pub struct RiskLimits {
 
 /// When the journal is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FsyncPolicy {
+pub(crate) enum FsyncPolicy {
     /// fsync after every signal.
     Always,
     /// One fsync per batch of signals (group commit).
@@ -38,9 +38,9 @@ pub enum FsyncPolicy {
 }
 
 impl FsyncPolicy {
-    pub const NAMES: [&'static str; 3] = ["always", "batch", "never"];
+    pub(crate) const NAMES: [&'static str; 3] = ["always", "batch", "never"];
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         match text {
             "always" => Ok(FsyncPolicy::Always),
             "batch" => Ok(FsyncPolicy::Batch),

@@ -25,7 +25,7 @@ pub enum Side {
 }
 
 impl Side {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Side::Buy => "buy",
             Side::Sell => "sell",
@@ -71,7 +71,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub(crate) const ALL: [Reason; 17] = [
         Reason::LineTooLong,
         Reason::InvalidUtf8,
         Reason::NotJson,
@@ -113,18 +113,18 @@ impl Reason {
         }
     }
 
-    pub fn from_label(label: &str) -> Option<Reason> {
+    pub(crate) fn from_label(label: &str) -> Option<Reason> {
         Reason::ALL
             .into_iter()
             .find(|reason| reason.label() == label)
     }
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
     /// A reject by one of the risk limits: what an operator is alerted to.
-    pub fn is_risk_limit(self) -> bool {
+    pub(crate) fn is_risk_limit(self) -> bool {
         matches!(
             self,
             Reason::MaxPositionQty | Reason::MaxOrderNotional | Reason::MaxOrdersPerMinute
@@ -138,11 +138,11 @@ impl Reason {
 pub struct Reject {
     pub reason: Reason,
     pub detail: String,
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
 }
 
 impl Reject {
-    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Reject {
             reason,
             detail: detail.into(),

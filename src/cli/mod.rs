@@ -1,5 +1,5 @@
 //! The command line: clap's definitions, a group per module they configure,
-//! turned once into each module's plain settings (see [`crate::config`]).
+//! turned once into each module's plain settings (see [`crate::daemon::settings::Config`]).
 //!
 //! Every flag has an env var. Errors are one line naming the flag and its
 //! env var. Nothing after [`parse`] reads the environment.
@@ -14,9 +14,9 @@ use std::ffi::OsString;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::daemon::settings::Config;
 use crate::health::settings::ProbeSettings;
-pub use run::RunArgs;
+pub(crate) use run::RunArgs;
 use values::parse_duration;
 
 const ABOUT: &str = "A signal-driven paper-trading bot that runs as a first-class Linux service.";
@@ -77,7 +77,7 @@ enum Subcommands {
 
 /// What the command line asks for, validated.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     Run(Box<Config>),
     Health(ProbeSettings),
     /// The report to print.
@@ -96,7 +96,7 @@ pub enum ConfigError {
 }
 
 /// Parses the command line and the environment into a validated command.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
     let matches = match Cli::command().try_get_matches_from(args) {
         Ok(matches) => matches,
         // `--help` and `--version` are answers, not errors.

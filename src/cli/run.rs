@@ -14,14 +14,14 @@ use super::values::{parse_duration, parse_positive};
 use super::{invalid, ConfigError};
 use crate::bot::intake::{self, SourceSpec, WebhookSettings};
 use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits};
-use crate::config::Config;
 use crate::daemon::settings as daemon;
+use crate::daemon::settings::Config;
 use crate::health::settings::{self as health, NotifySocket, Watchdog};
 use crate::logging::{self, LogFormat};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten, next_help_heading = "Health")]
     health: HealthArgs,
     #[command(flatten, next_help_heading = "Bot")]

@@ -14,8 +14,8 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::http::Body;
-use super::metrics::{render_json, render_text, Kind, Sample};
 use super::state::{Component, HealthState, HealthView, Verdict};
+use crate::metrics::{render_json, render_text, Kind, Sample};
 
 /// Paths with their own label in `http_requests_total`; anything else is
 /// counted as "other", so scanners cannot grow the series without bound.
@@ -268,7 +268,7 @@ fn with_type(mut response: Response<Body>, content_type: &'static str) -> Respon
     response
 }
 
-pub fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = with_type(
         Response::new(Full::new(body.into())),
         "text/plain; charset=utf-8",
@@ -277,7 +277,7 @@ pub fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
-pub fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
     let mut bytes = serde_json::to_vec(body).unwrap_or_default();
     bytes.push(b'\n');
     let mut response = with_type(

@@ -13,7 +13,7 @@ mod api;
 mod client;
 mod fleet;
 mod poller;
-pub mod settings;
+pub(crate) mod settings;
 
 use std::sync::{mpsc, Arc};
 
@@ -21,7 +21,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tokio_util::sync::CancellationToken;
 
-pub use settings::Settings;
+pub(crate) use settings::Settings;
 
 use crate::health::http::{self, Limits};
 use crate::health::notify::Notifier;
@@ -34,7 +34,7 @@ enum Stop {
 }
 
 /// Serves the dashboard until SIGTERM or SIGINT.
-pub fn run(settings: &Settings) -> Result<(), Error> {
+pub(crate) fn run(settings: &Settings) -> Result<(), Error> {
     let io = |what| move |source| Error::Io { what, source };
     let _log = logging::init(&settings.log);
     tracing::info!(
@@ -101,9 +101,19 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         tracing::warn!(%error, "NOTIFY_SOCKET is set but unusable; running without sd_notify");
         Notifier::disabled()
     });
-    let serving = format!("serving {} bots on {address}", settings.bots.len());
-    notifier.ready(&serving);
-    tracing::info!(%address, open = settings.token.is_none(), "{serving}");
+    // The port is said once bound (PORT=0 picks one): tests and operators
+    // read it here.
+    tracing::info!(
+        %address,
+        port = address.port(),
+        bots = settings.bots.len(),
+        open = settings.token.is_none(),
+        "dashboard listening"
+    );
+    notifier.ready(&format!(
+        "serving {} bots on {address}",
+        settings.bots.len()
+    ));
 
     let outcome = match stopped.recv() {
         Ok(Stop::Signal(signal)) => {

@@ -8,31 +8,31 @@ use crate::logging;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub listen: SocketAddr,
+pub(crate) struct Settings {
+    pub(crate) listen: SocketAddr,
     /// In the order given: the fleet page shows them in this order.
-    pub bots: Vec<BotSpec>,
+    pub(crate) bots: Vec<BotSpec>,
     /// Required unless `listen` is a loopback address (positions are private).
-    pub token: Option<Secret>,
+    pub(crate) token: Option<Secret>,
     /// How often each bot's status and positions are read.
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// The longest one request to a bot may take (the event stream's
     /// connect and first answer included).
-    pub bot_timeout: Duration,
-    pub log: logging::Settings,
-    pub notify_socket: Option<NotifySocket>,
+    pub(crate) bot_timeout: Duration,
+    pub(crate) log: logging::Settings,
+    pub(crate) notify_socket: Option<NotifySocket>,
 }
 
 /// One bot, as `NAME=URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BotSpec {
+pub(crate) struct BotSpec {
     /// Letters, digits, `-` and `_`: it is a path segment (`/bot/NAME`).
-    pub name: String,
+    pub(crate) name: String,
     /// `http://host:port` or `https://host[:port][/prefix]`, without a
     /// trailing slash; the API's paths are appended to it.
-    pub url: String,
+    pub(crate) url: String,
     /// The bot's read token (`API_TOKEN`), if it has one.
-    pub token: Option<Secret>,
+    pub(crate) token: Option<Secret>,
 }
 
 const MAX_NAME: usize = 64;

@@ -15,7 +15,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 
 #[derive(Default)]
-pub struct DecidedIds {
+pub(crate) struct DecidedIds {
     keys: RandomState,
     table: HashTable<Entry>,
     /// The ids, end to end.
@@ -50,12 +50,12 @@ fn spread(hash: u32) -> u64 {
 }
 
 impl DecidedIds {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.table.len()
     }
 
     /// Adds `id`; false when it was there already.
-    pub fn insert(&mut self, id: &str) -> bool {
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
         let hash = (self.keys.hash_one(id) >> 32) as u32;
         let text = &self.text;
         let found = self.table.find(spread(hash), |entry| {

@@ -38,7 +38,7 @@ use crate::bot::settings::FsyncPolicy;
 use crate::bot::signal::Side;
 use crate::sys;
 
-pub const FILE_NAME: &str = "journal.jsonl";
+pub(crate) const FILE_NAME: &str = "journal.jsonl";
 
 /// Buffered bytes past which records are written before the commit. Small
 /// enough that one `write` is a short system call: the kernel here does
@@ -50,7 +50,7 @@ const EARLY_WRITE_BYTES: usize = 256 << 10;
 /// journaled without copying the signal's strings) and own when read back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
-pub enum Record<'a> {
+pub(crate) enum Record<'a> {
     Fill {
         id: Cow<'a, str>,
         src: Cow<'a, str>,
@@ -102,7 +102,7 @@ pub enum JournalError {
 impl JournalError {
     /// The error with its path cut to the file name, for `/health`: the
     /// port is often public, and must not map the host's directories.
-    pub fn without_dir(&self) -> String {
+    pub(crate) fn without_dir(&self) -> String {
         let name = |path: &Path| {
             path.file_name()
                 .map_or_else(String::new, |name| name.to_string_lossy().into_owned())
@@ -116,7 +116,7 @@ impl JournalError {
     }
 }
 
-pub struct Journal {
+pub(crate) struct Journal {
     path: PathBuf,
     dir: PathBuf,
     policy: FsyncPolicy,
@@ -175,7 +175,7 @@ impl Journal {
     /// returns them with a journal to append to. The file is opened for
     /// writing (and the torn tail cut) by [`Journal::commit`], which retries,
     /// so an unwritable directory is a health problem, not a start-up failure.
-    pub fn recover(
+    pub(crate) fn recover(
         dir: &Path,
         policy: FsyncPolicy,
     ) -> Result<(Journal, Vec<Record<'static>>), JournalError> {
@@ -239,16 +239,16 @@ impl Journal {
         Ok((journal, records))
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn policy(&self) -> FsyncPolicy {
+    pub(crate) fn policy(&self) -> FsyncPolicy {
         self.policy
     }
 
     /// Buffers one record; nothing reaches the file before [`Journal::commit`].
-    pub fn append(&mut self, record: &Record<'_>) {
+    pub(crate) fn append(&mut self, record: &Record<'_>) {
         let written = match record {
             Record::Fill {
                 id,
@@ -327,7 +327,7 @@ impl Journal {
     /// than writing. The loop asks for it only while batches are waiting,
     /// so the next commit comes at once and a client waiting on a durable
     /// answer is not kept waiting.
-    pub fn commit(&mut self, overlap: bool) -> Result<u64, JournalError> {
+    pub(crate) fn commit(&mut self, overlap: bool) -> Result<u64, JournalError> {
         // Even with nothing to write: a journal that cannot be opened must
         // show as failed before the first signal, not after it.
         self.open()?;
@@ -362,12 +362,12 @@ impl Journal {
     }
 
     /// Commits that wrote records so far.
-    pub fn commits_written(&self) -> u64 {
+    pub(crate) fn commits_written(&self) -> u64 {
         self.commits_written
     }
 
     /// The fsyncs made since the last call, for the metrics.
-    pub fn fsync_times(&mut self) -> std::vec::Drain<'_, Duration> {
+    pub(crate) fn fsync_times(&mut self) -> std::vec::Drain<'_, Duration> {
         self.fsync_times.drain(..)
     }
 
@@ -547,7 +547,7 @@ fn number(out: &mut Vec<u8>, value: f64) {
 }
 
 /// Makes a new or renamed directory entry durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -7,7 +7,7 @@
 //! anything itself, and it can be driven without a daemon.
 
 pub(crate) mod decided;
-pub mod journal;
+pub(crate) mod journal;
 pub(crate) mod snapshot;
 
 use std::borrow::Cow;

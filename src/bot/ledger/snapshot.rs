@@ -12,31 +12,31 @@ use serde::Serialize;
 use super::journal::sync_dir;
 use crate::bot::engine::Position;
 
-pub const FILE_NAME: &str = "snapshot.json";
+pub(crate) const FILE_NAME: &str = "snapshot.json";
 
 #[derive(Serialize)]
-pub struct Snapshot<'a> {
-    pub written_at: String,
+pub(crate) struct Snapshot<'a> {
+    pub(crate) written_at: String,
     /// Journal records the snapshot reflects.
-    pub journal_records: u64,
-    pub positions: &'a BTreeMap<String, Position>,
-    pub checkpoints: &'a BTreeMap<String, Checkpoint>,
-    pub signals: u64,
-    pub fills: u64,
-    pub rejects: u64,
-    pub duplicates: u64,
+    pub(crate) journal_records: u64,
+    pub(crate) positions: &'a BTreeMap<String, Position>,
+    pub(crate) checkpoints: &'a BTreeMap<String, Checkpoint>,
+    pub(crate) signals: u64,
+    pub(crate) fills: u64,
+    pub(crate) rejects: u64,
+    pub(crate) duplicates: u64,
 }
 
 /// How far a file source has been read: a byte offset in one file, named
 /// by device and inode so a rotated or replaced file is not mistaken for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Checkpoint {
-    pub dev: u64,
-    pub ino: u64,
-    pub offset: u64,
+pub(crate) struct Checkpoint {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) offset: u64,
 }
 
-pub fn write(dir: &Path, snapshot: &Snapshot<'_>) -> io::Result<()> {
+pub(crate) fn write(dir: &Path, snapshot: &Snapshot<'_>) -> io::Result<()> {
     let path = dir.join(FILE_NAME);
     let temp = dir.join(format!("{FILE_NAME}.tmp"));
     let mut bytes = serde_json::to_vec_pretty(snapshot).map_err(io::Error::other)?;
