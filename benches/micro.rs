@@ -10,7 +10,7 @@ use tradingbot::bot::engine::{Engine, PaperExecution};
 use tradingbot::bot::signal::{parse, parse_general};
 use tradingbot::bot::RiskLimits;
 use tradingbot::health::api::HealthApi;
-use tradingbot::health::metrics::{render_text, Kind, Sample};
+use tradingbot::health::metrics::{render_json, render_text, Kind, Sample};
 use tradingbot::health::{Component, HealthState};
 
 fn ready_state() -> std::sync::Arc<HealthState> {
@@ -85,6 +85,9 @@ fn metrics(c: &mut Criterion) {
         .collect();
     c.bench_function("render_text, 50 labelled series", |b| {
         b.iter(|| render_text(&samples))
+    });
+    c.bench_function("render_json, 50 labelled series", |b| {
+        b.iter(|| render_json(&samples))
     });
 }
 
