@@ -205,7 +205,9 @@ impl Engine {
 
 /// Books a fill: average-cost accounting of the position, and the fill's
 /// time for MAX_ORDERS_PER_MINUTE (kept only under that limit: unlimited,
-/// a busy feed would grow it by every fill of the minute for nothing).
+/// a busy feed would grow it by every fill of the minute for nothing; and
+/// only for the minute up to the fill, so replaying a long journal does
+/// not keep every fill it ever made).
 fn settle(
     position: &mut Position,
     fill: &Fill<'_>,
@@ -214,6 +216,7 @@ fn settle(
 ) {
     if limits.max_orders_per_minute.is_some() {
         recent.push_back(fill.at_ms);
+        forget_before(recent, fill.at_ms - MINUTE_MS);
     }
     let signed = match fill.side {
         Side::Buy => fill.qty,
@@ -314,6 +317,24 @@ mod tests {
             let at_cost = position.cash + position.qty * position.avg_price;
             proptest::prop_assert!((at_cost - position.realized_pnl).abs() < 1e-6, "{:?}", position);
         }
+    }
+
+    #[test]
+    fn replay_keeps_only_the_last_minute_of_fill_times() {
+        let mut engine = engine(RiskLimits {
+            max_orders_per_minute: Some(5),
+            ..RiskLimits::default()
+        });
+        for second in 0..10_000 {
+            engine.apply(&Fill {
+                symbol: "A",
+                side: Side::Buy,
+                qty: 1.0,
+                price: 10.0,
+                at_ms: second * 1000,
+            });
+        }
+        assert_eq!(engine.recent.len(), 60);
     }
 
     #[test]
