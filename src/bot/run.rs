@@ -401,7 +401,15 @@ impl Bot {
                 return Decided::refused(Decision::Invalid, Cow::Borrowed(reject));
             }
         };
-        if !self.decided.insert(&signal.id) {
+        // The same rule as replay's decides whether the id is taken.
+        let decided = self.decided.decide_once(&signal.id, || {
+            let decided = self.engine.decide(&signal, now_ms);
+            let takes_id = decided
+                .as_ref()
+                .map_or_else(|reject| is_decision(reject.reason), |_| true);
+            (decided, takes_id)
+        });
+        let Some(decided) = decided else {
             self.figures.count(source, metrics::Result::Duplicate);
             self.figures.duplicates += 1;
             return Decided {
@@ -409,8 +417,8 @@ impl Bot {
                 result: Decision::Duplicate,
                 reject: None,
             };
-        }
-        match self.engine.decide(&signal, now_ms) {
+        };
+        match decided {
             Ok(fill) => {
                 tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
                 self.figures.count(source, metrics::Result::Filled);
@@ -580,7 +588,8 @@ impl Bot {
 
 /// Rejects that are decisions about a valid signal (a risk limit, no
 /// price): the id is then taken. A line refused as malformed takes no id,
-/// so a corrected resend is still handled.
+/// so a corrected resend is still handled. Live decisions and replay both
+/// ask this, so an id's fate never depends on a restart.
 fn is_decision(reason: Reason) -> bool {
     matches!(
         reason,
