@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::bot::{FsyncPolicy, RiskLimits, SourceSpec};
+use crate::bot::{FsyncPolicy, RiskLimits, SourceSpec, SymbolSettings};
 use crate::health::notify::{NotifySocket, Watchdog};
 
 const ABOUT: &str = "A signal-driven paper-trading bot that runs as a first-class Linux service.";
@@ -215,6 +215,28 @@ pub struct RunArgs {
     /// How often STATE_DIR/snapshot.json is rewritten while signals flow (and at stop).
     #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub snapshot_interval: Duration,
+
+    // Symbols bounded (issue 16); validated into `bot::SymbolSettings`.
+    /// The only symbols traded, comma separated; a signal for any other is
+    /// rejected as unknown_symbol (journaled and counted; it takes no id, so
+    /// it is handled if sent again once its symbol is listed). Unset: any
+    /// symbol, up to --max-symbols. A list protects against a feed whose
+    /// symbol field is wrong or hostile.
+    #[arg(
+        long,
+        env = "SYMBOLS",
+        value_delimiter = ',',
+        value_name = "SYMBOL,..."
+    )]
+    pub symbols: Vec<String>,
+
+    /// Most symbols the bot holds positions for. A signal that would bring
+    /// one more is rejected as too_many_symbols (journaled and counted; it
+    /// takes no id): each symbol costs memory for the life of the process,
+    /// so a feed inventing symbols must not grow it without end. Positions
+    /// replayed from the journal are always kept, even past this.
+    #[arg(long, env = "MAX_SYMBOLS", default_value_t = crate::bot::DEFAULT_MAX_SYMBOLS, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub max_symbols: u32,
 }
 
 /// A value that must never be printed: its `Debug` is redacted, and it
@@ -368,6 +390,8 @@ pub struct Config {
     pub exec_backoff_max: Duration,
     pub snapshot_interval: Duration,
     pub service: ServiceEnv,
+    /// Issue 16: the allowlist and MAX_SYMBOLS.
+    pub symbols: SymbolSettings,
 }
 
 fn invalid(flag: &str, env: &str, problem: impl std::fmt::Display) -> ConfigError {
@@ -463,6 +487,8 @@ impl Config {
             ));
         }
         let webhook = webhook_config(&args)?;
+        let symbols = SymbolSettings::new(&args.symbols, args.max_symbols)
+            .map_err(|error| invalid(error.flag, error.env, error.problem))?;
 
         let lock_file = args
             .lock_file
@@ -495,6 +521,7 @@ impl Config {
             exec_backoff_max: args.exec_backoff_max,
             snapshot_interval: args.snapshot_interval,
             service,
+            symbols,
         })
     }
 
@@ -572,6 +599,7 @@ impl Config {
         ];
         lines
             .iter()
+            .chain(&self.symbols.describe())
             .map(|(key, value)| format!("{key}={value}\n"))
             .collect()
     }

@@ -6,6 +6,7 @@ mod bot_journal;
 mod bot_signals;
 mod bot_sources;
 mod bot_webhook;
+mod bounded;
 mod common;
 mod hardening_input;
 mod hardening_secrets;

@@ -10,6 +10,7 @@ mod run;
 pub mod signal;
 mod snapshot;
 pub mod source;
+mod symbols;
 
 /// Niceness of every thread that does the bot's work (its runtime, the file
 /// reader). The health server and the judge keep the default, so when the
@@ -80,3 +81,5 @@ pub use engine::RiskLimits;
 pub use journal::FsyncPolicy;
 pub use run::{Bot, BotError};
 pub use source::SourceSpec;
+pub use symbols::SymbolSettings;
+pub(crate) use symbols::DEFAULT_MAX_SYMBOLS;

@@ -135,7 +135,8 @@ impl Bot {
             webhook: None,
             journal,
             journal_error: None,
-            engine: Engine::new(config.risk, Box::new(PaperExecution)),
+            engine: Engine::new(config.risk, Box::new(PaperExecution))
+                .with_symbols(&config.symbols),
             decided: DecidedIds::default(),
             checkpoints: BTreeMap::new(),
             moved: BTreeMap::new(),
@@ -159,9 +160,10 @@ impl Bot {
             journal = %bot.journal.path().display(),
             records = bot.records,
             decided_ids = bot.decided.len(),
-            symbols = bot.engine.positions().len(),
+            symbols = bot.engine.symbols(),
             "journal recovered"
         );
+        bot.engine.warn_if_over_bound();
         bot.figures.positions = bot.engine.positions();
         bot.try_commit(false);
         if let Some(webhook) = &config.webhook {
@@ -590,6 +592,15 @@ impl Bot {
 /// price): the id is then taken. A line refused as malformed takes no id,
 /// so a corrected resend is still handled. Live decisions and replay both
 /// ask this, so an id's fate never depends on a restart.
+///
+/// A symbol refused by `SYMBOLS` (`unknown_symbol`) or `MAX_SYMBOLS`
+/// (`too_many_symbols`) takes no id either. The refusal is about what the
+/// bot is set up to hold, not about the signal: the same signal is refused
+/// again for as long as the settings stand (after a restart too), and
+/// handled once the operator lists the symbol or raises the cap (once: it
+/// was never executed). And these are the signals of a feed that invents
+/// symbols: taking their ids would let it grow the exactly-once index by
+/// every one, the very growth the bound is there to stop.
 fn is_decision(reason: Reason) -> bool {
     matches!(
         reason,
