@@ -216,12 +216,14 @@ pub struct RunArgs {
     #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub snapshot_interval: Duration,
 
-    // Symbols bounded (issue 16); validated into `bot::SymbolSettings`.
+    // Symbols and metric series bounded (issue 16); validated into
+    // `bot::SymbolSettings`.
     /// The only symbols traded, comma separated; a signal for any other is
     /// rejected as unknown_symbol (journaled and counted; it takes no id, so
     /// it is handled if sent again once its symbol is listed). Unset: any
     /// symbol, up to --max-symbols. A list protects against a feed whose
-    /// symbol field is wrong or hostile.
+    /// symbol field is wrong or hostile; its symbols are also the first to
+    /// get metric series of their own.
     #[arg(
         long,
         env = "SYMBOLS",
@@ -237,6 +239,14 @@ pub struct RunArgs {
     /// replayed from the journal are always kept, even past this.
     #[arg(long, env = "MAX_SYMBOLS", default_value_t = crate::bot::DEFAULT_MAX_SYMBOLS, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     pub max_symbols: u32,
+
+    /// Most symbols with /metrics series of their own; the rest are summed
+    /// under symbol="other". Each symbol adds 4 series that Prometheus
+    /// stores on every scrape, so /metrics stays under
+    /// 4 × (N + 1) + 70 series. Slots go to the --symbols list first, then
+    /// to the most active symbols, and are kept while the process runs.
+    #[arg(long, env = "METRICS_MAX_SYMBOLS", default_value_t = crate::bot::DEFAULT_METRICS_MAX_SYMBOLS, value_parser = clap::value_parser!(u32).range(0..=1_000), value_name = "N")]
+    pub metrics_max_symbols: u32,
 }
 
 /// A value that must never be printed: its `Debug` is redacted, and it
@@ -390,7 +400,7 @@ pub struct Config {
     pub exec_backoff_max: Duration,
     pub snapshot_interval: Duration,
     pub service: ServiceEnv,
-    /// Issue 16: the allowlist and MAX_SYMBOLS.
+    /// Issue 16: the allowlist, MAX_SYMBOLS, METRICS_MAX_SYMBOLS.
     pub symbols: SymbolSettings,
 }
 
@@ -487,8 +497,9 @@ impl Config {
             ));
         }
         let webhook = webhook_config(&args)?;
-        let symbols = SymbolSettings::new(&args.symbols, args.max_symbols)
-            .map_err(|error| invalid(error.flag, error.env, error.problem))?;
+        let symbols =
+            SymbolSettings::new(&args.symbols, args.max_symbols, args.metrics_max_symbols)
+                .map_err(|error| invalid(error.flag, error.env, error.problem))?;
 
         let lock_file = args
             .lock_file

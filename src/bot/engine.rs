@@ -78,9 +78,12 @@ pub struct Engine {
 
 /// One symbol's position, and its fills by side (buy, sell) since this
 /// process started: counted here, where the symbol is already looked up.
-struct Book {
-    position: Position,
-    fills: [u64; 2],
+pub(crate) struct Book {
+    pub(crate) position: Position,
+    pub(crate) fills: [u64; 2],
+    /// Every fill, the journal's included: how active the symbol has been,
+    /// which decides what gets a metrics series of its own.
+    pub(crate) filled: u64,
     /// In the allowlist (or there is none). Known when the book is made,
     /// so the allowlist costs no lookup per signal; false only for a symbol
     /// replayed from the journal and since left out of `SYMBOLS`.
@@ -92,6 +95,7 @@ impl Book {
         Book {
             position: Position::default(),
             fills: [0; 2],
+            filled: 0,
             listed,
         }
     }
@@ -120,6 +124,13 @@ impl Engine {
         }
     }
 
+    /// Every symbol held, with its book.
+    pub(crate) fn books(&self) -> impl Iterator<Item = (&str, &Book)> {
+        self.books
+            .iter()
+            .map(|(symbol, book)| (symbol.as_str(), book))
+    }
+
     /// How many symbols are held.
     pub(crate) fn symbols(&self) -> usize {
         self.books.len()
@@ -144,16 +155,6 @@ impl Engine {
         self.books
             .iter()
             .map(|(symbol, book)| (symbol.clone(), book.position.clone()))
-            .collect()
-    }
-
-    /// Fills decided by this process, by symbol and side (buy, sell); the
-    /// ones replayed from the journal are not counted.
-    pub fn fills(&self) -> BTreeMap<String, [u64; 2]> {
-        self.books
-            .iter()
-            .filter(|(_, book)| book.fills != [0; 2])
-            .map(|(symbol, book)| (symbol.clone(), book.fills))
             .collect()
     }
 
@@ -243,7 +244,7 @@ impl Engine {
                 .entry(fill.symbol.to_owned())
                 .or_insert(Book::new(true)),
         };
-        settle(&mut book.position, &fill, &self.limits, &mut self.recent);
+        settle(book, &fill, &self.limits, &mut self.recent);
         book.fills[fill.side as usize] += 1;
         Ok(fill)
     }
@@ -263,7 +264,7 @@ impl Engine {
                     .or_insert(Book::new(listed))
             }
         };
-        settle(&mut book.position, fill, &self.limits, &mut self.recent);
+        settle(book, fill, &self.limits, &mut self.recent);
     }
 }
 
@@ -272,16 +273,13 @@ impl Engine {
 /// a busy feed would grow it by every fill of the minute for nothing; and
 /// only for the minute up to the fill, so replaying a long journal does
 /// not keep every fill it ever made).
-fn settle(
-    position: &mut Position,
-    fill: &Fill<'_>,
-    limits: &RiskLimits,
-    recent: &mut VecDeque<i64>,
-) {
+fn settle(book: &mut Book, fill: &Fill<'_>, limits: &RiskLimits, recent: &mut VecDeque<i64>) {
     if limits.max_orders_per_minute.is_some() {
         recent.push_back(fill.at_ms);
         forget_before(recent, fill.at_ms - MINUTE_MS);
     }
+    book.filled += 1;
+    let position = &mut book.position;
     let signed = match fill.side {
         Side::Buy => fill.qty,
         Side::Sell => -fill.qty,
@@ -398,7 +396,7 @@ mod tests {
     fn bounded(symbols: &[&str], max_symbols: u32) -> Engine {
         let list: Vec<String> = symbols.iter().map(|symbol| (*symbol).to_owned()).collect();
         engine(RiskLimits::default())
-            .with_symbols(&SymbolSettings::new(&list, max_symbols).unwrap())
+            .with_symbols(&SymbolSettings::new(&list, max_symbols, 0).unwrap())
     }
 
     #[test]

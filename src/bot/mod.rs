@@ -82,4 +82,4 @@ pub use journal::FsyncPolicy;
 pub use run::{Bot, BotError};
 pub use source::SourceSpec;
 pub use symbols::SymbolSettings;
-pub(crate) use symbols::DEFAULT_MAX_SYMBOLS;
+pub(crate) use symbols::{DEFAULT_MAX_SYMBOLS, DEFAULT_METRICS_MAX_SYMBOLS};

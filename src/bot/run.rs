@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::decided::DecidedIds;
 use super::engine::{Engine, Fill, PaperExecution};
 use super::journal::{FsyncPolicy, Journal, JournalError, Record};
-use super::metrics::{self, BotMetrics, Figures};
+use super::metrics::{self, BotMetrics, Figures, SymbolSeries};
 use super::signal::{Reason, Reject, Signal};
 use super::snapshot::{self, Checkpoint, Snapshot};
 use super::source::exec::ExecSource;
@@ -83,6 +83,8 @@ pub struct Bot {
     journal: Journal,
     journal_error: Option<String>,
     engine: Engine,
+    /// Which symbols have metrics series of their own (issue 16).
+    series: SymbolSeries,
     /// Ids with a decision (fill or reject) in the journal.
     decided: DecidedIds,
     checkpoints: BTreeMap<String, Checkpoint>,
@@ -137,6 +139,7 @@ impl Bot {
             journal_error: None,
             engine: Engine::new(config.risk, Box::new(PaperExecution))
                 .with_symbols(&config.symbols),
+            series: SymbolSeries::new(&config.symbols),
             decided: DecidedIds::default(),
             checkpoints: BTreeMap::new(),
             moved: BTreeMap::new(),
@@ -164,7 +167,7 @@ impl Bot {
             "journal recovered"
         );
         bot.engine.warn_if_over_bound();
-        bot.figures.positions = bot.engine.positions();
+        bot.figures.symbols = bot.series.tally(&bot.engine);
         bot.try_commit(false);
         if let Some(webhook) = &config.webhook {
             let listener = std::net::TcpListener::bind(webhook.bind).map_err(|source| {
@@ -267,8 +270,7 @@ impl Bot {
             self.append_checkpoints();
             self.try_commit(!batches.is_empty());
             if std::mem::take(&mut self.positions_moved) {
-                self.figures.positions = self.engine.positions();
-                self.figures.fills = self.engine.fills();
+                self.figures.symbols = self.series.tally(&self.engine);
             }
             let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
             if dirty && due && self.journal_error.is_none() {
@@ -559,13 +561,14 @@ impl Bot {
 
     fn write_snapshot(&self) {
         let written_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let positions = self.engine.positions();
         let snapshot = Snapshot {
             written_at,
             journal_records: self.records,
-            positions: &self.figures.positions,
+            positions: &positions,
             checkpoints: &self.checkpoints,
             signals: self.figures.total(None),
-            fills: self.figures.fills.values().flatten().sum(),
+            fills: self.figures.total(Some(metrics::Result::Filled)),
             rejects: self.figures.rejects.iter().sum(),
             duplicates: self.figures.duplicates,
         };

@@ -6,7 +6,8 @@
 //! A feed chooses the symbols, so a buggy or hostile one (a counter in the
 //! symbol field, say) could grow all of that without end. Two bounds hold
 //! it: an optional allowlist (`SYMBOLS`) and a cap on how many symbols the
-//! engine holds (`MAX_SYMBOLS`).
+//! engine holds (`MAX_SYMBOLS`); `METRICS_MAX_SYMBOLS` bounds the series
+//! (see `metrics::SymbolSeries`).
 //!
 //! Replay is never refused: a journal written before the bound existed, or
 //! under a larger `MAX_SYMBOLS` or another allowlist, still recovers every
@@ -25,7 +26,12 @@ use super::signal::{Reason, Reject, MAX_FIELD_CHARS};
 /// stopped after about 150 KiB of positions.
 pub(crate) const DEFAULT_MAX_SYMBOLS: u32 = 1_000;
 
-/// The symbol settings, as validated from `SYMBOLS` and `MAX_SYMBOLS`.
+/// `METRICS_MAX_SYMBOLS` by default: 4 series a symbol, so at most 404
+/// per-symbol series (with `other`), which any Prometheus stores easily.
+pub(crate) const DEFAULT_METRICS_MAX_SYMBOLS: u32 = 100;
+
+/// The symbol settings, as validated from `SYMBOLS`, `MAX_SYMBOLS` and
+/// `METRICS_MAX_SYMBOLS`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SymbolSettings {
     /// The only symbols traded, in the order given; `None`: any symbol.
@@ -33,6 +39,8 @@ pub struct SymbolSettings {
     /// Most symbols the engine holds; a signal that would add one more is
     /// rejected as `too_many_symbols`.
     pub max_symbols: usize,
+    /// Most symbols with series of their own in `/metrics`.
+    pub metrics_max_symbols: usize,
 }
 
 impl Default for SymbolSettings {
@@ -40,6 +48,7 @@ impl Default for SymbolSettings {
         SymbolSettings {
             allowlist: None,
             max_symbols: DEFAULT_MAX_SYMBOLS as usize,
+            metrics_max_symbols: DEFAULT_METRICS_MAX_SYMBOLS as usize,
         }
     }
 }
@@ -54,7 +63,11 @@ pub(crate) struct Invalid {
 
 impl SymbolSettings {
     /// Validates the raw values (an empty `symbols` is no allowlist).
-    pub(crate) fn new(symbols: &[String], max_symbols: u32) -> Result<Self, Invalid> {
+    pub(crate) fn new(
+        symbols: &[String],
+        max_symbols: u32,
+        metrics_max_symbols: u32,
+    ) -> Result<Self, Invalid> {
         let invalid = |problem: String| Invalid {
             flag: "symbols",
             env: "SYMBOLS",
@@ -86,11 +99,12 @@ impl SymbolSettings {
         Ok(SymbolSettings {
             allowlist: (!allowlist.is_empty()).then_some(allowlist),
             max_symbols,
+            metrics_max_symbols: metrics_max_symbols as usize,
         })
     }
 
     /// `KEY=value` pairs for `check-config`.
-    pub(crate) fn describe(&self) -> [(&'static str, String); 2] {
+    pub(crate) fn describe(&self) -> [(&'static str, String); 3] {
         [
             (
                 "SYMBOLS",
@@ -99,6 +113,7 @@ impl SymbolSettings {
                     .map_or_else(|| "any".to_owned(), |allowlist| allowlist.join(",")),
             ),
             ("MAX_SYMBOLS", self.max_symbols.to_string()),
+            ("METRICS_MAX_SYMBOLS", self.metrics_max_symbols.to_string()),
         ]
     }
 }
@@ -175,10 +190,10 @@ mod tests {
 
     #[test]
     fn allowlist_is_trimmed_deduplicated_and_kept_in_order() {
-        let settings = SymbolSettings::new(&strings(&[" ETH", "BTC ", "ETH"]), 10).unwrap();
+        let settings = SymbolSettings::new(&strings(&[" ETH", "BTC ", "ETH"]), 10, 5).unwrap();
         assert_eq!(settings.allowlist, Some(strings(&["ETH", "BTC"])));
         assert_eq!(
-            SymbolSettings::new(&[], 10).unwrap().allowlist,
+            SymbolSettings::new(&[], 10, 5).unwrap().allowlist,
             None,
             "no list is no allowlist"
         );
@@ -186,16 +201,16 @@ mod tests {
 
     #[test]
     fn refuses_what_could_never_match_or_never_trade() {
-        let error = SymbolSettings::new(&strings(&["BTC", ""]), 10).unwrap_err();
+        let error = SymbolSettings::new(&strings(&["BTC", ""]), 10, 5).unwrap_err();
         assert_eq!((error.flag, error.env), ("symbols", "SYMBOLS"));
-        assert!(SymbolSettings::new(&strings(&[&"X".repeat(129)]), 10).is_err());
-        let error = SymbolSettings::new(&strings(&["A", "B", "C"]), 2).unwrap_err();
+        assert!(SymbolSettings::new(&strings(&[&"X".repeat(129)]), 10, 5).is_err());
+        let error = SymbolSettings::new(&strings(&["A", "B", "C"]), 2, 5).unwrap_err();
         assert!(error.problem.contains("MAX_SYMBOLS"), "{}", error.problem);
     }
 
     #[test]
     fn admits_listed_symbols_up_to_the_cap() {
-        let bound = SymbolBound::new(&SymbolSettings::new(&strings(&["A", "B"]), 2).unwrap());
+        let bound = SymbolBound::new(&SymbolSettings::new(&strings(&["A", "B"]), 2, 0).unwrap());
         assert_eq!(bound.admit("A", 0), Ok(()));
         assert_eq!(
             bound.admit("Z", 0).unwrap_err().reason,
