@@ -189,6 +189,14 @@ pub fn render_json(samples: &[Sample]) -> Vec<u8> {
 
 /// The order of series names (`family` then `suffix`, as one string).
 fn compare_names(a: &Sample, b: &Sample) -> Ordering {
+    if a.family == b.family {
+        return a.suffix.cmp(b.suffix);
+    }
+    // Families that differ before either ends decide alone: the usual
+    // case, and a plain comparison of two strings.
+    if !a.family.starts_with(b.family) && !b.family.starts_with(a.family) {
+        return a.family.cmp(b.family);
+    }
     let name = |sample: &Sample| sample.family.bytes().chain(sample.suffix.bytes());
     name(a).cmp(name(b))
 }
