@@ -8,6 +8,10 @@
 #     benches/bounded.sh target/release/tradingbot 200000         # one size
 #     SCRAPES=3 benches/bounded.sh /tmp/tradingbot-before 200000  # an older build
 #
+# SCRAPES (default 10) sets the scrapes of each kind before RSS is read;
+# TIMED (default 50) the text and JSON scrapes, taken in turns (so the
+# machine's load falls on both alike), whose medians are the times.
+#
 # Extra settings pass through the environment (MAX_SYMBOLS=..., SYMBOLS=...).
 # Needs curl and python3. Prints one block of figures per size.
 set -euo pipefail
@@ -17,6 +21,7 @@ shift || true
 sizes=("${@:-200000 1000000}")
 sizes=(${sizes[*]})
 scrapes=${SCRAPES:-10}
+timed=${TIMED:-50}
 bin=$(realpath "$bin")
 work=$(mktemp -d /tmp/tb-bounded.XXXXXX)
 pid=
@@ -63,18 +68,24 @@ EOF
     symbol_labels=$(grep -o 'symbol="[^"]*"' "$work/metrics" | sort -u | wc -l)
     rss_one=$(kib "$pid" VmRSS)
 
-    text_times=()
     for _ in $(seq "$scrapes"); do
-        text_times+=("$(curl -s -o /dev/null -w '%{time_total}' "$url")")
+        curl -s -o /dev/null "$url"
     done
     rss_text=$(kib "$pid" VmRSS)
-    json_times=()
     for _ in $(seq "$scrapes"); do
-        json_times+=("$(curl -s -o "$work/metrics.json" -w '%{time_total}' -H 'Accept: application/json' "$url")")
+        curl -s -o "$work/metrics.json" -H 'Accept: application/json' "$url"
     done
     json_bytes=$(stat -c %s "$work/metrics.json")
     rss_json=$(kib "$pid" VmRSS)
-    health_time=$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$listen/health")
+    text_times=()
+    json_times=()
+    health_times=()
+    for _ in $(seq "$timed"); do
+        text_times+=("$(curl -s -o /dev/null -w '%{time_total}' "$url")")
+        json_times+=("$(curl -s -o /dev/null -w '%{time_total}' -H 'Accept: application/json' "$url")")
+        health_times+=("$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$listen/health")")
+    done
+    rss_timed=$(kib "$pid" VmRSS)
     hwm_end=$(kib "$pid" VmHWM)
     median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f ms", v[int((NR + 1) / 2)] * 1000 }'; }
 
@@ -87,8 +98,9 @@ EOF
     echo "/metrics JSON:                   $json_bytes bytes"
     echo "RSS after 1 text scrape:         $(mib "$rss_one")"
     echo "RSS after $scrapes more text scrapes:   $(mib "$rss_text")"
-    echo "RSS after $scrapes JSON scrapes:        $(mib "$rss_json") (peak over the run $(mib "$hwm_end"))"
-    echo "time per scrape (median):        text $(median "${text_times[@]}"), JSON $(median "${json_times[@]}"), /health $(awk -v t="$health_time" 'BEGIN { printf "%.2f ms", t * 1000 }')"
+    echo "RSS after $scrapes JSON scrapes:        $(mib "$rss_json")"
+    echo "RSS after $timed more of each:         $(mib "$rss_timed") (peak over the run $(mib "$hwm_end"))"
+    echo "time per scrape (median of $timed):    text $(median "${text_times[@]}"), JSON $(median "${json_times[@]}"), /health $(median "${health_times[@]}")"
     kill -TERM "$pid"
     wait "$pid" || true
     pid=
