@@ -89,7 +89,7 @@ EOF
     hwm_end=$(kib "$pid" VmHWM)
     median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f ms", v[int((NR + 1) / 2)] * 1000 }'; }
 
-    reasons=$(grep -o '"reason":"[a-z_]*"' "$state/journal.jsonl" | cut -d'"' -f4 | sort | uniq -c | awk '{ printf " %s %s", $2, $1 }')
+    reasons=$({ grep -o '"reason":"[a-z_]*"' "$state/journal.jsonl" || true; } | cut -d'"' -f4 | sort | uniq -c | awk '{ printf " %s %s", $2, $1 }')
     echo "== $size distinct symbols ($(basename "$bin")${MAX_SYMBOLS:+, MAX_SYMBOLS=$MAX_SYMBOLS}${SYMBOLS:+, SYMBOLS set})"
     echo "ingest took:                     $(awk -v a="$started" -v b="$ingested" 'BEGIN { printf "%.1f s", b - a }') (from spawn)"
     echo "journal:                         $(grep -c '"t":"fill"' "$state/journal.jsonl") fills, $(grep -c '"t":"reject"' "$state/journal.jsonl") rejects${reasons:+ (}${reasons# }${reasons:+)}"
