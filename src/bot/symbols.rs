@@ -12,10 +12,9 @@
 //! Replay is never refused: a journal written before the bound existed, or
 //! under a larger `MAX_SYMBOLS` or another allowlist, still recovers every
 //! position it holds (history is the truth; dropping a position would lose
-//! money on paper). The bound then only stops new symbols until the engine
-//! is back under it, which without forgetting (not built: it waits for
-//! issue 11's exactly-once window) means for as long as those symbols are
-//! held.
+//! money on paper). The bound then stops every new symbol; since no symbol
+//! is forgotten yet (a flat, idle one could be, once issue 11's exactly-once
+//! window exists), that is for good.
 
 use std::collections::HashSet;
 
