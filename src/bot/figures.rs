@@ -2,12 +2,13 @@
 //! copy once per iteration; scrapes read the copy, so the HTTP thread never
 //! waits on the loop and the loop takes no lock per signal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::engine::Position;
+use super::engine::{Book, Engine};
 use super::signal::{Reason, Side};
+use super::symbols::SymbolSettings;
 use crate::metrics::{Kind, MetricsSource, Sample};
 
 /// Upper bounds of the fsync latency buckets, in seconds.
@@ -57,17 +58,16 @@ impl Tally {
 
 /// Counters indexed, not keyed, where the loop bumps them per signal.
 #[derive(Clone, Default)]
-pub(crate) struct Figures {
+pub struct Figures {
     /// Per configured source (by index): its kind label and a count per [`Tally`].
-    pub(crate) signals: Vec<(&'static str, [u64; 3])>,
-    /// Per symbol: fills by side (buy, sell).
-    pub(crate) fills: BTreeMap<String, [u64; 2]>,
-    pub(crate) rejects: [u64; Reason::ALL.len()],
-    pub(crate) duplicates: u64,
-    pub(crate) positions: BTreeMap<String, Position>,
-    pub(crate) last_signal: Option<(Instant, SystemTime)>,
-    pub(crate) iterations: u64,
-    pub(crate) fsync: Histogram,
+    pub signals: Vec<(&'static str, [u64; 3])>,
+    /// Per symbol, bounded: see [`SymbolSeries`].
+    pub symbols: SymbolTally,
+    pub rejects: [u64; Reason::ALL.len()],
+    pub duplicates: u64,
+    pub last_signal: Option<(Instant, SystemTime)>,
+    pub iterations: u64,
+    pub fsync: Histogram,
 }
 
 impl Figures {
@@ -97,6 +97,126 @@ impl Figures {
                     .map(move |counted| counts[counted as usize])
             })
             .sum()
+    }
+}
+
+/// The label of the series every symbol without one of its own is summed
+/// under. A symbol of that name never gets a series of its own (two series
+/// with one label set would make the exposition invalid): it is summed
+/// there too.
+const OTHER: &str = "other";
+
+/// Which symbols have series of their own (`symbol="BTC"`), at most
+/// `METRICS_MAX_SYMBOLS` of them; every other symbol is summed under
+/// `symbol="other"`. So `/metrics` has at most 4 × (`METRICS_MAX_SYMBOLS`
+/// + 1) per-symbol series however many symbols the feed brings.
+///
+/// The slots go to the `SYMBOLS` allowlist first (in its order), then,
+/// while any are free, to the symbols with the most fills (the journal's
+/// included, so a restart picks the busiest of its history), as they
+/// trade. A symbol keeps its slot for the life of the process: were the
+/// set to change, a symbol moving into `other` would make that counter
+/// jump and one moving out would make it go backwards, which Prometheus
+/// reads as a reset.
+pub(crate) struct SymbolSeries {
+    max: usize,
+    slots: HashMap<Arc<str>, usize>,
+    names: Vec<Arc<str>>,
+}
+
+/// The per-symbol figures as published: one row per symbol with a series
+/// of its own that the engine holds, and the sum of the rest.
+#[derive(Clone, Default)]
+pub struct SymbolTally {
+    named: Vec<(Arc<str>, Row)>,
+    other: Option<Row>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Row {
+    /// This process's fills by side (buy, sell): counters start at zero.
+    fills: [u64; 2],
+    qty: f64,
+    realized_pnl: f64,
+}
+
+impl Row {
+    fn add(&mut self, book: &Book) {
+        self.fills[0] += book.fills[0];
+        self.fills[1] += book.fills[1];
+        self.qty += book.position.qty;
+        self.realized_pnl += book.position.realized_pnl;
+    }
+}
+
+impl SymbolSeries {
+    pub(crate) fn new(settings: &SymbolSettings) -> Self {
+        let mut series = SymbolSeries {
+            max: settings.metrics_max_symbols,
+            slots: HashMap::new(),
+            names: Vec::new(),
+        };
+        for symbol in settings.allowlist.iter().flatten() {
+            series.assign(symbol);
+        }
+        series
+    }
+
+    fn assign(&mut self, symbol: &str) {
+        if self.names.len() < self.max && symbol != OTHER && !self.slots.contains_key(symbol) {
+            let name: Arc<str> = Arc::from(symbol);
+            self.slots.insert(Arc::clone(&name), self.names.len());
+            self.names.push(name);
+        }
+    }
+
+    /// The engine's symbols, each in its own row or summed under `other`.
+    /// A walk over every symbol held (at most `MAX_SYMBOLS`), after each
+    /// iteration that filled something.
+    pub(crate) fn tally(&mut self, engine: &Engine) -> SymbolTally {
+        if self.names.len() < self.max {
+            let mut candidates: Vec<(&str, u64)> = engine
+                .books()
+                .filter(|(symbol, _)| !self.slots.contains_key(*symbol))
+                .map(|(symbol, book)| (symbol, book.filled))
+                .collect();
+            candidates.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            for (symbol, _) in candidates {
+                self.assign(symbol);
+            }
+        }
+        let mut rows: Vec<Option<Row>> = vec![None; self.names.len()];
+        let mut other: Option<Row> = None;
+        for (symbol, book) in engine.books() {
+            let row = match self.slots.get(symbol).and_then(|slot| rows.get_mut(*slot)) {
+                Some(row) => row,
+                None => &mut other,
+            };
+            row.get_or_insert_with(Row::default).add(book);
+        }
+        SymbolTally {
+            named: self
+                .names
+                .iter()
+                .zip(rows)
+                .filter_map(|(name, row)| Some((Arc::clone(name), row?)))
+                .collect(),
+            other,
+        }
+    }
+}
+
+impl SymbolTally {
+    /// Every series' label and row, named ones by name, `other` last.
+    fn rows(&self) -> Vec<(&str, Row)> {
+        let mut rows: Vec<(&str, Row)> = self
+            .named
+            .iter()
+            .map(|(name, row)| (&**name, *row))
+            .collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows.extend(self.other.map(|row| (OTHER, row)));
+        rows
     }
 }
 
@@ -143,16 +263,17 @@ impl MetricsSource for BotMetrics {
                 .label("result", result),
             );
         }
-        for (symbol, counts) in &figures.fills {
+        let symbols = figures.symbols.rows();
+        for (symbol, row) in &symbols {
             for side in [Side::Buy, Side::Sell] {
                 out.push(
                     Sample::new(
                         "fills_total",
                         Kind::Counter,
                         "Paper fills.",
-                        counts[side as usize] as f64,
+                        row.fills[side as usize] as f64,
                     )
-                    .label("symbol", symbol.clone())
+                    .label("symbol", *symbol)
                     .label("side", side.as_str()),
                 );
             }
@@ -174,26 +295,26 @@ impl MetricsSource for BotMetrics {
             "Signals whose id was already decided (not executed again).",
             figures.duplicates as f64,
         ));
-        for (symbol, position) in &figures.positions {
+        for (symbol, row) in &symbols {
             out.push(
                 Sample::new(
                     "position",
                     Kind::Gauge,
                     "Position (negative: short).",
-                    position.qty,
+                    row.qty,
                 )
-                .label("symbol", symbol.clone()),
+                .label("symbol", *symbol),
             );
         }
-        for (symbol, position) in &figures.positions {
+        for (symbol, row) in &symbols {
             out.push(
                 Sample::new(
                     "realized_pnl",
                     Kind::Gauge,
                     "Realized profit and loss.",
-                    position.realized_pnl,
+                    row.realized_pnl,
                 )
-                .label("symbol", symbol.clone()),
+                .label("symbol", *symbol),
             );
         }
         out.push(Sample::new(
@@ -256,5 +377,119 @@ impl MetricsSource for BotMetrics {
             .last_signal
             .map(|(at, _)| (at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
         out.push(("last_signal_age_seconds", age));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::engine::PaperExecution;
+    use crate::bot::settings::RiskLimits;
+    use crate::bot::signal::Signal;
+
+    fn engine(max_symbols: u32) -> Engine {
+        Engine::new(RiskLimits::default(), Box::new(PaperExecution))
+            .with_symbols(&SymbolSettings::new(&[], max_symbols, 0).unwrap())
+    }
+
+    fn fill(engine: &mut Engine, id: usize, symbol: &str) {
+        let signal = Signal {
+            id: id.to_string().into(),
+            ts_ms: 0,
+            symbol: symbol.into(),
+            side: if id % 3 == 0 { Side::Sell } else { Side::Buy },
+            qty: 1.0,
+            price: Some(10.0 + (id % 7) as f64),
+            source: None,
+        };
+        engine.decide(&signal, 0).unwrap();
+    }
+
+    fn series(metrics_max_symbols: u32, allowlist: &[&str]) -> SymbolSeries {
+        let list: Vec<String> = allowlist
+            .iter()
+            .map(|symbol| (*symbol).to_owned())
+            .collect();
+        SymbolSeries::new(&SymbolSettings::new(&list, 100_000, metrics_max_symbols).unwrap())
+    }
+
+    fn labels(tally: &SymbolTally) -> Vec<String> {
+        tally
+            .rows()
+            .into_iter()
+            .map(|(label, _)| label.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn series_are_bounded_and_other_carries_the_rest() {
+        let mut engine = engine(100_000);
+        let mut series = series(100, &[]);
+        for id in 0..100_000 {
+            fill(&mut engine, id, &format!("SYM{id}"));
+        }
+        let figures = Figures {
+            symbols: series.tally(&engine),
+            ..Figures::new(["file"])
+        };
+        let metrics = BotMetrics::new();
+        metrics.publish(&figures);
+        let mut samples = Vec::new();
+        metrics.samples(&mut samples);
+        let by_symbol: Vec<&Sample> = samples
+            .iter()
+            .filter(|sample| sample.labels.iter().any(|(name, _)| *name == "symbol"))
+            .collect();
+        assert_eq!(by_symbol.len(), 4 * 101);
+        // Every fill is in exactly one series.
+        let fills: f64 = by_symbol
+            .iter()
+            .filter(|sample| sample.family == "fills_total")
+            .map(|sample| sample.value)
+            .sum();
+        assert_eq!(fills, 100_000.0);
+        let positions: f64 = by_symbol
+            .iter()
+            .filter(|sample| sample.family == "position")
+            .map(|sample| sample.value)
+            .sum();
+        let held: f64 = engine
+            .positions()
+            .values()
+            .map(|position| position.qty)
+            .sum();
+        assert_eq!(positions, held);
+    }
+
+    #[test]
+    fn the_busiest_get_slots_and_keep_them() {
+        let mut engine = engine(1_000);
+        for (id, symbol) in ["A", "B", "B", "C", "C", "C"].into_iter().enumerate() {
+            fill(&mut engine, id, symbol);
+        }
+        let mut series = series(2, &[]);
+        assert_eq!(labels(&series.tally(&engine)), ["B", "C", "other"]);
+        // A overtakes both, but the slots stay where they are: a counter
+        // must never move out of (or into) `other`.
+        for id in 10..20 {
+            fill(&mut engine, id, "A");
+        }
+        let tally = series.tally(&engine);
+        assert_eq!(labels(&tally), ["B", "C", "other"]);
+        assert_eq!(tally.other.unwrap().fills.iter().sum::<u64>(), 11);
+    }
+
+    #[test]
+    fn the_allowlist_comes_first_and_other_is_never_a_symbol_of_its_own() {
+        let mut engine = engine(1_000);
+        for (id, symbol) in ["other", "Z", "Z", "A"].into_iter().enumerate() {
+            fill(&mut engine, id, symbol);
+        }
+        let mut series = series(2, &["A", "other", "B"]);
+        let tally = series.tally(&engine);
+        // A and B are listed first (B without a book yet, so without a row);
+        // Z found no slot free.
+        assert_eq!(labels(&tally), ["A", "other"]);
+        assert_eq!(tally.other.unwrap().fills.iter().sum::<u64>(), 3);
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod ledger;
 mod run;
 pub mod settings;
 pub mod signal;
+pub(crate) mod symbols;
 
 /// Niceness of every thread that does the bot's work (its runtime, the file
 /// reader). The health server and the judge keep the default, so when the

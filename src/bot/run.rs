@@ -17,7 +17,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, PaperExecution};
-use super::figures::{BotMetrics, Figures, Tally};
+use super::figures::{BotMetrics, Figures, SymbolSeries, Tally};
 use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
@@ -73,6 +73,8 @@ pub(crate) struct Bot {
     started: Instant,
     quiet: bool,
     positions_moved: bool,
+    /// Which symbols have metrics series of their own.
+    series: SymbolSeries,
     alerts: Alerts,
     /// This iteration's fills and risk rejects, sent at its end.
     trades: Digest,
@@ -87,7 +89,8 @@ impl Bot {
         health: &Arc<HealthState>,
         alerts: Alerts,
     ) -> Result<Bot, BotError> {
-        let mut engine = Engine::new(config.risk, Box::new(PaperExecution));
+        let mut engine =
+            Engine::new(config.risk, Box::new(PaperExecution)).with_symbols(&config.symbols);
         let mut recovered_fills = 0u64;
         let ledger = Ledger::recover(
             config.state_dir.clone(),
@@ -113,6 +116,7 @@ impl Bot {
             started: Instant::now(),
             quiet: false,
             positions_moved: false,
+            series: SymbolSeries::new(&config.symbols),
             alerts,
             trades: Digest::default(),
         };
@@ -120,10 +124,11 @@ impl Bot {
             journal = %bot.ledger.journal_path().display(),
             records = bot.ledger.records(),
             decided_ids = bot.ledger.decided_ids(),
-            symbols = bot.engine.positions().len(),
+            symbols = bot.engine.symbols(),
             "journal recovered"
         );
-        bot.figures.positions = bot.engine.positions();
+        bot.engine.warn_if_over_bound();
+        bot.figures.symbols = bot.series.tally(&bot.engine);
         bot.commit(false);
         bot.intake = Some(Intake::bind(config.intake.clone())?);
         bot.metrics.publish(&bot.figures);
@@ -138,7 +143,7 @@ impl Bot {
             version: env!("CARGO_PKG_VERSION"),
             journal_records: bot.ledger.records(),
             recovered_fills,
-            positions: bot.figures.positions.len(),
+            positions: bot.engine.symbols(),
         });
         Ok(bot)
     }
@@ -200,8 +205,7 @@ impl Bot {
             self.trades.send(&self.alerts);
             self.commit(!batches.is_empty());
             if std::mem::take(&mut self.positions_moved) {
-                self.figures.positions = self.engine.positions();
-                self.figures.fills = self.engine.fills();
+                self.figures.symbols = self.series.tally(&self.engine);
             }
             let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
             if dirty && due && !self.ledger.is_blocked() && self.write_snapshot() {
@@ -271,7 +275,13 @@ impl Bot {
                 return Decided::refused(Decision::Invalid, Cow::Borrowed(reject));
             }
         };
-        if !self.ledger.take_id(&signal.id) {
+        // The ledger's one rule, the one replay follows, decides whether
+        // the outcome takes the id.
+        let engine = &mut self.engine;
+        let decided = self
+            .ledger
+            .decide_once(&signal.id, || engine.decide(&signal, now_ms));
+        let Some(decided) = decided else {
             self.figures.count(source, Tally::Duplicate);
             self.figures.duplicates += 1;
             return Decided {
@@ -279,8 +289,8 @@ impl Bot {
                 result: Decision::Duplicate,
                 reject: None,
             };
-        }
-        match self.engine.decide(&signal, now_ms) {
+        };
+        match decided {
             Ok(fill) => {
                 tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
                 self.figures.count(source, Tally::Filled);
@@ -378,10 +388,11 @@ impl Bot {
 
     /// False while the journal cannot be written (nothing written then).
     fn write_snapshot(&mut self) -> bool {
+        let positions = self.engine.positions();
         let written = self.ledger.snapshot(&ledger::Figures {
-            positions: &self.figures.positions,
+            positions: &positions,
             signals: self.figures.total(None),
-            fills: self.figures.fills.values().flatten().sum(),
+            fills: self.figures.total(Some(Tally::Filled)),
             rejects: self.figures.rejects.iter().sum(),
             duplicates: self.figures.duplicates,
         });

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::intake;
+use super::symbols::SymbolSettings;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -16,6 +17,7 @@ pub(crate) struct Settings {
     pub(crate) max_signal_age: Option<Duration>,
     pub(crate) snapshot_interval: Duration,
     pub(crate) intake: intake::Settings,
+    pub(crate) symbols: SymbolSettings,
 }
 
 /// Limits a signal must pass to be filled; each off when `None`.

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Longest `id`, `symbol` or `source`: they end up in journals and metric labels.
-const MAX_FIELD_CHARS: usize = 128;
+pub(crate) const MAX_FIELD_CHARS: usize = 128;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,10 +68,14 @@ pub enum Reason {
     MaxPositionQty,
     MaxOrderNotional,
     MaxOrdersPerMinute,
+    /// Not in the `SYMBOLS` allowlist.
+    UnknownSymbol,
+    /// A symbol past `MAX_SYMBOLS`.
+    TooManySymbols,
 }
 
 impl Reason {
-    pub(crate) const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::LineTooLong,
         Reason::InvalidUtf8,
         Reason::NotJson,
@@ -89,6 +93,8 @@ impl Reason {
         Reason::MaxPositionQty,
         Reason::MaxOrderNotional,
         Reason::MaxOrdersPerMinute,
+        Reason::UnknownSymbol,
+        Reason::TooManySymbols,
     ];
 
     pub fn label(self) -> &'static str {
@@ -110,6 +116,8 @@ impl Reason {
             Reason::MaxPositionQty => "max_position_qty",
             Reason::MaxOrderNotional => "max_order_notional",
             Reason::MaxOrdersPerMinute => "max_orders_per_minute",
+            Reason::UnknownSymbol => "unknown_symbol",
+            Reason::TooManySymbols => "too_many_symbols",
         }
     }
 

@@ -80,7 +80,7 @@ impl HealthApi {
                     .is_some_and(|accept| accept.contains("application/json"));
                 let samples = self.samples(&view);
                 if wants_json {
-                    json_response(StatusCode::OK, &render_json(&samples))
+                    json_bytes(StatusCode::OK, render_json(&samples))
                 } else {
                     with_type(
                         Response::new(Full::new(Bytes::from(render_text(&samples)))),
@@ -108,14 +108,7 @@ impl HealthApi {
             verdict: &verdict,
             bot_figures: &bot_figures,
         };
-        let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
-        bytes.push(b'\n');
-        let mut response = with_type(
-            Response::new(Full::new(Bytes::from(bytes))),
-            "application/json",
-        );
-        *response.status_mut() = code;
-        response
+        json_bytes(code, serde_json::to_vec(&body).unwrap_or_default())
     }
 
     fn samples(&self, view: &HealthView) -> Vec<Sample> {
@@ -277,8 +270,12 @@ pub(crate) fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
-pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
-    let mut bytes = serde_json::to_vec(body).unwrap_or_default();
+pub fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+    json_bytes(code, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A JSON document already written, with the newline every body ends with.
+fn json_bytes(code: StatusCode, mut bytes: Vec<u8>) -> Response<Body> {
     bytes.push(b'\n');
     let mut response = with_type(
         Response::new(Full::new(Bytes::from(bytes))),

@@ -169,7 +169,7 @@ impl HealthState {
         self.bound.get().copied()
     }
 
-    pub(crate) fn set_bot_metrics(&self, source: Arc<dyn MetricsSource>) {
+    pub fn set_bot_metrics(&self, source: Arc<dyn MetricsSource>) {
         *self
             .bot_metrics
             .lock()

@@ -14,6 +14,7 @@ mod bot_journal;
 mod bot_signals;
 mod bot_sources;
 mod bot_webhook;
+mod bounded;
 mod config;
 mod hardening_fs;
 mod hardening_input;

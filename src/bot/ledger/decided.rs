@@ -55,15 +55,30 @@ impl DecidedIds {
     }
 
     /// Adds `id`; false when it was there already.
-    pub(crate) fn insert(&mut self, id: &str) -> bool {
+    pub fn insert(&mut self, id: &str) -> bool {
+        self.decide_once(id, || ((), true)).is_some()
+    }
+
+    /// Runs `decide` unless `id` is here already (`None`: a duplicate),
+    /// and adds `id` if `decide` says its outcome takes the id. One hash
+    /// of the id either way: the lookup and the insert share it.
+    pub fn decide_once<T>(&mut self, id: &str, decide: impl FnOnce() -> (T, bool)) -> Option<T> {
         let hash = (self.keys.hash_one(id) >> 32) as u32;
         let text = &self.text;
         let found = self.table.find(spread(hash), |entry| {
             entry.hash == hash && entry.id(text) == id.as_bytes()
         });
         if found.is_some() {
-            return false;
+            return None;
         }
+        let (outcome, takes_id) = decide();
+        if takes_id {
+            self.add(id, hash);
+        }
+        Some(outcome)
+    }
+
+    fn add(&mut self, id: &str, hash: u32) {
         let entry = Entry {
             start: self.text.len() as u64,
             // An id over 4 GiB cannot get past the 64 KiB line limit; were
@@ -74,7 +89,6 @@ impl DecidedIds {
         self.text.extend_from_slice(id.as_bytes());
         self.table
             .insert_unique(entry.table_hash(), entry, Entry::table_hash);
-        true
     }
 }
 
@@ -92,5 +106,20 @@ mod tests {
             }
             proptest::prop_assert_eq!(decided.len(), model.len());
         }
+    }
+
+    #[test]
+    fn an_outcome_that_takes_no_id_leaves_it_free() {
+        let mut decided = DecidedIds::default();
+        assert_eq!(
+            decided.decide_once("a", || ("refused", false)),
+            Some("refused")
+        );
+        assert_eq!(
+            decided.decide_once("a", || ("filled", true)),
+            Some("filled")
+        );
+        assert_eq!(decided.decide_once("a", || ("again", true)), None);
+        assert_eq!(decided.len(), 1);
     }
 }

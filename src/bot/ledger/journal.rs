@@ -124,9 +124,15 @@ pub(crate) struct Journal {
     /// Length of the recovered prefix: anything past it when the file is
     /// (re)opened is a torn tail.
     valid_len: u64,
+    /// Records not written yet: at most about [`EARLY_WRITE_BYTES`], since
+    /// what is written early is dropped from it, so a large commit (64
+    /// batches of rejects carry their lines: tens of MB) is not held in
+    /// memory whole, nor is a buffer of its size kept afterwards.
     pending: Vec<u8>,
     /// Bytes of `pending` already written; a failed write resumes here.
     written: usize,
+    /// Records appended since the last commit (some may be written early).
+    uncommitted: bool,
     /// Written since the last fsync was started.
     unsynced: bool,
     /// Commits that wrote records, counted; a webhook reply waits until
@@ -230,6 +236,7 @@ impl Journal {
             valid_len: whole as u64,
             pending: Vec::with_capacity(64 * 1024),
             written: 0,
+            uncommitted: false,
             unsynced: false,
             commits_written: 0,
             commits_durable: 0,
@@ -289,6 +296,7 @@ impl Journal {
         };
         if written {
             self.pending.push(b'\n');
+            self.uncommitted = true;
         }
         if self.pending.len() - self.written >= EARLY_WRITE_BYTES {
             self.write_early();
@@ -305,6 +313,8 @@ impl Journal {
         if self.file.is_none() || self.write_pending().is_err() {
             return;
         }
+        self.pending.clear();
+        self.written = 0;
         if self.policy == FsyncPolicy::Never {
             return;
         }
@@ -332,10 +342,11 @@ impl Journal {
         // show as failed before the first signal, not after it.
         self.open()?;
         self.finish_sync()?;
-        if !self.pending.is_empty() {
+        if self.uncommitted {
             self.write_pending()?;
             self.pending.clear();
             self.written = 0;
+            self.uncommitted = false;
             self.commits_written += 1;
         }
         if self.policy == FsyncPolicy::Never || !self.unsynced {
@@ -640,6 +651,31 @@ mod tests {
         assert_eq!(journal.fsync_times().count(), 2);
         let (_, records) = Journal::recover(dir.path(), FsyncPolicy::Batch).unwrap();
         assert_eq!(records, vec![fill("a"), fill("b")]);
+    }
+
+    #[test]
+    fn a_large_commit_is_written_early_and_never_held_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::recover(dir.path(), FsyncPolicy::Batch).unwrap();
+        journal.commit(false).unwrap(); // opens the file; nothing to count
+        let mut appended = Vec::new();
+        // Up to the moment an early write has left nothing buffered.
+        while appended.len() < 2 || !journal.pending.is_empty() {
+            let record = fill(&format!("early-{}", appended.len()));
+            journal.append(&record);
+            appended.push(record);
+            assert!(journal.pending.len() <= EARLY_WRITE_BYTES + 1024);
+        }
+        assert!(appended.len() > 1000, "{} records", appended.len());
+        assert!(journal.pending.capacity() <= 2 * EARLY_WRITE_BYTES);
+        assert_eq!(
+            journal.commit(false).unwrap(),
+            1,
+            "records all written early still make a commit"
+        );
+        assert_eq!(journal.fsync_times().count(), 1);
+        let (_, records) = Journal::recover(dir.path(), FsyncPolicy::Batch).unwrap();
+        assert_eq!(records, appended);
     }
 
     #[test]

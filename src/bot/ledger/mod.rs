@@ -24,7 +24,7 @@ use self::snapshot::{Checkpoint, Snapshot};
 use super::engine::Fill;
 use super::intake::Outcome;
 use super::settings::FsyncPolicy;
-use super::signal::Reason;
+use super::signal::{Reason, Reject};
 use crate::health::{Component, HealthState};
 
 /// Outcomes of a client's lines, sent once the journal holds them durably.
@@ -145,10 +145,21 @@ impl Ledger {
         self.error.is_some()
     }
 
-    /// Takes `id` for a decision about to be recorded; false if it already
-    /// has one (a duplicate).
-    pub(crate) fn take_id(&mut self, id: &str) -> bool {
-        self.decided.insert(id)
+    /// Decides `id` with `decide` unless it has a decision already (`None`:
+    /// a duplicate); the outcome takes the id by the rule replay follows
+    /// ([`is_decision`]), so an id's fate never depends on a restart.
+    pub(crate) fn decide_once<T>(
+        &mut self,
+        id: &str,
+        decide: impl FnOnce() -> Result<T, Reject>,
+    ) -> Option<Result<T, Reject>> {
+        self.decided.decide_once(id, || {
+            let decided = decide();
+            let takes_id = decided
+                .as_ref()
+                .map_or_else(|reject| is_decision(reject.reason), |_| true);
+            (decided, takes_id)
+        })
     }
 
     /// Appends a decision or checkpoint; written by the next commit.
@@ -260,7 +271,17 @@ impl Ledger {
 
 /// Rejects that are decisions about a valid signal (a risk limit, no
 /// price): the id is then taken. A line refused as malformed takes no id,
-/// so a corrected resend is still handled.
+/// so a corrected resend is still handled. Live decisions and replay both
+/// ask this, so an id's fate never depends on a restart.
+///
+/// A symbol refused by `SYMBOLS` (`unknown_symbol`) or `MAX_SYMBOLS`
+/// (`too_many_symbols`) takes no id either. The refusal is about what the
+/// bot is set up to hold, not about the signal: the same signal is refused
+/// again for as long as the settings stand (after a restart too), and
+/// handled once the operator lists the symbol or raises the cap (once: it
+/// was never executed). And these are the signals of a feed that invents
+/// symbols: taking their ids would let it grow the exactly-once index by
+/// every one, the very growth the bound is there to stop.
 fn is_decision(reason: Reason) -> bool {
     reason == Reason::NoPrice || reason.is_risk_limit()
 }
