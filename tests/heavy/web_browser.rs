@@ -409,6 +409,7 @@ fn browser_turns_red_on_a_stall_and_a_death_and_back() {
 
     // Killed: unreachable; restarted: back, its table continued.
     bot.send(&signal("k1", "BTC", "buy", 1.0, 100.0));
+    wait_journal(&bot, 1);
     bot.kill();
     let dead = browser.wait_for(
         Duration::from_secs(3),
