@@ -58,7 +58,7 @@ impl Tally {
 
 /// Counters indexed, not keyed, where the loop bumps them per signal.
 #[derive(Clone, Default)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// Per configured source (by index): its kind label and a count per [`Tally`].
     pub signals: Vec<(&'static str, [u64; 3])>,
     /// Per symbol, bounded: see [`SymbolSeries`].
@@ -127,7 +127,7 @@ pub(crate) struct SymbolSeries {
 /// The per-symbol figures as published: one row per symbol with a series
 /// of its own that the engine holds, and the sum of the rest.
 #[derive(Clone, Default)]
-pub struct SymbolTally {
+pub(crate) struct SymbolTally {
     named: Vec<(Arc<str>, Row)>,
     other: Option<Row>,
 }

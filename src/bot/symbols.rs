@@ -32,7 +32,7 @@ pub(crate) const DEFAULT_METRICS_MAX_SYMBOLS: u32 = 100;
 /// The symbol settings, as validated from `SYMBOLS`, `MAX_SYMBOLS` and
 /// `METRICS_MAX_SYMBOLS`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SymbolSettings {
+pub(crate) struct SymbolSettings {
     /// The only symbols traded, in the order given; `None`: any symbol.
     pub allowlist: Option<Vec<String>>,
     /// Most symbols the engine holds; a signal that would add one more is
