@@ -60,14 +60,14 @@ impl Tally {
 #[derive(Clone, Default)]
 pub(crate) struct Figures {
     /// Per configured source (by index): its kind label and a count per [`Tally`].
-    pub signals: Vec<(&'static str, [u64; 3])>,
+    pub(crate) signals: Vec<(&'static str, [u64; 3])>,
     /// Per symbol, bounded: see [`SymbolSeries`].
-    pub symbols: SymbolTally,
-    pub rejects: [u64; Reason::ALL.len()],
-    pub duplicates: u64,
-    pub last_signal: Option<(Instant, SystemTime)>,
-    pub iterations: u64,
-    pub fsync: Histogram,
+    pub(crate) symbols: SymbolTally,
+    pub(crate) rejects: [u64; Reason::ALL.len()],
+    pub(crate) duplicates: u64,
+    pub(crate) last_signal: Option<(Instant, SystemTime)>,
+    pub(crate) iterations: u64,
+    pub(crate) fsync: Histogram,
 }
 
 impl Figures {
