@@ -111,7 +111,7 @@ impl Engine {
     }
 
     /// The same engine under `settings`' symbol bound.
-    pub fn with_symbols(self, settings: &SymbolSettings) -> Self {
+    pub(crate) fn with_symbols(self, settings: &SymbolSettings) -> Self {
         Engine {
             symbols: SymbolBound::new(settings),
             ..self
@@ -246,7 +246,7 @@ impl Engine {
     /// Applies a fill that has already happened (one replayed from the
     /// journal). Never refused, whatever the symbol bound: the fill is
     /// history, and its position must be there.
-    pub fn apply(&mut self, fill: &Fill<'_>) {
+    pub(crate) fn apply(&mut self, fill: &Fill<'_>) {
         // A lookup before an insert: `entry` would copy the symbol for
         // every fill, and a symbol is new only once.
         let book = match self.books.get_mut(fill.symbol) {

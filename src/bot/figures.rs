@@ -58,16 +58,16 @@ impl Tally {
 
 /// Counters indexed, not keyed, where the loop bumps them per signal.
 #[derive(Clone, Default)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// Per configured source (by index): its kind label and a count per [`Tally`].
-    pub signals: Vec<(&'static str, [u64; 3])>,
+    pub(crate) signals: Vec<(&'static str, [u64; 3])>,
     /// Per symbol, bounded: see [`SymbolSeries`].
-    pub symbols: SymbolTally,
-    pub rejects: [u64; Reason::ALL.len()],
-    pub duplicates: u64,
-    pub last_signal: Option<(Instant, SystemTime)>,
-    pub iterations: u64,
-    pub fsync: Histogram,
+    pub(crate) symbols: SymbolTally,
+    pub(crate) rejects: [u64; Reason::ALL.len()],
+    pub(crate) duplicates: u64,
+    pub(crate) last_signal: Option<(Instant, SystemTime)>,
+    pub(crate) iterations: u64,
+    pub(crate) fsync: Histogram,
 }
 
 impl Figures {
@@ -127,7 +127,7 @@ pub(crate) struct SymbolSeries {
 /// The per-symbol figures as published: one row per symbol with a series
 /// of its own that the engine holds, and the sum of the rest.
 #[derive(Clone, Default)]
-pub struct SymbolTally {
+pub(crate) struct SymbolTally {
     named: Vec<(Arc<str>, Row)>,
     other: Option<Row>,
 }

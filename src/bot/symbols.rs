@@ -32,14 +32,14 @@ pub(crate) const DEFAULT_METRICS_MAX_SYMBOLS: u32 = 100;
 /// The symbol settings, as validated from `SYMBOLS`, `MAX_SYMBOLS` and
 /// `METRICS_MAX_SYMBOLS`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SymbolSettings {
+pub(crate) struct SymbolSettings {
     /// The only symbols traded, in the order given; `None`: any symbol.
-    pub allowlist: Option<Vec<String>>,
+    pub(crate) allowlist: Option<Vec<String>>,
     /// Most symbols the engine holds; a signal that would add one more is
     /// rejected as `too_many_symbols`.
-    pub max_symbols: usize,
+    pub(crate) max_symbols: usize,
     /// Most symbols with series of their own in `/metrics`.
-    pub metrics_max_symbols: usize,
+    pub(crate) metrics_max_symbols: usize,
 }
 
 impl Default for SymbolSettings {

@@ -270,7 +270,7 @@ pub(crate) fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
-pub fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
     json_bytes(code, serde_json::to_vec(body).unwrap_or_default())
 }
 

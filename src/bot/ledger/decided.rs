@@ -55,14 +55,14 @@ impl DecidedIds {
     }
 
     /// Adds `id`; false when it was there already.
-    pub fn insert(&mut self, id: &str) -> bool {
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
         self.decide_once(id, || ((), true)).is_some()
     }
 
     /// Runs `decide` unless `id` is here already (`None`: a duplicate),
     /// and adds `id` if `decide` says its outcome takes the id. One hash
     /// of the id either way: the lookup and the insert share it.
-    pub fn decide_once<T>(&mut self, id: &str, decide: impl FnOnce() -> (T, bool)) -> Option<T> {
+    pub(crate) fn decide_once<T>(&mut self, id: &str, decide: impl FnOnce() -> (T, bool)) -> Option<T> {
         let hash = (self.keys.hash_one(id) >> 32) as u32;
         let text = &self.text;
         let found = self.table.find(spread(hash), |entry| {
