@@ -214,6 +214,7 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 #[test]
+#[ignore = "needs the bot's read API and event stream (issue 12, not merged yet)"]
 fn browser_shows_two_real_bots_as_their_journals_say() {
     let Some(browser) = Browser::open("browser_shows_two_real_bots_as_their_journals_say") else {
         return;
@@ -345,6 +346,7 @@ fn browser_shows_two_real_bots_as_their_journals_say() {
 }
 
 #[test]
+#[ignore = "needs the bot's read API and event stream (issue 12, not merged yet)"]
 fn browser_turns_red_on_a_stall_and_a_death_and_back() {
     let Some(browser) = Browser::open("browser_turns_red_on_a_stall_and_a_death_and_back") else {
         return;
