@@ -62,7 +62,11 @@ impl DecidedIds {
     /// Runs `decide` unless `id` is here already (`None`: a duplicate),
     /// and adds `id` if `decide` says its outcome takes the id. One hash
     /// of the id either way: the lookup and the insert share it.
-    pub(crate) fn decide_once<T>(&mut self, id: &str, decide: impl FnOnce() -> (T, bool)) -> Option<T> {
+    pub(crate) fn decide_once<T>(
+        &mut self,
+        id: &str,
+        decide: impl FnOnce() -> (T, bool),
+    ) -> Option<T> {
         let hash = (self.keys.hash_one(id) >> 32) as u32;
         let text = &self.text;
         let found = self.table.find(spread(hash), |entry| {
