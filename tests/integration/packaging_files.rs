@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::kit::daemon::{Builder, Daemon, BIN};
 use crate::kit::process::ok;
-use crate::kit::shipped::shipped;
+use crate::kit::shipped::{assert_env_file_documents, shipped};
 
 fn read(relative: &str) -> String {
     std::fs::read_to_string(shipped(relative)).unwrap()
@@ -63,35 +63,7 @@ fn assert_ok(daemon: &Daemon, path: &str, whose: &str) {
 
 #[test]
 fn env_file_documents_every_variable() {
-    // Help text wraps anywhere, "[env:" and the name included.
-    let help = ok(std::process::Command::new(BIN).args(["run", "--help"]))
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let env_file = read("systemd/tradingbot.env");
-    let documented: Vec<&str> = env_file
-        .lines()
-        .filter_map(|line| line.trim_start_matches('#').split_once('='))
-        .map(|(key, _)| key)
-        .collect();
-    let variables: Vec<&str> = help
-        .split("[env: ")
-        .skip(1)
-        .map(|rest| {
-            // `[env: NAME=value]`, or `[env: NAME]` for a hidden value.
-            let end = rest
-                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-                .unwrap_or(rest.len());
-            &rest[..end]
-        })
-        .collect();
-    assert!(variables.len() >= 10, "too few env vars in --help:\n{help}");
-    for variable in variables {
-        assert!(
-            documented.contains(&variable),
-            "{variable} (in `tradingbot run --help`) is not in systemd/tradingbot.env"
-        );
-    }
+    assert_env_file_documents("run", "systemd/tradingbot.env", 10);
 }
 
 #[test]

@@ -12,8 +12,7 @@ use serde_json::Value;
 
 use crate::kit::daemon::{stdin_bot, BIN};
 use crate::kit::journal::signal_line;
-use crate::kit::process::ok;
-use crate::kit::shipped::shipped;
+use crate::kit::shipped::{assert_env_file_documents, shipped};
 use crate::kit::wait::{wait_until, SOON};
 use crate::kit::web::*;
 
@@ -64,33 +63,7 @@ fn web_unit_is_sandboxed_and_writes_nowhere() {
 
 #[test]
 fn web_env_file_documents_every_variable() {
-    let help = ok(Command::new(BIN).args(["web", "--help"]))
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let env_file = read("systemd/tradingbot-web.env");
-    let documented: Vec<&str> = env_file
-        .lines()
-        .filter_map(|line| line.trim_start_matches('#').split_once('='))
-        .map(|(key, _)| key)
-        .collect();
-    let variables: Vec<&str> = help
-        .split("[env: ")
-        .skip(1)
-        .map(|rest| {
-            let end = rest
-                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-                .unwrap_or(rest.len());
-            &rest[..end]
-        })
-        .collect();
-    assert!(variables.len() >= 8, "too few env vars in --help:\n{help}");
-    for variable in variables {
-        assert!(
-            documented.contains(&variable),
-            "{variable} (in `tradingbot web --help`) is not in systemd/tradingbot-web.env"
-        );
-    }
+    assert_env_file_documents("web", "systemd/tradingbot-web.env", 8);
     let toml: toml::Table = read("Cargo.toml").parse().unwrap();
     let assets = toml["package"]["metadata"]["deb"]["assets"].to_string();
     assert!(
