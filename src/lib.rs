@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod error;
 pub mod exit;
 pub mod health;
+pub mod http;
 pub mod lock;
 pub mod logging;
 pub mod os_signals;

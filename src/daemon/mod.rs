@@ -12,10 +12,10 @@ use crate::bot::Bot;
 use crate::config::Config;
 use crate::health::api::HealthApi;
 use crate::health::file::HealthFile;
-use crate::health::http::{self, Limits};
 use crate::health::judge::{Inbox, Judge, Request};
 use crate::health::notify::Notifier;
 use crate::health::{settings as health, HealthState};
+use crate::http::server::{self as http, Limits};
 use crate::os_signals::Handlers;
 use crate::{lock, logging, Error};
 

@@ -13,9 +13,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use super::http::Body;
 use super::metrics::{render_json, render_text, Kind, Sample};
 use super::state::{Component, HealthState, HealthView, Verdict};
+use crate::http::server::Body;
 
 /// Paths with their own label in `http_requests_total`; anything else is
 /// counted as "other", so scanners cannot grow the series without bound.

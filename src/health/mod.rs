@@ -3,7 +3,6 @@
 
 pub mod api;
 pub mod file;
-pub mod http;
 pub mod judge;
 pub mod metrics;
 pub mod notify;

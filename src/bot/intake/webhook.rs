@@ -24,7 +24,7 @@ use super::lines::{LineSplitter, Lines};
 use super::{Batch, Decision, Outlet, WebhookSettings};
 use crate::alerts::RefusedTokens;
 use crate::health::api::{json_response, text};
-use crate::health::http::{spawn_server_thread, Body, Limits};
+use crate::http::server::{spawn_server_thread, Body, Limits};
 use crate::secret::Secret;
 
 /// A body must arrive within this once its head has: a client dribbling
