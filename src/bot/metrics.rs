@@ -92,7 +92,7 @@ impl Figures {
             .flat_map(|(_, counts)| {
                 Result::ALL
                     .into_iter()
-                    .filter(move |counted| result.map_or(true, |result| result == *counted))
+                    .filter(move |counted| result.is_none_or(|result| result == *counted))
                     .map(move |counted| counts[counted as usize])
             })
             .sum()

@@ -208,7 +208,7 @@ impl Bot {
                 self.figures.positions = self.engine.positions();
                 self.figures.fills = self.engine.fills();
             }
-            let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
+            let due = last_snapshot.is_none_or(|at| at.elapsed() >= self.snapshot_interval);
             if dirty && due && !self.ledger.is_blocked() && self.write_snapshot() {
                 last_snapshot = Some(Instant::now());
                 dirty = false;
