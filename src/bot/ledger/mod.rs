@@ -8,6 +8,7 @@
 
 pub(crate) mod decided;
 pub mod journal;
+pub mod reader;
 pub(crate) mod snapshot;
 
 use std::borrow::Cow;
@@ -151,10 +152,12 @@ impl Ledger {
         self.decided.insert(id)
     }
 
-    /// Appends a decision or checkpoint; written by the next commit.
-    pub(crate) fn append(&mut self, record: &Record<'_>) {
+    /// Appends a decision or checkpoint, written by the next commit;
+    /// returns its seq (its 1-based ordinal in the whole journal).
+    pub(crate) fn append(&mut self, record: &Record<'_>) -> u64 {
         self.journal.append(record);
         self.records += 1;
+        self.records
     }
 
     /// Under `FSYNC=always` every decision is committed on its own.
