@@ -17,6 +17,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, PaperExecution};
+use super::intake::webhook::Route;
 use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
@@ -85,12 +86,14 @@ pub struct Bot {
 
 impl Bot {
     /// Recovers the journal (cutting a torn tail, rebuilding the dedupe
-    /// index, positions and checkpoints) and binds the webhook listener.
+    /// index, positions and checkpoints) and binds the webhook listener
+    /// (or, on the main port, readies its `route`).
     pub async fn init(
         config: &Settings,
         idle_tick: Duration,
         health: &Arc<HealthState>,
         alerts: Alerts,
+        route: Route,
     ) -> Result<Bot, BotError> {
         let mut engine = Engine::new(config.risk, Box::new(PaperExecution));
         let mut recovered_fills = 0u64;
@@ -130,7 +133,7 @@ impl Bot {
         );
         bot.figures.positions = bot.engine.positions();
         bot.commit(false);
-        bot.intake = Some(Intake::bind(config.intake.clone())?);
+        bot.intake = Some(Intake::bind(config.intake.clone(), route)?);
         bot.metrics.publish(&bot.figures);
         // The notifier's figures beside the bot's.
         match bot.alerts.metrics() {

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alerts, Event};
+use crate::bot::intake::webhook::Route;
 use crate::bot::Bot;
 use crate::config::Config;
-use crate::health::api::HealthApi;
 use crate::health::file::HealthFile;
 use crate::health::judge::{Inbox, Judge, Request};
 use crate::health::notify::Notifier;
 use crate::health::{settings as health, HealthState};
-use crate::http::server::{self as http, Limits};
+use crate::http::{self, server};
 use crate::os_signals::Handlers;
 use crate::{lock, logging, Error};
 
@@ -68,7 +68,15 @@ pub fn run(config: &Config) -> Result<(), Error> {
         what: "cannot start the judge thread",
         source,
     })?;
-    start_health_server(&config.health, &health, judge.inbox())?;
+    // The webhook on the main port, unless it has a listener of its own.
+    let webhook = config
+        .bot
+        .intake
+        .webhook
+        .as_ref()
+        .filter(|webhook| webhook.bind.is_none())
+        .map(|_| Route::default());
+    start_http_server(&config.health, &health, judge.inbox(), webhook.clone())?;
 
     // Past RLIMIT_FSIZE a write must fail with EFBIG, which the journal
     // reports and retries, instead of SIGXFSZ killing the process.
@@ -104,7 +112,14 @@ pub fn run(config: &Config) -> Result<(), Error> {
             what: "cannot start the bot runtime",
             source,
         })?;
-    let outcome = runtime.block_on(run_bot(config, &health, &judge.inbox(), &alerts, shutdown));
+    let outcome = runtime.block_on(run_bot(
+        config,
+        &health,
+        &judge.inbox(),
+        &alerts,
+        webhook.unwrap_or_default(),
+        shutdown,
+    ));
     judge.finish();
     // The bot has drained and flushed by now; what is left (a blocking read
     // of stdin, say) must not hold the exit hostage.
@@ -125,20 +140,21 @@ pub fn run(config: &Config) -> Result<(), Error> {
     outcome
 }
 
-/// Binds the first free port of the list and serves the health endpoints
-/// from their own thread. With no port free, health goes on through the file
-/// and sd_notify only.
-fn start_health_server(
+/// Binds the first free port of the list and serves every route on it
+/// (health, intake) from a thread of its own. With no port free, health
+/// goes on through the file and sd_notify only.
+fn start_http_server(
     settings: &health::Settings,
     health: &Arc<HealthState>,
     judge: Inbox,
+    webhook: Option<Route>,
 ) -> Result<(), Error> {
     let addrs: Vec<SocketAddr> = settings
         .ports
         .iter()
         .map(|port| SocketAddr::new(settings.bind, *port))
         .collect();
-    let Some(listener) = http::bind_first(&addrs) else {
+    let Some(listener) = server::bind_first(&addrs) else {
         tracing::error!(
             tried = ?settings.ports,
             bind = %settings.bind,
@@ -152,18 +168,12 @@ fn start_health_server(
         source,
     })?;
     health.set_bound(bound);
-    let api = HealthApi::new(Arc::clone(health));
-    http::spawn_server_thread(
-        "health-http",
+    http::Port {
         listener,
-        Limits::default(),
-        move || {
-            move |request| {
-                let response = api.respond(&request);
-                async move { response }
-            }
-        },
-        CancellationToken::new(),
+        health,
+        webhook,
+    }
+    .start(
         // A daemon whose health server is gone would run on unseen.
         move |error| judge.send(Request::Fatal(format!("the health server failed: {error}"))),
     )
@@ -180,6 +190,7 @@ async fn run_bot(
     health: &Arc<HealthState>,
     judge: &Inbox,
     alerts: &Alerts,
+    webhook: Route,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // Lets tests and rehearsals hold the daemon in its "starting" state.
@@ -189,6 +200,7 @@ async fn run_bot(
         config.health.heartbeat_interval,
         health,
         alerts.clone(),
+        webhook,
     )
     .await?;
     let mut bot_loop = tokio::spawn(bot.run(health.heartbeat(), shutdown.clone()));

@@ -34,6 +34,21 @@ impl HealthApi {
         })
     }
 
+    /// Whether `path` is one of the health endpoints.
+    pub fn serves(path: &str) -> bool {
+        KNOWN_PATHS.contains(&path)
+    }
+
+    /// Counts a request another route answered, under that route's label.
+    pub fn count(&self, label: &'static str, code: StatusCode) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry((label, code.as_u16()))
+            .or_default() += 1;
+    }
+
     pub fn respond<B>(&self, request: &Request<B>) -> Response<Body> {
         let path = request.uri().path();
         let label = KNOWN_PATHS
@@ -52,12 +67,7 @@ impl HealthApi {
         } else {
             self.route(label, request)
         };
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry((label, response.status().as_u16()))
-            .or_default() += 1;
+        self.count(label, response.status());
         response
     }
 
@@ -161,7 +171,7 @@ impl HealthApi {
                 Sample::new(
                     "http_requests_total",
                     Kind::Counter,
-                    "Health server requests by path and status code.",
+                    "Requests on the port, by path and status code.",
                     *count as f64,
                 )
                 .label("path", *path)

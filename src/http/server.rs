@@ -1,5 +1,5 @@
-//! A small, hard-to-exhaust HTTP/1 server on hyper, shared by the health
-//! endpoints and the webhook.
+//! A small, hard-to-exhaust HTTP/1 server on hyper: the one port's, and
+//! the webhook's own listener when it has one.
 //!
 //! Bounded everywhere a client could make it grow: a connection cap that
 //! evicts the oldest connection (so a flood of idle or slow clients cannot
@@ -28,6 +28,11 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 pub type Body = Full<Bytes>;
+
+/// The address of the client's end of the connection, in every request's
+/// extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -135,8 +140,8 @@ where
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 let evicted =
                     is_descriptor_exhaustion(&error) && connections.borrow_mut().evict_oldest();
@@ -160,7 +165,8 @@ where
             connections: Rc::clone(&connections),
         };
         let handler = handler.clone();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
             let response = handler(request);
             async move { Ok::<_, Infallible>(response.await) }
         });
