@@ -26,7 +26,7 @@ fn health(c: &mut Criterion) {
     let state = ready_state();
     c.bench_function("snapshot + verdict", |b| b.iter(|| state.view().verdict()));
 
-    let api = HealthApi::new(state);
+    let api = HealthApi::new(state, None);
     let request = hyper::Request::get("/health").body(()).unwrap();
     c.bench_function("/health response (JSON)", |b| {
         b.iter(|| api.respond(&request))

@@ -9,4 +9,5 @@ pub struct Config {
     pub bot: crate::bot::settings::Settings,
     pub log: crate::logging::Settings,
     pub alerts: crate::alerts::Settings,
+    pub http: crate::http::settings::Settings,
 }

@@ -12,6 +12,8 @@ mod common;
 mod hardening_input;
 mod hardening_secrets;
 mod hardening_webhook;
+mod oneport_api;
+mod oneport_stream;
 mod oneport_tradingview;
 
 mod abuse_http;

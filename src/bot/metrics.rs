@@ -33,6 +33,23 @@ impl Histogram {
         self.count += 1;
         self.sum += seconds;
     }
+
+    /// The `q` quantile (0 to 1) as Prometheus' `histogram_quantile` reads
+    /// it: linear within the bucket it falls in. `None` before any.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let rank = q * self.count as f64;
+        let mut below = (0, 0.0);
+        for (count, bound) in self.buckets.iter().zip(FSYNC_BUCKETS) {
+            if *count as f64 >= rank && *count > 0 {
+                let (count_below, bound_below) = below;
+                let within = (rank - count_below as f64) / (*count - count_below) as f64;
+                return Some(bound_below + (bound - bound_below) * within.clamp(0.0, 1.0));
+            }
+            below = (*count, bound);
+        }
+        // Past the last bucket: its bound is the most that can be said.
+        (self.count > 0).then_some(below.1)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +128,11 @@ impl BotMetrics {
 
     pub fn publish(&self, figures: &Figures) {
         *self.lock() = figures.clone();
+    }
+
+    /// The figures last published (for the read API).
+    pub(crate) fn snapshot(&self) -> Figures {
+        self.lock().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Figures> {

@@ -3,9 +3,10 @@
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
 pub mod engine;
+pub mod events;
 pub mod intake;
 pub mod ledger;
-mod metrics;
+pub(crate) mod metrics;
 mod run;
 pub mod settings;
 pub mod signal;

@@ -17,6 +17,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, PaperExecution};
+use super::events::{self, Duplicates, Events};
 use super::intake::webhook::Route;
 use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
@@ -82,6 +83,10 @@ pub struct Bot {
     alerts: Alerts,
     /// This iteration's fills and risk rejects, sent at its end.
     trades: Digest,
+    /// For the stream: how far the journal is durable, and this
+    /// iteration's duplicates (published at its end).
+    events: Events,
+    duplicates: Duplicates,
 }
 
 impl Bot {
@@ -93,6 +98,7 @@ impl Bot {
         idle_tick: Duration,
         health: &Arc<HealthState>,
         alerts: Alerts,
+        events: Events,
         route: Route,
     ) -> Result<Bot, BotError> {
         let mut engine = Engine::new(config.risk, Box::new(PaperExecution));
@@ -107,7 +113,7 @@ impl Bot {
             },
         )?;
         let mut bot = Bot {
-            feed: FeedHealth::new(Arc::clone(health), alerts.clone()),
+            feed: FeedHealth::new(Arc::clone(health), alerts.clone(), events.clone()),
             metrics: BotMetrics::new(),
             figures: Figures::new(config.intake.sources.iter().map(SourceSpec::kind)),
             names: config.intake.sources.iter().map(SourceSpec::name).collect(),
@@ -123,6 +129,8 @@ impl Bot {
             positions_moved: false,
             alerts,
             trades: Digest::default(),
+            events,
+            duplicates: Duplicates::default(),
         };
         tracing::info!(
             journal = %bot.ledger.journal_path().display(),
@@ -135,6 +143,13 @@ impl Bot {
         bot.commit(false);
         bot.intake = Some(Intake::bind(config.intake.clone(), route)?);
         bot.metrics.publish(&bot.figures);
+        bot.events
+            .publish(bot.ledger.durable_seq(), &mut bot.duplicates);
+        bot.events.set_figures(bot.metrics.clone());
+        bot.events.send(events::Event::Start {
+            journal_records: bot.ledger.records(),
+            recovered_fills,
+        });
         // The notifier's figures beside the bot's.
         match bot.alerts.metrics() {
             Some(alerts) => {
@@ -207,6 +222,8 @@ impl Bot {
             }
             self.trades.send(&self.alerts);
             self.commit(!batches.is_empty());
+            self.events
+                .publish(self.ledger.durable_seq(), &mut self.duplicates);
             if std::mem::take(&mut self.positions_moved) {
                 self.figures.positions = self.engine.positions();
                 self.figures.fills = self.engine.fills();
@@ -228,6 +245,13 @@ impl Bot {
         }
         self.commit(false);
         self.write_snapshot();
+        self.events
+            .publish(self.ledger.durable_seq(), &mut self.duplicates);
+        self.events.send(events::Event::Stop {
+            signals: self.figures.total(None),
+            fills: self.figures.total(Some(metrics::Result::Filled)),
+            rejects: self.figures.total(Some(metrics::Result::Rejected)),
+        });
         tracing::info!(
             records = self.ledger.records(),
             left_for_restart,
@@ -282,6 +306,10 @@ impl Bot {
         if !self.ledger.take_id(&signal.id) {
             self.figures.count(source, metrics::Result::Duplicate);
             self.figures.duplicates += 1;
+            if self.events.is_enabled() {
+                self.duplicates
+                    .add(self.ledger.last_seq(), &signal.id, &self.names[source]);
+            }
             return Decided {
                 id: Some(signal.id),
                 result: Decision::Duplicate,

@@ -17,7 +17,7 @@ use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits};
 use crate::config::Config;
 use crate::daemon::settings as daemon;
 use crate::health::settings::{self as health, NotifySocket, Watchdog};
-use crate::http::settings::Cidr;
+use crate::http::settings::{self as http, Cidr};
 use crate::logging::{self, LogFormat};
 use crate::secret::Secret;
 
@@ -45,9 +45,9 @@ pub struct RunArgs {
 impl RunArgs {
     pub(super) fn into_config(self) -> Result<Config, ConfigError> {
         let service = ServiceEnv::from_env()?;
-        self.routes.check()?;
         let bot = self.bot.into_settings(self.intake, &self.routes)?;
         Ok(Config {
+            http: self.routes.into_settings()?,
             daemon: self.daemon.into_settings(&bot.state_dir),
             health: self.health.into_settings(&service)?,
             log: self.log.into_settings(service.journal_stream)?,
@@ -376,6 +376,15 @@ impl IntakeArgs {
 
 #[derive(Debug, Clone, Args)]
 struct RouteArgs {
+    /// The read token of /api/v1/..., /ws and /events, as a bearer token or
+    /// ?token= (prefer --api-token-file). Without one, those routes are off.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true, value_parser = Secret::parse, value_name = "TOKEN")]
+    api_token: Option<Secret>,
+
+    /// File holding the read token (surrounding whitespace ignored).
+    #[arg(long, env = "API_TOKEN_FILE", value_name = "PATH")]
+    api_token_file: Option<PathBuf>,
+
     /// Addresses or networks the webhook takes signals from, comma
     /// separated (403 for others), e.g. TradingView's:
     /// 52.89.214.238,34.212.75.30,54.218.53.128,52.32.178.7. Unset: any.
@@ -387,10 +396,24 @@ struct RouteArgs {
     /// --webhook-allow: the platform's router or your reverse proxy.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = Cidr::parse, value_name = "CIDR,...")]
     trusted_proxies: Vec<Cidr>,
+
+    /// Most stream clients (/ws and /events together) at once; 503 beyond.
+    #[arg(long, env = "WS_MAX_CLIENTS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000), value_name = "N")]
+    ws_max_clients: u64,
+
+    /// A stream client that takes no byte for this long is dropped (a
+    /// WebSocket gets a close frame saying where to resume).
+    #[arg(long, env = "WS_SEND_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    ws_send_timeout: Duration,
+
+    /// How often a stream is pinged (SSE: a comment line); a WebSocket
+    /// that answers nothing for two intervals is dropped.
+    #[arg(long, env = "WS_PING_INTERVAL", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    ws_ping_interval: Duration,
 }
 
 impl RouteArgs {
-    fn check(&self) -> Result<(), ConfigError> {
+    fn into_settings(self) -> Result<http::Settings, ConfigError> {
         if !self.trusted_proxies.is_empty() && self.webhook_allow.is_empty() {
             return Err(invalid(
                 "trusted-proxies",
@@ -398,7 +421,23 @@ impl RouteArgs {
                 "only says who may name the client for --webhook-allow (WEBHOOK_ALLOW), which is not set",
             ));
         }
-        Ok(())
+        let api_token = match (self.api_token, &self.api_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "api-token",
+                    "API_TOKEN",
+                    "set either it or --api-token-file (API_TOKEN_FILE), not both",
+                ))
+            }
+            (token, None) => token,
+            (None, Some(path)) => Some(read_secret(path, "api-token-file", "API_TOKEN_FILE")?),
+        };
+        Ok(http::Settings {
+            api_token,
+            ws_max_clients: self.ws_max_clients as usize,
+            ws_send_timeout: self.ws_send_timeout,
+            ws_ping_interval: self.ws_ping_interval,
+        })
     }
 }
 

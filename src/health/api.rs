@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use super::metrics::{render_json, render_text, Kind, Sample};
+use super::metrics::{render_json, render_text, Kind, MetricsSource, Sample};
 use super::state::{Component, HealthState, HealthView, Verdict};
 use crate::http::server::Body;
 
@@ -24,13 +24,16 @@ const KNOWN_PATHS: [&str; 6] = ["/", "/health", "/healthz", "/livez", "/readyz",
 pub struct HealthApi {
     state: Arc<HealthState>,
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// The other routes' figures (the stream's), beside the bot's.
+    extra: Option<Arc<dyn MetricsSource>>,
 }
 
 impl HealthApi {
-    pub fn new(state: Arc<HealthState>) -> Arc<Self> {
+    pub fn new(state: Arc<HealthState>, extra: Option<Arc<dyn MetricsSource>>) -> Arc<Self> {
         Arc::new(HealthApi {
             state,
             requests: Mutex::new(BTreeMap::new()),
+            extra,
         })
     }
 
@@ -180,6 +183,9 @@ impl HealthApi {
         }
         if let Some(metrics) = self.state.bot_metrics() {
             metrics.samples(&mut samples);
+        }
+        if let Some(extra) = &self.extra {
+            extra.samples(&mut samples);
         }
         samples
     }

@@ -14,6 +14,8 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,6 +35,22 @@ pub type Body = Full<Bytes>;
 /// extensions.
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
+
+/// In every request's extensions: set by a route whose response is a
+/// stream that does not end (`/events`), so the connection's maximum age
+/// does not cut it off; the stream has bounds of its own.
+#[derive(Clone, Debug, Default)]
+pub struct LongLived(Arc<AtomicBool>);
+
+impl LongLived {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -113,8 +131,8 @@ impl Connections {
 }
 
 /// Serves `listener` with `handler` on the current thread until `shutdown`.
-/// Must run inside a `LocalSet`.
-pub async fn serve<H, F>(
+/// Must run inside a `LocalSet`. Connections may be upgraded (`/ws`).
+pub async fn serve<H, F, B>(
     listener: StdTcpListener,
     limits: Limits,
     handler: H,
@@ -122,7 +140,9 @@ pub async fn serve<H, F>(
 ) -> io::Result<()>
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
-    F: Future<Output = Response<Body>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: hyper::body::Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
@@ -165,12 +185,17 @@ where
             connections: Rc::clone(&connections),
         };
         let handler = handler.clone();
+        let long_lived = LongLived::default();
+        let marked = long_lived.clone();
         let service = service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(Peer(peer));
+            request.extensions_mut().insert(long_lived.clone());
             let response = handler(request);
             async move { Ok::<_, Infallible>(response.await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         let shutdown = shutdown.clone();
         let max_age = limits.max_connection_age;
         let task = tokio::task::spawn_local(async move {
@@ -178,7 +203,15 @@ where
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => return,
-                () = tokio::time::sleep(max_age) => {}
+                () = tokio::time::sleep(max_age) => {
+                    if marked.is_marked() {
+                        // A stream: it ends when its client goes, or at the stop.
+                        tokio::select! {
+                            _ = connection.as_mut() => return,
+                            () = shutdown.cancelled() => {}
+                        }
+                    }
+                }
                 () = shutdown.cancelled() => {}
             }
             connection.as_mut().graceful_shutdown();
@@ -233,7 +266,7 @@ impl AcceptErrorLog {
 /// [`Limits::drain`]). What a failed server means is the caller's to say
 /// in `on_failure`: the health server's ends the process (through the judge), the webhook's
 /// only the webhook.
-pub fn spawn_server_thread<H, F>(
+pub fn spawn_server_thread<H, F, B>(
     name: &str,
     listener: StdTcpListener,
     limits: Limits,
@@ -243,7 +276,9 @@ pub fn spawn_server_thread<H, F>(
 ) -> io::Result<std::thread::JoinHandle<()>>
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
-    F: Future<Output = Response<Body>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: hyper::body::Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

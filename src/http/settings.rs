@@ -1,7 +1,23 @@
-//! What the routes on the one port are configured with. A leaf (std
-//! only): the command line builds these.
+//! What the routes on the one port are configured with. A leaf (std and
+//! [`Secret`] only): the command line builds these.
 
 use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The read token of the API and the stream; both are off without one.
+    /// (The webhook's access rules are its own: see `WebhookSettings`.)
+    pub(crate) api_token: Option<Secret>,
+    /// Stream clients (WebSocket and SSE together); 503 beyond.
+    pub(crate) ws_max_clients: usize,
+    /// A stream client that takes no byte for this long is dropped.
+    pub(crate) ws_send_timeout: Duration,
+    /// How often an idle stream is pinged; no answer in twice that, dropped.
+    pub(crate) ws_ping_interval: Duration,
+}
 
 /// An address or a network: `52.89.214.238`, `10.0.0.0/8`, `2001:db8::/32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ledger::snapshot::Checkpoint;
 use crate::alerts::{Alerts, Event};
+use crate::bot::events::{self, Events};
 use crate::bot::signal::Ids;
 use crate::health::{Component, HealthState};
 use lines::Lines;
@@ -217,17 +218,19 @@ pub enum Decision {
 pub struct FeedHealth {
     health: Arc<HealthState>,
     problems: Mutex<BTreeMap<String, String>>,
-    /// A source going down or coming back is also an alert.
+    /// A source going down or coming back is also an alert, and an event.
     alerts: Alerts,
+    events: Events,
 }
 
 impl FeedHealth {
-    pub fn new(health: Arc<HealthState>, alerts: Alerts) -> Arc<Self> {
+    pub fn new(health: Arc<HealthState>, alerts: Alerts, events: Events) -> Arc<Self> {
         health.set_component("feed", Component::Ok);
         Arc::new(FeedHealth {
             health,
             problems: Mutex::new(BTreeMap::new()),
             alerts,
+            events,
         })
     }
 
@@ -257,8 +260,20 @@ impl FeedHealth {
         // problem (an exec feed's growing backoff).
         let source = source_kind(who);
         match problem {
-            Some(problem) if !was_down => self.alerts.send(Event::SourceDown { source, problem }),
-            None => self.alerts.send(Event::SourceUp { source }),
+            Some(problem) if !was_down => {
+                self.events.send(events::Event::Source {
+                    source,
+                    problem: Some(problem.clone()),
+                });
+                self.alerts.send(Event::SourceDown { source, problem });
+            }
+            None => {
+                self.events.send(events::Event::Source {
+                    source,
+                    problem: None,
+                });
+                self.alerts.send(Event::SourceUp { source });
+            }
             Some(_) => {}
         }
         let component = if problems.is_empty() {

@@ -12,7 +12,7 @@ pub mod reader;
 pub(crate) mod snapshot;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -43,6 +43,10 @@ pub(crate) struct Ledger {
     replies: Vec<(Reply, Vec<Outcome>)>,
     /// Written by the commit numbered first, answered when it is durable.
     awaiting: Vec<(u64, Reply, Vec<Outcome>)>,
+    /// The last seq known durable (the event stream shows no more), and
+    /// the commits not yet known durable with the last seq each wrote.
+    durable_seq: u64,
+    undurable: VecDeque<(u64, u64)>,
     state_dir: PathBuf,
     health: Arc<HealthState>,
 }
@@ -75,12 +79,15 @@ impl Ledger {
             records: 0,
             replies: Vec::new(),
             awaiting: Vec::new(),
+            durable_seq: 0,
+            undurable: VecDeque::new(),
             state_dir,
             health,
         };
         for record in records {
             ledger.replay(record, &mut apply);
         }
+        ledger.durable_seq = ledger.records;
         Ok(ledger)
     }
 
@@ -160,6 +167,17 @@ impl Ledger {
         self.records
     }
 
+    /// The seq of the last record appended.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.records
+    }
+
+    /// The seq of the last record known durable: what the event stream
+    /// may show (a fill it showed never vanishes in a crash).
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
     /// Under `FSYNC=always` every decision is committed on its own.
     pub(crate) fn commits_each_decision(&self) -> bool {
         self.journal.policy() == FsyncPolicy::Always
@@ -194,6 +212,22 @@ impl Ledger {
         }
         self.health.set_component("journal", Component::Ok);
         let written = self.journal.commits_written();
+        // Everything appended so far was written by commit `written`.
+        let last_written = self
+            .undurable
+            .back()
+            .map_or(self.durable_seq, |(_, seq)| *seq);
+        if self.records > last_written {
+            self.undurable.push_back((written, self.records));
+        }
+        while let Some((_, seq)) = self
+            .undurable
+            .front()
+            .filter(|(commit, _)| *commit <= durable)
+        {
+            self.durable_seq = *seq;
+            self.undurable.pop_front();
+        }
         self.awaiting.extend(
             self.replies
                 .drain(..)
