@@ -221,7 +221,9 @@ impl Bot {
                     .append_checkpoint(&self.names[source], checkpoint);
             }
             self.trades.send(&self.alerts);
-            self.commit(!batches.is_empty());
+            // A client waiting on this commit (a webhook) is answered at
+            // its end, not a whole iteration later: no overlapped fsync then.
+            self.commit(!batches.is_empty() && !self.ledger.has_waiting_clients());
             self.events
                 .publish(self.ledger.durable_seq(), &mut self.duplicates);
             if std::mem::take(&mut self.positions_moved) {

@@ -195,6 +195,11 @@ impl Ledger {
         self.checkpoints.insert(source.to_owned(), checkpoint);
     }
 
+    /// Whether a client waits on what the next commit writes.
+    pub(crate) fn has_waiting_clients(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
     /// Answers `reply` once everything appended so far is durable.
     pub(crate) fn answer_when_durable(&mut self, reply: Reply, outcomes: Vec<Outcome>) {
         self.replies.push((reply, outcomes));
