@@ -12,6 +12,7 @@ mod common;
 mod hardening_input;
 mod hardening_secrets;
 mod hardening_webhook;
+mod oneport_abuse;
 mod oneport_api;
 mod oneport_stream;
 mod oneport_tradingview;
