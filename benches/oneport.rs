@@ -5,8 +5,11 @@
 //!     cargo bench --bench oneport                  # both sections
 //!     ONLY=webhook cargo bench --bench oneport     # or ONLY=stream
 //!
-//! RUNS (default 3) repeats each stream ingest. Needs nothing installed:
-//! the WebSocket clients are tungstenite's.
+//! RUNS (default 3) repeats each stream ingest. CLIENT_NICE (default 19)
+//! is the niceness of the 50 stream clients' threads: on this 2-core
+//! machine they stand in for dashboards that would run elsewhere, so by
+//! default they take only the CPU the daemon leaves. Needs nothing
+//! installed: the WebSocket clients are tungstenite's.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -317,9 +320,13 @@ fn stream(runs: usize) {
         alone.push(ingest(&million, 0, run));
         with_clients.push(ingest(&million, STREAM_CLIENTS, run));
     }
+    let with_label = format!(
+        "50 stream clients (their threads at nice {})",
+        client_nice()
+    );
     for (label, results) in [
         ("no stream client", &alone),
-        ("50 stream clients", &with_clients),
+        (with_label.as_str(), &with_clients),
     ] {
         let mut rates: Vec<f64> = results.iter().map(|result| result.rate).collect();
         rates.sort_by(f64::total_cmp);
@@ -481,7 +488,10 @@ impl StreamReader {
             stream,
         )
         .unwrap();
+        let nice = client_nice();
         let handle = std::thread::spawn(move || {
+            let thread = rustix::thread::gettid();
+            rustix::process::setpriority_process(Some(thread), nice).unwrap();
             let mut received = Received {
                 count: 0,
                 sum: 0,
@@ -511,6 +521,13 @@ impl StreamReader {
         self.expected.store(count as u64, Ordering::Relaxed);
         self.handle.join().unwrap()
     }
+}
+
+fn client_nice() -> i32 {
+    std::env::var("CLIENT_NICE")
+        .ok()
+        .and_then(|nice| nice.parse().ok())
+        .unwrap_or(19)
 }
 
 /// `"seq":N` from a message, without parsing the rest (the reader's CPU
