@@ -429,8 +429,13 @@ fn ingest(feed: &Path, clients: usize, run: usize) -> Ingest {
     let journal = journal_fills(&work.path().join("state"));
     let mut delivered = None;
     if clients > 0 {
+        // Every reader told its count first: each then ends as soon as it
+        // has it, not in turn.
+        for reader in &readers {
+            reader.expect(journal.len());
+        }
         for reader in readers {
-            let got = reader.finish(journal.len());
+            let got = reader.finish();
             assert_eq!(got.count, journal.len(), "a client missed fills");
             assert_eq!(
                 got.sum,
@@ -488,6 +493,11 @@ impl StreamReader {
             stream,
         )
         .unwrap();
+        // Short, so a reader that has everything sees the count it is told.
+        socket
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let nice = client_nice();
         let handle = std::thread::spawn(move || {
             let thread = rustix::thread::gettid();
@@ -499,12 +509,26 @@ impl StreamReader {
                 at: Instant::now(),
             };
             let mut last = 0;
+            let mut quiet_since = Instant::now();
             while (received.count as u64) < wanted.load(Ordering::Relaxed) {
                 let message = match socket.read() {
                     Ok(tungstenite::Message::Text(text)) => text,
                     Ok(_) => continue,
+                    Err(tungstenite::Error::Io(error))
+                        if matches!(
+                            error.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        assert!(
+                            quiet_since.elapsed() < Duration::from_secs(120),
+                            "stream client: nothing for 2 minutes"
+                        );
+                        continue;
+                    }
                     Err(error) => panic!("stream client: {error}"),
                 };
+                quiet_since = Instant::now();
                 let seq = seq_of(&message);
                 received.in_order &= seq > last;
                 last = seq;
@@ -517,8 +541,11 @@ impl StreamReader {
         StreamReader { handle, expected }
     }
 
-    fn finish(self, count: usize) -> Received {
+    fn expect(&self, count: usize) {
         self.expected.store(count as u64, Ordering::Relaxed);
+    }
+
+    fn finish(self) -> Received {
         self.handle.join().unwrap()
     }
 }
