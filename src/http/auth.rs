@@ -19,7 +19,7 @@ use crate::secret::Secret;
 /// Whether any credential the request carries is `token`: the bearer
 /// header, a `token` query parameter, or (`path_token`) the last path
 /// segment. Each is compared in full, so timing tells nothing of which.
-pub fn authorized(
+pub(crate) fn authorized(
     headers: &HeaderMap,
     query: &Query<'_>,
     path_token: Option<&[u8]>,
@@ -48,7 +48,7 @@ pub fn bearer_matches(header: &[u8], token: &[u8]) -> bool {
 
 /// Compares in time that depends on the expected token's length only, so
 /// response timing does not reveal how much of a guess was right.
-pub fn same_token(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same_token(given: &[u8], expected: &[u8]) -> bool {
     let mut difference = given.len() ^ expected.len();
     for (index, byte) in expected.iter().enumerate() {
         let other = given.get(index).copied().unwrap_or(0);
@@ -58,7 +58,7 @@ pub fn same_token(given: &[u8], expected: &[u8]) -> bool {
 }
 
 /// The one answer to a missing or a wrong token: which it was is not said.
-pub fn unauthorized() -> Response<Body> {
+pub(crate) fn unauthorized() -> Response<Body> {
     let mut response = text(StatusCode::UNAUTHORIZED, "missing or wrong token\n");
     response
         .headers_mut()
@@ -112,7 +112,7 @@ impl Allow {
 }
 
 /// An IPv4 client of a dual-stack (`::`) listener is seen as `::ffff:a.b.c.d`.
-pub fn canonical(address: IpAddr) -> IpAddr {
+pub(crate) fn canonical(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
         v4 => v4,
@@ -123,7 +123,7 @@ pub fn canonical(address: IpAddr) -> IpAddr {
 /// `X-Forwarded-For`, client first, every header line in order. `None` if
 /// there is neither or any hop cannot be read (an obfuscated or `unknown`
 /// node included): a chain that is partly understood is not trusted.
-pub fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
+pub(crate) fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
     let mut chain = Vec::new();
     let forwarded = headers.get_all("forwarded");
     if forwarded.iter().next().is_some() {

@@ -55,7 +55,7 @@ impl<'a> Query<'a> {
     }
 
     /// `name` as a whole number within `range`, or `default` when absent.
-    pub fn number(
+    pub(crate) fn number(
         &self,
         name: &'static str,
         default: u64,
