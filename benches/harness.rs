@@ -55,7 +55,7 @@ fn main() {
     let only = std::env::var("ONLY").ok();
     let wanted = |section: &str| {
         only.as_deref()
-            .map_or(true, |only| only.split(',').any(|name| name == section))
+            .is_none_or(|only| only.split(',').any(|name| name == section))
     };
     let million = work.path().join("million.jsonl");
     if wanted("memory") || wanted("stop") || wanted("alerts") {

@@ -26,7 +26,7 @@ fn health(c: &mut Criterion) {
     let state = ready_state();
     c.bench_function("snapshot + verdict", |b| b.iter(|| state.view().verdict()));
 
-    let api = HealthApi::new(state);
+    let api = HealthApi::new(state, None);
     let request = hyper::Request::get("/health").body(()).unwrap();
     c.bench_function("/health response (JSON)", |b| {
         b.iter(|| api.respond(&request))
@@ -39,7 +39,7 @@ fn health(c: &mut Criterion) {
     // With as many symbol series as the bound allows (issue 16).
     let state = ready_state();
     state.set_bot_metrics(std::sync::Arc::new(SymbolSeriesAtTheBound));
-    let api = HealthApi::new(state);
+    let api = HealthApi::new(state, None);
     let text = hyper::Request::get("/metrics").body(()).unwrap();
     c.bench_function("/metrics response, 404 symbol series (text)", |b| {
         b.iter(|| api.respond(&text))

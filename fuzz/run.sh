@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
-targets=("${@:-signal lines webhook_auth env_file}")
+targets=("${@:-signal lines webhook_auth env_file routes}")
 targets=(${targets[*]})
 target_dir=${CARGO_TARGET_DIR:-target}
 out=${FUZZ_OUT:-$target_dir/afl-out}

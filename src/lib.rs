@@ -8,6 +8,7 @@ mod daemon;
 pub mod error;
 pub mod exit;
 pub mod health;
+pub mod http;
 mod lock;
 mod logging;
 pub mod metrics;

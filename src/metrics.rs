@@ -229,7 +229,7 @@ fn json_labels(out: &mut Vec<u8>, labels: &[(&'static str, String)]) {
     let mut previous: Option<&str> = None;
     while let Some((name, value)) = labels
         .iter()
-        .filter(|(name, _)| previous.map_or(true, |previous| *name > previous))
+        .filter(|(name, _)| previous.is_none_or(|previous| *name > previous))
         .min_by_key(|(name, _)| *name)
     {
         if previous.is_some() {

@@ -1,7 +1,7 @@
 //! The webhook's `Authorization` check against the obvious definition:
 //! it passes exactly when the header is `Bearer ` followed by the token.
 
-use tradingbot::bot::intake::webhook::bearer_matches;
+use tradingbot::http::auth::bearer_matches;
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {

@@ -32,10 +32,7 @@ impl Batch {
     pub(crate) fn add(&mut self, event: Arc<Event>) {
         self.since.get_or_insert_with(SystemTime::now);
         let severity = event.severity();
-        if self
-            .worst
-            .map_or(true, |worst| severity as u8 > worst as u8)
-        {
+        if self.worst.is_none_or(|worst| severity as u8 > worst as u8) {
             self.worst = Some(severity);
         }
         if let Event::Counted { kind, count } = *event {

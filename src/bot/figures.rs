@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::engine::{Book, Engine};
+use super::engine::{Book, Engine, Position};
 use super::signal::{Reason, Side};
 use super::symbols::SymbolSettings;
 use crate::metrics::{Kind, MetricsSource, Sample};
@@ -33,6 +33,23 @@ impl Histogram {
         }
         self.count += 1;
         self.sum += seconds;
+    }
+
+    /// The `q` quantile (0 to 1) as Prometheus' `histogram_quantile` reads
+    /// it: linear within the bucket it falls in. `None` before any.
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
+        let rank = q * self.count as f64;
+        let mut below = (0, 0.0);
+        for (count, bound) in self.buckets.iter().zip(FSYNC_BUCKETS) {
+            if *count as f64 >= rank && *count > 0 {
+                let (count_below, bound_below) = below;
+                let within = (rank - count_below as f64) / (*count - count_below) as f64;
+                return Some(bound_below + (bound - bound_below) * within.clamp(0.0, 1.0));
+            }
+            below = (*count, bound);
+        }
+        // Past the last bucket: its bound is the most that can be said.
+        (self.count > 0).then_some(below.1)
     }
 }
 
@@ -63,6 +80,10 @@ pub(crate) struct Figures {
     pub(crate) signals: Vec<(&'static str, [u64; 3])>,
     /// Per symbol, bounded: see [`SymbolSeries`].
     pub(crate) symbols: SymbolTally,
+    /// Every position the engine holds (at most `MAX_SYMBOLS`), for the
+    /// read API: rebuilt only after an iteration that filled, and shared,
+    /// so publishing the figures copies a pointer, not the map.
+    pub(crate) positions: Arc<BTreeMap<String, Position>>,
     pub(crate) rejects: [u64; Reason::ALL.len()],
     pub(crate) duplicates: u64,
     pub(crate) last_signal: Option<(Instant, SystemTime)>,
@@ -93,7 +114,7 @@ impl Figures {
             .flat_map(|(_, counts)| {
                 Tally::ALL
                     .into_iter()
-                    .filter(move |counted| result.map_or(true, |result| result == *counted))
+                    .filter(move |counted| result.is_none_or(|result| result == *counted))
                     .map(move |counted| counts[counted as usize])
             })
             .sum()
@@ -232,6 +253,11 @@ impl BotMetrics {
 
     pub(crate) fn publish(&self, figures: &Figures) {
         *self.lock() = figures.clone();
+    }
+
+    /// The figures last published (for the read API).
+    pub(crate) fn snapshot(&self) -> Figures {
+        self.lock().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Figures> {

@@ -3,7 +3,8 @@
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
 pub mod engine;
-mod figures;
+pub(crate) mod events;
+pub(crate) mod figures;
 pub mod intake;
 pub(crate) mod ledger;
 mod run;

@@ -17,7 +17,9 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, PaperExecution};
+use super::events::{self, Duplicates, Events};
 use super::figures::{BotMetrics, Figures, SymbolSeries, Tally};
+use super::intake::webhook::Route;
 use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
@@ -78,16 +80,23 @@ pub(crate) struct Bot {
     alerts: Alerts,
     /// This iteration's fills and risk rejects, sent at its end.
     trades: Digest,
+    /// For the stream: how far the journal is durable, and this
+    /// iteration's duplicates (published at its end).
+    events: Events,
+    duplicates: Duplicates,
 }
 
 impl Bot {
     /// Recovers the journal (cutting a torn tail, rebuilding the dedupe
-    /// index, positions and checkpoints) and binds the webhook listener.
+    /// index, positions and checkpoints) and binds the webhook listener
+    /// (or, on the main port, readies its `route`).
     pub(crate) async fn init(
         config: &Settings,
         idle_tick: Duration,
         health: &Arc<HealthState>,
         alerts: Alerts,
+        events: Events,
+        route: Route,
     ) -> Result<Bot, BotError> {
         let mut engine =
             Engine::new(config.risk, Box::new(PaperExecution)).with_symbols(&config.symbols);
@@ -102,7 +111,7 @@ impl Bot {
             },
         )?;
         let mut bot = Bot {
-            feed: FeedHealth::new(Arc::clone(health), alerts.clone()),
+            feed: FeedHealth::new(Arc::clone(health), alerts.clone(), events.clone()),
             metrics: BotMetrics::new(),
             figures: Figures::new(config.intake.sources.iter().map(SourceSpec::kind)),
             names: config.intake.sources.iter().map(SourceSpec::name).collect(),
@@ -119,6 +128,8 @@ impl Bot {
             series: SymbolSeries::new(&config.symbols),
             alerts,
             trades: Digest::default(),
+            events,
+            duplicates: Duplicates::default(),
         };
         tracing::info!(
             journal = %bot.ledger.journal_path().display(),
@@ -129,9 +140,17 @@ impl Bot {
         );
         bot.engine.warn_if_over_bound();
         bot.figures.symbols = bot.series.tally(&bot.engine);
+        bot.figures.positions = Arc::new(bot.engine.positions());
         bot.commit(false);
-        bot.intake = Some(Intake::bind(config.intake.clone())?);
+        bot.intake = Some(Intake::bind(config.intake.clone(), route)?);
         bot.metrics.publish(&bot.figures);
+        bot.events
+            .publish(bot.ledger.durable_seq(), &mut bot.duplicates);
+        bot.events.set_figures(bot.metrics.clone());
+        bot.events.send(events::Event::Start {
+            journal_records: bot.ledger.records(),
+            recovered_fills,
+        });
         // The notifier's figures beside the bot's.
         match bot.alerts.metrics() {
             Some(alerts) => {
@@ -203,11 +222,16 @@ impl Bot {
                     .append_checkpoint(&self.names[source], checkpoint);
             }
             self.trades.send(&self.alerts);
-            self.commit(!batches.is_empty());
+            // A client waiting on this commit (a webhook) is answered at
+            // its end, not a whole iteration later: no overlapped fsync then.
+            self.commit(!batches.is_empty() && !self.ledger.has_waiting_clients());
+            self.events
+                .publish(self.ledger.durable_seq(), &mut self.duplicates);
             if std::mem::take(&mut self.positions_moved) {
                 self.figures.symbols = self.series.tally(&self.engine);
+                self.figures.positions = Arc::new(self.engine.positions());
             }
-            let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
+            let due = last_snapshot.is_none_or(|at| at.elapsed() >= self.snapshot_interval);
             if dirty && due && !self.ledger.is_blocked() && self.write_snapshot() {
                 last_snapshot = Some(Instant::now());
                 dirty = false;
@@ -224,6 +248,13 @@ impl Bot {
         }
         self.commit(false);
         self.write_snapshot();
+        self.events
+            .publish(self.ledger.durable_seq(), &mut self.duplicates);
+        self.events.send(events::Event::Stop {
+            signals: self.figures.total(None),
+            fills: self.figures.total(Some(Tally::Filled)),
+            rejects: self.figures.total(Some(Tally::Rejected)),
+        });
         tracing::info!(
             records = self.ledger.records(),
             left_for_restart,
@@ -284,6 +315,10 @@ impl Bot {
         let Some(decided) = decided else {
             self.figures.count(source, Tally::Duplicate);
             self.figures.duplicates += 1;
+            if self.events.is_enabled() {
+                self.duplicates
+                    .add(self.ledger.last_seq(), &signal.id, &self.names[source]);
+            }
             return Decided {
                 id: Some(signal.id),
                 result: Decision::Duplicate,

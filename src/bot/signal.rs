@@ -163,18 +163,33 @@ impl Reject {
 /// UTF-8 byte order mark are tolerated: Windows tools write both, and RFC
 /// 8259 lets a parser ignore the mark).
 pub fn parse(line: &[u8]) -> Result<Signal<'_>, Reject> {
+    parse_with(line, Ids::Required)
+}
+
+/// Whether a signal must carry its `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ids {
+    Required,
+    /// Without one, the id is derived from the signal's content (see
+    /// [`derived_id`]): the webhook's rule, since TradingView's templates
+    /// have no placeholder that gives a unique id.
+    Derived,
+}
+
+/// [`parse`], with the rule for a missing `id`.
+pub fn parse_with(line: &[u8], ids: Ids) -> Result<Signal<'_>, Reject> {
     let text = text_of(line)?;
     let fields = match scan::fields(text) {
         Some(fields) => fields,
         None => general_fields(text)?,
     };
-    from_fields(fields)
+    from_fields(fields, ids)
 }
 
 /// [`parse`] without the fast scanner: every line through serde_json. The
 /// reference the scanner is tested and fuzzed against.
 pub fn parse_general(line: &[u8]) -> Result<Signal<'_>, Reject> {
-    from_fields(general_fields(text_of(line)?)?)
+    from_fields(general_fields(text_of(line)?)?, Ids::Required)
 }
 
 fn text_of(line: &[u8]) -> Result<&str, Reject> {
@@ -305,10 +320,13 @@ impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
     }
 }
 
-fn from_fields(fields: Fields<'_>) -> Result<Signal<'_>, Reject> {
-    let id = name_field(fields.id, "id", Reason::BadId)?;
+fn from_fields(fields: Fields<'_>, ids: Ids) -> Result<Signal<'_>, Reject> {
+    let id = match fields.id {
+        Raw::Absent if ids == Ids::Derived => None,
+        given => Some(name_field(given, "id", Reason::BadId)?),
+    };
     let with_id = |reject: Reject| Reject {
-        id: Some(id.clone().into_owned()),
+        id: id.as_ref().map(|id| id.clone().into_owned()),
         ..reject
     };
     let ts_ms = timestamp(&fields.ts).map_err(with_id)?;
@@ -333,6 +351,7 @@ fn from_fields(fields: Fields<'_>) -> Result<Signal<'_>, Reject> {
         Raw::Absent | Raw::Null => None,
         value => Some(name_field(value, "source", Reason::BadSource).map_err(with_id)?),
     };
+    let id = id.unwrap_or_else(|| Cow::Owned(derived_id(&symbol, side, qty, price, ts_ms)));
     Ok(Signal {
         id,
         ts_ms,
@@ -342,6 +361,23 @@ fn from_fields(fields: Fields<'_>) -> Result<Signal<'_>, Reject> {
         price,
         source,
     })
+}
+
+/// The id of a signal sent without one: `auto-` and 96 bits of the SHA-256
+/// of what the signal says (symbol, side, qty, price, ts), so a delivery
+/// sent again is a duplicate rather than a second order. Numbers are
+/// hashed by value (`"0.50"` and `0.5` are one signal), and nothing random
+/// goes in, so the id is the same after a restart.
+pub fn derived_id(symbol: &str, side: Side, qty: f64, price: Option<f64>, ts_ms: i64) -> String {
+    use std::fmt::Write;
+    let price = price.map_or_else(|| "-".to_owned(), |price| price.to_string());
+    let content = format!("{symbol}\n{}\n{qty}\n{price}\n{ts_ms}", side.as_str());
+    let digest = ring::digest::digest(&ring::digest::SHA256, content.as_bytes());
+    let mut id = String::from("auto-");
+    for byte in &digest.as_ref()[..12] {
+        let _ = write!(id, "{byte:02x}");
+    }
+    id
 }
 
 /// Missing, or present with the wrong JSON type.
@@ -386,6 +422,17 @@ fn positive(value: &Raw<'_>, field: &str, bad: Reason) -> Result<f64, Reject> {
     let number = match value {
         Raw::Int(number) => *number as f64,
         Raw::Float(number) => *number,
+        // TradingView's templates quote their placeholders:
+        // "qty": "{{strategy.order.contracts}}" arrives as "qty": "0.5".
+        Raw::Str(text) => numeric_string(text).ok_or_else(|| {
+            Reject::new(
+                Reason::WrongType,
+                format!(
+                    "field {field:?} must be a number or a string holding one, not {:?}",
+                    clip(text)
+                ),
+            )
+        })?,
         other => return Err(not_a(other, field, "a number")),
     };
     if number.is_finite() && number > 0.0 {
@@ -396,6 +443,42 @@ fn positive(value: &Raw<'_>, field: &str, bad: Reason) -> Result<f64, Reject> {
             format!("{field:?} must be a finite number above zero, not {number}"),
         ))
     }
+}
+
+/// The value of a string that is exactly a JSON number (`"0.5"`, `"2"`,
+/// `"1e3"`, `"-1"`): no spaces, no sign but a leading minus, no `NaN` or
+/// `Infinity`. Infinity itself comes out of `"1e999"`, and the caller
+/// refuses it as it refuses any non-finite value.
+fn numeric_string(text: &str) -> Option<f64> {
+    let bytes = text.as_bytes();
+    let mut at = usize::from(bytes.first() == Some(&b'-'));
+    let digits = |at: &mut usize| {
+        let start = *at;
+        while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
+            *at += 1;
+        }
+        *at - start
+    };
+    let whole = digits(&mut at);
+    if whole == 0 || (whole > 1 && bytes[at - whole] == b'0') {
+        return None;
+    }
+    if bytes.get(at) == Some(&b'.') {
+        at += 1;
+        if digits(&mut at) == 0 {
+            return None;
+        }
+    }
+    if let Some(b'e' | b'E') = bytes.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = bytes.get(at) {
+            at += 1;
+        }
+        if digits(&mut at) == 0 {
+            return None;
+        }
+    }
+    (at == bytes.len()).then(|| text.parse().ok()).flatten()
 }
 
 fn timestamp(value: &Raw<'_>) -> Result<i64, Reject> {
@@ -469,9 +552,23 @@ mod tests {
         assert_eq!(reason(r#"{"id":"x"}"#), Reason::MissingField);
         assert_eq!(reason(&format!("{{{ok}}}")), Reason::MissingField);
         assert_eq!(
-            reason(&format!("{{{ok},\"qty\":\"1\"}}")),
+            reason(&format!("{{{ok},\"qty\":\"one\"}}")),
             Reason::WrongType
         );
+        assert_eq!(reason(&format!("{{{ok},\"qty\":\"-1\"}}")), Reason::BadQty);
+        assert_eq!(
+            reason(&format!("{{{ok},\"qty\":\"1e999\"}}")),
+            Reason::BadQty
+        );
+        for not_a_number in [
+            "", " 1", "1 ", "+1", "01", "1.", ".5", "0x10", "NaN", "Infinity", "1e", "1_000",
+        ] {
+            assert_eq!(
+                reason(&format!("{{{ok},\"qty\":{not_a_number:?}}}")),
+                Reason::WrongType,
+                "{not_a_number:?}"
+            );
+        }
         assert_eq!(reason(&format!("{{{ok},\"qty\":-1}}")), Reason::BadQty);
         assert_eq!(reason(&format!("{{{ok},\"qty\":NaN}}")), Reason::NotJson);
         assert_eq!(reason(&format!("{{{ok},\"qty\":1e999}}")), Reason::NotJson);
@@ -521,6 +618,74 @@ mod tests {
         .is_ok());
         let long = format!("{{\"id\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES));
         assert_eq!(reason(&long), Reason::LineTooLong);
+    }
+
+    #[test]
+    fn numbers_may_come_quoted() {
+        let signal = parse(
+            br#"{"id":"q","ts":1,"symbol":"BTC","side":"buy","qty":"0.5","price":"64000.25"}"#,
+        )
+        .unwrap();
+        assert_eq!((signal.qty, signal.price), (0.5, Some(64000.25)));
+        let signal =
+            parse(br#"{"id":"q","ts":1,"symbol":"BTC","side":"buy","qty":"1E2","price":"2"}"#)
+                .unwrap();
+        assert_eq!((signal.qty, signal.price), (100.0, Some(2.0)));
+    }
+
+    #[test]
+    fn a_missing_id_is_derived_from_the_content_where_allowed() {
+        let pretty = b"{\n  \"symbol\": \"BTCUSDT\",\n  \"side\": \"buy\",\n  \"qty\": \"0.50\",\n  \"price\": \"64000\",\n  \"ts\": \"2026-11-30T19:30:00Z\"\n}";
+        assert_eq!(parse(pretty).unwrap_err().reason, Reason::MissingField);
+        let signal = parse_with(pretty, Ids::Derived).unwrap();
+        let again = parse_with(
+            br#"{"ts":"2026-11-30T19:30:00Z","qty":0.5,"price":64000.0,"side":"buy","symbol":"BTCUSDT"}"#,
+            Ids::Derived,
+        )
+        .unwrap();
+        assert_eq!(signal.id, again.id, "the same content, however spelled");
+        assert!(
+            signal.id.starts_with("auto-") && signal.id.len() == 29,
+            "{}",
+            signal.id
+        );
+        let other = parse_with(
+            br#"{"ts":"2026-11-30T19:30:01Z","qty":0.5,"price":64000.0,"side":"buy","symbol":"BTCUSDT"}"#,
+            Ids::Derived,
+        )
+        .unwrap();
+        assert_ne!(signal.id, other.id);
+        // A given id is kept as it is, and still checked.
+        let given = parse_with(
+            br#"{"id":"mine","ts":1,"symbol":"S","side":"buy","qty":1}"#,
+            Ids::Derived,
+        )
+        .unwrap();
+        assert_eq!(given.id, "mine");
+        assert_eq!(
+            parse_with(
+                br#"{"id":"","ts":1,"symbol":"S","side":"buy","qty":1}"#,
+                Ids::Derived
+            )
+            .unwrap_err()
+            .reason,
+            Reason::BadId
+        );
+    }
+
+    proptest::proptest! {
+        /// A quoted number is read as the same number unquoted.
+        #[test]
+        fn a_quoted_number_reads_as_the_number(number in proptest::num::f64::POSITIVE | proptest::num::f64::NORMAL, exponent in proptest::prelude::any::<bool>()) {
+            let text = if exponent { format!("{number:e}") } else { number.to_string() };
+            let quoted = format!(r#"{{"id":"n","ts":1,"symbol":"S","side":"buy","qty":"{text}"}}"#);
+            let bare = format!(r#"{{"id":"n","ts":1,"symbol":"S","side":"buy","qty":{text}}}"#);
+            let quoted = parse(quoted.as_bytes()).map(|signal| signal.qty).map_err(|reject| reject.reason);
+            let bare = parse(bare.as_bytes()).map(|signal| signal.qty).map_err(|reject| reject.reason);
+            if bare.is_ok() {
+                proptest::prop_assert_eq!(quoted, bare);
+            }
+        }
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl SymbolBound {
     pub(crate) fn listed(&self, symbol: &str) -> bool {
         self.allowlist
             .as_ref()
-            .map_or(true, |allowlist| allowlist.contains(symbol))
+            .is_none_or(|allowlist| allowlist.contains(symbol))
     }
 
     /// Whether a signal for `symbol`, which the engine does not hold, may

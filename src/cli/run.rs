@@ -18,6 +18,7 @@ use crate::bot::symbols::{SymbolSettings, DEFAULT_MAX_SYMBOLS, DEFAULT_METRICS_M
 use crate::daemon::settings as daemon;
 use crate::daemon::settings::Config;
 use crate::health::settings::{self as health, NotifySocket, Watchdog};
+use crate::http::settings::{self as http, Cidr};
 use crate::logging::{self, LogFormat};
 use crate::secret::Secret;
 
@@ -29,6 +30,11 @@ pub(crate) struct RunArgs {
     bot: BotArgs,
     #[command(flatten, next_help_heading = "Sources")]
     intake: IntakeArgs,
+    #[command(
+        flatten,
+        next_help_heading = "Routes: webhook access, read API, stream"
+    )]
+    routes: RouteArgs,
     #[command(flatten, next_help_heading = "Process")]
     daemon: DaemonArgs,
     #[command(flatten, next_help_heading = "Logging")]
@@ -40,8 +46,9 @@ pub(crate) struct RunArgs {
 impl RunArgs {
     pub(super) fn into_config(self) -> Result<Config, ConfigError> {
         let service = ServiceEnv::from_env()?;
-        let bot = self.bot.into_settings(self.intake)?;
+        let bot = self.bot.into_settings(self.intake, &self.routes)?;
         Ok(Config {
+            http: self.routes.into_settings()?,
             daemon: self.daemon.into_settings(&bot.state_dir),
             health: self.health.into_settings(&service)?,
             log: self.log.into_settings(service.journal_stream)?,
@@ -250,7 +257,11 @@ struct BotArgs {
 }
 
 impl BotArgs {
-    fn into_settings(self, intake: IntakeArgs) -> Result<bot::Settings, ConfigError> {
+    fn into_settings(
+        self,
+        intake: IntakeArgs,
+        routes: &RouteArgs,
+    ) -> Result<bot::Settings, ConfigError> {
         if self.live_trading {
             return Err(invalid(
                 "live-trading",
@@ -265,7 +276,7 @@ impl BotArgs {
                 "live execution is not supported yet; paper trading (true) is the only mode",
             ));
         }
-        let webhook = intake.webhook_settings()?;
+        let webhook = intake.webhook_settings(routes)?;
         let symbols =
             SymbolSettings::new(&self.symbols, self.max_symbols, self.metrics_max_symbols)
                 .map_err(|error| invalid(error.flag, error.env, error.problem))?;
@@ -326,17 +337,19 @@ struct IntakeArgs {
     #[arg(long, env = "EXEC_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     exec_backoff_max: Duration,
 
-    /// Address of the webhook listener (POST /signals), e.g. 0.0.0.0:8090.
-    /// Needed by --source webhook; off unless set.
+    /// A listener of the webhook's own (POST /signals), e.g. 0.0.0.0:8090.
+    /// Unset: the webhook is served on the main port (PORT).
     #[arg(long, env = "WEBHOOK_BIND", value_name = "ADDR:PORT")]
     webhook_bind: Option<SocketAddr>,
 
-    /// Bearer token webhook clients must send (prefer --webhook-token-file:
-    /// the environment of a process is readable by its owner).
+    /// The write token webhook clients must send: as a bearer token, as
+    /// ?token=, or as the last path segment, /signals/TOKEN (prefer
+    /// --webhook-token-file: the environment of a process is readable by
+    /// its owner).
     #[arg(long, env = "WEBHOOK_TOKEN", hide_env_values = true, value_parser = Secret::parse, value_name = "TOKEN")]
     webhook_token: Option<Secret>,
 
-    /// File holding the webhook bearer token (surrounding whitespace ignored).
+    /// File holding the webhook token (surrounding whitespace ignored).
     #[arg(long, env = "WEBHOOK_TOKEN_FILE", value_name = "PATH")]
     webhook_token_file: Option<PathBuf>,
 
@@ -346,26 +359,26 @@ struct IntakeArgs {
 }
 
 impl IntakeArgs {
-    /// The webhook's settings: needed by `--source webhook`, refused without it
-    /// (a listener nobody asked for, or a webhook without a token, is a mistake).
-    fn webhook_settings(&self) -> Result<Option<WebhookSettings>, ConfigError> {
-        let wanted = self.sources.contains(&SourceSpec::Webhook);
-        let Some(bind) = self.webhook_bind else {
-            if wanted {
+    /// The webhook's settings, with `--source webhook`; its own listener
+    /// or its access rules without it are refused (a listener nobody asked
+    /// for, or a webhook without a token, is a mistake).
+    fn webhook_settings(&self, routes: &RouteArgs) -> Result<Option<WebhookSettings>, ConfigError> {
+        if !self.sources.contains(&SourceSpec::Webhook) {
+            if self.webhook_bind.is_some() {
                 return Err(invalid(
                     "webhook-bind",
                     "WEBHOOK_BIND",
-                    "--source webhook needs an address to listen on, e.g. 0.0.0.0:8090",
+                    "is set but no --source webhook (SIGNAL_SOURCE) is; add it or unset WEBHOOK_BIND",
+                ));
+            }
+            if !routes.webhook_allow.is_empty() {
+                return Err(invalid(
+                    "webhook-allow",
+                    "WEBHOOK_ALLOW",
+                    "is set but no --source webhook (SIGNAL_SOURCE) is; add it or unset WEBHOOK_ALLOW",
                 ));
             }
             return Ok(None);
-        };
-        if !wanted {
-            return Err(invalid(
-                "webhook-bind",
-                "WEBHOOK_BIND",
-                "is set but no --source webhook (SIGNAL_SOURCE) is; add it or unset WEBHOOK_BIND",
-            ));
         }
         let token = match (&self.webhook_token, &self.webhook_token_file) {
             (Some(_), Some(_)) => {
@@ -387,10 +400,79 @@ impl IntakeArgs {
             }
         };
         Ok(Some(WebhookSettings {
-            bind,
+            bind: self.webhook_bind,
             token,
             body_limit: self.webhook_body_limit as usize,
+            allow: routes.webhook_allow.clone(),
+            trusted_proxies: routes.trusted_proxies.clone(),
         }))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct RouteArgs {
+    /// The read token of /api/v1/..., /ws and /events, as a bearer token or
+    /// ?token= (prefer --api-token-file). Without one, those routes are off.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true, value_parser = Secret::parse, value_name = "TOKEN")]
+    api_token: Option<Secret>,
+
+    /// File holding the read token (surrounding whitespace ignored).
+    #[arg(long, env = "API_TOKEN_FILE", value_name = "PATH")]
+    api_token_file: Option<PathBuf>,
+
+    /// Addresses or networks the webhook takes signals from, comma
+    /// separated (403 for others), e.g. TradingView's:
+    /// 52.89.214.238,34.212.75.30,54.218.53.128,52.32.178.7. Unset: any.
+    #[arg(long, env = "WEBHOOK_ALLOW", value_delimiter = ',', value_parser = Cidr::parse, value_name = "CIDR,...")]
+    webhook_allow: Vec<Cidr>,
+
+    /// Proxies (addresses or networks, comma separated) whose
+    /// X-Forwarded-For or Forwarded header names the client for
+    /// --webhook-allow: the platform's router or your reverse proxy.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = Cidr::parse, value_name = "CIDR,...")]
+    trusted_proxies: Vec<Cidr>,
+
+    /// Most stream clients (/ws and /events together) at once; 503 beyond.
+    #[arg(long, env = "WS_MAX_CLIENTS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000), value_name = "N")]
+    ws_max_clients: u64,
+
+    /// A stream client that takes no byte for this long is dropped (a
+    /// WebSocket gets a close frame saying where to resume).
+    #[arg(long, env = "WS_SEND_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    ws_send_timeout: Duration,
+
+    /// How often a stream is pinged (SSE: a comment line); a WebSocket
+    /// that answers nothing for two intervals is dropped.
+    #[arg(long, env = "WS_PING_INTERVAL", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    ws_ping_interval: Duration,
+}
+
+impl RouteArgs {
+    fn into_settings(self) -> Result<http::Settings, ConfigError> {
+        if !self.trusted_proxies.is_empty() && self.webhook_allow.is_empty() {
+            return Err(invalid(
+                "trusted-proxies",
+                "TRUSTED_PROXIES",
+                "only says who may name the client for --webhook-allow (WEBHOOK_ALLOW), which is not set",
+            ));
+        }
+        let api_token = match (self.api_token, &self.api_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "api-token",
+                    "API_TOKEN",
+                    "set either it or --api-token-file (API_TOKEN_FILE), not both",
+                ))
+            }
+            (token, None) => token,
+            (None, Some(path)) => Some(read_secret(path, "api-token-file", "API_TOKEN_FILE")?),
+        };
+        Ok(http::Settings {
+            api_token,
+            ws_max_clients: self.ws_max_clients as usize,
+            ws_send_timeout: self.ws_send_timeout,
+            ws_ping_interval: self.ws_ping_interval,
+        })
     }
 }
 

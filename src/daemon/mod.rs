@@ -8,13 +8,15 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alerts, Event};
+use crate::bot::events::Events;
+use crate::bot::intake::webhook::Route;
 use crate::bot::Bot;
-use crate::health::api::HealthApi;
 use crate::health::file::HealthFile;
-use crate::health::http::{self, Limits};
 use crate::health::judge::{Inbox, Judge, Request};
 use crate::health::notify::Notifier;
-use crate::health::{settings as health, HealthState};
+use crate::health::HealthState;
+use crate::http::stream::Stream;
+use crate::http::{self, server};
 use crate::os_signals::Handlers;
 use crate::{lock, logging, Error};
 use settings::Config;
@@ -68,7 +70,21 @@ pub(crate) fn run(config: &Config) -> Result<(), Error> {
         what: "cannot start the judge thread",
         source,
     })?;
-    start_health_server(&config.health, &health, judge.inbox())?;
+    // What the bot publishes for the read API and the stream: nothing
+    // without a read token, so nothing is kept for nobody.
+    let events = match config.http.api_token {
+        Some(_) => Events::enabled(),
+        None => Events::default(),
+    };
+    // The webhook on the main port, unless it has a listener of its own.
+    let webhook = config
+        .bot
+        .intake
+        .webhook
+        .as_ref()
+        .filter(|webhook| webhook.bind.is_none())
+        .map(|_| Route::default());
+    let stream = start_http_server(config, &health, judge.inbox(), &events, webhook.clone())?;
 
     // Past RLIMIT_FSIZE a write must fail with EFBIG, which the journal
     // reports and retries, instead of SIGXFSZ killing the process.
@@ -104,7 +120,18 @@ pub(crate) fn run(config: &Config) -> Result<(), Error> {
             what: "cannot start the bot runtime",
             source,
         })?;
-    let outcome = runtime.block_on(run_bot(config, &health, &judge.inbox(), &alerts, shutdown));
+    let outcome = runtime.block_on(run_bot(
+        config,
+        &health,
+        &judge.inbox(),
+        &alerts,
+        (events, webhook.unwrap_or_default()),
+        shutdown,
+    ));
+    // Stream clients get what the drain made durable and a close frame.
+    if let Some(stream) = stream {
+        stream.finish(std::time::Duration::from_millis(500));
+    }
     judge.finish();
     // The bot has drained and flushed by now; what is left (a blocking read
     // of stdin, say) must not hold the exit hostage.
@@ -125,45 +152,46 @@ pub(crate) fn run(config: &Config) -> Result<(), Error> {
     outcome
 }
 
-/// Binds the first free port of the list and serves the health endpoints
-/// from their own thread. With no port free, health goes on through the file
-/// and sd_notify only.
-fn start_health_server(
-    settings: &health::Settings,
+/// Binds the first free port of the list and serves every route on it
+/// (health, intake, API, stream) from threads of their own. With no port
+/// free, health goes on through the file and sd_notify only.
+fn start_http_server(
+    config: &Config,
     health: &Arc<HealthState>,
     judge: Inbox,
-) -> Result<(), Error> {
+    events: &Events,
+    webhook: Option<Route>,
+) -> Result<Option<Stream>, Error> {
+    let settings = &config.health;
     let addrs: Vec<SocketAddr> = settings
         .ports
         .iter()
         .map(|port| SocketAddr::new(settings.bind, *port))
         .collect();
-    let Some(listener) = http::bind_first(&addrs) else {
+    let Some(listener) = server::bind_first(&addrs) else {
         tracing::error!(
             tried = ?settings.ports,
             bind = %settings.bind,
             "NO HEALTH PORT COULD BE BOUND: /health is unreachable; health is reported \
              only through the health file and sd_notify"
         );
-        return Ok(());
+        return Ok(None);
     };
     let bound = listener.local_addr().map_err(|source| Error::Io {
         what: "cannot read the health listener's address",
         source,
     })?;
     health.set_bound(bound);
-    let api = HealthApi::new(Arc::clone(health));
-    http::spawn_server_thread(
-        "health-http",
+    let stream = http::Port {
         listener,
-        Limits::default(),
-        move || {
-            move |request| {
-                let response = api.respond(&request);
-                async move { response }
-            }
-        },
-        CancellationToken::new(),
+        health,
+        settings: &config.http,
+        state_dir: &config.bot.state_dir,
+        events,
+        webhook,
+        max_signal_age: config.bot.max_signal_age,
+    }
+    .start(
         // A daemon whose health server is gone would run on unseen.
         move |error| judge.send(Request::Fatal(format!("the health server failed: {error}"))),
     )
@@ -171,8 +199,13 @@ fn start_health_server(
         what: "cannot start the health server thread",
         source,
     })?;
-    tracing::info!(addr = %bound, port = bound.port(), "health server listening");
-    Ok(())
+    tracing::info!(
+        addr = %bound,
+        port = bound.port(),
+        api = stream.is_some(),
+        "health server listening"
+    );
+    Ok(stream)
 }
 
 async fn run_bot(
@@ -180,6 +213,7 @@ async fn run_bot(
     health: &Arc<HealthState>,
     judge: &Inbox,
     alerts: &Alerts,
+    (events, webhook): (Events, Route),
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // Lets tests and rehearsals hold the daemon in its "starting" state.
@@ -189,6 +223,8 @@ async fn run_bot(
         config.health.heartbeat_interval,
         health,
         alerts.clone(),
+        events,
+        webhook,
     )
     .await?;
     let mut bot_loop = tokio::spawn(bot.run(health.heartbeat(), shutdown.clone()));

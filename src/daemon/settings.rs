@@ -20,4 +20,5 @@ pub(crate) struct Config {
     pub(crate) bot: crate::bot::settings::Settings,
     pub(crate) log: crate::logging::Settings,
     pub(crate) alerts: crate::alerts::Settings,
+    pub(crate) http: crate::http::settings::Settings,
 }

@@ -13,9 +13,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use super::http::Body;
 use super::state::{Component, HealthState, HealthView, Verdict};
-use crate::metrics::{render_json, render_text, Kind, Sample};
+use crate::http::server::Body;
+use crate::metrics::{render_json, render_text, Kind, MetricsSource, Sample};
 
 /// Paths with their own label in `http_requests_total`; anything else is
 /// counted as "other", so scanners cannot grow the series without bound.
@@ -24,14 +24,32 @@ const KNOWN_PATHS: [&str; 6] = ["/", "/health", "/healthz", "/livez", "/readyz",
 pub struct HealthApi {
     state: Arc<HealthState>,
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// The other routes' figures (the stream's), beside the bot's.
+    extra: Option<Arc<dyn MetricsSource>>,
 }
 
 impl HealthApi {
-    pub fn new(state: Arc<HealthState>) -> Arc<Self> {
+    pub fn new(state: Arc<HealthState>, extra: Option<Arc<dyn MetricsSource>>) -> Arc<Self> {
         Arc::new(HealthApi {
             state,
             requests: Mutex::new(BTreeMap::new()),
+            extra,
         })
+    }
+
+    /// Whether `path` is one of the health endpoints.
+    pub fn serves(path: &str) -> bool {
+        KNOWN_PATHS.contains(&path)
+    }
+
+    /// Counts a request another route answered, under that route's label.
+    pub fn count(&self, label: &'static str, code: StatusCode) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry((label, code.as_u16()))
+            .or_default() += 1;
     }
 
     pub fn respond<B>(&self, request: &Request<B>) -> Response<Body> {
@@ -52,12 +70,7 @@ impl HealthApi {
         } else {
             self.route(label, request)
         };
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry((label, response.status().as_u16()))
-            .or_default() += 1;
+        self.count(label, response.status());
         response
     }
 
@@ -175,7 +188,7 @@ impl HealthApi {
                 Sample::new(
                     "http_requests_total",
                     Kind::Counter,
-                    "Health server requests by path and status code.",
+                    "Requests on the port, by path and status code.",
                     *count as f64,
                 )
                 .label("path", *path)
@@ -184,6 +197,9 @@ impl HealthApi {
         }
         if let Some(metrics) = self.state.bot_metrics() {
             metrics.samples(&mut samples);
+        }
+        if let Some(extra) = &self.extra {
+            extra.samples(&mut samples);
         }
         samples
     }

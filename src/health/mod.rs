@@ -3,11 +3,10 @@
 
 pub mod api;
 pub(crate) mod file;
-pub(crate) mod http;
 pub(crate) mod judge;
 pub(crate) mod notify;
 pub(crate) mod probe;
 pub(crate) mod settings;
 pub mod state;
 
-pub use state::{Component, HealthState, Heartbeat};
+pub use state::{Component, HealthState, Heartbeat, Status};

@@ -1,5 +1,5 @@
 //! The dashboard's routes, served by the same bounded server as the bot's
-//! health port ([`crate::health::http`]):
+//! health port ([`crate::http::server`]):
 //!
 //! | route | what |
 //! |---|---|
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::access::{Access, Decision};
 use super::fleet::Fleet;
 use crate::health::api::{json_response, text};
-use crate::health::http::Body;
+use crate::http::server::Body;
 
 /// How long a `?wait=` request is held when nothing changes (well inside
 /// the server's maximum connection age).

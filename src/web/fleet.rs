@@ -284,7 +284,7 @@ impl Bot {
     pub(crate) fn detail(&self, after: Option<u64>) -> Value {
         let state = self.lock();
         let mut detail = self.summary_of(&state, Instant::now());
-        let reset = after.map_or(true, |after| after < state.floor);
+        let reset = after.is_none_or(|after| after < state.floor);
         let trades: Vec<&Trade> = state
             .trades
             .iter()

@@ -4,7 +4,7 @@
 //! share no disk; it writes nothing, takes no lock, and its failures and
 //! restarts never touch a bot.
 //!
-//! Threads: `web-http` (the bounded server, [`crate::health::http`]), two
+//! Threads: `web-http` (the bounded server, [`crate::http::server`]), two
 //! per bot (`poll:NAME`, `stream:NAME`, see [`poller`]), `web-signals`, and
 //! main, which waits for a stop signal or a server failure.
 
@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use settings::Settings;
 
-use crate::health::http::{self, Limits};
 use crate::health::notify::Notifier;
+use crate::http::server::{self as http, Limits};
 use crate::{logging, Error};
 
 /// Why the dashboard stops.

@@ -33,7 +33,7 @@ fn every_rejection_reason_is_counted_and_journaled() {
         ),
         (
             "wrong_type",
-            format!("{{\"id\":\"w\",{ok},\"qty\":\"1\"}}\n").into_bytes(),
+            format!("{{\"id\":\"w\",{ok},\"qty\":\"one\"}}\n").into_bytes(),
         ),
         (
             "bad_id",

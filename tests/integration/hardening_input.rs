@@ -711,7 +711,7 @@ fn fuzz_the_signal_parser() {
                     prop_assert!(signal.qty.is_finite() && signal.qty > 0.0);
                     prop_assert!(signal
                         .price
-                        .map_or(true, |price| price.is_finite() && price > 0.0));
+                        .is_none_or(|price| price.is_finite() && price > 0.0));
                     prop_assert!(!signal.id.is_empty() && signal.id.chars().count() <= 128);
                     prop_assert!(!signal.id.chars().any(char::is_control));
                 }

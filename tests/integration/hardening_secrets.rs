@@ -88,10 +88,17 @@ fn run_and_collect(log_format: &str) {
         assert_eq!(code, expected, "{body}");
         assert_no_token("a webhook answer", &body);
     }
-    // The token in a query string.
-    let (code, body) = http(webhook, "POST", &format!("/signals?token={TOKEN}"), &[]).unwrap();
-    assert_eq!(code, 401);
-    assert_no_token("a webhook answer", &body);
+    // The token in a query string and in the path (accepted, for
+    // TradingView; the empty body is refused) and a wrong one there.
+    for (path, expected) in [
+        (format!("/signals?token={TOKEN}"), 400),
+        (format!("/signals/{TOKEN}"), 400),
+        (format!("/signals/{TOKEN}x"), 401),
+    ] {
+        let (code, body) = http(webhook, "POST", &path, &[]).unwrap();
+        assert_eq!(code, expected, "{body}");
+        assert_no_token("a webhook answer", &body);
+    }
     daemon.signal(SIGHUP);
     daemon.expect_log("reload");
 

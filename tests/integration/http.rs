@@ -420,7 +420,7 @@ fn garbage_and_oversized_heads_do_not_kill_it() {
     }
 
     let mut oversized = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
-    oversized.extend(std::iter::repeat(b'a').take(256 * 1024));
+    oversized.extend(std::iter::repeat_n(b'a', 256 * 1024));
     oversized.extend_from_slice(b"\r\n\r\n");
     if let Ok(response) = exchange(daemon.addr(), &oversized) {
         let response = String::from_utf8_lossy(&response);

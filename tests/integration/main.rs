@@ -26,6 +26,10 @@ mod http;
 mod lock;
 mod logging;
 mod notify;
+mod oneport_abuse;
+mod oneport_api;
+mod oneport_stream;
+mod oneport_tradingview;
 mod packaging_files;
 mod signals;
 #[cfg(feature = "failpoints")]

@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::ledger::snapshot::Checkpoint;
 use crate::alerts::{Alerts, Event};
+use crate::bot::events::{self, Events};
+use crate::bot::signal::Ids;
 use crate::health::{Component, HealthState};
 use lines::Lines;
 use parsed::ParsedLines;
@@ -60,29 +62,36 @@ impl IntakeError {
 /// The sources, configured and not yet started.
 pub(crate) struct Intake {
     settings: Settings,
-    /// The webhook's listener, bound by [`Intake::bind`].
+    /// The webhook's own listener (`WEBHOOK_BIND`), bound by [`Intake::bind`].
     listener: Option<TcpListener>,
+    /// Otherwise the webhook is served on the main port, through this.
+    route: webhook::Route,
 }
 
 impl Intake {
-    /// Binds the webhook's listener, the one part of starting that a
-    /// setting can make fail: done at init, before the bot reports ready.
-    pub(crate) fn bind(settings: Settings) -> Result<Intake, IntakeError> {
-        let listener = match &settings.webhook {
-            Some(webhook) => {
+    /// Binds the webhook's own listener if it has one, the one part of
+    /// starting that a setting can make fail: done at init, before the bot
+    /// reports ready.
+    pub(crate) fn bind(settings: Settings, route: webhook::Route) -> Result<Intake, IntakeError> {
+        let listener = match settings.webhook.as_ref().and_then(|webhook| webhook.bind) {
+            Some(asked) => {
                 let listener =
-                    TcpListener::bind(webhook.bind).map_err(|source| IntakeError::WebhookBind {
-                        addr: webhook.bind,
+                    TcpListener::bind(asked).map_err(|source| IntakeError::WebhookBind {
+                        addr: asked,
                         source,
                     })?;
                 // The address bound, not the one asked for: port 0 picks one.
-                let addr = listener.local_addr().unwrap_or(webhook.bind);
-                tracing::info!(%addr, port = addr.port(), "webhook listening on POST /signals");
+                let addr = listener.local_addr().unwrap_or(asked);
+                tracing::info!(%addr, port = addr.port(), "webhook listening on POST /signals (WEBHOOK_BIND)");
                 Some(listener)
             }
             None => None,
         };
-        Ok(Intake { settings, listener })
+        Ok(Intake {
+            settings,
+            listener,
+            route,
+        })
     }
 
     /// Starts every source. File sources resume from their entry in
@@ -99,6 +108,7 @@ impl Intake {
         let Intake {
             settings,
             mut listener,
+            route,
         } = self;
         for (index, spec) in settings.sources.iter().enumerate() {
             let outlet = Outlet {
@@ -122,12 +132,18 @@ impl Intake {
                 ),
                 SourceSpec::Stdin => stdin::spawn(outlet),
                 SourceSpec::Webhook => {
-                    let (Some(listener), Some(webhook)) = (listener.take(), &settings.webhook)
-                    else {
+                    let Some(webhook) = &settings.webhook else {
                         continue;
                     };
-                    webhook::spawn(outlet, listener, webhook.clone())
-                        .map_err(IntakeError::start("webhook thread"))?;
+                    let handler = webhook::Handler::new(outlet, webhook.clone());
+                    match listener.take() {
+                        Some(listener) => webhook::spawn(handler, listener)
+                            .map_err(IntakeError::start("webhook thread"))?,
+                        None => {
+                            route.install(handler);
+                            tracing::info!("webhook on the main port: POST /signals");
+                        }
+                    }
                 }
             }
         }
@@ -162,9 +178,18 @@ impl Batch {
     /// Parses `lines` here, on the source's thread or task, so that on a
     /// busy feed parsing runs beside the loop instead of inside it.
     pub(crate) fn new(source: usize, lines: Lines) -> Self {
+        Self::parsed(source, ParsedLines::new(lines, Ids::Required))
+    }
+
+    /// The webhook's: a signal without an id gets one from its content.
+    pub(crate) fn deriving_ids(source: usize, lines: Lines) -> Self {
+        Self::parsed(source, ParsedLines::new(lines, Ids::Derived))
+    }
+
+    fn parsed(source: usize, lines: ParsedLines) -> Self {
         Batch {
             source,
-            lines: ParsedLines::new(lines),
+            lines,
             checkpoint: None,
             reply: None,
         }
@@ -198,17 +223,19 @@ pub(crate) enum Decision {
 pub(crate) struct FeedHealth {
     health: Arc<HealthState>,
     problems: Mutex<BTreeMap<String, String>>,
-    /// A source going down or coming back is also an alert.
+    /// A source going down or coming back is also an alert, and an event.
     alerts: Alerts,
+    events: Events,
 }
 
 impl FeedHealth {
-    pub(crate) fn new(health: Arc<HealthState>, alerts: Alerts) -> Arc<Self> {
+    pub(crate) fn new(health: Arc<HealthState>, alerts: Alerts, events: Events) -> Arc<Self> {
         health.set_component("feed", Component::Ok);
         Arc::new(FeedHealth {
             health,
             problems: Mutex::new(BTreeMap::new()),
             alerts,
+            events,
         })
     }
 
@@ -238,8 +265,20 @@ impl FeedHealth {
         // problem (an exec feed's growing backoff).
         let source = source_kind(who);
         match problem {
-            Some(problem) if !was_down => self.alerts.send(Event::SourceDown { source, problem }),
-            None => self.alerts.send(Event::SourceUp { source }),
+            Some(problem) if !was_down => {
+                self.events.send(events::Event::Source {
+                    source,
+                    problem: Some(problem.clone()),
+                });
+                self.alerts.send(Event::SourceDown { source, problem });
+            }
+            None => {
+                self.events.send(events::Event::Source {
+                    source,
+                    problem: None,
+                });
+                self.alerts.send(Event::SourceUp { source });
+            }
             Some(_) => {}
         }
         let component = if problems.is_empty() {

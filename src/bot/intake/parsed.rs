@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::lines::{Line, Lines};
-use crate::bot::signal::{self, Reason, Reject, Side, Signal};
+use crate::bot::signal::{self, Ids, Reason, Reject, Side, Signal};
 
 /// Lines with the outcome of parsing each.
 #[derive(Debug, Default)]
@@ -23,13 +23,14 @@ pub(crate) struct ParsedLines {
 }
 
 impl ParsedLines {
-    pub(crate) fn new(lines: Lines) -> Self {
+    /// `ids`: whether a signal without an id is refused or given one.
+    pub(crate) fn new(lines: Lines, ids: Ids) -> Self {
         let mut text = String::new();
         let parsed = lines
             .iter()
             .map(|line| match line {
                 Line::Bytes(bytes) => {
-                    signal::parse(bytes).map(|signal| Located::new(signal, &mut text))
+                    signal::parse_with(bytes, ids).map(|signal| Located::new(signal, &mut text))
                 }
                 Line::TooLong(length) => Err(Reject::new(
                     Reason::LineTooLong,
@@ -135,7 +136,7 @@ mod tests {
         let mut lines = Lines::default();
         let mut splitter = LineSplitter::default();
         splitter.push(text.as_bytes(), &mut lines);
-        let parsed = ParsedLines::new(lines);
+        let parsed = ParsedLines::new(lines, Ids::Required);
         assert_eq!(parsed.len(), 3);
         for ((bytes, got), line) in parsed.iter().zip(text.lines()) {
             assert_eq!(bytes, line.as_bytes());

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::http::settings::Cidr;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -24,9 +25,14 @@ pub(crate) struct Settings {
 
 #[derive(Debug, Clone)]
 pub(crate) struct WebhookSettings {
-    pub(crate) bind: SocketAddr,
+    /// A listener of its own (`WEBHOOK_BIND`); `None`: the main port.
+    pub(crate) bind: Option<SocketAddr>,
     pub(crate) token: Secret,
     pub(crate) body_limit: usize,
+    /// Networks signals may come from (`WEBHOOK_ALLOW`); empty: any.
+    pub(crate) allow: Vec<Cidr>,
+    /// Proxies whose forwarding headers say who the client is.
+    pub(crate) trusted_proxies: Vec<Cidr>,
 }
 
 /// One `--source` value.
@@ -36,7 +42,7 @@ pub(crate) enum SourceSpec {
     File(PathBuf),
     /// `exec:COMMAND ARGS...`: read a feed process's stdout.
     Exec(Vec<String>),
-    /// `webhook`: authenticated `POST /signals`.
+    /// `webhook`: authenticated `POST /signals`, on the main port or `WEBHOOK_BIND`.
     Webhook,
     /// `stdin`.
     Stdin,

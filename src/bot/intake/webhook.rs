@@ -1,22 +1,28 @@
-//! `webhook`: `POST /signals` on a listener of its own (`WEBHOOK_BIND`),
-//! served by the shared HTTP machinery on its own thread.
+//! `webhook`: `POST /signals` (or `/signals/<token>`), served on the main
+//! port by default (the one port a platform gives) or on a listener of its
+//! own (`WEBHOOK_BIND`). One [`Handler`] serves either.
 //!
-//! A request needs `Authorization: Bearer <token>` (compared in constant
-//! time), a body within the limit, and one or more signal lines. It is
-//! answered only after the loop has journaled the lines' decisions durably:
-//! 202 when every line was a valid signal (filled, rejected by a risk limit,
-//! or a duplicate), 400 when some line was not (the others were still
-//! handled; the body says which was which), 503 while stopping.
+//! A request needs the write token, as `Authorization: Bearer <token>`, as
+//! `?token=<token>` or as the last path segment (TradingView can send no
+//! header); with `WEBHOOK_ALLOW`, it must also come from an allowed
+//! address. The body is one signal when it is one JSON document (however
+//! many lines it spans: TradingView's templates are pretty-printed), and
+//! JSONL otherwise; a signal without an `id` gets one derived from its
+//! content, so a retried delivery is a duplicate. It is answered only
+//! after the loop has journaled the decisions durably: 202 when every
+//! signal was valid (filled, rejected by a risk limit, or a duplicate),
+//! 400 when one was not (the others were still handled; the body says
+//! which was which), 503 while stopping.
 
-use std::cell::RefCell;
-use std::net::TcpListener;
-use std::rc::Rc;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
 use hyper::{Method, Request, Response, StatusCode};
+use serde::de::IgnoredAny;
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -24,7 +30,9 @@ use super::lines::{LineSplitter, Lines};
 use super::{Batch, Decision, Outlet, WebhookSettings};
 use crate::alerts::RefusedTokens;
 use crate::health::api::{json_response, text};
-use crate::health::http::{spawn_server_thread, Body, Limits};
+use crate::http::auth::{self, Allow};
+use crate::http::query::Query;
+use crate::http::server::{spawn_server_thread, Body, Limits, Peer};
 use crate::secret::Secret;
 
 /// A body must arrive within this once its head has: a client dribbling
@@ -32,27 +40,22 @@ use crate::secret::Secret;
 /// connection's whole lifetime.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts serving `POST /signals` on `listener` from a thread of its own.
-pub(crate) fn spawn(
-    outlet: Outlet,
-    listener: TcpListener,
-    settings: WebhookSettings,
-) -> std::io::Result<()> {
-    let shutdown = outlet.shutdown.clone();
-    let handler = Handler {
-        outlet,
-        token: settings.token,
-        body_limit: settings.body_limit,
-        refused: RefCell::default(),
-    };
+/// The path the webhook answers on (and below it, one segment: the token).
+pub(crate) const PATH: &str = "/signals";
+
+/// Starts serving `handler` on `listener` (`WEBHOOK_BIND`) from a thread of
+/// its own; the thread, and with it the handler's outlet, ends once the
+/// requests in flight at the stop are answered.
+pub(crate) fn spawn(handler: Handler, listener: TcpListener) -> std::io::Result<()> {
+    let shutdown = handler.outlet.shutdown.clone();
     spawn_server_thread(
         "webhook",
         listener,
         Limits::default(),
         move || {
-            let handler = Rc::new(handler);
+            let handler = Arc::new(handler);
             move |request| {
-                let handler = Rc::clone(&handler);
+                let handler = Arc::clone(&handler);
                 async move { handler.respond(request).await }
             }
         },
@@ -64,22 +67,36 @@ pub(crate) fn spawn(
     Ok(())
 }
 
-struct Handler {
+pub(crate) struct Handler {
     outlet: Outlet,
     token: Secret,
     body_limit: usize,
+    allow: Allow,
     /// A burst of refused tokens is an alert.
-    refused: RefCell<RefusedTokens>,
+    refused: Mutex<RefusedTokens>,
 }
 
 impl Handler {
-    async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
-        if request.uri().path() != "/signals" {
+    pub(crate) fn new(outlet: Outlet, settings: WebhookSettings) -> Self {
+        Handler {
+            outlet,
+            token: settings.token,
+            body_limit: settings.body_limit,
+            allow: Allow {
+                networks: settings.allow,
+                trusted_proxies: settings.trusted_proxies,
+            },
+            refused: Mutex::default(),
+        }
+    }
+
+    pub(crate) async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
+        let Some(path_token) = token_segment(request.uri().path()) else {
             return text(
                 StatusCode::NOT_FOUND,
                 "not found: POST signals to /signals\n",
             );
-        }
+        };
         if request.method() != Method::POST {
             let mut response = text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -91,25 +108,38 @@ impl Handler {
             return response;
         }
         if self.outlet.shutdown.is_cancelled() {
+            return stopping();
+        }
+        let peer = request
+            .extensions()
+            .get::<Peer>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0.ip());
+        if !self.allow.permits(peer, request.headers()) {
             return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping: not accepting signals\n",
+                StatusCode::FORBIDDEN,
+                "forbidden: this address may not send signals (WEBHOOK_ALLOW)\n",
             );
         }
-        let authorized = request
-            .headers()
-            .get(AUTHORIZATION)
-            .is_some_and(|value| bearer_matches(value.as_bytes(), self.token.expose().as_bytes()));
-        if !authorized {
-            if let Some(event) = self.refused.borrow_mut().refused(std::time::Instant::now()) {
+        let Ok(query) = Query::parse(request.uri().query().unwrap_or_default()) else {
+            return text(StatusCode::BAD_REQUEST, "bad query string\n");
+        };
+        let path_token = match path_token.map(percent_decoded) {
+            Some(None) => return auth::unauthorized(),
+            Some(Some(token)) => Some(token),
+            None => None,
+        };
+        if !auth::authorized(
+            request.headers(),
+            &query,
+            path_token.as_deref(),
+            &self.token,
+        ) {
+            if let Some(event) = self.refused().refused(std::time::Instant::now()) {
                 self.outlet.feed.alerts().send(event);
             }
-            let mut response = text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n");
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
+            return auth::unauthorized();
         }
+        drop(query);
         let declared = request
             .headers()
             .get(CONTENT_LENGTH)
@@ -141,31 +171,22 @@ impl Handler {
         // A body that finished arriving after the stop began is refused
         // rather than raced against the drain.
         if self.outlet.shutdown.is_cancelled() {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping: not accepting signals\n",
-            );
+            return stopping();
         }
-        let mut lines = Lines::default();
-        let mut splitter = LineSplitter::default();
-        splitter.push(&body, &mut lines);
-        splitter.finish(&mut lines);
+        let lines = split_body(&body);
         if lines.is_empty() {
             return text(
                 StatusCode::BAD_REQUEST,
-                "empty body: send one signal (JSON object) a line\n",
+                "empty body: send a signal (a JSON object), or one a line\n",
             );
         }
         let (reply, answer) = oneshot::channel();
         let batch = Batch {
             reply: Some(reply),
-            ..Batch::new(self.outlet.index, lines)
+            ..Batch::deriving_ids(self.outlet.index, lines)
         };
         if self.outlet.batches.send(batch).await.is_err() {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping: not accepting signals\n",
-            );
+            return stopping();
         }
         let Ok(outcomes) = answer.await else {
             return text(
@@ -184,6 +205,12 @@ impl Handler {
         json_response(code, &json!({ "results": outcomes }))
     }
 
+    fn refused(&self) -> MutexGuard<'_, RefusedTokens> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn too_large(&self) -> Response<Body> {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -195,63 +222,167 @@ impl Handler {
     }
 }
 
-/// Whether an `Authorization` header value is `Bearer <token>`.
-pub fn bearer_matches(header: &[u8], token: &[u8]) -> bool {
-    header
-        .strip_prefix(b"Bearer ")
-        .is_some_and(|given| same_token(given, token))
+fn stopping() -> Response<Body> {
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stopping: not accepting signals\n",
+    )
 }
 
-/// Compares in time that depends on the expected token's length only, so
-/// response timing does not reveal how much of a guess was right.
-fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    let mut difference = given.len() ^ expected.len();
-    for (index, byte) in expected.iter().enumerate() {
-        let other = given.get(index).copied().unwrap_or(0);
-        difference |= usize::from(byte ^ other);
+/// For a webhook path, its token segment: `/signals` is `Some(None)`,
+/// `/signals/<token>` is `Some(Some(token))`; any other path is `None`.
+pub(crate) fn token_segment(path: &str) -> Option<Option<&str>> {
+    let rest = path.strip_prefix(PATH)?;
+    if rest.is_empty() {
+        return Some(None);
     }
-    std::hint::black_box(difference) == 0
+    let token = rest.strip_prefix('/')?;
+    (!token.is_empty() && !token.contains('/')).then_some(Some(token))
+}
+
+/// A path segment, percent-decoded; `None` if it cannot be.
+fn percent_decoded(segment: &str) -> Option<Vec<u8>> {
+    crate::http::query::decode(segment)
+        .ok()
+        .map(|decoded| decoded.into_owned().into_bytes())
+}
+
+/// How a body becomes signals. One JSON document, whatever whitespace and
+/// however many lines it spans, is one signal: what TradingView sends.
+/// Otherwise the body is JSONL, a signal a line, each refused on its own
+/// if it is not one; except when its first line is the unfinished start of
+/// a document (a pretty-printed one that is broken further down), which
+/// is refused as one signal with one reason rather than a reason a line.
+pub fn split_body(body: &[u8]) -> Lines {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    let whole = || std::iter::once(body).collect();
+    if serde_json::from_slice::<IgnoredAny>(body).is_ok() {
+        return whole();
+    }
+    let first_line = body
+        .split(|byte| *byte == b'\n')
+        .find(|line| !line.iter().all(u8::is_ascii_whitespace));
+    if let Some(first_line) = first_line {
+        if serde_json::from_slice::<IgnoredAny>(first_line).is_err_and(|error| error.is_eof()) {
+            return whole();
+        }
+    }
+    let mut lines = Lines::default();
+    let mut splitter = LineSplitter::default();
+    splitter.push(body, &mut lines);
+    splitter.finish(&mut lines);
+    lines
+}
+
+/// The main port's `POST /signals`: the intake installs its handler once
+/// the loop's channel exists and takes it away when it stops, so the
+/// handler's sender (which keeps the loop's channel open) lives no longer
+/// than the requests in flight at the stop.
+#[derive(Clone, Default)]
+pub struct Route(Arc<Mutex<RouteState>>);
+
+#[derive(Default)]
+enum RouteState {
+    #[default]
+    Starting,
+    Ready(Arc<Handler>),
+    Stopped,
+}
+
+impl Route {
+    /// The handler, if it is serving.
+    pub(crate) fn handler(&self) -> Option<Arc<Handler>> {
+        match &*self.state() {
+            RouteState::Ready(handler) => Some(Arc::clone(handler)),
+            RouteState::Starting | RouteState::Stopped => None,
+        }
+    }
+
+    /// The answer while there is no handler: before the intake started,
+    /// or after it stopped.
+    pub(crate) fn unavailable(&self) -> Response<Body> {
+        match &*self.state() {
+            RouteState::Stopped => stopping(),
+            _ => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: not accepting signals yet\n",
+            ),
+        }
+    }
+
+    /// Serves `handler` until the intake stops. Inside the bot's runtime.
+    pub(crate) fn install(&self, handler: Handler) {
+        let shutdown = handler.outlet.shutdown.clone();
+        *self.state() = RouteState::Ready(Arc::new(handler));
+        let route = self.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            *route.state() = RouteState::Stopped;
+        });
+    }
+
+    fn state(&self) -> MutexGuard<'_, RouteState> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::same_token;
+    use super::*;
+    use crate::bot::intake::lines::Line;
 
-    #[test]
-    fn compares_whole_tokens() {
-        assert!(same_token(b"s3cret", b"s3cret"));
-        assert!(!same_token(b"s3cre", b"s3cret"));
-        assert!(!same_token(b"s3cretX", b"s3cret"));
-        assert!(!same_token(b"S3cret", b"s3cret"));
-        assert!(!same_token(b"", b"s3cret"));
+    fn items(body: &str) -> Vec<String> {
+        split_body(body.as_bytes())
+            .iter()
+            .map(|line| match line {
+                Line::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                Line::TooLong(length) => format!("too long: {length}"),
+            })
+            .collect()
     }
 
-    /// An early-exit comparison of a 1 MiB token returns ~10^5 times
-    /// sooner on a first-byte miss than on a last-byte one; this one must
-    /// take about as long for both (bounds generous for a loaded machine).
     #[test]
-    fn time_does_not_depend_on_where_the_guess_goes_wrong() {
-        let expected: Vec<u8> = (0..1 << 20).map(|index| (index % 251) as u8).collect();
-        let mut near = expected.clone();
-        *near.last_mut().unwrap() ^= 1;
-        let mut far = expected.clone();
-        far[0] ^= 1;
-        let time = |given: &[u8]| {
-            (0..15)
-                .map(|_| {
-                    let started = std::time::Instant::now();
-                    assert!(!same_token(std::hint::black_box(given), &expected));
-                    started.elapsed()
-                })
-                .min()
-                .unwrap()
-        };
-        let (near, far) = (time(&near), time(&far));
-        let ratio = near.as_secs_f64() / far.as_secs_f64();
-        eprintln!("1 MiB token: last-byte miss {near:?}, first-byte miss {far:?}");
-        assert!(
-            (0.33..3.0).contains(&ratio),
-            "last-byte miss {near:?} vs first-byte miss {far:?}"
+    fn a_document_is_one_signal_and_lines_are_one_each() {
+        let pretty = "{\n  \"symbol\": \"BTC\",\n  \"qty\": \"1\"\n}\n";
+        assert_eq!(items(pretty), [pretty]);
+        assert_eq!(items("\u{feff}{\"a\":\n1}"), ["{\"a\":\n1}"]);
+        assert_eq!(items("{\"a\":1}\n{\"b\":2}\n"), ["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(items("{\"a\":1}\nnot json\n"), ["{\"a\":1}", "not json"]);
+        assert_eq!(items("not json\n{\"a\":1}"), ["not json", "{\"a\":1}"]);
+        // A broken pretty-printed document: one signal, one reason.
+        let broken = "{\n  \"symbol\": \"BTC\",\n  \"qty\": 1,\n}";
+        assert_eq!(items(broken), [broken]);
+        assert_eq!(
+            items("plain text alert: BTC crossed 64000"),
+            ["plain text alert: BTC crossed 64000"]
         );
+        assert!(items(" \n\t\n").is_empty());
+        assert!(items("").is_empty());
+    }
+
+    #[test]
+    fn only_signals_paths_carry_a_token() {
+        assert_eq!(token_segment("/signals"), Some(None));
+        assert_eq!(token_segment("/signals/abc"), Some(Some("abc")));
+        assert_eq!(token_segment("/signals/"), None);
+        assert_eq!(token_segment("/signals/a/b"), None);
+        assert_eq!(token_segment("/signalsx"), None);
+        assert_eq!(token_segment("/health"), None);
+        assert_eq!(percent_decoded("a%2Fb").as_deref(), Some(&b"a/b"[..]));
+        assert_eq!(percent_decoded("a%zz"), None);
+    }
+
+    proptest::proptest! {
+        /// Every body splits without a panic, into what it holds: nothing
+        /// is invented, and a body that is one document stays whole.
+        #[test]
+        fn any_body_splits(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256), object in "[ \n]{0,3}\\{[ \n]{0,3}\"[a-z]{1,4}\"[ \n]{0,3}:[ \n]{0,3}[1-9][0-9]{0,2}[ \n]{0,3}\\}[ \n]{0,3}") {
+            let lines = split_body(&body);
+            let kept: usize = lines.iter().map(|line| match line { Line::Bytes(bytes) => bytes.len(), Line::TooLong(length) => length }).sum();
+            proptest::prop_assert!(kept <= body.len());
+            proptest::prop_assert_eq!(split_body(object.as_bytes()).len(), 1);
+        }
     }
 }

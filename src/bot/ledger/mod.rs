@@ -8,10 +8,11 @@
 
 pub(crate) mod decided;
 pub(crate) mod journal;
+pub(crate) mod reader;
 pub(crate) mod snapshot;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -42,6 +43,10 @@ pub(crate) struct Ledger {
     replies: Vec<(Reply, Vec<Outcome>)>,
     /// Written by the commit numbered first, answered when it is durable.
     awaiting: Vec<(u64, Reply, Vec<Outcome>)>,
+    /// The last seq known durable (the event stream shows no more), and
+    /// the commits not yet known durable with the last seq each wrote.
+    durable_seq: u64,
+    undurable: VecDeque<(u64, u64)>,
     state_dir: PathBuf,
     health: Arc<HealthState>,
 }
@@ -74,12 +79,15 @@ impl Ledger {
             records: 0,
             replies: Vec::new(),
             awaiting: Vec::new(),
+            durable_seq: 0,
+            undurable: VecDeque::new(),
             state_dir,
             health,
         };
         for record in records {
             ledger.replay(record, &mut apply);
         }
+        ledger.durable_seq = ledger.records;
         Ok(ledger)
     }
 
@@ -162,10 +170,23 @@ impl Ledger {
         })
     }
 
-    /// Appends a decision or checkpoint; written by the next commit.
-    pub(crate) fn append(&mut self, record: &Record<'_>) {
+    /// Appends a decision or checkpoint, written by the next commit;
+    /// returns its seq (its 1-based ordinal in the whole journal).
+    pub(crate) fn append(&mut self, record: &Record<'_>) -> u64 {
         self.journal.append(record);
         self.records += 1;
+        self.records
+    }
+
+    /// The seq of the last record appended.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.records
+    }
+
+    /// The seq of the last record known durable: what the event stream
+    /// may show (a fill it showed never vanishes in a crash).
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.durable_seq
     }
 
     /// Under `FSYNC=always` every decision is committed on its own.
@@ -185,6 +206,11 @@ impl Ledger {
         self.checkpoints.insert(source.to_owned(), checkpoint);
     }
 
+    /// Whether a client waits on what the next commit writes.
+    pub(crate) fn has_waiting_clients(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
     /// Answers `reply` once everything appended so far is durable.
     pub(crate) fn answer_when_durable(&mut self, reply: Reply, outcomes: Vec<Outcome>) {
         self.replies.push((reply, outcomes));
@@ -202,6 +228,22 @@ impl Ledger {
         }
         self.health.set_component("journal", Component::Ok);
         let written = self.journal.commits_written();
+        // Everything appended so far was written by commit `written`.
+        let last_written = self
+            .undurable
+            .back()
+            .map_or(self.durable_seq, |(_, seq)| *seq);
+        if self.records > last_written {
+            self.undurable.push_back((written, self.records));
+        }
+        while let Some((_, seq)) = self
+            .undurable
+            .front()
+            .filter(|(commit, _)| *commit <= durable)
+        {
+            self.durable_seq = *seq;
+            self.undurable.pop_front();
+        }
         self.awaiting.extend(
             self.replies
                 .drain(..)

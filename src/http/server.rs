@@ -1,5 +1,5 @@
-//! A small, hard-to-exhaust HTTP/1 server on hyper, shared by the health
-//! endpoints and the webhook.
+//! A small, hard-to-exhaust HTTP/1 server on hyper: the one port's, and
+//! the webhook's own listener when it has one.
 //!
 //! Bounded everywhere a client could make it grow: a connection cap that
 //! evicts the oldest connection (so a flood of idle or slow clients cannot
@@ -14,6 +14,8 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,6 +30,27 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) type Body = Full<Bytes>;
+
+/// The address of the client's end of the connection, in every request's
+/// extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+/// In every request's extensions: set by a route whose response is a
+/// stream that does not end (`/events`), so the connection's maximum age
+/// does not cut it off; the stream has bounds of its own.
+#[derive(Clone, Debug, Default)]
+pub struct LongLived(Arc<AtomicBool>);
+
+impl LongLived {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -108,8 +131,8 @@ impl Connections {
 }
 
 /// Serves `listener` with `handler` on the current thread until `shutdown`.
-/// Must run inside a `LocalSet`.
-pub(crate) async fn serve<H, F>(
+/// Must run inside a `LocalSet`. Connections may be upgraded (`/ws`).
+pub(crate) async fn serve<H, F, B>(
     listener: StdTcpListener,
     limits: Limits,
     handler: H,
@@ -117,7 +140,9 @@ pub(crate) async fn serve<H, F>(
 ) -> io::Result<()>
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
-    F: Future<Output = Response<Body>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: hyper::body::Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
@@ -135,8 +160,8 @@ where
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 let evicted =
                     is_descriptor_exhaustion(&error) && connections.borrow_mut().evict_oldest();
@@ -160,11 +185,17 @@ where
             connections: Rc::clone(&connections),
         };
         let handler = handler.clone();
-        let service = service_fn(move |request| {
+        let long_lived = LongLived::default();
+        let marked = long_lived.clone();
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
+            request.extensions_mut().insert(long_lived.clone());
             let response = handler(request);
             async move { Ok::<_, Infallible>(response.await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         let shutdown = shutdown.clone();
         let max_age = limits.max_connection_age;
         let task = tokio::task::spawn_local(async move {
@@ -172,7 +203,15 @@ where
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => return,
-                () = tokio::time::sleep(max_age) => {}
+                () = tokio::time::sleep(max_age) => {
+                    if marked.is_marked() {
+                        // A stream: it ends when its client goes, or at the stop.
+                        tokio::select! {
+                            _ = connection.as_mut() => return,
+                            () = shutdown.cancelled() => {}
+                        }
+                    }
+                }
                 () = shutdown.cancelled() => {}
             }
             connection.as_mut().graceful_shutdown();
@@ -227,7 +266,7 @@ impl AcceptErrorLog {
 /// [`Limits::drain`]). What a failed server means is the caller's to say
 /// in `on_failure`: the health server's ends the process (through the judge), the webhook's
 /// only the webhook.
-pub(crate) fn spawn_server_thread<H, F>(
+pub(crate) fn spawn_server_thread<H, F, B>(
     name: &str,
     listener: StdTcpListener,
     limits: Limits,
@@ -237,7 +276,9 @@ pub(crate) fn spawn_server_thread<H, F>(
 ) -> io::Result<std::thread::JoinHandle<()>>
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
-    F: Future<Output = Response<Body>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: hyper::body::Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

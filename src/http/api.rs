@@ -1,0 +1,151 @@
+//! The read API, `/api/v1/…`: status and positions from the figures the
+//! bot publishes once per iteration (a copy, never a wait on the loop),
+//! fills and rejects from the journal by sequence number, read on the
+//! stream thread (a page is at most [`MAX_PAGE`] records).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+
+use super::query::{Query, QueryError};
+use super::server::Body;
+use super::stream::message::Kind;
+use super::stream::{Stream, MAX_PAGE};
+use crate::bot::events;
+use crate::bot::figures::{Figures, Tally};
+use crate::health::api::{json_response, text};
+use crate::health::HealthState;
+
+pub struct Api {
+    pub health: Arc<HealthState>,
+    pub events: Arc<events::Shared>,
+    pub stream: Stream,
+    pub max_signal_age: Option<Duration>,
+}
+
+/// The read API's paths.
+pub const PATHS: [&str; 4] = [
+    "/api/v1/status",
+    "/api/v1/positions",
+    "/api/v1/fills",
+    "/api/v1/rejects",
+];
+
+impl Api {
+    /// Answers `path` (one of [`PATHS`]); the caller has authenticated.
+    pub async fn respond(&self, path: &str, query: &Query<'_>) -> Response<Body> {
+        match path {
+            "/api/v1/status" => json_response(StatusCode::OK, &self.status()),
+            "/api/v1/positions" => json_response(StatusCode::OK, &self.positions()),
+            _ => {
+                let kind = if path == "/api/v1/fills" {
+                    Kind::Fill
+                } else {
+                    Kind::Reject
+                };
+                let page = match page_params(query) {
+                    Ok(page) => page,
+                    Err(error) => return bad_request(&error),
+                };
+                match self.stream.page(kind, page.0, page.1).await {
+                    Ok(body) => {
+                        let mut response = Response::new(Full::new(Bytes::from(body)));
+                        let headers = response.headers_mut();
+                        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                        response
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "a read API page could not be read");
+                        text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the journal cannot be read just now; try again\n",
+                        )
+                    }
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let view = self.health.view();
+        let verdict = view.verdict();
+        let figures = self.events.figures().unwrap_or_default();
+        let seconds = |duration: Duration| round3(duration.as_secs_f64());
+        let fsync = match (figures.fsync.quantile(0.5), figures.fsync.quantile(0.99)) {
+            (Some(p50), Some(p99)) => json!({ "p50": p50, "p99": p99 }),
+            _ => serde_json::Value::Null,
+        };
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "status": verdict.status,
+            "reasons": verdict.reasons,
+            "uptime_seconds": seconds(view.uptime),
+            "heartbeat_age_seconds": view.heartbeat_age.map(seconds),
+            "last_signal_age_seconds": figures.last_signal.map(|(at, _)| seconds(at.elapsed())),
+            "max_signal_age_seconds": self.max_signal_age.map(|age| age.as_secs_f64()),
+            "stall_timeout_seconds": view.stall_timeout.as_secs_f64(),
+            "signals_total": figures.total(None),
+            "fills_total": figures.total(Some(Tally::Filled)),
+            "rejects_total": figures.total(Some(Tally::Rejected)),
+            "duplicates_total": figures.duplicates,
+            "last_seq": self.events.durable(),
+            "fsync_seconds": fsync,
+        })
+    }
+
+    fn positions(&self) -> serde_json::Value {
+        #[derive(Serialize)]
+        struct Item<'a> {
+            symbol: &'a str,
+            qty: f64,
+            avg_price: f64,
+            realized_pnl: f64,
+            cash: f64,
+            last_price: f64,
+        }
+        let figures: Figures = self.events.figures().unwrap_or_default();
+        let positions: Vec<Item<'_>> = figures
+            .positions
+            .iter()
+            .map(|(symbol, position)| Item {
+                symbol,
+                qty: position.qty,
+                avg_price: position.avg_price,
+                realized_pnl: position.realized_pnl,
+                cash: position.cash,
+                last_price: position.last_price,
+            })
+            .collect();
+        json!({
+            "realized_pnl": positions.iter().map(|item| item.realized_pnl).sum::<f64>(),
+            "cash": positions.iter().map(|item| item.cash).sum::<f64>(),
+            "positions": positions,
+            "last_seq": self.events.durable(),
+        })
+    }
+}
+
+/// `after` (default 0) and `limit` (default 100, at most [`MAX_PAGE`]).
+fn page_params(query: &Query<'_>) -> Result<(u64, usize), QueryError> {
+    let after = query.number("after", 0, 0..=u64::MAX, "a sequence number (0 or more)")?;
+    let limit = query.number("limit", 100, 1..=MAX_PAGE as u64, "1 to 1000")?;
+    Ok((after, limit as usize))
+}
+
+pub fn bad_request(error: &QueryError) -> Response<Body> {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({ "error": error.to_string() }),
+    )
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
