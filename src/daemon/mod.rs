@@ -112,6 +112,10 @@ pub(crate) fn run(config: &Config) -> Result<(), Error> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // The one blocking task is the stdin source's read (at most one
+        // stdin source, one read in flight); tokio's default of 512 would
+        // let a race between two reads start a second thread.
+        .max_blocking_threads(1)
         .thread_name("bot")
         .on_thread_start(crate::bot::yield_cpu_to_health)
         .enable_all()

@@ -291,7 +291,9 @@ fn the_shared_port_keeps_health_fresh_through_floods_on_every_route() {
             }
         }
     }
-    assert!(wait_until(SOON, || proc_status(pid, "Threads:") <= threads_before));
+    // The journal's sync thread, once the first commit starts it, lives as
+    // long as the journal: the one thread allowed beyond those at start.
+    assert!(wait_until(SOON, || proc_status(pid, "Threads:") <= threads_before + 1));
     assert_eq!(daemon.health().0, 200);
     assert!(daemon.stop().success());
 }
