@@ -236,6 +236,8 @@ pub(crate) enum Event {
     Health {
         status: String,
         reasons: Vec<String>,
+        /// The bot's heartbeat age at the change, when it says.
+        heartbeat_age_seconds: Option<f64>,
     },
     /// The bot dropped events for this client: resume from the journal.
     Dropped,
@@ -254,6 +256,7 @@ impl Event {
                 Ok(Event::Health {
                     status: truncate(&health.status, 40),
                     reasons: clip_reasons(health.reasons),
+                    heartbeat_age_seconds: health.heartbeat_age_seconds,
                 })
             }
             Some("dropped") => Ok(Event::Dropped),
@@ -268,6 +271,8 @@ struct Health {
     status: String,
     #[serde(default)]
     reasons: Vec<String>,
+    #[serde(default)]
+    heartbeat_age_seconds: Option<f64>,
 }
 
 /// A fill or a reject, as the API and the stream describe one. Strings are

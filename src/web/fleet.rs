@@ -254,11 +254,20 @@ impl Bot {
                 }
                 !state.restream
             }),
-            Event::Health { status, reasons } => self.update(|state| {
-                // Shown at once; the next poll brings the rest.
+            Event::Health {
+                status,
+                reasons,
+                heartbeat_age_seconds,
+            } => self.update(|state| {
+                // Shown at once; the next poll brings the rest. The
+                // heartbeat's age comes with it: a stall shows as one at
+                // once, not as another failure until that poll.
                 if let Some(polled) = &mut state.polled {
                     polled.status.status = status;
                     polled.status.reasons = reasons;
+                    if heartbeat_age_seconds.is_some() {
+                        polled.status.heartbeat_age_seconds = heartbeat_age_seconds;
+                    }
                 }
                 !state.restream
             }),
@@ -425,10 +434,13 @@ fn levels(reachable: bool, status: Option<&Status>, signal_age: Option<f64>) -> 
     let Some(status) = status.filter(|_| reachable) else {
         return (Level::Bad, Level::Bad);
     };
-    let stalled = match (status.heartbeat_age_seconds, status.stall_timeout_seconds) {
-        (Some(age), Some(timeout)) => age > timeout,
-        _ => status.status == "unhealthy",
-    };
+    // The bot rounds the ages it reports to the millisecond: a heartbeat
+    // just past its timeout can read as equal to it.
+    let stalled = status.status == "unhealthy"
+        && match (status.heartbeat_age_seconds, status.stall_timeout_seconds) {
+            (Some(age), Some(timeout)) => age >= timeout,
+            _ => true,
+        };
     let level = match status.status.as_str() {
         "healthy" => Level::Ok,
         "unhealthy" => Level::Bad,
@@ -502,6 +514,12 @@ mod tests {
             "stall_timeout_seconds": 10.0}));
         assert_eq!(
             levels(true, Some(&stalled), Some(5.0)),
+            (Level::Bad, Level::Bad)
+        );
+        let just_stalled = status(json!({"status": "unhealthy", "heartbeat_age_seconds": 1.0,
+            "stall_timeout_seconds": 1.0}));
+        assert_eq!(
+            levels(true, Some(&just_stalled), Some(5.0)),
             (Level::Bad, Level::Bad)
         );
         let journal = status(json!({"status": "unhealthy", "heartbeat_age_seconds": 0.1,

@@ -157,11 +157,8 @@ impl Hub {
             return;
         }
         self.health_told = Some(verdict.status);
-        self.push(
-            Kind::Health,
-            self.durable,
-            serde_json::json!({ "status": verdict.status, "reasons": verdict.reasons }),
-        );
+        let fields = self.health_fields();
+        self.push(Kind::Health, self.durable, fields);
         self.changed.notify_waiters();
     }
 
@@ -169,17 +166,26 @@ impl Hub {
     /// numbered where the client starts, so the numbers it sees never go
     /// down (an SSE client resumes from the last one).
     pub fn health_now(&self, cursor: &Cursor) -> Item {
-        let verdict = self.health.view().verdict();
         Item {
             seq: cursor.seq,
             kind: Kind::Health,
-            json: event_json(
-                Kind::Health,
-                cursor.seq,
-                serde_json::json!({ "status": verdict.status, "reasons": verdict.reasons }),
-            )
-            .into(),
+            json: event_json(Kind::Health, cursor.seq, self.health_fields()).into(),
         }
+    }
+
+    /// A health message's fields: the verdict, and the heartbeat's age
+    /// beside the stall timeout, so a reader tells a stall from another
+    /// failure without asking the status route.
+    fn health_fields(&self) -> serde_json::Value {
+        let view = self.health.view();
+        let verdict = view.verdict();
+        let seconds = |age: std::time::Duration| (age.as_secs_f64() * 1000.0).round() / 1000.0;
+        serde_json::json!({
+            "status": verdict.status,
+            "reasons": verdict.reasons,
+            "heartbeat_age_seconds": view.heartbeat_age.map(seconds),
+            "stall_timeout_seconds": view.stall_timeout.as_secs_f64(),
+        })
     }
 
     fn add(&mut self, event: Event) {
