@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{
-    free_port, http_with_body, read_journal, read_journal_so_far, signal_line, wait_until, Builder,
-    Daemon, SIGKILL,
+    free_port, http_with_body, latest_snapshot, read_journal, read_journal_so_far, signal_line,
+    wait_until, Builder, Daemon, SIGKILL,
 };
 
 /// xorshift64*: enough randomness for kill instants, reproducible by seed.
@@ -115,9 +115,7 @@ pub(crate) fn check_journal(state_dir: &Path, total: usize) {
         );
     }
     assert_eq!(decisions.len(), total);
-    let snapshot: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state_dir.join("snapshot.json")).unwrap())
-            .unwrap();
+    let snapshot = latest_snapshot(state_dir);
     for (symbol, (qty, cash)) in &replay {
         let position = &snapshot["positions"][symbol];
         let held = position["qty"].as_f64().unwrap();

@@ -289,7 +289,7 @@ fn a_full_disk_mid_batch_tears_nothing_loses_nothing_and_recovers() {
     assert!(wait_until(SOON, || journal_check(&daemon)["status"] == "failed"));
     daemon.signal(SIGKILL);
     drop(daemon);
-    let torn = !std::fs::read(state.join("journal.jsonl"))
+    let torn = !std::fs::read(crate::common::active_segment(&state))
         .unwrap()
         .ends_with(b"\n");
     eprintln!("killed with a full disk; journal left with a torn last line: {torn}");

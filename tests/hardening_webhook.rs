@@ -423,7 +423,7 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
     }
 
     // Straight after the kill: whole lines, save possibly a torn last one.
-    let text = std::fs::read_to_string(state_dir.join("journal.jsonl")).unwrap();
+    let text = crate::common::journal_text(&state_dir);
     let lines: Vec<&str> = text.lines().collect();
     let torn = lines
         .iter()

@@ -94,6 +94,34 @@ impl Engine {
             .collect()
     }
 
+    /// One symbol's position.
+    pub fn position(&self, symbol: &str) -> Option<&Position> {
+        self.books.get(symbol).map(|book| &book.position)
+    }
+
+    /// Fill times within the last minute (MAX_ORDERS_PER_MINUTE), for a
+    /// snapshot.
+    pub fn recent_fills(&self) -> Vec<i64> {
+        self.recent.iter().copied().collect()
+    }
+
+    /// Puts back the state a snapshot held: positions and recent fill times.
+    pub fn restore(&mut self, positions: BTreeMap<String, Position>, recent_fills: Vec<i64>) {
+        self.books = positions
+            .into_iter()
+            .map(|(symbol, position)| {
+                (
+                    symbol,
+                    Book {
+                        position,
+                        fills: [0; 2],
+                    },
+                )
+            })
+            .collect();
+        self.recent = recent_fills.into();
+    }
+
     /// Fills decided by this process, by symbol and side (buy, sell); the
     /// ones replayed from the journal are not counted.
     pub fn fills(&self) -> BTreeMap<String, [u64; 2]> {
@@ -208,6 +236,9 @@ fn settle(
 ) {
     if limits.max_orders_per_minute.is_some() {
         recent.push_back(fill.at_ms);
+        // A replay applies fills without deciding: without this it would
+        // keep every fill time of the journal.
+        forget_before(recent, fill.at_ms - MINUTE_MS);
     }
     let signed = match fill.side {
         Side::Buy => fill.qty,

@@ -20,12 +20,12 @@ use super::engine::{Engine, PaperExecution};
 use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
-use super::ledger::{self, Ledger};
+use super::ledger::{EngineState, Ledger, Refusal};
 use super::metrics::{self, BotMetrics, Figures};
 use super::settings::Settings;
 use super::signal::{Reject, Signal};
 use crate::alerts::{Alerts, Digest, Event, Kind};
-use crate::health::metrics::Combined;
+use crate::health::metrics::{Combined, MetricsSource};
 use crate::health::{HealthState, Heartbeat};
 
 /// Batches the channel holds before sources wait: bounds memory (a parsed
@@ -73,7 +73,6 @@ pub struct Bot {
     /// File sources' progress in this iteration, journaled at its end.
     moved: BTreeMap<usize, Checkpoint>,
     idle_tick: Duration,
-    snapshot_interval: Duration,
     max_signal_age: Option<Duration>,
     started: Instant,
     quiet: bool,
@@ -93,16 +92,7 @@ impl Bot {
         alerts: Alerts,
     ) -> Result<Bot, BotError> {
         let mut engine = Engine::new(config.risk, Box::new(PaperExecution));
-        let mut recovered_fills = 0u64;
-        let ledger = Ledger::recover(
-            config.state_dir.clone(),
-            config.fsync,
-            Arc::clone(health),
-            |fill| {
-                recovered_fills += 1;
-                engine.apply(fill)
-            },
-        )?;
+        let (ledger, recovery) = Ledger::recover(config, Arc::clone(health), &mut engine)?;
         let mut bot = Bot {
             feed: FeedHealth::new(Arc::clone(health), alerts.clone()),
             metrics: BotMetrics::new(),
@@ -113,7 +103,6 @@ impl Bot {
             engine,
             moved: BTreeMap::new(),
             idle_tick,
-            snapshot_interval: config.snapshot_interval,
             max_signal_age: config.max_signal_age,
             started: Instant::now(),
             quiet: false,
@@ -123,7 +112,10 @@ impl Bot {
         };
         tracing::info!(
             journal = %bot.ledger.journal_path().display(),
-            records = bot.ledger.records(),
+            last_seq = bot.ledger.last_seq(),
+            from_snapshot = ?recovery.snapshot,
+            replayed = recovery.records,
+            took_ms = recovery.took.as_millis() as u64,
             decided_ids = bot.ledger.decided_ids(),
             symbols = bot.engine.positions().len(),
             "journal recovered"
@@ -132,17 +124,16 @@ impl Bot {
         bot.commit(false);
         bot.intake = Some(Intake::bind(config.intake.clone())?);
         bot.metrics.publish(&bot.figures);
-        // The notifier's figures beside the bot's.
-        match bot.alerts.metrics() {
-            Some(alerts) => {
-                health.set_bot_metrics(Arc::new(Combined(vec![bot.metrics.clone(), alerts])))
-            }
-            None => health.set_bot_metrics(bot.metrics.clone()),
-        }
+        bot.ledger.publish();
+        // The ledger's and the notifier's figures beside the bot's.
+        let mut sources: Vec<Arc<dyn MetricsSource>> =
+            vec![bot.metrics.clone(), bot.ledger.metrics()];
+        sources.extend(bot.alerts.metrics());
+        health.set_bot_metrics(Arc::new(Combined(sources)));
         bot.alerts.send(Event::Started {
             version: env!("CARGO_PKG_VERSION"),
-            journal_records: bot.ledger.records(),
-            recovered_fills,
+            journal_records: bot.ledger.last_seq(),
+            recovered_fills: recovery.fills,
             positions: bot.figures.positions.len(),
         });
         Ok(bot)
@@ -164,8 +155,6 @@ impl Bot {
         }
         let mut idle = tokio::time::interval(self.idle_tick);
         idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_snapshot: Option<Instant> = None;
-        let mut dirty = false;
         let mut open = true;
         let mut stopping = false;
         let mut taken = Vec::new();
@@ -194,7 +183,6 @@ impl Bot {
                 _ = idle.tick() => {}
             }
             fail::fail_point!("bot::iteration");
-            dirty |= !taken.is_empty();
             for batch in taken.drain(..) {
                 self.handle(batch);
             }
@@ -208,11 +196,10 @@ impl Bot {
                 self.figures.positions = self.engine.positions();
                 self.figures.fills = self.engine.fills();
             }
-            let due = last_snapshot.map_or(true, |at| at.elapsed() >= self.snapshot_interval);
-            if dirty && due && !self.ledger.is_blocked() && self.write_snapshot() {
-                last_snapshot = Some(Instant::now());
-                dirty = false;
-            }
+            let engine = &self.engine;
+            self.ledger.snapshot_if_due(|| EngineState::of(engine));
+            self.take_fsync_times();
+            self.ledger.publish();
             self.figures.iterations += 1;
             self.metrics.publish(&self.figures);
             // After the figures are published: /health never calls a feed
@@ -224,9 +211,10 @@ impl Bot {
             }
         }
         self.commit(false);
-        self.write_snapshot();
+        self.ledger.finish(EngineState::of(&self.engine));
+        self.take_fsync_times();
         tracing::info!(
-            records = self.ledger.records(),
+            last_seq = self.ledger.last_seq(),
             left_for_restart,
             "bot loop: drained, journal committed"
         );
@@ -239,7 +227,7 @@ impl Bot {
     }
 
     fn handle(&mut self, batch: Batch) {
-        let now_ms = now_ms();
+        let now_ms = self.ledger.now(now_ms());
         if !batch.lines.is_empty() {
             self.figures.last_signal = Some((Instant::now(), SystemTime::now()));
         }
@@ -272,18 +260,29 @@ impl Bot {
         let signal = match parsed {
             Ok(signal) => signal,
             Err(reject) => {
-                self.reject(source, bytes, reject, now_ms);
+                self.reject(source, bytes, reject, None, now_ms);
                 return Decided::refused(Decision::Invalid, Cow::Borrowed(reject));
             }
         };
-        if !self.ledger.take_id(&signal.id) {
-            self.figures.count(source, metrics::Result::Duplicate);
-            self.figures.duplicates += 1;
-            return Decided {
-                id: Some(signal.id),
-                result: Decision::Duplicate,
-                reject: None,
-            };
+        match self.ledger.admit(&signal, now_ms) {
+            Ok(()) => {}
+            Err(Refusal::Duplicate) => {
+                self.figures.count(source, metrics::Result::Duplicate);
+                self.figures.duplicates += 1;
+                return Decided {
+                    id: Some(signal.id),
+                    result: Decision::Duplicate,
+                    reject: None,
+                };
+            }
+            Err(Refusal::Reject(reject)) => {
+                let reject = Reject {
+                    id: Some(signal.id.into_owned()),
+                    ..reject
+                };
+                self.reject(source, bytes, &reject, Some(signal.ts_ms), now_ms);
+                return Decided::refused(Decision::Rejected, Cow::Owned(reject));
+            }
         }
         match self.engine.decide(&signal, now_ms) {
             Ok(fill) => {
@@ -320,7 +319,7 @@ impl Bot {
                     id: Some(signal.id.into_owned()),
                     ..reject
                 };
-                self.reject(source, bytes, &reject, now_ms);
+                self.reject(source, bytes, &reject, Some(signal.ts_ms), now_ms);
                 if reject.reason.is_risk_limit() {
                     self.trades
                         .add(&self.alerts, Kind::Reject, || Event::RiskReject {
@@ -335,11 +334,20 @@ impl Bot {
         }
     }
 
-    fn reject(&mut self, source: usize, bytes: &[u8], reject: &Reject, now_ms: i64) {
+    /// Journals a reject; `ts` is the signal's, when it parsed.
+    fn reject(
+        &mut self,
+        source: usize,
+        bytes: &[u8],
+        reject: &Reject,
+        ts: Option<i64>,
+        now_ms: i64,
+    ) {
         tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
         self.ledger.append(&Record::Reject {
             id: reject.id.clone(),
             src: Cow::Borrowed(&self.names[source]),
+            ts,
             at: now_ms,
             reason: reject.reason.label().to_owned(),
             detail: reject.detail.clone(),
@@ -352,6 +360,10 @@ impl Bot {
     /// Commits, and records how long its fsyncs took.
     fn commit(&mut self, overlap: bool) {
         self.ledger.commit(overlap);
+        self.take_fsync_times();
+    }
+
+    fn take_fsync_times(&mut self) {
         for took in self.ledger.fsync_times() {
             self.figures.fsync.observe(took);
         }
@@ -379,21 +391,6 @@ impl Bot {
                 }),
             );
         }
-    }
-
-    /// False while the journal cannot be written (nothing written then).
-    fn write_snapshot(&mut self) -> bool {
-        let written = self.ledger.snapshot(&ledger::Figures {
-            positions: &self.figures.positions,
-            signals: self.figures.total(None),
-            fills: self.figures.fills.values().flatten().sum(),
-            rejects: self.figures.rejects.iter().sum(),
-            duplicates: self.figures.duplicates,
-        });
-        for took in self.ledger.fsync_times() {
-            self.figures.fsync.observe(took);
-        }
-        written
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::intake;
+use super::{intake, ledger};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -16,6 +16,8 @@ pub struct Settings {
     pub max_signal_age: Option<Duration>,
     pub snapshot_interval: Duration,
     pub intake: intake::Settings,
+    /// Segments, the exactly-once window, retention.
+    pub ledger: ledger::settings::Settings,
 }
 
 /// Limits a signal must pass to be filled; each off when `None`.

@@ -68,10 +68,12 @@ pub enum Reason {
     MaxPositionQty,
     MaxOrderNotional,
     MaxOrdersPerMinute,
+    TooOld,
+    TsInFuture,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::LineTooLong,
         Reason::InvalidUtf8,
         Reason::NotJson,
@@ -89,6 +91,8 @@ impl Reason {
         Reason::MaxPositionQty,
         Reason::MaxOrderNotional,
         Reason::MaxOrdersPerMinute,
+        Reason::TooOld,
+        Reason::TsInFuture,
     ];
 
     pub fn label(self) -> &'static str {
@@ -110,6 +114,8 @@ impl Reason {
             Reason::MaxPositionQty => "max_position_qty",
             Reason::MaxOrderNotional => "max_order_notional",
             Reason::MaxOrdersPerMinute => "max_orders_per_minute",
+            Reason::TooOld => "too_old",
+            Reason::TsInFuture => "ts_in_future",
         }
     }
 

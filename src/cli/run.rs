@@ -10,9 +10,10 @@ use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, ValueEnum};
 
 use super::alerts::AlertArgs;
-use super::values::{parse_duration, parse_positive};
+use super::values::{parse_duration, parse_positive, parse_size};
 use super::{invalid, ConfigError};
 use crate::bot::intake::{self, SourceSpec, WebhookSettings};
+use crate::bot::ledger::settings as ledger;
 use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits};
 use crate::config::Config;
 use crate::daemon::settings as daemon;
@@ -28,6 +29,8 @@ pub struct RunArgs {
     bot: BotArgs,
     #[command(flatten, next_help_heading = "Sources")]
     intake: IntakeArgs,
+    #[command(flatten, next_help_heading = "Journal")]
+    ledger: LedgerArgs,
     #[command(flatten, next_help_heading = "Process")]
     daemon: DaemonArgs,
     #[command(flatten, next_help_heading = "Logging")]
@@ -39,7 +42,9 @@ pub struct RunArgs {
 impl RunArgs {
     pub(super) fn into_config(self) -> Result<Config, ConfigError> {
         let service = ServiceEnv::from_env()?;
-        let bot = self.bot.into_settings(self.intake)?;
+        let bot = self
+            .bot
+            .into_settings(self.intake, self.ledger.into_settings())?;
         Ok(Config {
             daemon: self.daemon.into_settings(&bot.state_dir),
             health: self.health.into_settings(&service)?,
@@ -213,13 +218,18 @@ struct BotArgs {
     #[arg(long, env = "MAX_SIGNAL_AGE", value_parser = parse_duration, value_name = "DURATION")]
     max_signal_age: Option<Duration>,
 
-    /// How often STATE_DIR/snapshot.json is rewritten while signals flow (and at stop).
+    /// How often a snapshot (STATE_DIR/snapshots/) is written while signals flow, at
+    /// most (a large exactly-once window is written less often; README); and at stop.
     #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     snapshot_interval: Duration,
 }
 
 impl BotArgs {
-    fn into_settings(self, intake: IntakeArgs) -> Result<bot::Settings, ConfigError> {
+    fn into_settings(
+        self,
+        intake: IntakeArgs,
+        ledger: ledger::Settings,
+    ) -> Result<bot::Settings, ConfigError> {
         if self.live_trading {
             return Err(invalid(
                 "live-trading",
@@ -268,7 +278,42 @@ impl BotArgs {
                 exec_backoff: intake.exec_backoff,
                 exec_backoff_max: intake.exec_backoff_max,
             },
+            ledger,
         })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct LedgerArgs {
+    /// A journal segment (STATE_DIR/journal/) is closed, and the next one
+    /// started, once it holds this many bytes (KiB, MiB, GiB).
+    #[arg(long, env = "JOURNAL_SEGMENT_SIZE", default_value = "64MiB", value_parser = parse_size, value_name = "BYTES")]
+    journal_segment_size: u64,
+
+    /// Signal ids decided within this window (judged by the signal's ts) are
+    /// remembered, so a resend is a duplicate; a signal whose ts is older is
+    /// rejected (too_old). Memory follows the signals in the window.
+    #[arg(long, env = "DEDUPE_WINDOW", default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    dedupe_window: Duration,
+
+    /// A signal whose ts is further ahead of the clock than this is rejected (ts_in_future).
+    #[arg(long, env = "MAX_CLOCK_SKEW", default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    max_clock_skew: Duration,
+
+    /// Closed journal segments older than this, and covered by every kept
+    /// snapshot, are deleted. Unset: the journal is kept whole.
+    #[arg(long, env = "JOURNAL_RETENTION", value_parser = parse_duration, value_name = "DURATION")]
+    journal_retention: Option<Duration>,
+}
+
+impl LedgerArgs {
+    fn into_settings(self) -> ledger::Settings {
+        ledger::Settings {
+            segment_size: self.journal_segment_size,
+            dedupe_window: self.dedupe_window,
+            max_clock_skew: self.max_clock_skew,
+            retention: self.journal_retention,
+        }
     }
 }
 

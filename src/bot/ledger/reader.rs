@@ -1,0 +1,492 @@
+//! Reading the journal: its records in order, each with its seq, from any
+//! position, across segments. Recovery, `tradingbot journal` and the read
+//! API all read through [`Scan`]. Reading takes no lock and writes
+//! nothing, so it is safe beside a running daemon: a last line still being
+//! written (no newline yet) is not returned.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::journal::{JournalError, Record};
+use super::segments::{self, Segment};
+use super::window::MAX_ID_BYTES;
+
+/// A place in the journal: just after record `seq`, which ends at byte
+/// `offset` of the segment whose first record is `segment` (`seq` 0 and
+/// `segment` 0: before the first record).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub(crate) seq: u64,
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
+}
+
+/// One record's line as read, without its newline.
+pub(crate) struct Line<'s> {
+    pub(crate) seq: u64,
+    /// The segment it is in, and where in it the line ends (after the newline).
+    pub(crate) segment: u64,
+    pub(crate) end: u64,
+    pub(crate) bytes: &'s [u8],
+}
+
+/// What to do with what a running daemon or a crash can leave behind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Recovery and verification: a missing segment or a sequence gap is
+    /// an error.
+    Strict,
+    /// The read API beside a running daemon: a segment deleted by retention
+    /// between listing and reading is skipped.
+    Lenient,
+}
+
+struct Open {
+    segment: Segment,
+    reader: BufReader<File>,
+    offset: u64,
+    /// Lines read in this segment from where reading started in it.
+    line: usize,
+}
+
+pub(crate) struct Scan {
+    segments: Vec<Segment>,
+    /// Index of the next segment to open.
+    next: usize,
+    open: Option<Open>,
+    /// The seq of the last record returned (or of the start position).
+    seq: u64,
+    last: Option<(u64, u64, usize)>,
+    buf: Vec<u8>,
+    mode: Mode,
+    torn: Option<(PathBuf, u64)>,
+    done: bool,
+    /// A segment was skipped (deleted since listed): the next one starts
+    /// where it starts.
+    skipped: bool,
+}
+
+/// The end of a whole scan: what the writer resumes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct End {
+    /// The last segment and the length of its whole lines (a torn tail
+    /// past it is cut before anything is written).
+    pub(crate) last_segment: Option<(u64, u64)>,
+    pub(crate) last_seq: u64,
+    /// The last record: its segment, where it ends, and its length.
+    pub(crate) tail: Option<(u64, u64, usize)>,
+}
+
+impl Scan {
+    /// From the first record of `segments`.
+    pub(crate) fn new(segments: Vec<Segment>, mode: Mode) -> Scan {
+        let seq = segments.first().map_or(0, |segment| segment.first_seq - 1);
+        Scan {
+            segments,
+            next: 0,
+            open: None,
+            seq,
+            last: None,
+            buf: Vec::with_capacity(1024),
+            mode,
+            torn: None,
+            done: false,
+            skipped: false,
+        }
+    }
+
+    /// From `position`, whose segment must be among `segments`.
+    pub(crate) fn from(
+        segments: Vec<Segment>,
+        position: Position,
+        mode: Mode,
+    ) -> Result<Scan, JournalError> {
+        if position.segment == 0 {
+            let mut scan = Scan::new(segments, mode);
+            scan.seq = scan.seq.max(position.seq);
+            return Ok(scan);
+        }
+        let Some(index) = segments
+            .iter()
+            .position(|segment| segment.first_seq == position.segment)
+        else {
+            return Err(JournalError::Corrupt {
+                path: PathBuf::from(segments::file_name(position.segment)),
+                line: 0,
+                detail: "the segment is missing".into(),
+            });
+        };
+        let segment = segments[index].clone();
+        let io_error = |source| JournalError::Io {
+            what: "cannot read journal segment",
+            path: segment.path.clone(),
+            source,
+        };
+        let mut file = File::open(&segment.path).map_err(io_error)?;
+        file.seek(SeekFrom::Start(position.offset))
+            .map_err(io_error)?;
+        let mut scan = Scan::new(segments, mode);
+        scan.next = index + 1;
+        scan.seq = position.seq;
+        scan.open = Some(Open {
+            segment,
+            reader: BufReader::with_capacity(256 << 10, file),
+            offset: position.offset,
+            line: 0,
+        });
+        Ok(scan)
+    }
+
+    /// The seq of the last record returned.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// A torn last line that ended the scan: the file and its bytes.
+    pub(crate) fn torn(&self) -> Option<&(PathBuf, u64)> {
+        self.torn.as_ref()
+    }
+
+    /// Where the scan ended; meaningful once [`Scan::next`] returned `None`.
+    pub(crate) fn end(&self) -> End {
+        End {
+            last_segment: self
+                .open
+                .as_ref()
+                .map(|open| (open.segment.first_seq, open.offset))
+                .or_else(|| self.segments.last().map(|last| (last.first_seq, 0))),
+            last_seq: self.seq,
+            tail: self.last,
+        }
+    }
+
+    /// The next record's line, or `None` at the end of the journal.
+    pub(crate) fn next(&mut self) -> Result<Option<Line<'_>>, JournalError> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let Some(open) = &mut self.open else {
+                if !self.open_next()? {
+                    self.done = true;
+                }
+                continue;
+            };
+            self.buf.clear();
+            let read = open
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|source| JournalError::Io {
+                    what: "cannot read journal segment",
+                    path: open.segment.path.clone(),
+                    source,
+                })?;
+            if read == 0 {
+                if self.next == self.segments.len() {
+                    self.done = true;
+                    continue;
+                }
+                self.open_next()?;
+                continue;
+            }
+            open.line += 1;
+            if self.buf.last() != Some(&b'\n') {
+                let path = open.segment.path.clone();
+                if self.next < self.segments.len() {
+                    return Err(JournalError::Corrupt {
+                        path,
+                        line: open.line,
+                        detail: "the segment ends mid-record but is not the last one".into(),
+                    });
+                }
+                self.torn = Some((path, read as u64));
+                self.done = true;
+                continue;
+            }
+            open.offset += read as u64;
+            if self.buf.len() == 1 {
+                continue;
+            }
+            self.seq += 1;
+            self.last = Some((open.segment.first_seq, open.offset, read));
+            return Ok(Some(Line {
+                seq: self.seq,
+                segment: open.segment.first_seq,
+                end: open.offset,
+                bytes: &self.buf[..read - 1],
+            }));
+        }
+    }
+
+    /// The next record, parsed.
+    pub(crate) fn record(&mut self) -> Result<Option<(u64, Record<'static>)>, JournalError> {
+        let Some(line) = self.next()? else {
+            return Ok(None);
+        };
+        let seq = line.seq;
+        match parse(line.bytes) {
+            Ok(record) => Ok(Some((seq, record))),
+            Err(detail) => Err(self.corrupt(detail)),
+        }
+    }
+
+    /// A corrupt-record error at the line last read.
+    pub(crate) fn corrupt(&self, detail: String) -> JournalError {
+        let (path, line) = self.open.as_ref().map_or_else(
+            || (PathBuf::new(), 0),
+            |open| (open.segment.path.clone(), open.line),
+        );
+        JournalError::Corrupt {
+            path,
+            line,
+            detail: format!("record seq {}: {detail}", self.seq),
+        }
+    }
+
+    /// Opens the next segment; false when there is none.
+    fn open_next(&mut self) -> Result<bool, JournalError> {
+        let Some(segment) = self.segments.get(self.next).cloned() else {
+            return Ok(false);
+        };
+        self.next += 1;
+        let expected = self.seq + 1;
+        let file = match File::open(&segment.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound && self.mode == Mode::Lenient => {
+                // Deleted by retention since it was listed.
+                self.skipped = true;
+                return Ok(true);
+            }
+            Err(source) => {
+                return Err(JournalError::Io {
+                    what: "cannot read journal segment",
+                    path: segment.path,
+                    source,
+                })
+            }
+        };
+        if segment.first_seq != expected && !std::mem::take(&mut self.skipped) {
+            return Err(JournalError::Corrupt {
+                path: segment.path,
+                line: 0,
+                detail: format!(
+                    "sequence gap: the segment starts at seq {} but the one before it ends at seq {}",
+                    segment.first_seq, self.seq
+                ),
+            });
+        }
+        self.seq = segment.first_seq - 1;
+        self.open = Some(Open {
+            segment,
+            reader: BufReader::with_capacity(256 << 10, file),
+            offset: 0,
+            line: 0,
+        });
+        Ok(true)
+    }
+}
+
+/// One record line, checked as far as the ledger relies on it.
+pub(crate) fn parse(line: &[u8]) -> Result<Record<'static>, String> {
+    let record: Record<'static> =
+        serde_json::from_slice(line).map_err(|error| error.to_string())?;
+    let id = match &record {
+        Record::Fill { id, .. } => Some(id.as_ref()),
+        Record::Reject { id, .. } => id.as_deref(),
+        Record::Ckpt { .. } => None,
+    };
+    if id.is_some_and(|id| id.len() > MAX_ID_BYTES) {
+        return Err(format!("an id over {MAX_ID_BYTES} bytes"));
+    }
+    Ok(record)
+}
+
+/// The journal of a state directory, read-only and without its lock:
+/// safe beside a running daemon, over live, rolled and retained segments.
+pub struct JournalReader {
+    state_dir: PathBuf,
+    /// Where the last call stopped, so that paging forward reads only
+    /// what is new instead of a segment from its start.
+    resume: Mutex<Option<Position>>,
+}
+
+impl JournalReader {
+    /// Read-only, no lock: safe beside a running daemon.
+    pub fn open(state_dir: &Path) -> io::Result<JournalReader> {
+        if !state_dir.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not a directory", state_dir.display()),
+            ));
+        }
+        Ok(JournalReader {
+            state_dir: state_dir.to_owned(),
+            resume: Mutex::new(None),
+        })
+    }
+
+    /// Whole records with seq > `after`, in order, at most `limit`, that `keep` accepts.
+    /// A torn last line (being written) is not returned.
+    pub fn after(
+        &self,
+        after: u64,
+        limit: usize,
+        mut keep: impl FnMut(&Record<'_>) -> bool,
+    ) -> io::Result<Vec<(u64, Record<'static>)>> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        let segments = segments::list(&self.state_dir)?;
+        let resume = *self
+            .resume
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let start = resume
+            .filter(|resume| resume.seq <= after && ends_a_line(&segments, resume))
+            .unwrap_or_else(|| start_for(&segments, after));
+        let mut scan = Scan::from(segments, start, Mode::Lenient).map_err(io::Error::other)?;
+        let mut reached = start;
+        while let Some(line) = scan.next().map_err(io::Error::other)? {
+            reached = Position {
+                seq: line.seq,
+                segment: line.segment,
+                offset: line.end,
+            };
+            if line.seq <= after {
+                continue;
+            }
+            let record = parse(line.bytes).map_err(|detail| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("journal record seq {}: {detail}", line.seq),
+                )
+            })?;
+            if keep(&record) {
+                found.push((line.seq, record));
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+        *self
+            .resume
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reached);
+        Ok(found)
+    }
+}
+
+/// The start of the segment that holds record `after + 1` (or of the
+/// oldest one kept, when retention deleted the ones before).
+fn start_for(segments: &[Segment], after: u64) -> Position {
+    let Some(segment) = segments
+        .iter()
+        .rev()
+        .find(|segment| segment.first_seq <= after + 1)
+        .or(segments.first())
+    else {
+        return Position::default();
+    };
+    Position {
+        seq: segment.first_seq - 1,
+        segment: segment.first_seq,
+        offset: 0,
+    }
+}
+
+/// Whether `position` is still the end of a line in a segment that is
+/// still there (the daemon cuts a segment back after a failed fsync).
+fn ends_a_line(segments: &[Segment], position: &Position) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Some(segment) = segments
+        .iter()
+        .find(|segment| segment.first_seq == position.segment)
+    else {
+        return false;
+    };
+    if position.offset == 0 {
+        return true;
+    }
+    let mut byte = [0u8];
+    File::open(&segment.path)
+        .and_then(|file| file.read_exact_at(&mut byte, position.offset - 1))
+        .is_ok_and(|()| byte == *b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(state: &Path, first_seq: u64, text: &str) {
+        segments::create_dir(state).unwrap();
+        std::fs::write(segments::path(state, first_seq), text).unwrap();
+    }
+
+    fn ckpt(offset: u64) -> String {
+        format!("{{\"t\":\"ckpt\",\"src\":\"s\",\"dev\":1,\"ino\":2,\"off\":{offset}}}\n")
+    }
+
+    fn offsets(records: &[(u64, Record<'static>)]) -> Vec<(u64, u64)> {
+        records
+            .iter()
+            .map(|(seq, record)| match record {
+                Record::Ckpt { off, .. } => (*seq, *off),
+                _ => (*seq, 0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_are_numbered_across_segments_and_a_torn_tail_is_not_returned() {
+        let state = tempfile::tempdir().unwrap();
+        write(state.path(), 1, &(ckpt(1) + &ckpt(2)));
+        write(state.path(), 3, &(ckpt(3) + "{\"t\":\"ck"));
+        let reader = JournalReader::open(state.path()).unwrap();
+        let all = reader.after(0, 10, |_| true).unwrap();
+        assert_eq!(offsets(&all), [(1, 1), (2, 2), (3, 3)]);
+        let some = reader.after(1, 1, |_| true).unwrap();
+        assert_eq!(offsets(&some), [(2, 2)]);
+        // Paging on from where the last call stopped.
+        let rest = reader.after(2, 10, |_| true).unwrap();
+        assert_eq!(offsets(&rest), [(3, 3)]);
+        assert!(reader.after(3, 10, |_| true).unwrap().is_empty());
+        let odd = reader
+            .after(
+                0,
+                10,
+                |record| matches!(record, Record::Ckpt { off, .. } if off % 2 == 1),
+            )
+            .unwrap();
+        assert_eq!(offsets(&odd), [(1, 1), (3, 3)]);
+    }
+
+    #[test]
+    fn retained_segments_start_late_and_a_gap_is_an_error() {
+        let state = tempfile::tempdir().unwrap();
+        write(state.path(), 5, &(ckpt(5) + &ckpt(6)));
+        write(state.path(), 7, &ckpt(7));
+        let reader = JournalReader::open(state.path()).unwrap();
+        assert_eq!(
+            offsets(&reader.after(0, 10, |_| true).unwrap()),
+            [(5, 5), (6, 6), (7, 7)]
+        );
+        write(state.path(), 9, &ckpt(9));
+        let reader = JournalReader::open(state.path()).unwrap();
+        let error = reader.after(0, 10, |_| true).unwrap_err().to_string();
+        assert!(error.contains("sequence gap"), "{error}");
+    }
+
+    #[test]
+    fn a_torn_line_in_an_older_segment_is_corruption() {
+        let state = tempfile::tempdir().unwrap();
+        write(state.path(), 1, &(ckpt(1) + "{\"t\""));
+        write(state.path(), 2, &ckpt(2));
+        let mut scan = Scan::new(segments::list(state.path()).unwrap(), Mode::Strict);
+        assert!(scan.record().unwrap().is_some());
+        let error = scan.record().unwrap_err().to_string();
+        assert!(error.contains("not the last one"), "{error}");
+    }
+}
