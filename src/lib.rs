@@ -54,6 +54,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<Exit, Error> {
                 Exit::Failure
             })
         }
+        cli::Command::Journal(request) => {
+            let answered = bot::ledger::query::run(&request, &mut std::io::stdout().lock())?;
+            Ok(if answered { Exit::Clean } else { Exit::Failure })
+        }
         cli::Command::Health(settings) => health::probe::probe(&settings)
             .map(|()| Exit::Clean)
             .map_err(Error::from),

@@ -6,6 +6,7 @@
 
 mod alerts;
 mod describe;
+mod journal;
 mod run;
 mod values;
 
@@ -69,6 +70,12 @@ enum Subcommands {
     /// destination, the outcome (HTTP status, latency, the service's
     /// error); exit 1 if any failed. Reads the same settings as `run`.
     NotifyTest(RunArgs),
+    /// Read the journal: fills, rejects, positions, PnL, or verify it.
+    ///
+    /// Read-only and without the lock, so safe while the daemon runs; over
+    /// the live, rolled and retained segments. Tables for people, --json
+    /// for one JSON object a line.
+    Journal(journal::JournalArgs),
 }
 
 /// What the command line asks for, validated.
@@ -81,6 +88,7 @@ pub enum Command {
     /// `--help` or `--version`: the text to print.
     Print(String),
     NotifyTest(Box<crate::alerts::Settings>),
+    Journal(crate::bot::ledger::query::Request),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +112,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
         None => Ok(Command::Run(Box::new(cli.run.into_config()?))),
         Some(Subcommands::Run(args)) => Ok(Command::Run(Box::new(args.into_config()?))),
         Some(Subcommands::Health(args)) => Ok(Command::Health(args.into_settings())),
+        Some(Subcommands::Journal(args)) => Ok(Command::Journal(args.into_request())),
         Some(Subcommands::NotifyTest(args)) => {
             Ok(Command::NotifyTest(Box::new(args.into_config()?.alerts)))
         }
