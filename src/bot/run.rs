@@ -16,14 +16,14 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, PaperExecution};
+use super::engine::{Engine, Fill, PaperExecution};
 use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
 use super::ledger::{EngineState, Ledger, Refusal};
 use super::metrics::{self, BotMetrics, Figures};
 use super::settings::Settings;
-use super::signal::{Reject, Signal};
+use super::signal::{Reason, Reject, Signal};
 use crate::alerts::{Alerts, Digest, Event, Kind};
 use crate::health::metrics::{Combined, MetricsSource};
 use crate::health::{HealthState, Heartbeat};
@@ -249,7 +249,7 @@ impl Bot {
         }
     }
 
-    /// Decides one line: invalid, duplicate, rejected by the engine, or filled.
+    /// Decides one line: invalid, duplicate, rejected, or filled.
     fn decide<'l>(
         &mut self,
         source: usize,
@@ -260,46 +260,39 @@ impl Bot {
         let signal = match parsed {
             Ok(signal) => signal,
             Err(reject) => {
-                self.reject(source, bytes, reject, None, now_ms);
+                journal_reject(
+                    &mut self.ledger,
+                    &self.names[source],
+                    bytes,
+                    reject,
+                    None,
+                    now_ms,
+                );
+                self.count_reject(source, reject.reason);
                 return Decided::refused(Decision::Invalid, Cow::Borrowed(reject));
             }
         };
-        match self.ledger.admit(&signal, now_ms) {
-            Ok(()) => {}
-            Err(Refusal::Duplicate) => {
+        let verdict = decide_signal(
+            &mut self.ledger,
+            &mut self.engine,
+            &self.names[source],
+            bytes,
+            &signal,
+            now_ms,
+        );
+        match verdict {
+            Verdict::Duplicate => {
                 self.figures.count(source, metrics::Result::Duplicate);
                 self.figures.duplicates += 1;
-                return Decided {
+                Decided {
                     id: Some(signal.id),
                     result: Decision::Duplicate,
                     reject: None,
-                };
+                }
             }
-            Err(Refusal::Reject(reject)) => {
-                let reject = Reject {
-                    id: Some(signal.id.into_owned()),
-                    ..reject
-                };
-                self.reject(source, bytes, &reject, Some(signal.ts_ms), now_ms);
-                return Decided::refused(Decision::Rejected, Cow::Owned(reject));
-            }
-        }
-        match self.engine.decide(&signal, now_ms) {
-            Ok(fill) => {
-                tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
+            Verdict::Filled(fill) => {
                 self.figures.count(source, metrics::Result::Filled);
                 self.positions_moved = true;
-                self.ledger.append(&Record::Fill {
-                    id: Cow::Borrowed(&signal.id),
-                    src: Cow::Borrowed(&self.names[source]),
-                    ts: signal.ts_ms,
-                    at: fill.at_ms,
-                    symbol: Cow::Borrowed(fill.symbol),
-                    side: fill.side,
-                    qty: fill.qty,
-                    price: fill.price,
-                    source: signal.source.as_deref().map(Cow::Borrowed),
-                });
                 // Built only when it will be sent in full.
                 self.trades.add(&self.alerts, Kind::Fill, || Event::Fill {
                     id: signal.id.to_string(),
@@ -314,12 +307,8 @@ impl Bot {
                     reject: None,
                 }
             }
-            Err(reject) => {
-                let reject = Reject {
-                    id: Some(signal.id.into_owned()),
-                    ..reject
-                };
-                self.reject(source, bytes, &reject, Some(signal.ts_ms), now_ms);
+            Verdict::Rejected(reject) => {
+                self.count_reject(source, reject.reason);
                 if reject.reason.is_risk_limit() {
                     self.trades
                         .add(&self.alerts, Kind::Reject, || Event::RiskReject {
@@ -334,27 +323,9 @@ impl Bot {
         }
     }
 
-    /// Journals a reject; `ts` is the signal's, when it parsed.
-    fn reject(
-        &mut self,
-        source: usize,
-        bytes: &[u8],
-        reject: &Reject,
-        ts: Option<i64>,
-        now_ms: i64,
-    ) {
-        tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
-        self.ledger.append(&Record::Reject {
-            id: reject.id.clone(),
-            src: Cow::Borrowed(&self.names[source]),
-            ts,
-            at: now_ms,
-            reason: reject.reason.label().to_owned(),
-            detail: reject.detail.clone(),
-            line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
-        });
+    fn count_reject(&mut self, source: usize, reason: Reason) {
         self.figures.count(source, metrics::Result::Rejected);
-        self.figures.rejects[reject.reason.index()] += 1;
+        self.figures.rejects[reason.index()] += 1;
     }
 
     /// Commits, and records how long its fsyncs took.
@@ -392,6 +363,78 @@ impl Bot {
             );
         }
     }
+}
+
+/// What became of a valid signal; its decision is journaled already.
+pub(crate) enum Verdict<'s> {
+    /// Its id is in the exactly-once window: nothing journaled.
+    Duplicate,
+    /// Refused by the window (too old, too far ahead) or by the engine.
+    Rejected(Reject),
+    Filled(Fill<'s>),
+}
+
+/// Decides a valid signal and journals the decision: the exactly-once
+/// window's verdict, then the engine's. This is all of a live decision but
+/// the loop's figures and alerts, so the ledger's property test drives
+/// exactly this.
+pub(crate) fn decide_signal<'s>(
+    ledger: &mut Ledger,
+    engine: &mut Engine,
+    src: &str,
+    bytes: &[u8],
+    signal: &'s Signal<'_>,
+    now_ms: i64,
+) -> Verdict<'s> {
+    let refused = match ledger.admit(signal, now_ms) {
+        Ok(()) => match engine.decide(signal, now_ms) {
+            Ok(fill) => {
+                tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
+                ledger.append(&Record::Fill {
+                    id: Cow::Borrowed(&signal.id),
+                    src: Cow::Borrowed(src),
+                    ts: signal.ts_ms,
+                    at: fill.at_ms,
+                    symbol: Cow::Borrowed(fill.symbol),
+                    side: fill.side,
+                    qty: fill.qty,
+                    price: fill.price,
+                    source: signal.source.as_deref().map(Cow::Borrowed),
+                });
+                return Verdict::Filled(fill);
+            }
+            Err(reject) => reject,
+        },
+        Err(Refusal::Duplicate) => return Verdict::Duplicate,
+        Err(Refusal::Reject(reject)) => reject,
+    };
+    let reject = Reject {
+        id: Some(signal.id.to_string()),
+        ..refused
+    };
+    journal_reject(ledger, src, bytes, &reject, Some(signal.ts_ms), now_ms);
+    Verdict::Rejected(reject)
+}
+
+/// Journals a reject; `ts` is the signal's, when the line parsed.
+pub(crate) fn journal_reject(
+    ledger: &mut Ledger,
+    src: &str,
+    bytes: &[u8],
+    reject: &Reject,
+    ts: Option<i64>,
+    now_ms: i64,
+) {
+    tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
+    ledger.append(&Record::Reject {
+        id: reject.id.clone(),
+        src: Cow::Borrowed(src),
+        ts,
+        at: now_ms,
+        reason: reject.reason.label().to_owned(),
+        detail: reject.detail.clone(),
+        line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
+    });
 }
 
 /// What became of one line, borrowing the line; made into an [`Outcome`]

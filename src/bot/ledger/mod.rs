@@ -17,6 +17,8 @@ pub mod reader;
 pub mod segments;
 pub mod settings;
 pub(crate) mod snapshot;
+#[cfg(test)]
+mod tests;
 pub(crate) mod window;
 
 use std::borrow::Cow;
