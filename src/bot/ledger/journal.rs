@@ -142,8 +142,6 @@ pub(crate) struct Journal {
     written: usize,
     /// Records appended so far: the seq of the last one.
     last_seq: u64,
-    /// Length of the last record appended, newline included.
-    last_len: usize,
     /// The last record written to a segment: its segment, where it ends,
     /// its length.
     tail: Option<(u64, u64, usize)>,
@@ -279,7 +277,6 @@ impl Journal {
             pending: Vec::with_capacity(64 * 1024),
             written: 0,
             last_seq: end.last_seq,
-            last_len: 0,
             tail: end.tail,
             appended: 0,
             durable: 0,
@@ -384,8 +381,7 @@ impl Journal {
             self.pending.push(b'\n');
             self.last_seq += 1;
         }
-        self.last_len = self.pending.len() - before;
-        self.appended += self.last_len as u64;
+        self.appended += (self.pending.len() - before) as u64;
         if self.pending.len() - self.written >= EARLY_WRITE_BYTES {
             self.write_early();
         }
@@ -402,7 +398,8 @@ impl Journal {
             return;
         }
         let from = self.active.len;
-        if self.write_pending().is_err() || self.policy == FsyncPolicy::Never {
+        let limit = self.segment_limit();
+        if self.write_to(limit).is_err() || self.policy == FsyncPolicy::Never {
             return;
         }
         if let Some(file) = &self.active.file {
@@ -432,12 +429,7 @@ impl Journal {
         if self.cut_needed {
             self.cut()?;
         }
-        if self.written < self.pending.len() {
-            if self.roll_due() {
-                self.roll()?;
-            }
-            self.write_pending()?;
-        }
+        self.write_pending()?;
         if self.policy == FsyncPolicy::Never {
             self.mark_durable(self.active.len);
             return Ok(self.durable);
@@ -601,7 +593,16 @@ impl Journal {
         };
         let create = || {
             fail::fail_point!("ledger::roll::create", |_| Err(injected("create")));
-            OpenOptions::new().create_new(true).append(true).open(&path)
+            // An empty one is this roll's own, from an attempt that failed
+            // after creating it: the lock keeps any other writer away.
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            if file.metadata()?.len() > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the next segment exists already, with records",
+                ));
+            }
+            Ok(file)
         };
         let file = create().map_err(|source| io_error("cannot create journal segment", source))?;
         let sync = || {
@@ -617,15 +618,41 @@ impl Journal {
         Ok(())
     }
 
-    /// Writes `pending` from where the last write stopped; on error,
-    /// `written` says how far it got.
+    /// Writes `pending` from where the last write stopped, rolling the
+    /// segment wherever it reaches its size (between two records); on
+    /// error, `written` says how far it got.
     fn write_pending(&mut self) -> Result<(), JournalError> {
+        while self.written < self.pending.len() {
+            if self.roll_due() {
+                self.roll()?;
+            }
+            let limit = self.segment_limit();
+            self.write_to(limit)?;
+        }
+        Ok(())
+    }
+
+    /// How far into `pending` the active segment takes records: to the end
+    /// of the record that brings it to its size, or all of them.
+    fn segment_limit(&self) -> usize {
+        let room = self.segment_size.saturating_sub(self.active.len) as usize;
+        let rest = &self.pending[self.written..];
+        if rest.len() <= room {
+            return self.pending.len();
+        }
+        memchr::memchr(b'\n', &rest[room.saturating_sub(1)..]).map_or(self.pending.len(), |at| {
+            self.written + room.saturating_sub(1) + at + 1
+        })
+    }
+
+    /// Writes `pending` up to `limit` into the active segment.
+    fn write_to(&mut self, limit: usize) -> Result<(), JournalError> {
         let Some(file) = &self.active.file else {
             return Ok(());
         };
         let before = self.written;
-        while self.written < self.pending.len() {
-            match (&**file).write(&self.pending[self.written..]) {
+        while self.written < limit {
+            match (&**file).write(&self.pending[self.written..limit]) {
                 Ok(0) => {
                     return Err(JournalError::Io {
                         what: "cannot append to journal segment",
@@ -647,8 +674,11 @@ impl Journal {
                 }
             }
         }
-        if self.written > before && self.last_len > 0 {
-            self.tail = Some((self.active.first_seq, self.active.len, self.last_len));
+        if self.written > before {
+            // The last record written: `pending` starts at a record's start.
+            let end = self.written;
+            let start = memchr::memrchr(b'\n', &self.pending[..end - 1]).map_or(0, |at| at + 1);
+            self.tail = Some((self.active.first_seq, self.active.len, end - start));
         }
         Ok(())
     }
