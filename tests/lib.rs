@@ -12,6 +12,7 @@ mod common;
 mod hardening_input;
 mod hardening_secrets;
 mod hardening_webhook;
+mod ledger;
 
 mod abuse_http;
 mod config;
