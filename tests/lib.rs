@@ -13,6 +13,8 @@ mod hardening_input;
 mod hardening_secrets;
 mod hardening_webhook;
 mod ledger;
+mod ledger_fsync;
+mod ledger_storm;
 
 mod abuse_http;
 mod config;
