@@ -214,6 +214,7 @@ impl Ledger {
         let started = Instant::now();
         let state_dir = &config.state_dir;
         let took_over = segments::take_over_legacy(state_dir)?;
+        snapshot::remove_leftovers(state_dir);
         let list_error = |path: PathBuf| {
             move |source| JournalError::Io {
                 what: "cannot list",

@@ -330,6 +330,21 @@ pub(crate) fn matches_journal(state_dir: &Path, header: &Header) -> Result<(), S
     Ok(())
 }
 
+/// Removes what writes cut short by a crash left (`*.tmp`): never read,
+/// and otherwise never deleted.
+pub(crate) fn remove_leftovers(state_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
+        return;
+    };
+    for path in entries.flatten().map(|entry| entry.path()) {
+        if path.extension().is_some_and(|ext| ext == "tmp") {
+            if let Err(error) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), %error, "cannot remove a half-written snapshot");
+            }
+        }
+    }
+}
+
 /// Moves a snapshot that failed a check out of the way, keeping it.
 pub(crate) fn set_aside(path: &Path) {
     let mut bad = path.as_os_str().to_owned();
