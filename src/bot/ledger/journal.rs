@@ -94,6 +94,59 @@ pub enum Record<'a> {
     },
 }
 
+impl Record<'_> {
+    /// The record with every string owned.
+    pub fn into_owned(self) -> Record<'static> {
+        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        match self {
+            Record::Fill {
+                id,
+                src,
+                ts,
+                at,
+                symbol,
+                side,
+                qty,
+                price,
+                source,
+            } => Record::Fill {
+                id: own(id),
+                src: own(src),
+                ts,
+                at,
+                symbol: own(symbol),
+                side,
+                qty,
+                price,
+                source: source.map(own),
+            },
+            Record::Reject {
+                id,
+                src,
+                ts,
+                at,
+                reason,
+                detail,
+                line,
+            } => Record::Reject {
+                id,
+                src: own(src),
+                ts,
+                at,
+                reason,
+                detail,
+                line,
+            },
+            Record::Ckpt { src, dev, ino, off } => Record::Ckpt {
+                src: own(src),
+                dev,
+                ino,
+                off,
+            },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("{what} {path}: {source}")]
@@ -814,8 +867,8 @@ mod tests {
     fn read(dir: &Path) -> (Vec<(u64, Record<'static>)>, End) {
         let mut scan = Scan::new(segments::list(dir).unwrap(), Mode::Strict);
         let mut records = Vec::new();
-        while let Some(record) = scan.record().unwrap() {
-            records.push(record);
+        while let Some((seq, record)) = scan.record().unwrap() {
+            records.push((seq, record.into_owned()));
         }
         (records, scan.end())
     }
