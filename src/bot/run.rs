@@ -386,11 +386,23 @@ pub(crate) fn decide_signal<'s>(
     signal: &'s Signal<'_>,
     now_ms: i64,
 ) -> Verdict<'s> {
-    let refused = match ledger.admit(signal, now_ms) {
-        Ok(()) => match engine.decide(signal, now_ms) {
-            Ok(fill) => {
-                tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
-                ledger.append(&Record::Fill {
+    let admitted = match ledger.admit(signal, now_ms) {
+        Ok(admitted) => admitted,
+        Err(Refusal::Duplicate) => return Verdict::Duplicate,
+        Err(Refusal::Reject(refused)) => {
+            let reject = Reject {
+                id: Some(signal.id.to_string()),
+                ..refused
+            };
+            journal_reject(ledger, src, bytes, &reject, Some(signal.ts_ms), now_ms);
+            return Verdict::Rejected(reject);
+        }
+    };
+    match engine.decide(signal, now_ms) {
+        Ok(fill) => {
+            tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
+            ledger.append_decision(
+                &Record::Fill {
                     id: Cow::Borrowed(&signal.id),
                     src: Cow::Borrowed(src),
                     ts: signal.ts_ms,
@@ -400,20 +412,23 @@ pub(crate) fn decide_signal<'s>(
                     qty: fill.qty,
                     price: fill.price,
                     source: signal.source.as_deref().map(Cow::Borrowed),
-                });
-                return Verdict::Filled(fill);
-            }
-            Err(reject) => reject,
-        },
-        Err(Refusal::Duplicate) => return Verdict::Duplicate,
-        Err(Refusal::Reject(reject)) => reject,
-    };
-    let reject = Reject {
-        id: Some(signal.id.to_string()),
-        ..refused
-    };
-    journal_reject(ledger, src, bytes, &reject, Some(signal.ts_ms), now_ms);
-    Verdict::Rejected(reject)
+                },
+                admitted,
+            );
+            Verdict::Filled(fill)
+        }
+        Err(refused) => {
+            let reject = Reject {
+                id: Some(signal.id.to_string()),
+                ..refused
+            };
+            ledger.append_decision(
+                &reject_record(src, bytes, &reject, Some(signal.ts_ms), now_ms),
+                admitted,
+            );
+            Verdict::Rejected(reject)
+        }
+    }
 }
 
 /// Journals a reject; `ts` is the signal's, when the line parsed.
@@ -425,8 +440,18 @@ pub(crate) fn journal_reject(
     ts: Option<i64>,
     now_ms: i64,
 ) {
+    ledger.append(&reject_record(src, bytes, reject, ts, now_ms));
+}
+
+fn reject_record<'r>(
+    src: &'r str,
+    bytes: &[u8],
+    reject: &Reject,
+    ts: Option<i64>,
+    now_ms: i64,
+) -> Record<'r> {
     tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
-    ledger.append(&Record::Reject {
+    Record::Reject {
         id: reject.id.clone(),
         src: Cow::Borrowed(src),
         ts,
@@ -434,7 +459,7 @@ pub(crate) fn journal_reject(
         reason: reject.reason.label().to_owned(),
         detail: reject.detail.clone(),
         line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
-    });
+    }
 }
 
 /// What became of one line, borrowing the line; made into an [`Outcome`]

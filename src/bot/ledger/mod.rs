@@ -47,6 +47,7 @@ type Reply = oneshot::Sender<Vec<Outcome>>;
 /// price, a risk limit). A line refused as malformed (a `bad_qty` from the
 /// parser or an order whose notional overflows alike), a signal too old or
 /// too far ahead, takes none: a corrected resend is still decided.
+#[inline]
 pub(crate) fn took_id<'r>(record: &'r Record<'_>) -> Option<(&'r str, i64)> {
     match record {
         Record::Fill { id, ts, .. } => Some((id, *ts)),
@@ -84,8 +85,10 @@ impl State {
     }
 
     /// Applies one record; `hash` is the window's hash of its id when the
-    /// caller has it already.
+    /// caller has just found that id absent.
+    #[inline]
     pub(crate) fn apply(&mut self, record: &Record<'_>, hash: Option<u32>) {
+        let taken = took_id(record);
         match record {
             Record::Fill { at, .. } => {
                 self.window.advance(*at);
@@ -114,9 +117,14 @@ impl State {
                 }
             }
         }
-        if let Some((id, ts)) = took_id(record) {
-            let hash = hash.unwrap_or_else(|| self.window.hash(id));
-            self.window.insert(hash, id, ts);
+        if let Some((id, ts)) = taken {
+            match hash {
+                // Found absent by the admission of this very decision.
+                Some(hash) => self.window.insert_new(hash, id, ts),
+                None => {
+                    self.window.insert(self.window.hash(id), id, ts);
+                }
+            }
             self.totals.ids_taken += 1;
         }
     }
@@ -158,6 +166,12 @@ pub(crate) fn replay(record: &Record<'_>, state: &mut State, engine: &mut Engine
     state.apply(record, None);
 }
 
+/// A signal the window let through: its id is not remembered, and this
+/// is its hash. Consumed by the append of that signal's decision.
+pub(crate) struct Admitted {
+    hash: u32,
+}
+
 /// Why the window refuses a signal before the engine sees it.
 pub(crate) enum Refusal {
     Duplicate,
@@ -179,10 +193,6 @@ pub(crate) struct Ledger {
     error: Option<String>,
     state: State,
     skew_ms: i64,
-    /// The id [`Ledger::admit`] found new, and its hash, so that appending
-    /// its decision does not hash it again.
-    probe: Option<u32>,
-    probe_id: String,
     /// Decided, not yet written: answered once their bytes are durable.
     replies: Vec<(Reply, Vec<Outcome>)>,
     /// Waiting for the journal to be durable up to the byte given.
@@ -342,8 +352,6 @@ impl Ledger {
             error: None,
             state,
             skew_ms: settings::millis(config.ledger.max_clock_skew),
-            probe: None,
-            probe_id: String::new(),
             replies: Vec::new(),
             awaiting: Vec::new(),
             health,
@@ -395,9 +403,9 @@ impl Ledger {
     }
 
     /// The window's verdict on a parsed signal, before the engine sees it:
-    /// already decided, too old to tell, too far ahead, or new (and then
-    /// [`Ledger::append`]ing its decision applies the rule).
-    pub(crate) fn admit(&mut self, signal: &Signal<'_>, now_ms: i64) -> Result<(), Refusal> {
+    /// already decided, too old to tell, too far ahead, or new: then its
+    /// decision goes to [`Ledger::append_decision`] with what this returns.
+    pub(crate) fn admit(&mut self, signal: &Signal<'_>, now_ms: i64) -> Result<Admitted, Refusal> {
         let window = &self.state.window;
         let hash = window.hash(&signal.id);
         if window.contains(hash, &signal.id) {
@@ -424,22 +432,26 @@ impl Ledger {
                 ),
             )));
         }
-        self.probe = Some(hash);
-        self.probe_id.clear();
-        self.probe_id.push_str(&signal.id);
-        Ok(())
+        Ok(Admitted { hash })
     }
 
-    /// Appends a decision or checkpoint (written by the next commit), and
-    /// applies it: the rule of [`took_id`], the checkpoints, the totals.
-    /// Returns its seq.
+    /// Appends a record (written by the next commit), and applies it: the
+    /// rule of [`took_id`], the checkpoints, the totals. Returns its seq.
     pub(crate) fn append(&mut self, record: &Record<'_>) -> u64 {
         let seq = self.journal.append(record);
-        let hash = match (self.probe.take(), took_id(record)) {
-            (Some(hash), Some((id, _))) if id == self.probe_id => Some(hash),
-            _ => None,
-        };
-        self.state.apply(record, hash);
+        self.state.apply(record, None);
+        seq
+    }
+
+    /// [`Ledger::append`] of the decision about the signal `admitted` was
+    /// for: its id, found absent, is not looked up again.
+    pub(crate) fn append_decision(&mut self, record: &Record<'_>, admitted: Admitted) -> u64 {
+        debug_assert!(
+            took_id(record).map_or(true, |(id, _)| self.state.window.hash(id) == admitted.hash),
+            "a decision appended with another signal's admission"
+        );
+        let seq = self.journal.append(record);
+        self.state.apply(record, Some(admitted.hash));
         seq
     }
 

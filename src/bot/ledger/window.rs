@@ -143,15 +143,24 @@ impl Window {
         self.clock_ms.saturating_sub(self.span_ms)
     }
 
+    #[inline]
     pub(crate) fn hash(&self, id: &str) -> u32 {
         self.hash_bytes(id.as_bytes())
     }
 
+    /// Hashes the bytes as `str` hashes itself (they are always an id's),
+    /// without a length prefix: one SipHash write fewer than `[u8]`'s.
+    #[inline]
     fn hash_bytes(&self, id: &[u8]) -> u32 {
-        (self.keys.hash_one(id) >> 32) as u32
+        use std::hash::Hasher;
+        let mut hasher = self.keys.build_hasher();
+        hasher.write(id);
+        hasher.write_u8(0xff);
+        (hasher.finish() >> 32) as u32
     }
 
     /// Whether `id` (hashed by [`Window::hash`]) is remembered.
+    #[inline]
     pub(crate) fn contains(&self, hash: u32, id: &str) -> bool {
         let chunks = self.chunks();
         self.table
@@ -175,11 +184,21 @@ impl Window {
         if self.contains(hash, id) {
             return false;
         }
+        self.insert_new(hash, id, ts);
+        true
+    }
+
+    /// [`Window::insert`] of an id the caller has just found absent (the
+    /// loop's admission, for the decision it then records): one lookup a
+    /// signal, not two.
+    #[inline]
+    pub(crate) fn insert_new(&mut self, hash: u32, id: &str, ts: i64) {
+        debug_assert!(!self.contains(hash, id), "{id} is remembered already");
         // Longer ids never get here (the parser allows 512 bytes, the
-        // journal and snapshot readers refuse more); one that did would be
-        // refused as if decided: never decided twice.
+        // journal and snapshot readers refuse more); one that did would not
+        // be remembered, and, too long to parse, never decided either.
         if id.len() > MAX_ID_BYTES {
-            return false;
+            return;
         }
         let bytes = id.as_bytes();
         if self.active.len() + HEADER + bytes.len() > CHUNK {
@@ -201,9 +220,12 @@ impl Window {
         self.table
             .insert_unique(entry.table_hash(), entry, Entry::table_hash);
         // An id whose ts is already behind the cutoff (a replayed record of
-        // a release without the window) leaves as the rule says, now.
-        self.forget();
-        true
+        // a release without the window) leaves as the rule says, now, if
+        // nothing younger is ahead of it; one within the window changes
+        // nothing that could leave.
+        if ts < self.cutoff() {
+            self.forget();
+        }
     }
 
     /// Moves the clock to `now_ms` (never back), forgetting what fell out.
