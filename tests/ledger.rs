@@ -491,6 +491,12 @@ fn a_failure_at_any_step_of_a_snapshot_or_a_roll_is_survived() {
             wait_decided(&daemon, 10.0 * (wave + 1) as f64);
         }
         let failed = if step.contains("snapshot") {
+            assert!(
+                wait_until(SOON, || daemon.health().1["checks"]["snapshot"]["status"]
+                    == "ok"),
+                "{step}: the snapshot check never came back: {}",
+                daemon.health().1
+            );
             daemon.expect_log("cannot write the snapshot")
         } else {
             daemon.expect_log("journal write failed")

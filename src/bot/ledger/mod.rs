@@ -204,6 +204,8 @@ pub(crate) struct Ledger {
     last_snapshot: Option<(u64, Instant, u64)>,
     /// Closed segments: first seq → bytes.
     closed: BTreeMap<u64, u64>,
+    /// The last snapshot could not be written (the `snapshot` check).
+    snapshot_failing: bool,
     figures: Figures,
     metrics: Arc<LedgerMetrics>,
 }
@@ -359,6 +361,7 @@ impl Ledger {
             snapshot_interval: config.snapshot_interval,
             last_snapshot: from.map(|header| (header.seq, Instant::now(), 0)),
             closed,
+            snapshot_failing: false,
             figures,
             metrics: LedgerMetrics::new(),
         };
@@ -621,12 +624,23 @@ impl Ledger {
                 );
                 self.figures.snapshot_at = Some(written.at);
                 self.figures.snapshot_bytes = written.bytes;
+                if std::mem::take(&mut self.snapshot_failing) {
+                    self.health.set_component("snapshot", Component::Ok);
+                }
                 for (first_seq, _) in written.deleted {
                     self.closed.remove(&first_seq);
                 }
             }
             Err(error) => {
                 self.figures.snapshot_failures += 1;
+                // Degraded, not failed: nothing is lost, only the next
+                // start takes longer. The reason names no path (the
+                // health port is often public).
+                self.snapshot_failing = true;
+                self.health.set_component(
+                    "snapshot",
+                    Component::Degraded(format!("cannot write the snapshot: {error}")),
+                );
                 // Tried again an interval later; the journal stays the
                 // truth meanwhile, and recovery replays a little more.
                 self.last_snapshot = Some((0, Instant::now(), self.journal.appended()));
