@@ -17,13 +17,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    free_port, http_with_body, read_journal, signal_line, wait_until, Builder, Daemon, BIN,
-    SIGKILL, SOON,
+    free_port, http_with_body, read_journal, signal_line, wait_until, Builder, Daemon, BIN, SOON,
 };
 
 const TOKEN: &str = "storm-token";
@@ -119,6 +118,29 @@ fn check_exactly_once(state_dir: &Path, expected: impl IntoIterator<Item = Strin
     decisions.len()
 }
 
+fn webhook(port: &AtomicU16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port.load(Ordering::SeqCst)))
+}
+
+/// Waits for the daemon to be ready; false if it could not bind a port
+/// (taken by another process since it was picked): not the ledger's doing.
+fn ready_or_port_taken(daemon: &mut Daemon) -> bool {
+    if daemon
+        .log
+        .wait_for("ready: first loop iteration done", SOON)
+        .is_some()
+    {
+        return true;
+    }
+    let log = daemon.log.all().join("\n");
+    assert!(
+        log.contains("Address already in use"),
+        "daemon never became ready; log:\n{log}"
+    );
+    daemon.wait_exit(SOON);
+    false
+}
+
 fn storm_bot(state_dir: &Path, feed: &Path, webhook: SocketAddr) -> Daemon {
     Builder::new()
         .env("STATE_DIR", state_dir)
@@ -145,7 +167,9 @@ fn a_kill_storm_across_rolls_and_snapshots_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let feed = dir.path().join("feed.jsonl");
-    let webhook = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // A fresh port for each daemon: over a long storm, a port picked once
+    // is sooner or later taken by another process on the machine.
+    let port = Arc::new(AtomicU16::new(free_port()));
     let file_lines: Vec<String> = (0..kills * 12)
         .map(|index| line(&mut rng, &format!("f-{index}")))
         .collect();
@@ -171,11 +195,13 @@ fn a_kill_storm_across_rolls_and_snapshots_loses_and_doubles_nothing() {
     let client = {
         let done = Arc::clone(&done);
         let posts = posts.clone();
+        let port = Arc::clone(&port);
         std::thread::spawn(move || {
             let bearer = format!("Bearer {TOKEN}");
             let mut acknowledged = Vec::new();
             for (index, post) in posts.iter().enumerate() {
                 loop {
+                    let webhook = SocketAddr::from(([127, 0, 0, 1], port.load(Ordering::SeqCst)));
                     let answer = http_with_body(
                         webhook,
                         "POST",
@@ -199,28 +225,39 @@ fn a_kill_storm_across_rolls_and_snapshots_loses_and_doubles_nothing() {
 
     let started = Instant::now();
     let mut in_start_up = 0;
-    for kill in 0..kills {
-        let mut daemon = storm_bot(&state, &feed, webhook);
+    let mut kill = 0;
+    while kill < kills {
+        port.store(free_port(), Ordering::SeqCst);
+        let mut daemon = storm_bot(&state, &feed, webhook(&port));
         if rng.below(3) == 0 {
             // Anywhere from exec on: start-up, recovery, the first batches.
             std::thread::sleep(Duration::from_millis(rng.below(120)));
             in_start_up += 1;
         } else {
-            daemon.wait_ready();
+            if !ready_or_port_taken(&mut daemon) {
+                continue;
+            }
             assert_clean(
                 &state,
                 &format!("beside the daemon restarted after kill {kill}"),
             );
             std::thread::sleep(Duration::from_millis(5 + rng.below(150)));
         }
-        daemon.signal(SIGKILL);
+        // It may be gone already: its port taken between pick and bind.
+        let _ = daemon.child.kill();
         daemon.wait_exit(SOON);
-        assert_clean(&state, &format!("after kill {}", kill + 1));
+        kill += 1;
+        assert_clean(&state, &format!("after kill {kill}"));
     }
     writer.join().unwrap();
 
-    let mut last = storm_bot(&state, &feed, webhook);
-    last.wait_ready();
+    let mut last = loop {
+        port.store(free_port(), Ordering::SeqCst);
+        let mut daemon = storm_bot(&state, &feed, webhook(&port));
+        if ready_or_port_taken(&mut daemon) {
+            break daemon;
+        }
+    };
     let finished = wait_until(Duration::from_secs(120), || client.is_finished());
     done.store(true, Ordering::SeqCst);
     let acknowledged = client.join().unwrap();
