@@ -132,7 +132,11 @@ impl State {
     /// The state a snapshot holds (the engine's part apart, see
     /// [`restore_engine`]); what is wrong with it otherwise.
     pub(crate) fn restore(&mut self, loaded: &snapshot::Loaded) -> Result<(), String> {
-        self.window.load(&loaded.window, loaded.header.clock)?;
+        self.window.load(
+            &loaded.window,
+            loaded.header.window_ids,
+            loaded.header.clock,
+        )?;
         self.checkpoints = loaded.header.checkpoints.clone();
         self.totals = loaded.header.totals.clone();
         Ok(())

@@ -312,8 +312,18 @@ impl Window {
         }
     }
 
-    /// Rebuilds the window from a snapshot's records and clock.
-    pub(crate) fn load(&mut self, mut records: &[u8], clock_ms: i64) -> Result<(), String> {
+    /// Rebuilds the window from a snapshot's records (`ids` of them, as
+    /// its header says: the table is sized once, not grown by doubling)
+    /// and clock.
+    pub(crate) fn load(
+        &mut self,
+        mut records: &[u8],
+        ids: usize,
+        clock_ms: i64,
+    ) -> Result<(), String> {
+        // No more than the bytes can hold, whatever the header says.
+        self.table
+            .reserve(ids.min(records.len() / (HEADER + 1)), Entry::table_hash);
         while !records.is_empty() {
             let (ts, id) = record(records, 0)
                 .ok_or_else(|| "the window's records end mid-record".to_owned())?;
@@ -430,7 +440,7 @@ mod tests {
             view.write_to(&mut bytes).unwrap();
             proptest::prop_assert_eq!(bytes.len(), window.bytes());
             let mut loaded = Window::new(100);
-            loaded.load(&bytes, view.clock_ms).unwrap();
+            loaded.load(&bytes, view.ids, view.clock_ms).unwrap();
             proptest::prop_assert_eq!(ids(&loaded), ids(&window));
             proptest::prop_assert_eq!(loaded.clock(), window.clock());
         }
@@ -472,13 +482,13 @@ mod tests {
         let mut bytes = Vec::new();
         view.write_to(&mut bytes).unwrap();
         let mut loaded = Window::new(10);
-        loaded.load(&bytes, 0).unwrap();
+        loaded.load(&bytes, 0, 0).unwrap();
         assert_eq!(ids(&loaded), before);
         let error = Window::new(10)
-            .load(&bytes[..bytes.len() - 1], 0)
+            .load(&bytes[..bytes.len() - 1], 0, 0)
             .unwrap_err();
         assert!(error.contains("mid-record"), "{error}");
-        let error = loaded.load(&bytes, 0).unwrap_err();
+        let error = loaded.load(&bytes, 0, 0).unwrap_err();
         assert!(error.contains("twice"), "{error}");
     }
 }
