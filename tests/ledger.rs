@@ -181,6 +181,7 @@ fn recovery_trusts_the_newest_valid_snapshot_and_falls_back_loudly() {
         Builder::new()
             .env("STATE_DIR", state)
             .env("JOURNAL_SEGMENT_SIZE", "2KiB")
+            .env("SNAPSHOT_INTERVAL", "100ms")
             .arg("--source")
             .arg("stdin")
             .piped_stdin()

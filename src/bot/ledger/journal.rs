@@ -187,10 +187,14 @@ pub(crate) struct Journal {
     policy: FsyncPolicy,
     segment_size: u64,
     active: Active,
-    /// The bytes from the active segment's `durable_len` on: the first
-    /// `written` are in the file (not known durable yet), the rest are not
-    /// written yet. Kept until an fsync covers them, to be written again
-    /// if it fails.
+    /// Bytes written and handed to the sync thread's fsync: the file from
+    /// `durable_len` on. Kept until an fsync covers them, to be written
+    /// again if it fails.
+    inflight: Vec<u8>,
+    /// The bytes after those: the first `written` are in the file (not
+    /// known durable yet), the rest are not written yet. A commit swaps a
+    /// fully written `pending` with the emptied `inflight` rather than
+    /// copying it.
     pending: Vec<u8>,
     written: usize,
     /// Records appended so far: the seq of the last one.
@@ -327,6 +331,7 @@ impl Journal {
             policy,
             segment_size,
             active: Active::new(state_dir, first_seq, len),
+            inflight: Vec::new(),
             pending: Vec::with_capacity(64 * 1024),
             written: 0,
             last_seq: end.last_seq,
@@ -502,11 +507,23 @@ impl Journal {
         self.fsync_times.drain(..)
     }
 
-    /// Everything up to `len` in the active segment is durable.
+    /// Everything up to `len` in the active segment is durable: what
+    /// `inflight`, then `pending`, held of it is let go.
     fn mark_durable(&mut self, len: u64) {
         let newly = (len - self.active.durable_len) as usize;
-        self.pending.drain(..newly);
-        self.written -= newly;
+        let from_inflight = newly.min(self.inflight.len());
+        if from_inflight == self.inflight.len() {
+            self.inflight.clear();
+        } else {
+            self.inflight.drain(..from_inflight);
+        }
+        let from_pending = newly - from_inflight;
+        if from_pending == self.pending.len() {
+            self.pending.clear();
+        } else if from_pending > 0 {
+            self.pending.drain(..from_pending);
+        }
+        self.written -= from_pending;
         self.active.durable_len = len;
         self.durable += newly as u64;
     }
@@ -567,6 +584,16 @@ impl Journal {
             return false;
         }
         syncer.running = Some(self.active.len);
+        // All of `pending` is written (the commit wrote it) and `inflight`
+        // is empty (the last fsync finished): a swap, not a copy.
+        if self.inflight.is_empty() && self.written == self.pending.len() {
+            std::mem::swap(&mut self.inflight, &mut self.pending);
+        } else {
+            self.inflight
+                .extend_from_slice(&self.pending[..self.written]);
+            self.pending.drain(..self.written);
+        }
+        self.written = 0;
         true
     }
 
@@ -600,6 +627,14 @@ impl Journal {
         let Some(file) = &self.active.file else {
             return Ok(());
         };
+        if !self.inflight.is_empty() {
+            // One buffer again, in file order, to be written again whole.
+            let inflight = self.inflight.len();
+            self.inflight.extend_from_slice(&self.pending);
+            std::mem::swap(&mut self.inflight, &mut self.pending);
+            self.inflight.clear();
+            self.written += inflight;
+        }
         let io_error = |what, source| JournalError::Io {
             what,
             path: self.active.path.to_path_buf(),

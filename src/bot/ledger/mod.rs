@@ -363,7 +363,14 @@ impl Ledger {
             health,
             writer: Some(writer),
             snapshot_interval: config.snapshot_interval,
-            last_snapshot: from.map(|header| (header.seq, Instant::now(), 0)),
+            // The first snapshot comes an interval after start, like any
+            // other (one at the first signal would put its fsyncs beside
+            // the first batches'); at once only after a replay of records
+            // no snapshot covered, so the next start need not repeat it.
+            last_snapshot: match (from, records) {
+                (None, 1..) => None,
+                (from, _) => Some((from.map_or(0, |header| header.seq), Instant::now(), 0)),
+            },
             closed,
             snapshot_failing: false,
             figures,
