@@ -202,7 +202,7 @@ pub(crate) struct Ledger {
     /// Waiting for the journal to be durable up to the byte given.
     awaiting: Vec<(u64, Reply, Vec<Outcome>)>,
     health: Arc<HealthState>,
-    writer: Option<snapshot::Writer>,
+    writer: snapshot::Writer,
     snapshot_interval: Duration,
     /// The last snapshot started: its seq, when, and the journal's bytes then.
     last_snapshot: Option<(u64, Instant, u64)>,
@@ -332,12 +332,7 @@ impl Ledger {
                 closed.insert(segment.first_seq, bytes);
             }
         }
-        let writer = snapshot::Writer::spawn(state_dir.clone(), kept, config.ledger.retention)
-            .map_err(|source| JournalError::Io {
-                what: "cannot start the snapshot thread for",
-                path: state_dir.clone(),
-                source,
-            })?;
+        let writer = snapshot::Writer::new(state_dir.clone(), kept, config.ledger.retention);
         let recovery = Recovery {
             snapshot: from.as_ref().map(|header| header.seq),
             records,
@@ -361,7 +356,7 @@ impl Ledger {
             replies: Vec::new(),
             awaiting: Vec::new(),
             health,
-            writer: Some(writer),
+            writer,
             snapshot_interval: config.snapshot_interval,
             // The first snapshot comes an interval after start, like any
             // other (one at the first signal would put its fsyncs beside
@@ -557,7 +552,7 @@ impl Ledger {
     /// replay after it stays a fraction of the window). `engine` is asked
     /// for its state only then.
     pub(crate) fn snapshot_if_due(&mut self, engine: impl FnOnce() -> EngineState) {
-        if self.writer.as_ref().map_or(true, snapshot::Writer::busy) || self.is_blocked() {
+        if self.writer.busy() || self.is_blocked() {
             return;
         }
         let last_seq = self.journal.last_seq();
@@ -604,19 +599,20 @@ impl Ledger {
             totals: self.state.totals.clone(),
             window: self.state.window.view(),
         };
-        let started = self.writer.as_mut().is_some_and(|writer| writer.start(job));
-        if started {
-            self.last_snapshot = Some((position.seq, Instant::now(), self.journal.appended()));
+        match self.writer.start(job) {
+            Ok(()) => {
+                self.last_snapshot = Some((position.seq, Instant::now(), self.journal.appended()));
+                true
+            }
+            Err(error) => {
+                self.snapshot_failed(&error);
+                false
+            }
         }
-        started
     }
 
     fn poll_snapshot(&mut self, wait: bool) {
-        let Some(result) = self
-            .writer
-            .as_mut()
-            .and_then(|writer| writer.finished(wait))
-        else {
+        let Some(result) = self.writer.finished(wait) else {
             return;
         };
         match result {
@@ -642,22 +638,24 @@ impl Ledger {
                     self.closed.remove(&first_seq);
                 }
             }
-            Err(error) => {
-                self.figures.snapshot_failures += 1;
-                // Degraded, not failed: nothing is lost, only the next
-                // start takes longer. The reason names no path (the
-                // health port is often public).
-                self.snapshot_failing = true;
-                self.health.set_component(
-                    "snapshot",
-                    Component::Degraded(format!("cannot write the snapshot: {error}")),
-                );
-                // Tried again an interval later; the journal stays the
-                // truth meanwhile, and recovery replays a little more.
-                self.last_snapshot = Some((0, Instant::now(), self.journal.appended()));
-                tracing::warn!(%error, dir = %snapshot::dir(&self.state_dir).display(), "cannot write the snapshot (the journal stays the truth)");
-            }
+            Err(error) => self.snapshot_failed(&error),
         }
+    }
+
+    fn snapshot_failed(&mut self, error: &str) {
+        self.figures.snapshot_failures += 1;
+        // Degraded, not failed: nothing is lost, only the next start takes
+        // longer. The reason names no path (the health port is often
+        // public).
+        self.snapshot_failing = true;
+        self.health.set_component(
+            "snapshot",
+            Component::Degraded(format!("cannot write the snapshot: {error}")),
+        );
+        // Tried again an interval later; the journal stays the truth
+        // meanwhile, and recovery replays a little more.
+        self.last_snapshot = Some((0, Instant::now(), self.journal.appended()));
+        tracing::warn!(%error, dir = %snapshot::dir(&self.state_dir).display(), "cannot write the snapshot (the journal stays the truth)");
     }
 }
 

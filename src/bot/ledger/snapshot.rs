@@ -365,28 +365,48 @@ pub(crate) struct Written {
 }
 
 /// The thread that writes snapshots, prunes old ones and applies
-/// retention, so none of that is on the loop's path.
+/// retention, so none of that is on the loop's path. Started with the
+/// first snapshot: a daemon that has written none has no thread for it.
 pub(crate) struct Writer {
-    jobs: std::sync::mpsc::SyncSender<Job>,
-    results: std::sync::mpsc::Receiver<Result<Written, String>>,
+    state_dir: PathBuf,
+    /// The valid snapshots recovery found (seq and segment), oldest
+    /// first; handed to the thread when it starts.
+    kept: Vec<(u64, u64)>,
+    retention: Option<Duration>,
+    thread: Option<Thread>,
     busy: bool,
 }
 
+struct Thread {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    results: std::sync::mpsc::Receiver<Result<Written, String>>,
+}
+
 impl Writer {
-    /// `kept`: the valid snapshots recovery found (seq and segment),
-    /// oldest first.
-    pub(crate) fn spawn(
+    pub(crate) fn new(
         state_dir: PathBuf,
         kept: Vec<(u64, u64)>,
         retention: Option<Duration>,
-    ) -> io::Result<Writer> {
+    ) -> Writer {
+        Writer {
+            state_dir,
+            kept,
+            retention,
+            thread: None,
+            busy: false,
+        }
+    }
+
+    fn spawn(&mut self) -> io::Result<Thread> {
         let (jobs, incoming) = std::sync::mpsc::sync_channel::<Job>(1);
         let (done, results) = std::sync::mpsc::channel();
+        let state_dir = self.state_dir.clone();
+        let mut kept = std::collections::VecDeque::from(std::mem::take(&mut self.kept));
+        let retention = self.retention;
         std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
                 crate::bot::yield_cpu_to_health();
-                let mut kept = std::collections::VecDeque::from(kept);
                 for job in incoming {
                     let result = write_and_tidy(&state_dir, &job, &mut kept, retention);
                     if done.send(result).is_err() {
@@ -394,24 +414,30 @@ impl Writer {
                     }
                 }
             })?;
-        Ok(Writer {
-            jobs,
-            results,
-            busy: false,
-        })
+        Ok(Thread { jobs, results })
     }
 
     pub(crate) fn busy(&self) -> bool {
         self.busy
     }
 
-    /// Hands over a job; false if the thread is gone.
-    pub(crate) fn start(&mut self, job: Job) -> bool {
-        if self.busy || self.jobs.send(job).is_err() {
-            return false;
+    /// Hands over a job, starting the thread if need be.
+    pub(crate) fn start(&mut self, job: Job) -> Result<(), String> {
+        if self.thread.is_none() {
+            let thread = self
+                .spawn()
+                .map_err(|error| format!("cannot start the snapshot thread: {error}"))?;
+            self.thread = Some(thread);
+        }
+        let sent = self
+            .thread
+            .as_ref()
+            .is_some_and(|thread| thread.jobs.send(job).is_ok());
+        if !sent {
+            return Err("the snapshot thread is gone".into());
         }
         self.busy = true;
-        true
+        Ok(())
     }
 
     /// The finished job's result, if it has finished (waiting for it when
@@ -420,12 +446,14 @@ impl Writer {
         if !self.busy {
             return None;
         }
+        let thread = self.thread.as_ref()?;
         let result = if wait {
-            self.results
+            thread
+                .results
                 .recv()
                 .unwrap_or_else(|_| Err("the snapshot thread is gone".into()))
         } else {
-            self.results.try_recv().ok()?
+            thread.results.try_recv().ok()?
         };
         self.busy = false;
         Some(result)
