@@ -317,7 +317,7 @@ fn a_crash_at_each_step_of_a_snapshot_a_roll_and_retention_loses_and_doubles_not
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let feed = dir.path().join("feed.jsonl");
-        let lines: Vec<String> = (0..80)
+        let mut lines: Vec<String> = (0..80)
             .map(|index| line(&mut rng, &format!("c-{index}")))
             .collect();
         if step.contains("takeover") {
@@ -360,6 +360,18 @@ fn a_crash_at_each_step_of_a_snapshot_a_roll_and_retention_loses_and_doubles_not
                 crashed = crashing.child.try_wait().unwrap();
                 std::thread::sleep(Duration::from_millis(15));
             }
+        }
+        // On a loaded machine the loop takes more lines an iteration, so
+        // fewer snapshots and rolls come round: more lines until it crashes.
+        let deadline = Instant::now() + SOON;
+        while crashed.is_none() && Instant::now() < deadline {
+            let more: Vec<String> = (0..4)
+                .map(|index| line(&mut rng, &format!("c-{}", lines.len() + index)))
+                .collect();
+            file.write_all(more.concat().as_bytes()).unwrap();
+            lines.extend(more);
+            std::thread::sleep(Duration::from_millis(15));
+            crashed = crashing.child.try_wait().unwrap();
         }
         let status = crashed.unwrap_or_else(|| crashing.wait_exit(SOON));
         assert!(!status.success(), "{step}: never reached ({status})");
