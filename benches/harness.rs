@@ -9,20 +9,41 @@
 //! of startup, memory, load, isolation, stall, stop, ingest, idle, alerts,
 //! lifetime, old) runs only those sections. `lifetime` and `old` are the
 //! ledger's (benches/harness/ledger.rs; OLD_BIN, LIFETIMES, WINDOWS).
+//!
+//! Our daemon is started by the test kit's builder (tests/kit), as the
+//! tests start it: `PORT=0`, the port read back from its log, killed with
+//! the harness. Unlike the tests, at the daemon's own default intervals.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tradingbot");
+// The harness uses part of the kit (the builder, the notify socket, HTTP and
+// /proc helpers); the `integration` test target compiles all of it with the
+// dead-code lint on.
+#[allow(dead_code)]
+#[path = "../tests/kit/mod.rs"]
+mod kit;
+
+use kit::daemon::{Builder, Daemon, BIN};
+use kit::http::{http, metric};
+use kit::notify::{is_ping, is_ready, NotifySocket};
+use kit::port::Reserved;
+use kit::process::{proc_status, SIGTERM};
 
 #[path = "harness/ledger.rs"]
 mod ledger;
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` does not, and
+    // must not start a run of many minutes.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("the harness runs under `cargo bench --bench harness`; nothing to test");
+        return;
+    }
     let runs: usize = std::env::var("RUNS")
         .ok()
         .and_then(|runs| runs.parse().ok())
@@ -30,14 +51,17 @@ fn main() {
     let peers = PathBuf::from(std::env::var("PEERS").unwrap_or_else(|_| "../shared/peers".into()));
     let python = python_with_aiohttp();
     let python = python.as_deref();
-    let work = TempDir::new();
+    let work = tempfile::Builder::new()
+        .prefix("tb-bench-")
+        .tempdir()
+        .unwrap();
     let mut table = Table::default();
     let only = std::env::var("ONLY").ok();
     let wanted = |section: &str| {
         only.as_deref()
             .map_or(true, |only| only.split(',').any(|name| name == section))
     };
-    let million = work.0.join("million.jsonl");
+    let million = work.path().join("million.jsonl");
     if wanted("memory") || wanted("stop") || wanted("alerts") {
         write_feed(&million, 1_000_000);
     }
@@ -54,7 +78,7 @@ fn main() {
     }
     if wanted("isolation") {
         flush_disk();
-        let busy_feed = work.0.join("busy.jsonl");
+        let busy_feed = work.path().join("busy.jsonl");
         write_feed(&busy_feed, BUSY_FEED_SIGNALS);
         isolation(&mut table, &busy_feed);
     }
@@ -94,17 +118,17 @@ fn main() {
     }
     if wanted("ingest") {
         flush_disk();
-        ingest(&mut table, runs, python, &peers, &work.0);
+        ingest(&mut table, runs, python, &peers, work.path());
     }
     if wanted("alerts") {
         flush_disk();
         alerts(&mut table, runs, &million);
     }
     if wanted("lifetime") {
-        ledger::lifetime(&mut table, &work.0);
+        ledger::lifetime(&mut table, work.path());
     }
     if wanted("old") {
-        ledger::beside_the_old_release(&mut table, runs, &work.0);
+        ledger::beside_the_old_release(&mut table, runs, work.path());
     }
     if wanted("idle") {
         let (cpu, wakeups) = idle_cost(Duration::from_secs(30));
@@ -303,21 +327,10 @@ fn print_machine() {
     );
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A server under test, killed when dropped: ours or the peer.
-struct Server {
-    child: Child,
-    port: u16,
-    /// What says "the process is up": /livez for us, the peer's only route for it.
-    probe_path: &'static str,
-    _dir: Option<TempDir>,
+enum Server {
+    Ours(Daemon),
+    Peer { child: Child, port: u16 },
 }
 
 /// What load and latency are measured on, for both.
@@ -328,105 +341,84 @@ impl Server {
         Self::ours_with(env, None)
     }
 
-    fn ours_with(env: &[(&str, &str)], notify: Option<&Path>) -> Self {
-        let dir = TempDir::new();
-        let port = free_port();
-        let mut command = Command::new(BIN);
-        command
-            .env_clear()
-            .env("PORT", port.to_string())
-            .env("HEALTH_BIND", "127.0.0.1")
-            .env("STATE_DIR", dir.0.join("state"))
-            .env("HEALTH_FILE", dir.0.join("healthy"))
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied());
-        if let Some(notify) = notify {
-            command.env("NOTIFY_SOCKET", notify);
+    /// Ours at its own default intervals (the builder's are the tests'),
+    /// with `env` on top.
+    fn ours_with(env: &[(&str, &str)], notify: Option<&OsStr>) -> Self {
+        let mut builder = Builder::new()
+            .remove_env("HEARTBEAT_INTERVAL")
+            .remove_env("STALL_TIMEOUT");
+        for (key, value) in env {
+            builder = builder.env(key, value);
         }
-        Self::spawn(command, port, "/livez", Some(dir))
+        if let Some(notify) = notify {
+            builder = builder.env("NOTIFY_SOCKET", notify);
+        }
+        Server::Ours(builder.spawn())
     }
 
+    /// The Python peer cannot bind port 0 and say which it got: a port is
+    /// held for it and let go just before its spawn.
     fn peer(python: &Path, peers: &Path) -> Self {
-        let port = free_port();
-        let mut command = Command::new(python);
-        command
+        let port = Reserved::loopback().addr().port();
+        let child = Command::new(python)
             .arg(peers.join("aiohttp_health.py"))
-            .env("PORT", port.to_string());
-        Self::spawn(command, port, HEALTH_PATH, None)
-    }
-
-    fn spawn(
-        mut command: Command,
-        port: u16,
-        probe_path: &'static str,
-        dir: Option<TempDir>,
-    ) -> Self {
-        let child = command
+            .env("PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Server {
-            child,
-            port,
-            probe_path,
-            _dir: dir,
-        }
+        Server::Peer { child, port }
     }
 
     fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        match self {
+            Server::Ours(daemon) => daemon.addr(),
+            Server::Peer { port, .. } => SocketAddr::from(([127, 0, 0, 1], *port)),
+        }
+    }
+
+    /// What says "the process is up": /livez for us, the peer's only route for it.
+    fn probe_path(&self) -> &'static str {
+        match self {
+            Server::Ours(_) => "/livez",
+            Server::Peer { .. } => HEALTH_PATH,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        match self {
+            Server::Ours(daemon) => daemon.pid(),
+            Server::Peer { child, .. } => child.id() as i32,
+        }
+    }
+
+    fn daemon(&self) -> &Daemon {
+        match self {
+            Server::Ours(daemon) => daemon,
+            Server::Peer { .. } => panic!("the peer is not ours"),
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Server::Peer { child, .. } = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let path =
-            std::env::temp_dir().join(format!("tb-bench-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One GET on a fresh connection: the whole response, head and body.
-fn fetch(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
 }
 
 fn get(addr: SocketAddr, path: &str) -> Option<u16> {
-    fetch(addr, path)?.get(9..12)?.parse().ok()
+    http(addr, "GET", path, &[]).ok().map(|(code, _)| code)
 }
 
 /// The clock starts at the caller's spawn: exec → first 200 on the probe path.
 fn time_to_livez(server: &mut Server) -> f64 {
     let started = Instant::now();
     loop {
-        if get(server.addr(), server.probe_path) == Some(200) {
+        if get(server.addr(), server.probe_path()) == Some(200) {
             return started.elapsed().as_secs_f64() * 1000.0;
         }
         assert!(
@@ -438,37 +430,15 @@ fn time_to_livez(server: &mut Server) -> f64 {
 }
 
 fn time_to_ready() -> f64 {
-    let dir = TempDir::new();
-    let socket_path = dir.0.join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    let socket = NotifySocket::path();
     let started = Instant::now();
-    let _ours = Server::ours_with(&[], Some(&socket_path));
-    let mut buffer = [0u8; 1024];
-    loop {
-        let length = socket.recv(&mut buffer).expect("READY=1 never came");
-        if buffer[..length].starts_with(b"READY=1") {
-            return started.elapsed().as_secs_f64() * 1000.0;
-        }
-    }
+    let _ours = Server::ours_with(&[], Some(&socket.env_value));
+    socket.expect("READY=1", is_ready);
+    started.elapsed().as_secs_f64() * 1000.0
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
+fn rss_mib(pid: i32) -> f64 {
+    proc_status(pid, "VmRSS:") as f64 / 1024.0
 }
 
 fn rss_once_up(server: &mut Server) -> f64 {
@@ -477,7 +447,7 @@ fn rss_once_up(server: &mut Server) -> f64 {
     for _ in 0..10 {
         get(server.addr(), HEALTH_PATH);
     }
-    rss_mib(server.child.id())
+    rss_mib(server.pid())
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -671,25 +641,11 @@ fn wait_for_code(server: &Server, code: u16) {
 }
 
 /// Watches `/metrics` every 2 ms: the stall starts when the heartbeat
-/// counter stops moving, and is detected when `/health` turns 503. A thread
-/// stamps every WATCHDOG=1 as it arrives. Returns (→ 503, → last ping) in ms.
+/// counter stops moving, and is detected when `/health` turns 503. The
+/// notify socket stamps every datagram as it arrives. Returns (→ 503, →
+/// last WATCHDOG=1) in ms.
 fn stall_detection() -> (f64, f64) {
-    let dir = TempDir::new();
-    let socket_path = dir.0.join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
-    let stamps = std::sync::Arc::clone(&pings);
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(length) = socket.recv(&mut buffer) {
-            if buffer[..length]
-                .split(|byte| *byte == b'\n')
-                .any(|line| line == b"WATCHDOG=1")
-            {
-                stamps.lock().unwrap().push(Instant::now());
-            }
-        }
-    });
+    let socket = NotifySocket::path();
     let ours = Server::ours_with(
         &[
             ("FAILPOINTS", "bot::iteration=20*off->sleep(600000)"),
@@ -697,7 +653,7 @@ fn stall_detection() -> (f64, f64) {
             ("HEARTBEAT_INTERVAL", "100ms"),
             ("WATCHDOG_USEC", "3000000"),
         ],
-        Some(&socket_path),
+        Some(&socket.env_value),
     );
     let addr = ours.addr();
     let mut last_beats = None;
@@ -705,7 +661,12 @@ fn stall_detection() -> (f64, f64) {
     loop {
         if get(addr, "/health") == Some(503) && last_beats.is_some_and(|beats: u64| beats >= 20) {
             let detected = last_change.elapsed().as_secs_f64() * 1000.0;
-            let last_ping = pings.lock().unwrap().last().copied();
+            let mut last_ping = None;
+            while let Some((at, datagram)) = socket.recv_stamped(Duration::from_millis(1)) {
+                if is_ping(&datagram) {
+                    last_ping = Some(at);
+                }
+            }
             let last_ping = last_ping.map_or(f64::NAN, |ping| {
                 if ping >= last_change {
                     (ping - last_change).as_secs_f64() * 1000.0
@@ -725,10 +686,8 @@ fn stall_detection() -> (f64, f64) {
 }
 
 fn heartbeats(addr: SocketAddr) -> Option<u64> {
-    let text = fetch(addr, "/metrics")?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("tradingbot_heartbeats_total "))
-        .and_then(|value| value.trim().parse().ok())
+    let (_, text) = http(addr, "GET", "/metrics", &[]).ok()?;
+    metric(&text, "tradingbot_heartbeats_total").map(|beats| beats as u64)
 }
 
 fn stop_latency() -> f64 {
@@ -740,11 +699,12 @@ fn stop_latency() -> f64 {
 
 /// SIGTERM → exit 0, in ms.
 fn sigterm_to_exit_ms(server: &mut Server) -> f64 {
+    let Server::Ours(daemon) = server else {
+        panic!("the peer is not ours to stop");
+    };
     let started = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status();
-    let status = server.child.wait().unwrap();
+    daemon.signal(SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "exit {status}");
     started.elapsed().as_secs_f64() * 1000.0
 }
@@ -754,14 +714,14 @@ fn idle_cost(window: Duration) -> (f64, f64) {
     let mut ours = Server::ours(&[]);
     time_to_livez(&mut ours);
     wait_for_code(&ours, 200);
-    let pid = ours.child.id();
+    let pid = ours.pid();
     let before = (cpu_ms(pid), context_switches(pid));
     std::thread::sleep(window);
     let after = (cpu_ms(pid), context_switches(pid));
     (after.0 - before.0, after.1 - before.1)
 }
 
-fn cpu_ms(pid: u32) -> f64 {
+fn cpu_ms(pid: i32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -776,7 +736,7 @@ fn cpu_ms(pid: u32) -> f64 {
     ticks * 10.0
 }
 
-fn context_switches(pid: u32) -> f64 {
+fn context_switches(pid: i32) -> f64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return f64::NAN;
     };
@@ -815,14 +775,8 @@ fn write_feed(path: &Path, count: usize) {
 }
 
 /// Signals decided so far (every result), from `/metrics`.
-fn signals_decided(addr: SocketAddr) -> Option<u64> {
-    let text = fetch(addr, "/metrics")?;
-    Some(
-        text.lines()
-            .filter(|line| line.starts_with("tradingbot_signals_total{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64,
-    )
+fn signals_decided(server: &Server) -> u64 {
+    server.daemon().decided() as u64
 }
 
 fn ingesting(feed: &Path, fsync: &str) -> Server {
@@ -841,13 +795,13 @@ fn ingest_rate(feed: &Path, count: u64, fsync: &str) -> f64 {
 fn rss_after_ingest(feed: &Path, count: u64) -> f64 {
     let ours = ingesting(feed, "batch");
     wait_until_decided(&ours, count, Duration::from_millis(20));
-    rss_mib(ours.child.id())
+    rss_mib(ours.pid())
 }
 
 /// Polls `/metrics` every `poll` until `count` signals are decided.
 fn wait_until_decided(server: &Server, count: u64, poll: Duration) {
     let started = Instant::now();
-    while signals_decided(server.addr()) != Some(count) {
+    while signals_decided(server) != count {
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "ingest never finished"
@@ -877,8 +831,7 @@ fn open_loop_while_ingesting(feed: &Path) -> (Vec<f64>, bool) {
     let mut ours = ingesting(feed, "batch");
     time_to_livez(&mut ours);
     let latencies = open_loop(&mut ours, 1000, Duration::from_secs(1));
-    let busy =
-        signals_decided(ours.addr()).is_some_and(|decided| decided < BUSY_FEED_SIGNALS as u64);
+    let busy = signals_decided(&ours) < BUSY_FEED_SIGNALS as u64;
     (latencies, busy)
 }
 
@@ -886,7 +839,7 @@ fn open_loop_while_ingesting(feed: &Path) -> (Vec<f64>, bool) {
 /// hand, commits, fsyncs and checkpoints before exit 0.
 fn stop_with_backlog(feed: &Path) -> f64 {
     let mut ours = ingesting(feed, "batch");
-    while signals_decided(ours.addr()).unwrap_or(0) < 100_000 {
+    while signals_decided(&ours) < 100_000 {
         std::thread::sleep(Duration::from_millis(2));
     }
     sigterm_to_exit_ms(&mut ours)

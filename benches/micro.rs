@@ -10,8 +10,8 @@ use tradingbot::bot::engine::{Engine, PaperExecution};
 use tradingbot::bot::signal::{parse, parse_general};
 use tradingbot::bot::RiskLimits;
 use tradingbot::health::api::HealthApi;
-use tradingbot::health::metrics::{render_text, Kind, Sample};
 use tradingbot::health::{Component, HealthState};
+use tradingbot::metrics::{render_json, render_text, Kind, MetricsSource, Sample};
 
 fn ready_state() -> std::sync::Arc<HealthState> {
     let state = HealthState::new(Duration::from_secs(10), Duration::from_secs(60));
@@ -35,6 +35,52 @@ fn health(c: &mut Criterion) {
     c.bench_function("/metrics response (text)", |b| {
         b.iter(|| api.respond(&request))
     });
+
+    // With as many symbol series as the bound allows (issue 16).
+    let state = ready_state();
+    state.set_bot_metrics(std::sync::Arc::new(SymbolSeriesAtTheBound));
+    let api = HealthApi::new(state);
+    let text = hyper::Request::get("/metrics").body(()).unwrap();
+    c.bench_function("/metrics response, 404 symbol series (text)", |b| {
+        b.iter(|| api.respond(&text))
+    });
+    let json = hyper::Request::get("/metrics")
+        .header("accept", "application/json")
+        .body(())
+        .unwrap();
+    c.bench_function("/metrics response, 404 symbol series (JSON)", |b| {
+        b.iter(|| api.respond(&json))
+    });
+}
+
+/// The per-symbol series of a bot at the default bound: 100 symbols and
+/// "other", four series each.
+struct SymbolSeriesAtTheBound;
+
+impl MetricsSource for SymbolSeriesAtTheBound {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        let symbols = (0..100)
+            .map(|index| format!("SYM{index}"))
+            .chain(["other".to_owned()]);
+        let symbols: Vec<String> = symbols.collect();
+        for (index, symbol) in symbols.iter().enumerate() {
+            for side in ["buy", "sell"] {
+                out.push(
+                    Sample::new("fills_total", Kind::Counter, "Paper fills.", index as f64)
+                        .label("symbol", symbol.clone())
+                        .label("side", side),
+                );
+            }
+        }
+        for (family, help) in [("position", "Position."), ("realized_pnl", "PnL.")] {
+            for (index, symbol) in symbols.iter().enumerate() {
+                out.push(
+                    Sample::new(family, Kind::Gauge, help, index as f64 * 1.5)
+                        .label("symbol", symbol.clone()),
+                );
+            }
+        }
+    }
 }
 
 const LINE: &[u8] = br#"{"id":"tv-20240501-0007","ts":"2024-05-01T12:00:00Z","symbol":"BTC-USD","side":"buy","qty":0.25,"price":64250.5,"source":"tradingview"}"#;
@@ -83,6 +129,9 @@ fn metrics(c: &mut Criterion) {
         .collect();
     c.bench_function("render_text, 50 labelled series", |b| {
         b.iter(|| render_text(&samples))
+    });
+    c.bench_function("render_json, 50 labelled series", |b| {
+        b.iter(|| render_json(&samples))
     });
 }
 

@@ -1,20 +1,21 @@
 //! tradingbot: a signal-driven paper-trading bot loop run as a Linux service
 //! whose health signal tells the truth. See ARCHITECTURE.md for the map.
 
-pub mod alerts;
+mod alerts;
 pub mod bot;
-pub mod cli;
-pub mod config;
-pub mod daemon;
+mod cli;
+mod daemon;
 pub mod error;
 pub mod exit;
 pub mod health;
-pub mod lock;
-pub mod logging;
+mod lock;
+mod logging;
+pub mod metrics;
 pub mod os_signals;
-pub mod reaper;
-pub mod secret;
+mod reaper;
+mod secret;
 mod sys;
+mod web;
 
 use std::ffi::OsString;
 
@@ -54,6 +55,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<Exit, Error> {
                 Exit::Failure
             })
         }
+        cli::Command::Web(settings) => web::run(&settings).map(|()| Exit::Clean),
         cli::Command::Journal(request) => {
             let answered = bot::ledger::query::run(&request, &mut std::io::stdout().lock())?;
             Ok(if answered { Exit::Clean } else { Exit::Failure })

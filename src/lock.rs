@@ -20,11 +20,11 @@ pub enum LockError {
 
 /// Held until dropped.
 #[derive(Debug)]
-pub struct InstanceLock {
+pub(crate) struct InstanceLock {
     _file: File,
 }
 
-pub fn acquire(path: &Path) -> Result<InstanceLock, LockError> {
+pub(crate) fn acquire(path: &Path) -> Result<InstanceLock, LockError> {
     let io_error = |source: io::Error| LockError::Io {
         path: path.to_owned(),
         source,

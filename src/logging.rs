@@ -10,28 +10,28 @@ use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 /// Where and how to log, validated once by `cli`.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub format: LogFormat,
+pub(crate) struct Settings {
+    pub(crate) format: LogFormat,
     /// An `EnvFilter` directive list, already checked to parse.
-    pub filter: String,
+    pub(crate) filter: String,
     /// `JOURNAL_STREAM`'s device and inode: stderr is the journal when they match fd 2.
-    pub journal_stream: Option<(u64, u64)>,
+    pub(crate) journal_stream: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 /// Changes the log filter of the running process.
 #[derive(Clone)]
-pub struct LogControl {
+pub(crate) struct LogControl {
     filter: reload::Handle<EnvFilter, Registry>,
 }
 
 impl LogControl {
-    pub fn set_filter(&self, directives: &str) -> Result<(), String> {
+    pub(crate) fn set_filter(&self, directives: &str) -> Result<(), String> {
         let filter = EnvFilter::try_new(directives).map_err(|error| error.to_string())?;
         self.filter
             .reload(filter)
@@ -41,7 +41,7 @@ impl LogControl {
 
 /// Where log lines went, for the one line that says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sink {
+pub(crate) enum Sink {
     Journald,
     Stderr(LogFormat),
 }
@@ -55,7 +55,7 @@ fn stderr_is_journal(journal_stream: Option<(u64, u64)>) -> bool {
         .is_ok_and(|stat| stat.st_dev == device && stat.st_ino == inode)
 }
 
-pub fn init(settings: &Settings) -> (LogControl, Sink) {
+pub(crate) fn init(settings: &Settings) -> (LogControl, Sink) {
     // The filter was validated with the config; "info" is only a fallback.
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);

@@ -11,6 +11,10 @@
 //! records as one journal.jsonl). Each is started with each of `WINDOWS`
 //! (default 1h,24h): once with no snapshot (a full replay, as after the
 //! takeover), then again from the snapshot that stop wrote.
+//!
+//! Both binaries are spawned here, the same way, rather than ours by the
+//! test kit's builder: the builder runs only this build's binary, and the
+//! comparison is fair only if the two get the same environment.
 
 use std::io::{BufWriter, Write};
 use std::os::unix::net::UnixDatagram;
@@ -18,11 +22,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{fetch, flush_disk, free_port, rss_mib, write_feed, Better, Table, TempDir, BIN};
+use super::kit::http::{http, metric};
+use super::kit::port::Reserved;
+use super::{flush_disk, rss_mib, write_feed, Better, Table, BIN};
 
 const SEGMENT_BYTES: u64 = 64 << 20;
 /// One signal every 100 ms: a busy feed (26 M ids a month).
 const SPACING_MS: i64 = 100;
+
+/// A free loopback port, let go at once: the port is passed by number.
+fn free_port() -> u16 {
+    Reserved::loopback().addr().port()
+}
+
+/// `GET path` on loopback `port`: the body, if it answered 200.
+fn fetch(port: u16, path: &str) -> Option<String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    match http(addr, "GET", path, &[]) {
+        Ok((200, body)) => Some(body),
+        _ => None,
+    }
+}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -180,12 +200,12 @@ pub(super) fn beside_the_old_release(table: &mut Table, runs: usize, work: &Path
 
 /// Spawn → every signal of `feed` decided: (signals/s, RSS MiB then).
 fn ingest(bin: &Path, feed: &Path, count: u64) -> (f64, f64) {
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let started = Instant::now();
     let mut child = spawn(
         bin,
-        &dir.0.join("state"),
+        &dir.path().join("state"),
         port,
         &[
             ("SIGNAL_SOURCE", &format!("file:{}", feed.display())),
@@ -193,8 +213,7 @@ fn ingest(bin: &Path, feed: &Path, count: u64) -> (f64, f64) {
         ],
         None,
     );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    while decided(addr) != Some(count) {
+    while decided(port) != Some(count) {
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "ingest never finished"
@@ -202,14 +221,14 @@ fn ingest(bin: &Path, feed: &Path, count: u64) -> (f64, f64) {
         std::thread::sleep(Duration::from_millis(2));
     }
     let rate = count as f64 / started.elapsed().as_secs_f64();
-    let rss = rss_mib(child.id());
+    let rss = rss_mib(child.id() as i32);
     let _ = child.kill();
     let _ = child.wait();
     (rate, rss)
 }
 
-fn decided(addr: std::net::SocketAddr) -> Option<u64> {
-    let text = fetch(addr, "/metrics")?;
+fn decided(port: u16) -> Option<u64> {
+    let text = fetch(port, "/metrics")?;
     Some(
         text.lines()
             .filter(|line| line.starts_with("tradingbot_signals_total{"))
@@ -230,8 +249,8 @@ struct Start {
 /// and the recovery figures it reports; then SIGTERM (which writes the
 /// snapshot the next start reads).
 fn measure(bin: &Path, state_dir: &Path, window: &str) -> Start {
-    let sockets = TempDir::new();
-    let socket_path = sockets.0.join("notify.sock");
+    let sockets = tempfile::tempdir().unwrap();
+    let socket_path = sockets.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(600)))
@@ -253,22 +272,16 @@ fn measure(bin: &Path, state_dir: &Path, window: &str) -> Start {
         }
     };
     std::thread::sleep(Duration::from_millis(200));
-    let rss = rss_mib(child.id());
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let metric = |name: &str| {
-        fetch(addr, "/metrics").and_then(|text| {
-            text.lines().find_map(|line| {
-                line.strip_prefix(&format!("tradingbot_{name} "))
-                    .and_then(|value| value.trim().parse::<f64>().ok())
-            })
-        })
+    let rss = rss_mib(child.id() as i32);
+    let figure = |name: &str| {
+        fetch(port, "/metrics").and_then(|text| metric(&text, &format!("tradingbot_{name}")))
     };
     let figures = Start {
         ready_ms,
         rss_mib: rss,
-        recovery_ms: metric("recovery_seconds").map_or(f64::NAN, |seconds| seconds * 1000.0),
-        replayed: metric("recovery_records").unwrap_or(f64::NAN) as u64,
-        window_ids: metric("dedupe_window_ids").unwrap_or(f64::NAN),
+        recovery_ms: figure("recovery_seconds").map_or(f64::NAN, |seconds| seconds * 1000.0),
+        replayed: figure("recovery_records").unwrap_or(f64::NAN) as u64,
+        window_ids: figure("dedupe_window_ids").unwrap_or(f64::NAN),
     };
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -1,7 +1,7 @@
 //! The env file reader (SIGHUP): any text, any key; a value found is one
 //! line's worth, trimmed.
 
-use tradingbot::signals::env_value;
+use tradingbot::os_signals::env_value;
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {

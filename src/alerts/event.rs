@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 /// One thing worth telling an operator.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Event {
+pub(crate) enum Event {
     /// The heartbeat went stale (sent by the judge).
     Stalled {
         /// Heartbeat age when the judge noticed.
@@ -79,7 +79,7 @@ pub enum Event {
 
 /// What `events=` selects and what metrics count by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     Stalled,
     Recovered,
     Component,
@@ -179,7 +179,7 @@ impl Severity {
 }
 
 impl Event {
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Event::Stalled { .. } => Kind::Stalled,
             Event::Recovered { .. } => Kind::Recovered,

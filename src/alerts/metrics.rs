@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::health::metrics::{Kind, MetricsSource, Sample};
+use crate::metrics::{Kind, MetricsSource, Sample};
 
 /// Upper bounds of the delivery latency buckets, in seconds: a webhook
 /// answers in tens to hundreds of milliseconds; NOTIFY_TIMEOUT is 10 s.

@@ -21,22 +21,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use event::{Event, Kind};
+pub(crate) use event::{Event, Kind};
 
+/// Mozilla's roots, for `tradingbot web`'s HTTPS bots too.
+pub(crate) use delivery::root_certs;
 use delivery::{Client, Verdict};
 use destination::{Context, Destination, SigningKey};
 use metrics::{AlertMetrics, DestinationMetrics};
 use worker::{Outbox, Worker};
 
-use crate::health::metrics::MetricsSource;
+use crate::metrics::MetricsSource;
 
 /// Default `NOTIFY_TELEGRAM_API`.
-pub const TELEGRAM_API: &str = "https://api.telegram.org";
+pub(crate) const TELEGRAM_API: &str = "https://api.telegram.org";
 
 /// The notifier's settings, validated. Plain data: the command line's
 /// flags (`cli::alerts`) are converted into it once.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     destinations: Vec<Destination>,
     timeout: Duration,
     name: String,
@@ -49,7 +51,7 @@ pub struct Settings {
 impl Settings {
     /// No destination yet. `name` heads every message (which bot is it?);
     /// `telegram_api` is the Bot API's base URL.
-    pub fn new(name: &str, timeout: Duration, telegram_api: &str) -> Result<Self, String> {
+    pub(crate) fn new(name: &str, timeout: Duration, telegram_api: &str) -> Result<Self, String> {
         let telegram_api = telegram_api.trim().trim_end_matches('/');
         let valid = ["https://", "http://"]
             .iter()
@@ -74,14 +76,14 @@ impl Settings {
     }
 
     /// Keys the HMAC-SHA256 signature of JSON destinations added after this.
-    pub fn set_signing_secret(&mut self, secret: &str) {
+    pub(crate) fn set_signing_secret(&mut self, secret: &str) {
         self.signing = Some(SigningKey::new(secret.as_bytes()));
     }
 
     /// Adds the destinations in `text`: URLs separated by `;` or new
     /// lines; blank lines and lines starting with `#` are skipped. The
     /// error names the entry by its position, never by its text.
-    pub fn add_destinations(&mut self, text: &str) -> Result<(), String> {
+    pub(crate) fn add_destinations(&mut self, text: &str) -> Result<(), String> {
         let entries = text
             .split(['\n', ';'])
             .map(str::trim)
@@ -100,7 +102,7 @@ impl Settings {
     }
 
     /// Trusts the CA certificates of a PEM file besides the bundled roots.
-    pub fn add_ca_file(&mut self, path: PathBuf, pem: &[u8]) -> Result<(), String> {
+    pub(crate) fn add_ca_file(&mut self, path: PathBuf, pem: &[u8]) -> Result<(), String> {
         self.ca_certificates
             .extend(delivery::parse_pem_certificates(pem)?);
         self.ca_file = Some(path);
@@ -108,20 +110,20 @@ impl Settings {
     }
 
     /// Checks what only the whole set can tell.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.signing.is_some() && !self.destinations.iter().any(Destination::is_signed) {
             return Err("is set but no json:// or jsons:// destination would be signed".into());
         }
         Ok(())
     }
 
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         !self.destinations.is_empty()
     }
 
     /// `KEY=value` pairs for `check-config`: labels and options, never a URL
     /// or a secret.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn describe(&self) -> Vec<(&'static str, String)> {
         let destinations = if self.destinations.is_empty() {
             "none (alerts off)".to_owned()
         } else {
@@ -187,7 +189,7 @@ fn redact_userinfo(url: &str) -> String {
 /// The handle everyone sends events through. Cheap to clone; a disabled
 /// one (no destination) does nothing.
 #[derive(Clone, Default)]
-pub struct Alerts {
+pub(crate) struct Alerts {
     inner: Option<Arc<Inner>>,
 }
 
@@ -206,12 +208,12 @@ struct Route {
 
 impl Alerts {
     /// A handle that sends nothing.
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Alerts::default()
     }
 
     /// Starts a thread per destination; disabled without destinations.
-    pub fn start(settings: &Settings) -> std::io::Result<Self> {
+    pub(crate) fn start(settings: &Settings) -> std::io::Result<Self> {
         if !settings.is_enabled() {
             return Ok(Alerts::disabled());
         }
@@ -261,14 +263,14 @@ impl Alerts {
 
     /// Whether any destination takes this kind: lets a hot path skip
     /// building an event nobody wants.
-    pub fn wants(&self, kind: Kind) -> bool {
+    pub(crate) fn wants(&self, kind: Kind) -> bool {
         self.inner
             .as_ref()
             .is_some_and(|inner| inner.wanted & kind.bit() != 0)
     }
 
     /// Queues `event` for every destination that wants it. Never blocks.
-    pub fn send(&self, event: Event) {
+    pub(crate) fn send(&self, event: Event) {
         let Some(inner) = &self.inner else {
             return;
         };
@@ -287,7 +289,7 @@ impl Alerts {
     /// Waits at most `max_wait` (never more than 2 s) for every health and
     /// lifecycle message already sent to be delivered or given up. For
     /// right before a process exit.
-    pub fn flush(&self, max_wait: Duration) {
+    pub(crate) fn flush(&self, max_wait: Duration) {
         let Some(inner) = &self.inner else {
             return;
         };
@@ -298,7 +300,7 @@ impl Alerts {
     }
 
     /// The notifier's figures for `/metrics`, when alerts are on.
-    pub fn metrics(&self) -> Option<Arc<dyn MetricsSource>> {
+    pub(crate) fn metrics(&self) -> Option<Arc<dyn MetricsSource>> {
         let inner = self.inner.as_ref()?;
         Some(Arc::clone(&inner.metrics) as Arc<dyn MetricsSource>)
     }
@@ -308,7 +310,7 @@ impl Alerts {
 /// once, one attempt each; writes a line per destination (label, outcome,
 /// HTTP status, latency, the service's error) and returns whether all
 /// were delivered.
-pub fn notify_test(settings: &Settings, out: &mut dyn Write) -> std::io::Result<bool> {
+pub(crate) fn notify_test(settings: &Settings, out: &mut dyn Write) -> std::io::Result<bool> {
     if !settings.is_enabled() {
         writeln!(
             out,
@@ -370,7 +372,7 @@ const DIGEST_SHOWN: u64 = 5;
 /// of each kind in full, the rest as one count, all sent by
 /// [`Digest::send`] at the iteration's end.
 #[derive(Default)]
-pub struct Digest {
+pub(crate) struct Digest {
     events: Vec<Event>,
     /// Per kind (indexed by `Kind as usize`): events seen this iteration.
     seen: [u64; Kind::ALL.len()],
@@ -378,7 +380,7 @@ pub struct Digest {
 
 impl Digest {
     /// Notes one event of `kind`; `make` builds it only if it will be sent in full.
-    pub fn add(&mut self, alerts: &Alerts, kind: Kind, make: impl FnOnce() -> Event) {
+    pub(crate) fn add(&mut self, alerts: &Alerts, kind: Kind, make: impl FnOnce() -> Event) {
         if !alerts.wants(kind) {
             return;
         }
@@ -390,7 +392,7 @@ impl Digest {
     }
 
     /// Sends what the iteration gathered.
-    pub fn send(&mut self, alerts: &Alerts) {
+    pub(crate) fn send(&mut self, alerts: &Alerts) {
         for event in self.events.drain(..) {
             alerts.send(event);
         }
@@ -416,13 +418,13 @@ const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
 /// once per window when they became a burst (someone guessing, or a
 /// client with a stale token).
 #[derive(Default)]
-pub struct RefusedTokens {
+pub(crate) struct RefusedTokens {
     window: Option<(Instant, u64)>,
 }
 
 impl RefusedTokens {
     /// Notes one refusal; the event to send when it completes a burst.
-    pub fn refused(&mut self, now: Instant) -> Option<Event> {
+    pub(crate) fn refused(&mut self, now: Instant) -> Option<Event> {
         let (started, count) = match self.window {
             Some((started, count)) if now.duration_since(started) < REFUSAL_WINDOW => {
                 (started, count + 1)

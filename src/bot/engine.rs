@@ -10,14 +10,15 @@ use serde::{Deserialize, Serialize};
 
 use super::settings::RiskLimits;
 use super::signal::{Reason, Reject, Side, Signal};
+use super::symbols::{self, SymbolBound, SymbolSettings};
 
 /// An order the engine decided to place.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Order<'a> {
-    pub symbol: &'a str,
-    pub side: Side,
-    pub qty: f64,
-    pub price: f64,
+    pub(crate) symbol: &'a str,
+    pub(crate) side: Side,
+    pub(crate) qty: f64,
+    pub(crate) price: f64,
 }
 
 /// Where orders are executed. Paper trading fills at the asked price; a
@@ -36,24 +37,24 @@ impl Execution for PaperExecution {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Position {
+pub(crate) struct Position {
     /// Signed: negative is short.
-    pub qty: f64,
-    pub avg_price: f64,
-    pub realized_pnl: f64,
-    pub cash: f64,
-    pub last_price: f64,
+    pub(crate) qty: f64,
+    pub(crate) avg_price: f64,
+    pub(crate) realized_pnl: f64,
+    pub(crate) cash: f64,
+    pub(crate) last_price: f64,
 }
 
 /// One executed order, as the journal records it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fill<'a> {
-    pub symbol: &'a str,
-    pub side: Side,
-    pub qty: f64,
-    pub price: f64,
+    pub(crate) symbol: &'a str,
+    pub(crate) side: Side,
+    pub(crate) qty: f64,
+    pub(crate) price: f64,
     /// Wall-clock milliseconds of the fill; feeds the orders-per-minute window.
-    pub at_ms: i64,
+    pub(crate) at_ms: i64,
 }
 
 pub struct Engine {
@@ -61,33 +62,90 @@ pub struct Engine {
     execution: Box<dyn Execution>,
     /// By symbol. Hashed rather than ordered: a lookup on every signal
     /// compared the name against each symbol in a B-tree node in turn.
+    /// At most `symbols.max_symbols()` entries, except after replaying a
+    /// journal that held more (see `symbols`).
     books: HashMap<String, Book>,
+    symbols: SymbolBound,
     /// Fill times within the last minute, oldest first (see [`settle`]).
     recent: VecDeque<i64>,
 }
 
 /// One symbol's position, and its fills by side (buy, sell) since this
 /// process started: counted here, where the symbol is already looked up.
-#[derive(Default)]
-struct Book {
-    position: Position,
-    fills: [u64; 2],
+pub(crate) struct Book {
+    pub(crate) position: Position,
+    pub(crate) fills: [u64; 2],
+    /// Every fill, the journal's included: how active the symbol has been,
+    /// which decides what gets a metrics series of its own.
+    pub(crate) filled: u64,
+    /// In the allowlist (or there is none). Known when the book is made,
+    /// so the allowlist costs no lookup per signal; false only for a symbol
+    /// replayed from the journal and since left out of `SYMBOLS`.
+    listed: bool,
+}
+
+impl Book {
+    fn new(listed: bool) -> Self {
+        Book {
+            position: Position::default(),
+            fills: [0; 2],
+            filled: 0,
+            listed,
+        }
+    }
 }
 
 const MINUTE_MS: i64 = 60_000;
 
 impl Engine {
+    /// An engine with the default symbol bound (no allowlist, `MAX_SYMBOLS`
+    /// 1,000), as the daemon has without settings.
     pub fn new(limits: RiskLimits, execution: Box<dyn Execution>) -> Self {
         Engine {
             limits,
             execution,
             books: HashMap::new(),
+            symbols: SymbolBound::default(),
             recent: VecDeque::new(),
         }
     }
 
+    /// The same engine under `settings`' symbol bound.
+    pub(crate) fn with_symbols(self, settings: &SymbolSettings) -> Self {
+        Engine {
+            symbols: SymbolBound::new(settings),
+            ..self
+        }
+    }
+
+    /// Every symbol held, with its book.
+    pub(crate) fn books(&self) -> impl Iterator<Item = (&str, &Book)> {
+        self.books
+            .iter()
+            .map(|(symbol, book)| (symbol.as_str(), book))
+    }
+
+    /// How many symbols are held.
+    pub(crate) fn symbols(&self) -> usize {
+        self.books.len()
+    }
+
+    /// Says so when replay left more symbols than `MAX_SYMBOLS`: they are
+    /// all kept (history is not refused), and no new one is admitted.
+    pub(crate) fn warn_if_over_bound(&self) {
+        let max = self.symbols.max_symbols();
+        if self.books.len() > max {
+            tracing::warn!(
+                symbols = self.books.len(),
+                max_symbols = max,
+                "the journal holds more symbols than MAX_SYMBOLS: their positions are kept, \
+                 and signals for any new symbol are rejected as too_many_symbols"
+            );
+        }
+    }
+
     /// Every position, in symbol order (for the snapshot and the metrics).
-    pub fn positions(&self) -> BTreeMap<String, Position> {
+    pub(crate) fn positions(&self) -> BTreeMap<String, Position> {
         self.books
             .iter()
             .map(|(symbol, book)| (symbol.clone(), book.position.clone()))
@@ -95,48 +153,63 @@ impl Engine {
     }
 
     /// One symbol's position.
-    pub fn position(&self, symbol: &str) -> Option<&Position> {
+    pub(crate) fn position(&self, symbol: &str) -> Option<&Position> {
         self.books.get(symbol).map(|book| &book.position)
+    }
+
+    /// Every fill of each symbol, the journal's included (for a snapshot:
+    /// which symbols get metrics series of their own follows it).
+    pub(crate) fn symbol_fills(&self) -> BTreeMap<String, u64> {
+        self.books
+            .iter()
+            .filter(|(_, book)| book.filled > 0)
+            .map(|(symbol, book)| (symbol.clone(), book.filled))
+            .collect()
     }
 
     /// Fill times within the last minute (MAX_ORDERS_PER_MINUTE), for a
     /// snapshot.
-    pub fn recent_fills(&self) -> Vec<i64> {
+    pub(crate) fn recent_fills(&self) -> Vec<i64> {
         self.recent.iter().copied().collect()
     }
 
-    /// Puts back the state a snapshot held: positions and recent fill times.
-    pub fn restore(&mut self, positions: BTreeMap<String, Position>, recent_fills: Vec<i64>) {
+    /// Puts back the state a snapshot held: positions, each symbol's fill
+    /// count and recent fill times. Never refused, whatever the symbol
+    /// bound, like a replayed fill: the positions are history.
+    pub(crate) fn restore(
+        &mut self,
+        positions: BTreeMap<String, Position>,
+        symbol_fills: &BTreeMap<String, u64>,
+        recent_fills: Vec<i64>,
+    ) {
         self.books = positions
             .into_iter()
             .map(|(symbol, position)| {
-                (
-                    symbol,
-                    Book {
-                        position,
-                        fills: [0; 2],
-                    },
-                )
+                let book = Book {
+                    position,
+                    fills: [0; 2],
+                    filled: symbol_fills.get(&symbol).copied().unwrap_or(0),
+                    listed: self.symbols.listed(&symbol),
+                };
+                (symbol, book)
             })
             .collect();
         self.recent = recent_fills.into();
-    }
-
-    /// Fills decided by this process, by symbol and side (buy, sell); the
-    /// ones replayed from the journal are not counted.
-    pub fn fills(&self) -> BTreeMap<String, [u64; 2]> {
-        self.books
-            .iter()
-            .filter(|(_, book)| book.fills != [0; 2])
-            .map(|(symbol, book)| (symbol.clone(), book.fills))
-            .collect()
     }
 
     /// Checks the limits, executes, and applies the fill; a refusal changes nothing.
     pub fn decide<'s>(&mut self, signal: &'s Signal<'_>, now_ms: i64) -> Result<Fill<'s>, Reject> {
         // One lookup for the checks and the fill (the symbol's name is
         // compared a few times per lookup, which shows at this rate).
+        let held = self.books.len();
         let mut book = self.books.get_mut(signal.symbol.as_ref());
+        // The symbol first: a signal for one the bot does not trade is
+        // refused for that, whatever else is wrong with it.
+        match &book {
+            Some(book) if !book.listed => return Err(symbols::unlisted(&signal.symbol)),
+            Some(_) => {}
+            None => self.symbols.admit(&signal.symbol, held)?,
+        }
         let price = signal
             .price
             .or_else(|| book.as_ref().map(|book| book.position.last_price))
@@ -205,41 +278,47 @@ impl Engine {
         };
         let book = match book.take() {
             Some(book) => book,
-            None => self.books.entry(fill.symbol.to_owned()).or_default(),
+            None => self
+                .books
+                .entry(fill.symbol.to_owned())
+                .or_insert(Book::new(true)),
         };
-        settle(&mut book.position, &fill, &self.limits, &mut self.recent);
+        settle(book, &fill, &self.limits, &mut self.recent);
         book.fills[fill.side as usize] += 1;
         Ok(fill)
     }
 
-    /// Applies a fill that has already happened (a live one, or one replayed
-    /// from the journal).
-    pub fn apply(&mut self, fill: &Fill<'_>) {
+    /// Applies a fill that has already happened (one replayed from the
+    /// journal). Never refused, whatever the symbol bound: the fill is
+    /// history, and its position must be there.
+    pub(crate) fn apply(&mut self, fill: &Fill<'_>) {
         // A lookup before an insert: `entry` would copy the symbol for
         // every fill, and a symbol is new only once.
         let book = match self.books.get_mut(fill.symbol) {
             Some(book) => book,
-            None => self.books.entry(fill.symbol.to_owned()).or_default(),
+            None => {
+                let listed = self.symbols.listed(fill.symbol);
+                self.books
+                    .entry(fill.symbol.to_owned())
+                    .or_insert(Book::new(listed))
+            }
         };
-        settle(&mut book.position, fill, &self.limits, &mut self.recent);
+        settle(book, fill, &self.limits, &mut self.recent);
     }
 }
 
 /// Books a fill: average-cost accounting of the position, and the fill's
 /// time for MAX_ORDERS_PER_MINUTE (kept only under that limit: unlimited,
-/// a busy feed would grow it by every fill of the minute for nothing).
-fn settle(
-    position: &mut Position,
-    fill: &Fill<'_>,
-    limits: &RiskLimits,
-    recent: &mut VecDeque<i64>,
-) {
+/// a busy feed would grow it by every fill of the minute for nothing; and
+/// only for the minute up to the fill, so replaying a long journal does
+/// not keep every fill it ever made).
+fn settle(book: &mut Book, fill: &Fill<'_>, limits: &RiskLimits, recent: &mut VecDeque<i64>) {
     if limits.max_orders_per_minute.is_some() {
         recent.push_back(fill.at_ms);
-        // A replay applies fills without deciding: without this it would
-        // keep every fill time of the journal.
         forget_before(recent, fill.at_ms - MINUTE_MS);
     }
+    book.filled += 1;
+    let position = &mut book.position;
     let signed = match fill.side {
         Side::Buy => fill.qty,
         Side::Sell => -fill.qty,
@@ -339,6 +418,106 @@ mod tests {
             let at_cost = position.cash + position.qty * position.avg_price;
             proptest::prop_assert!((at_cost - position.realized_pnl).abs() < 1e-6, "{:?}", position);
         }
+    }
+
+    fn priced(id: &str, symbol: &str) -> Signal<'static> {
+        Signal {
+            id: id.to_owned().into(),
+            ts_ms: 0,
+            symbol: symbol.to_owned().into(),
+            side: Side::Buy,
+            qty: 1.0,
+            price: Some(10.0),
+            source: None,
+        }
+    }
+
+    fn bounded(symbols: &[&str], max_symbols: u32) -> Engine {
+        let list: Vec<String> = symbols.iter().map(|symbol| (*symbol).to_owned()).collect();
+        engine(RiskLimits::default())
+            .with_symbols(&SymbolSettings::new(&list, max_symbols, 0).unwrap())
+    }
+
+    #[test]
+    fn symbols_past_the_bound_or_off_the_list_are_refused_without_changing_state() {
+        let mut engine = bounded(&[], 2);
+        engine.decide(&priced("1", "A"), 0).unwrap();
+        engine.decide(&priced("2", "B"), 0).unwrap();
+        let refused = engine.decide(&priced("3", "C"), 0).unwrap_err();
+        assert_eq!(refused.reason, Reason::TooManySymbols);
+        assert_eq!(engine.symbols(), 2);
+        // The symbols held still trade.
+        engine.decide(&priced("4", "A"), 0).unwrap();
+        assert_eq!(engine.positions()["A"].qty, 2.0);
+
+        let mut engine = bounded(&["A"], 2);
+        let refused = engine.decide(&priced("5", "B"), 0).unwrap_err();
+        assert_eq!(refused.reason, Reason::UnknownSymbol);
+        assert_eq!(engine.symbols(), 0);
+        // Refused for the symbol before any check of the signal itself.
+        let no_price = Signal {
+            price: None,
+            ..priced("6", "B")
+        };
+        assert_eq!(
+            engine.decide(&no_price, 0).unwrap_err().reason,
+            Reason::UnknownSymbol
+        );
+    }
+
+    #[test]
+    fn replay_keeps_every_position_past_the_bound_and_admits_no_new_symbol() {
+        // A journal written with no allowlist and a larger cap.
+        let mut engine = bounded(&["A", "B"], 2);
+        for symbol in ["A", "B", "C"] {
+            engine.apply(&Fill {
+                symbol,
+                side: Side::Buy,
+                qty: 1.0,
+                price: 10.0,
+                at_ms: 0,
+            });
+        }
+        assert_eq!(engine.symbols(), 3, "history is never refused");
+        engine.decide(&priced("1", "A"), 0).unwrap();
+        // C is held, but the allowlist says it is not traded any more.
+        assert_eq!(
+            engine.decide(&priced("2", "C"), 0).unwrap_err().reason,
+            Reason::UnknownSymbol
+        );
+        let mut engine = bounded(&[], 2);
+        for symbol in ["A", "B", "C"] {
+            engine.apply(&Fill {
+                symbol,
+                side: Side::Buy,
+                qty: 1.0,
+                price: 10.0,
+                at_ms: 0,
+            });
+        }
+        engine.decide(&priced("3", "C"), 0).unwrap();
+        assert_eq!(
+            engine.decide(&priced("4", "D"), 0).unwrap_err().reason,
+            Reason::TooManySymbols
+        );
+    }
+
+    #[test]
+    fn replay_keeps_only_the_last_minute_of_fill_times() {
+        let mut engine = engine(RiskLimits {
+            max_orders_per_minute: Some(5),
+            ..RiskLimits::default()
+        });
+        for second in 0..10_000 {
+            engine.apply(&Fill {
+                symbol: "A",
+                side: Side::Buy,
+                qty: 1.0,
+                price: 10.0,
+                at_ms: second * 1000,
+            });
+        }
+        assert_eq!(engine.recent.len(), 60);
     }
 
     #[test]

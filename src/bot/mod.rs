@@ -3,12 +3,13 @@
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
 pub mod engine;
+mod figures;
 pub mod intake;
-pub mod ledger;
-mod metrics;
+pub(crate) mod ledger;
 mod run;
 pub mod settings;
 pub mod signal;
+pub(crate) mod symbols;
 
 /// Niceness of every thread that does the bot's work (its runtime, the file
 /// reader). The health server and the judge keep the default, so when the
@@ -29,7 +30,7 @@ const BOT_SLICE_NS: u64 = 100_000;
 /// its slice to [`BOT_SLICE_NS`]. Neither needs privilege. A kernel
 /// without custom slices still gets the niceness; a failure (a seccomp
 /// filter, say) only costs isolation, so it is logged and ignored.
-pub fn yield_cpu_to_health() {
+pub(crate) fn yield_cpu_to_health() {
     if let Err(error) = crate::sys::set_fair_slice(BOT_NICENESS, BOT_SLICE_NS) {
         tracing::debug!(%error, "cannot shorten the bot thread's slice; setting its niceness only");
         let thread = rustix::thread::gettid();
@@ -39,5 +40,5 @@ pub fn yield_cpu_to_health() {
     }
 }
 
-pub use run::{Bot, BotError};
-pub use settings::{FsyncPolicy, RiskLimits, Settings};
+pub(crate) use run::{Bot, BotError};
+pub use settings::RiskLimits;

@@ -17,16 +17,16 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, Fill, PaperExecution};
+use super::figures::{BotMetrics, Figures, SymbolSeries, Tally};
 use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
 use super::ledger::{EngineState, Ledger, Refusal};
-use super::metrics::{self, BotMetrics, Figures};
 use super::settings::Settings;
 use super::signal::{Reason, Reject, Signal};
 use crate::alerts::{Alerts, Digest, Event, Kind};
-use crate::health::metrics::{Combined, MetricsSource};
 use crate::health::{HealthState, Heartbeat};
+use crate::metrics::{Combined, MetricsSource};
 
 /// Batches the channel holds before sources wait: bounds memory (a parsed
 /// file batch is about 160 KiB), and is the back-pressure that stops
@@ -46,21 +46,16 @@ pub enum BotError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Intake(#[from] IntakeError),
-    #[error("cannot start the {what}: {source}")]
-    Start {
-        what: &'static str,
-        source: std::io::Error,
-    },
 }
 
 impl BotError {
     /// A configuration mistake (exit 2) rather than a runtime failure.
-    pub fn is_config(&self) -> bool {
+    pub(crate) fn is_config(&self) -> bool {
         matches!(self, BotError::Intake(error) if error.is_config())
     }
 }
 
-pub struct Bot {
+pub(crate) struct Bot {
     feed: Arc<FeedHealth>,
     metrics: Arc<BotMetrics>,
     figures: Figures,
@@ -77,6 +72,8 @@ pub struct Bot {
     started: Instant,
     quiet: bool,
     positions_moved: bool,
+    /// Which symbols have metrics series of their own.
+    series: SymbolSeries,
     alerts: Alerts,
     /// This iteration's fills and risk rejects, sent at its end.
     trades: Digest,
@@ -85,13 +82,14 @@ pub struct Bot {
 impl Bot {
     /// Recovers the journal (cutting a torn tail, rebuilding the dedupe
     /// index, positions and checkpoints) and binds the webhook listener.
-    pub async fn init(
+    pub(crate) async fn init(
         config: &Settings,
         idle_tick: Duration,
         health: &Arc<HealthState>,
         alerts: Alerts,
     ) -> Result<Bot, BotError> {
-        let mut engine = Engine::new(config.risk, Box::new(PaperExecution));
+        let mut engine =
+            Engine::new(config.risk, Box::new(PaperExecution)).with_symbols(&config.symbols);
         let (ledger, recovery) = Ledger::recover(config, Arc::clone(health), &mut engine)?;
         let mut bot = Bot {
             feed: FeedHealth::new(Arc::clone(health), alerts.clone()),
@@ -107,6 +105,7 @@ impl Bot {
             started: Instant::now(),
             quiet: false,
             positions_moved: false,
+            series: SymbolSeries::new(&config.symbols),
             alerts,
             trades: Digest::default(),
         };
@@ -117,10 +116,11 @@ impl Bot {
             replayed = recovery.records,
             took_ms = recovery.took.as_millis() as u64,
             decided_ids = bot.ledger.decided_ids(),
-            symbols = bot.engine.positions().len(),
+            symbols = bot.engine.symbols(),
             "journal recovered"
         );
-        bot.figures.positions = bot.engine.positions();
+        bot.engine.warn_if_over_bound();
+        bot.figures.symbols = bot.series.tally(&bot.engine);
         bot.commit(false);
         bot.intake = Some(Intake::bind(config.intake.clone())?);
         bot.metrics.publish(&bot.figures);
@@ -134,12 +134,12 @@ impl Bot {
             version: env!("CARGO_PKG_VERSION"),
             journal_records: bot.ledger.last_seq(),
             recovered_fills: recovery.fills,
-            positions: bot.figures.positions.len(),
+            positions: bot.engine.symbols(),
         });
         Ok(bot)
     }
 
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         heartbeat: Heartbeat,
         shutdown: CancellationToken,
@@ -193,8 +193,7 @@ impl Bot {
             self.trades.send(&self.alerts);
             self.commit(!batches.is_empty());
             if std::mem::take(&mut self.positions_moved) {
-                self.figures.positions = self.engine.positions();
-                self.figures.fills = self.engine.fills();
+                self.figures.symbols = self.series.tally(&self.engine);
             }
             let engine = &self.engine;
             self.ledger.snapshot_if_due(|| EngineState::of(engine));
@@ -220,8 +219,8 @@ impl Bot {
         );
         self.alerts.send(Event::Stopped {
             signals: self.figures.total(None),
-            fills: self.figures.total(Some(metrics::Result::Filled)),
-            rejects: self.figures.total(Some(metrics::Result::Rejected)),
+            fills: self.figures.total(Some(Tally::Filled)),
+            rejects: self.figures.total(Some(Tally::Rejected)),
         });
         Ok(())
     }
@@ -282,7 +281,7 @@ impl Bot {
         );
         match verdict {
             Verdict::Duplicate => {
-                self.figures.count(source, metrics::Result::Duplicate);
+                self.figures.count(source, Tally::Duplicate);
                 self.figures.duplicates += 1;
                 Decided {
                     id: Some(signal.id),
@@ -291,7 +290,7 @@ impl Bot {
                 }
             }
             Verdict::Filled(fill) => {
-                self.figures.count(source, metrics::Result::Filled);
+                self.figures.count(source, Tally::Filled);
                 self.positions_moved = true;
                 // Built only when it will be sent in full.
                 self.trades.add(&self.alerts, Kind::Fill, || Event::Fill {
@@ -324,7 +323,7 @@ impl Bot {
     }
 
     fn count_reject(&mut self, source: usize, reason: Reason) {
-        self.figures.count(source, metrics::Result::Rejected);
+        self.figures.count(source, Tally::Rejected);
         self.figures.rejects[reason.index()] += 1;
     }
 

@@ -4,20 +4,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::symbols::SymbolSettings;
 use super::{intake, ledger};
 
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The journal, the snapshot and the checkpoints.
-    pub state_dir: PathBuf,
-    pub risk: RiskLimits,
-    pub fsync: FsyncPolicy,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) risk: RiskLimits,
+    pub(crate) fsync: FsyncPolicy,
     /// No signal for this long shows the feed as degraded.
-    pub max_signal_age: Option<Duration>,
-    pub snapshot_interval: Duration,
-    pub intake: intake::Settings,
+    pub(crate) max_signal_age: Option<Duration>,
+    pub(crate) snapshot_interval: Duration,
+    pub(crate) intake: intake::Settings,
+    pub(crate) symbols: SymbolSettings,
     /// Segments, the exactly-once window, retention.
-    pub ledger: ledger::settings::Settings,
+    pub(crate) ledger: ledger::settings::Settings,
 }
 
 /// Limits a signal must pass to be filled; each off when `None`.
@@ -30,7 +32,7 @@ pub struct RiskLimits {
 
 /// When the journal is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FsyncPolicy {
+pub(crate) enum FsyncPolicy {
     /// fsync after every signal.
     Always,
     /// One fsync per batch of signals (group commit).
@@ -40,9 +42,9 @@ pub enum FsyncPolicy {
 }
 
 impl FsyncPolicy {
-    pub const NAMES: [&'static str; 3] = ["always", "batch", "never"];
+    pub(crate) const NAMES: [&'static str; 3] = ["always", "batch", "never"];
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         match text {
             "always" => Ok(FsyncPolicy::Always),
             "batch" => Ok(FsyncPolicy::Batch),

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Longest `id`, `symbol` or `source`: they end up in journals and metric labels.
-const MAX_FIELD_CHARS: usize = 128;
+pub(crate) const MAX_FIELD_CHARS: usize = 128;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,7 +25,7 @@ pub enum Side {
 }
 
 impl Side {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Side::Buy => "buy",
             Side::Sell => "sell",
@@ -68,12 +68,18 @@ pub enum Reason {
     MaxPositionQty,
     MaxOrderNotional,
     MaxOrdersPerMinute,
+    /// Not in the `SYMBOLS` allowlist.
+    UnknownSymbol,
+    /// A symbol past `MAX_SYMBOLS`.
+    TooManySymbols,
+    /// Older than the exactly-once window reaches back (`DEDUPE_WINDOW`).
     TooOld,
+    /// More than `MAX_CLOCK_SKEW` ahead of the bot's clock.
     TsInFuture,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::LineTooLong,
         Reason::InvalidUtf8,
         Reason::NotJson,
@@ -91,6 +97,8 @@ impl Reason {
         Reason::MaxPositionQty,
         Reason::MaxOrderNotional,
         Reason::MaxOrdersPerMinute,
+        Reason::UnknownSymbol,
+        Reason::TooManySymbols,
         Reason::TooOld,
         Reason::TsInFuture,
     ];
@@ -114,23 +122,25 @@ impl Reason {
             Reason::MaxPositionQty => "max_position_qty",
             Reason::MaxOrderNotional => "max_order_notional",
             Reason::MaxOrdersPerMinute => "max_orders_per_minute",
+            Reason::UnknownSymbol => "unknown_symbol",
+            Reason::TooManySymbols => "too_many_symbols",
             Reason::TooOld => "too_old",
             Reason::TsInFuture => "ts_in_future",
         }
     }
 
-    pub fn from_label(label: &str) -> Option<Reason> {
+    pub(crate) fn from_label(label: &str) -> Option<Reason> {
         Reason::ALL
             .into_iter()
             .find(|reason| reason.label() == label)
     }
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
     /// A reject by one of the risk limits: what an operator is alerted to.
-    pub fn is_risk_limit(self) -> bool {
+    pub(crate) fn is_risk_limit(self) -> bool {
         matches!(
             self,
             Reason::MaxPositionQty | Reason::MaxOrderNotional | Reason::MaxOrdersPerMinute
@@ -144,11 +154,11 @@ impl Reason {
 pub struct Reject {
     pub reason: Reason,
     pub detail: String,
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
 }
 
 impl Reject {
-    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Reject {
             reason,
             detail: detail.into(),

@@ -4,7 +4,7 @@
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command};
 
-use crate::config::Config;
+use crate::daemon::settings::Config;
 
 /// KEY=VALUE lines (an env file), grouped by where each value came from;
 /// secrets redacted; then the values derived from them.

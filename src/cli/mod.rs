@@ -1,5 +1,5 @@
 //! The command line: clap's definitions, a group per module they configure,
-//! turned once into each module's plain settings (see [`crate::config`]).
+//! turned once into each module's plain settings (see [`crate::daemon::settings::Config`]).
 //!
 //! Every flag has an env var. Errors are one line naming the flag and its
 //! env var. Nothing after [`parse`] reads the environment.
@@ -9,14 +9,15 @@ mod describe;
 mod journal;
 mod run;
 mod values;
+mod web;
 
 use std::ffi::OsString;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::daemon::settings::Config;
 use crate::health::settings::ProbeSettings;
-pub use run::RunArgs;
+pub(crate) use run::RunArgs;
 use values::parse_duration;
 
 const ABOUT: &str = "A signal-driven paper-trading bot that runs as a first-class Linux service.";
@@ -58,8 +59,8 @@ enum Subcommands {
     /// Probe a running daemon through its health file (for HEALTHCHECK).
     ///
     /// Exits 0 when the health file is a regular file no older than
-    /// --max-age (and, with --http, /health answers 200); exits 1 with one
-    /// line on stderr saying why otherwise.
+    /// --max-age (and, with --http, /health answers 200; with --addr, only
+    /// that); exits 1 with one line on stderr saying why otherwise.
     Health(ProbeArgs),
     /// Validate the configuration, print it, and exit (0 valid, 2 invalid).
     ///
@@ -70,6 +71,9 @@ enum Subcommands {
     /// destination, the outcome (HTTP status, latency, the service's
     /// error); exit 1 if any failed. Reads the same settings as `run`.
     NotifyTest(RunArgs),
+    /// Serve the dashboard: one page for one bot or many, read through
+    /// their read API (a separate process; README, "Dashboard").
+    Web(web::WebArgs),
     /// Read the journal: fills, rejects, positions, PnL, or verify it.
     ///
     /// Read-only and without the lock, so safe while the daemon runs; over
@@ -80,7 +84,7 @@ enum Subcommands {
 
 /// What the command line asks for, validated.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     Run(Box<Config>),
     Health(ProbeSettings),
     /// The report to print.
@@ -88,6 +92,7 @@ pub enum Command {
     /// `--help` or `--version`: the text to print.
     Print(String),
     NotifyTest(Box<crate::alerts::Settings>),
+    Web(Box<crate::web::Settings>),
     Journal(crate::bot::ledger::query::Request),
 }
 
@@ -99,7 +104,7 @@ pub enum ConfigError {
 }
 
 /// Parses the command line and the environment into a validated command.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
     let matches = match Cli::command().try_get_matches_from(args) {
         Ok(matches) => matches,
         // `--help` and `--version` are answers, not errors.
@@ -112,6 +117,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
         None => Ok(Command::Run(Box::new(cli.run.into_config()?))),
         Some(Subcommands::Run(args)) => Ok(Command::Run(Box::new(args.into_config()?))),
         Some(Subcommands::Health(args)) => Ok(Command::Health(args.into_settings())),
+        Some(Subcommands::Web(args)) => Ok(Command::Web(Box::new(args.into_settings()?))),
         Some(Subcommands::Journal(args)) => Ok(Command::Journal(args.into_request())),
         Some(Subcommands::NotifyTest(args)) => {
             Ok(Command::NotifyTest(Box::new(args.into_config()?.alerts)))
@@ -198,6 +204,11 @@ struct ProbeArgs {
     /// Timeout of the HTTP probe.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: std::time::Duration,
+
+    /// Only GET /health on this address, without a health file (for
+    /// `tradingbot web`, which keeps none).
+    #[arg(long, value_name = "IP:PORT", conflicts_with_all = ["http", "max_age"])]
+    addr: Option<std::net::SocketAddr>,
 }
 
 impl ProbeArgs {
@@ -207,6 +218,7 @@ impl ProbeArgs {
             file: self.file,
             http: self.http,
             timeout: self.timeout,
+            addr: self.addr,
         }
     }
 }

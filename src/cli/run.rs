@@ -15,14 +15,15 @@ use super::{invalid, ConfigError};
 use crate::bot::intake::{self, SourceSpec, WebhookSettings};
 use crate::bot::ledger::settings as ledger;
 use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits};
-use crate::config::Config;
+use crate::bot::symbols::{SymbolSettings, DEFAULT_MAX_SYMBOLS, DEFAULT_METRICS_MAX_SYMBOLS};
 use crate::daemon::settings as daemon;
+use crate::daemon::settings::Config;
 use crate::health::settings::{self as health, NotifySocket, Watchdog};
 use crate::logging::{self, LogFormat};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten, next_help_heading = "Health")]
     health: HealthArgs,
     #[command(flatten, next_help_heading = "Bot")]
@@ -222,6 +223,36 @@ struct BotArgs {
     /// most (a large exactly-once window is written less often; README); and at stop.
     #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     snapshot_interval: Duration,
+
+    /// The only symbols traded, comma separated; a signal for any other is
+    /// rejected as unknown_symbol (journaled and counted; it takes no id, so
+    /// it is handled if sent again once its symbol is listed). Unset: any
+    /// symbol, up to --max-symbols. A list protects against a feed whose
+    /// symbol field is wrong or hostile; its symbols are also the first to
+    /// get metric series of their own.
+    #[arg(
+        long,
+        env = "SYMBOLS",
+        value_delimiter = ',',
+        value_name = "SYMBOL,..."
+    )]
+    symbols: Vec<String>,
+
+    /// Most symbols the bot holds positions for. A signal that would bring
+    /// one more is rejected as too_many_symbols (journaled and counted; it
+    /// takes no id): each symbol costs memory for the life of the process,
+    /// so a feed inventing symbols must not grow it without end. Positions
+    /// replayed from the journal are always kept, even past this.
+    #[arg(long, env = "MAX_SYMBOLS", default_value_t = DEFAULT_MAX_SYMBOLS, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    max_symbols: u32,
+
+    /// Most symbols with /metrics series of their own; the rest are summed
+    /// under symbol="other". Each symbol adds 4 series that Prometheus
+    /// stores on every scrape, so /metrics stays under
+    /// 4 × (N + 1) + 82 series. Slots go to the --symbols list first, then
+    /// to the most active symbols, and are kept while the process runs.
+    #[arg(long, env = "METRICS_MAX_SYMBOLS", default_value_t = DEFAULT_METRICS_MAX_SYMBOLS, value_parser = clap::value_parser!(u32).range(0..=1_000), value_name = "N")]
+    metrics_max_symbols: u32,
 }
 
 impl BotArgs {
@@ -245,6 +276,9 @@ impl BotArgs {
             ));
         }
         let webhook = intake.webhook_settings()?;
+        let symbols =
+            SymbolSettings::new(&self.symbols, self.max_symbols, self.metrics_max_symbols)
+                .map_err(|error| invalid(error.flag, error.env, error.problem))?;
         for (index, source) in intake.sources.iter().enumerate() {
             if intake.sources[..index].contains(source) {
                 return Err(invalid(
@@ -278,6 +312,7 @@ impl BotArgs {
                 exec_backoff: intake.exec_backoff,
                 exec_backoff_max: intake.exec_backoff_max,
             },
+            symbols,
             ledger,
         })
     }
@@ -445,8 +480,9 @@ enum LogFormatArg {
     Json,
 }
 
+/// Shared with `tradingbot web` (`web.rs`).
 #[derive(Debug, Clone, Args)]
-struct LogArgs {
+pub(super) struct LogArgs {
     /// Log format on stderr (under systemd the journal is used instead).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_enum)]
     log_format: LogFormatArg,
@@ -462,7 +498,7 @@ struct LogArgs {
 }
 
 impl LogArgs {
-    fn into_settings(
+    pub(super) fn into_settings(
         self,
         journal_stream: Option<(u64, u64)>,
     ) -> Result<logging::Settings, ConfigError> {
@@ -483,14 +519,14 @@ impl LogArgs {
 /// What systemd (or a container manager) told the process through its
 /// environment: read here, once, with the flags.
 #[derive(Debug, Clone, Default)]
-struct ServiceEnv {
-    notify_socket: Option<NotifySocket>,
+pub(super) struct ServiceEnv {
+    pub(super) notify_socket: Option<NotifySocket>,
     watchdog: Option<Watchdog>,
-    journal_stream: Option<(u64, u64)>,
+    pub(super) journal_stream: Option<(u64, u64)>,
 }
 
 impl ServiceEnv {
-    fn from_env() -> Result<Self, ConfigError> {
+    pub(super) fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
         let notify_socket = var("NOTIFY_SOCKET")
             .map(NotifySocket::parse)

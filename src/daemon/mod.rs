@@ -1,6 +1,6 @@
 //! The lifecycle (DESIGN.md, "Process lifecycle"), in order, and nothing else.
 
-pub mod settings;
+pub(crate) mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alerts, Event};
 use crate::bot::Bot;
-use crate::config::Config;
 use crate::health::api::HealthApi;
 use crate::health::file::HealthFile;
 use crate::health::http::{self, Limits};
@@ -18,9 +17,10 @@ use crate::health::notify::Notifier;
 use crate::health::{settings as health, HealthState};
 use crate::os_signals::Handlers;
 use crate::{lock, logging, Error};
+use settings::Config;
 
 /// Runs the daemon until a stop signal has been handled (or init fails).
-pub fn run(config: &Config) -> Result<(), Error> {
+pub(crate) fn run(config: &Config) -> Result<(), Error> {
     let (log, sink) = logging::init(&config.log);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), pid = std::process::id(), sink = ?sink, "starting");
 

@@ -14,8 +14,8 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::http::Body;
-use super::metrics::{render_json, render_text, Kind, Sample};
 use super::state::{Component, HealthState, HealthView, Verdict};
+use crate::metrics::{render_json, render_text, Kind, Sample};
 
 /// Paths with their own label in `http_requests_total`; anything else is
 /// counted as "other", so scanners cannot grow the series without bound.
@@ -80,7 +80,7 @@ impl HealthApi {
                     .is_some_and(|accept| accept.contains("application/json"));
                 let samples = self.samples(&view);
                 if wants_json {
-                    json_response(StatusCode::OK, &render_json(&samples))
+                    json_bytes(StatusCode::OK, render_json(&samples))
                 } else {
                     with_type(
                         Response::new(Full::new(Bytes::from(render_text(&samples)))),
@@ -108,14 +108,7 @@ impl HealthApi {
             verdict: &verdict,
             bot_figures: &bot_figures,
         };
-        let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
-        bytes.push(b'\n');
-        let mut response = with_type(
-            Response::new(Full::new(Bytes::from(bytes))),
-            "application/json",
-        );
-        *response.status_mut() = code;
-        response
+        json_bytes(code, serde_json::to_vec(&body).unwrap_or_default())
     }
 
     fn samples(&self, view: &HealthView) -> Vec<Sample> {
@@ -151,6 +144,27 @@ impl HealthApi {
                 f64::from(u8::from(view.verdict().status.is_up())),
             ),
         ];
+        // One series per component and status, 1 for the current one: an
+        // alert on the journal (or the feed) needs no parsing of /health.
+        for (name, component) in &view.components {
+            let current = match component {
+                Component::Ok => "ok",
+                Component::Degraded(_) => "degraded",
+                Component::Failed(_) => "failed",
+            };
+            for status in ["ok", "degraded", "failed"] {
+                samples.push(
+                    Sample::new(
+                        "component_status",
+                        Kind::Gauge,
+                        "1 for each component's current status (ok, degraded, failed), 0 for the others.",
+                        f64::from(u8::from(status == current)),
+                    )
+                    .label("component", *name)
+                    .label("status", status),
+                );
+            }
+        }
         for ((path, code), count) in self
             .requests
             .lock()
@@ -247,7 +261,7 @@ fn with_type(mut response: Response<Body>, content_type: &'static str) -> Respon
     response
 }
 
-pub fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = with_type(
         Response::new(Full::new(body.into())),
         "text/plain; charset=utf-8",
@@ -256,8 +270,12 @@ pub fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
-pub fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
-    let mut bytes = serde_json::to_vec(body).unwrap_or_default();
+pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+    json_bytes(code, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A JSON document already written, with the newline every body ends with.
+fn json_bytes(code: StatusCode, mut bytes: Vec<u8>) -> Response<Body> {
     bytes.push(b'\n');
     let mut response = with_type(
         Response::new(Full::new(Bytes::from(bytes))),

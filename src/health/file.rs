@@ -14,18 +14,18 @@ use serde::{Deserialize, Serialize};
 
 /// The line written into the health file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HealthRecord {
-    pub pid: u32,
+pub(crate) struct HealthRecord {
+    pub(crate) pid: u32,
     /// Where the health server listens; absent when no port could be bound.
-    pub addr: Option<SocketAddr>,
-    pub port: Option<u16>,
-    pub heartbeats: u64,
-    pub status: String,
-    pub time: String,
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) port: Option<u16>,
+    pub(crate) heartbeats: u64,
+    pub(crate) status: String,
+    pub(crate) time: String,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum FileError {
+pub(crate) enum FileError {
     #[error("{path} is a symlink; refusing to follow it (its target is left untouched)")]
     Symlink { path: PathBuf },
     #[error("{path} is not a regular file")]
@@ -34,23 +34,23 @@ pub enum FileError {
     Io { path: PathBuf, source: io::Error },
 }
 
-pub struct HealthFile {
+pub(crate) struct HealthFile {
     path: PathBuf,
 }
 
 impl HealthFile {
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         HealthFile { path }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Writes the record into a fresh file beside the path and renames it
     /// into place, so a reader sees the old record or the new one, never an
     /// empty or half-written file; the new file's mtime is the signal.
-    pub fn touch(&self, record: &HealthRecord) -> Result<(), FileError> {
+    pub(crate) fn touch(&self, record: &HealthRecord) -> Result<(), FileError> {
         self.refuse_planted()?;
         let mut line = serde_json::to_vec(record).map_err(|error| self.io(error.into()))?;
         line.push(b'\n');
@@ -110,7 +110,7 @@ impl HealthFile {
 
     /// Removes the file if it is a regular file; a planted symlink or
     /// directory is left for the operator to see.
-    pub fn remove(&self) -> Result<(), FileError> {
+    pub(crate) fn remove(&self) -> Result<(), FileError> {
         match std::fs::symlink_metadata(&self.path) {
             Ok(metadata) if metadata.file_type().is_file() => {
                 std::fs::remove_file(&self.path).map_err(|error| self.io(error))

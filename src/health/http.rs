@@ -27,22 +27,22 @@ use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Past this, accepting a connection evicts the oldest one.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Request head bytes; a larger head gets 431. hyper refuses < 8192.
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// A client must send a whole request head within this.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// After this, a connection is closed after its current response.
-    pub max_connection_age: Duration,
+    pub(crate) max_connection_age: Duration,
     /// Once the server stops, requests in flight get this long to be
     /// answered (a webhook client waiting on its signals' journal commit
     /// gets its answer rather than a reset).
-    pub drain: Duration,
+    pub(crate) drain: Duration,
 }
 
 impl Default for Limits {
@@ -61,7 +61,7 @@ impl Default for Limits {
 const BACKLOG: i32 = 1024;
 
 /// Binds the first address that can be bound, logging each refusal.
-pub fn bind_first(addrs: &[SocketAddr]) -> Option<StdTcpListener> {
+pub(crate) fn bind_first(addrs: &[SocketAddr]) -> Option<StdTcpListener> {
     for addr in addrs {
         match StdTcpListener::bind(addr) {
             Ok(listener) => {
@@ -109,7 +109,7 @@ impl Connections {
 
 /// Serves `listener` with `handler` on the current thread until `shutdown`.
 /// Must run inside a `LocalSet`.
-pub async fn serve<H, F>(
+pub(crate) async fn serve<H, F>(
     listener: StdTcpListener,
     limits: Limits,
     handler: H,
@@ -227,7 +227,7 @@ impl AcceptErrorLog {
 /// [`Limits::drain`]). What a failed server means is the caller's to say
 /// in `on_failure`: the health server's ends the process (through the judge), the webhook's
 /// only the webhook.
-pub fn spawn_server_thread<H, F>(
+pub(crate) fn spawn_server_thread<H, F>(
     name: &str,
     listener: StdTcpListener,
     limits: Limits,

@@ -2,13 +2,12 @@
 //! HTTP server answers. See DESIGN.md ("The health model").
 
 pub mod api;
-pub mod file;
-pub mod http;
-pub mod judge;
-pub mod metrics;
-pub mod notify;
-pub mod probe;
-pub mod settings;
+pub(crate) mod file;
+pub(crate) mod http;
+pub(crate) mod judge;
+pub(crate) mod notify;
+pub(crate) mod probe;
+pub(crate) mod settings;
 pub mod state;
 
-pub use state::{Component, HealthState, Heartbeat, Status};
+pub use state::{Component, HealthState, Heartbeat};

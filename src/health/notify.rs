@@ -19,14 +19,14 @@ const SEND_TIMEOUT: Duration = Duration::from_millis(200);
 /// Sends notifications; a no-op without `NOTIFY_SOCKET`. Safe to share
 /// between threads: each message is one `sendto`.
 #[derive(Debug)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
     /// Set while sends fail, so the failure is logged once, not every tick.
     failing: AtomicBool,
 }
 
 impl Notifier {
-    pub fn new(socket: Option<&NotifySocket>) -> io::Result<Self> {
+    pub(crate) fn new(socket: Option<&NotifySocket>) -> io::Result<Self> {
         let target = match socket {
             None => None,
             Some(socket) => {
@@ -41,15 +41,11 @@ impl Notifier {
         })
     }
 
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Notifier {
             target: None,
             failing: AtomicBool::new(false),
         }
-    }
-
-    pub fn is_enabled(&self) -> bool {
-        self.target.is_some()
     }
 
     fn send(&self, message: &str) -> io::Result<()> {
@@ -75,30 +71,30 @@ impl Notifier {
         }
     }
 
-    pub fn ready(&self, status: &str) {
+    pub(crate) fn ready(&self, status: &str) {
         self.send_logged(&format!("READY=1\nSTATUS={}", one_line(status)));
     }
 
-    pub fn status(&self, status: &str) {
+    pub(crate) fn status(&self, status: &str) {
         self.send_logged(&format!("STATUS={}", one_line(status)));
     }
 
-    pub fn watchdog(&self) {
+    pub(crate) fn watchdog(&self) {
         self.send_logged("WATCHDOG=1");
     }
 
     /// Asks the manager to act as if the watchdog had expired.
-    pub fn watchdog_trigger(&self, status: &str) {
+    pub(crate) fn watchdog_trigger(&self, status: &str) {
         self.send_logged(&format!("WATCHDOG=trigger\nSTATUS={}", one_line(status)));
     }
 
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.send_logged("STOPPING=1\nSTATUS=stopping");
     }
 
     /// systemd ≥ 253 rejects `RELOADING=1` without `MONOTONIC_USEC`, which
     /// must come from `CLOCK_MONOTONIC`, not the wall clock.
-    pub fn reloading(&self) {
+    pub(crate) fn reloading(&self) {
         let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
         let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
         self.send_logged(&format!(
@@ -107,7 +103,7 @@ impl Notifier {
     }
 
     /// Asks for more start-up time while init is slow.
-    pub fn extend_timeout(&self, by: Duration) {
+    pub(crate) fn extend_timeout(&self, by: Duration) {
         self.send_logged(&format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()));
     }
 }

@@ -49,7 +49,10 @@ pub enum ProbeError {
 /// Slack for filesystems whose timestamps are coarser than the clock.
 const FUTURE_SLACK: Duration = Duration::from_secs(1);
 
-pub fn probe(args: &ProbeSettings) -> Result<(), ProbeError> {
+pub(crate) fn probe(args: &ProbeSettings) -> Result<(), ProbeError> {
+    if let Some(addr) = args.addr {
+        return check_http(connectable(addr), args.timeout);
+    }
     let record = check_file(&args.file, args.max_age, SystemTime::now())?;
     if args.http {
         let path = args.file.display().to_string();

@@ -11,25 +11,25 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Tried in order; the first that binds serves every route.
-    pub ports: Vec<u16>,
-    pub bind: IpAddr,
-    pub file: PathBuf,
-    pub heartbeat_interval: Duration,
-    pub stall_timeout: Duration,
-    pub stall_exit_after: Option<Duration>,
-    pub startup_grace: Duration,
+    pub(crate) ports: Vec<u16>,
+    pub(crate) bind: IpAddr,
+    pub(crate) file: PathBuf,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) stall_timeout: Duration,
+    pub(crate) stall_exit_after: Option<Duration>,
+    pub(crate) startup_grace: Duration,
     /// On a forced stop's deadline: the longest the drain may take.
-    pub drain_timeout: Duration,
-    pub notify_socket: Option<NotifySocket>,
-    pub watchdog: Option<Watchdog>,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) notify_socket: Option<NotifySocket>,
+    pub(crate) watchdog: Option<Watchdog>,
 }
 
 impl Settings {
     /// The judge's tick: the heartbeat interval, or half the watchdog
     /// timeout if that is shorter (systemd's own advice for the ping rate).
-    pub fn tick(&self) -> Duration {
+    pub(crate) fn tick(&self) -> Duration {
         match &self.watchdog {
             Some(watchdog) => self.heartbeat_interval.min(watchdog.timeout / 2),
             None => self.heartbeat_interval,
@@ -39,22 +39,24 @@ impl Settings {
 
 /// `tradingbot health`: the probe's settings.
 #[derive(Debug, Clone)]
-pub struct ProbeSettings {
-    pub file: PathBuf,
-    pub max_age: Duration,
-    pub http: bool,
-    pub timeout: Duration,
+pub(crate) struct ProbeSettings {
+    pub(crate) file: PathBuf,
+    pub(crate) max_age: Duration,
+    pub(crate) http: bool,
+    pub(crate) timeout: Duration,
+    /// GET `/health` here and skip the file (`tradingbot web` keeps none).
+    pub(crate) addr: Option<std::net::SocketAddr>,
 }
 
 /// Where `NOTIFY_SOCKET` points: a path, or an abstract name (`@name`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotifySocket {
+pub(crate) enum NotifySocket {
     Path(std::path::PathBuf),
     Abstract(Vec<u8>),
 }
 
 impl NotifySocket {
-    pub fn parse(value: impl AsRef<OsStr>) -> Result<Self, String> {
+    pub(crate) fn parse(value: impl AsRef<OsStr>) -> Result<Self, String> {
         let bytes = value.as_ref().as_bytes();
         match bytes.first() {
             Some(b'@') => Ok(NotifySocket::Abstract(bytes[1..].to_vec())),
@@ -76,14 +78,14 @@ impl NotifySocket {
 
 /// The systemd watchdog, when it is armed for this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watchdog {
-    pub timeout: Duration,
+pub(crate) struct Watchdog {
+    pub(crate) timeout: Duration,
 }
 
 impl Watchdog {
     /// `WATCHDOG_USEC` counts only when `WATCHDOG_PID` is unset or names us:
     /// a child that inherited the variables must not ping for its parent.
-    pub fn from_env(
+    pub(crate) fn from_env(
         usec: Option<&OsStr>,
         pid: Option<&OsStr>,
         own_pid: u32,

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::judge::{Inbox, Request};
-use super::metrics::MetricsSource;
+use crate::metrics::MetricsSource;
 
 /// What `/health` says, worst last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -28,7 +28,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Starting => "starting",
             Status::Healthy => "healthy",
@@ -39,7 +39,7 @@ impl Status {
     }
 
     /// Healthy and degraded both mean "the bot is making progress".
-    pub fn is_up(self) -> bool {
+    pub(crate) fn is_up(self) -> bool {
         matches!(self, Status::Healthy | Status::Degraded)
     }
 }
@@ -57,7 +57,6 @@ pub enum Component {
 
 pub struct HealthState {
     started: Instant,
-    started_at: SystemTime,
     stall_timeout: Duration,
     startup_grace: Duration,
     ready: AtomicBool,
@@ -82,7 +81,7 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    pub fn beat(&self) {
+    pub(crate) fn beat(&self) {
         let since_start = self.state.started.elapsed().as_nanos() as u64;
         self.state
             .last_beat
@@ -98,17 +97,12 @@ impl Heartbeat {
             }
         }
     }
-
-    pub fn beats(&self) -> u64 {
-        self.state.beats.load(Ordering::Relaxed)
-    }
 }
 
 impl HealthState {
     pub fn new(stall_timeout: Duration, startup_grace: Duration) -> Arc<Self> {
         Arc::new(HealthState {
             started: Instant::now(),
-            started_at: SystemTime::now(),
             stall_timeout,
             startup_grace,
             ready: AtomicBool::new(false),
@@ -132,7 +126,7 @@ impl HealthState {
     }
 
     /// Resolves once the bot loop has completed its first iteration.
-    pub async fn first_beat(&self) {
+    pub(crate) async fn first_beat(&self) {
         if self.beats.load(Ordering::Acquire) == 0 {
             self.first_beat.notified().await;
         }
@@ -152,11 +146,11 @@ impl HealthState {
         self.stalled.store(stalled, Ordering::Release);
     }
 
-    pub fn set_stopping(&self) {
+    pub(crate) fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Release);
     }
 
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
 
@@ -171,7 +165,7 @@ impl HealthState {
         let _ = self.bound.set(addr);
     }
 
-    pub fn bound(&self) -> Option<SocketAddr> {
+    pub(crate) fn bound(&self) -> Option<SocketAddr> {
         self.bound.get().copied()
     }
 
@@ -182,19 +176,11 @@ impl HealthState {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(source);
     }
 
-    pub fn bot_metrics(&self) -> Option<Arc<dyn MetricsSource>> {
+    pub(crate) fn bot_metrics(&self) -> Option<Arc<dyn MetricsSource>> {
         self.bot_metrics
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
-    }
-
-    pub fn started_at(&self) -> SystemTime {
-        self.started_at
-    }
-
-    pub fn stall_timeout(&self) -> Duration {
-        self.stall_timeout
     }
 
     /// Reads every fact once, at one instant, so a verdict is consistent.
@@ -225,32 +211,32 @@ impl HealthState {
 /// The facts at one instant; every verdict is derived from these.
 #[derive(Clone, Debug)]
 pub struct HealthView {
-    pub uptime: Duration,
-    pub ready: bool,
-    pub stopping: bool,
-    pub beats: u64,
+    pub(crate) uptime: Duration,
+    pub(crate) ready: bool,
+    pub(crate) stopping: bool,
+    pub(crate) beats: u64,
     /// `None` until the first beat.
-    pub heartbeat_age: Option<Duration>,
-    pub stall_timeout: Duration,
-    pub startup_grace: Duration,
-    pub components: BTreeMap<&'static str, Component>,
-    pub bound: Option<SocketAddr>,
+    pub(crate) heartbeat_age: Option<Duration>,
+    pub(crate) stall_timeout: Duration,
+    pub(crate) startup_grace: Duration,
+    pub(crate) components: BTreeMap<&'static str, Component>,
+    pub(crate) bound: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
-    pub status: Status,
-    pub reasons: Vec<String>,
+    pub(crate) status: Status,
+    pub(crate) reasons: Vec<String>,
 }
 
 impl HealthView {
-    pub fn heartbeat_fresh(&self) -> bool {
+    pub(crate) fn heartbeat_fresh(&self) -> bool {
         self.heartbeat_age
             .is_some_and(|age| age < self.stall_timeout)
     }
 
     /// Why the heartbeat counts as stale, if it does.
-    pub fn stall_reason(&self) -> Option<String> {
+    pub(crate) fn stall_reason(&self) -> Option<String> {
         match self.heartbeat_age {
             Some(age) if age >= self.stall_timeout => {
                 Some(format!("heartbeat stale for {:.1}s", age.as_secs_f64()))
@@ -306,7 +292,7 @@ impl HealthView {
 
     /// `/livez`: alive while the heartbeat is fresh, while stopping, and
     /// before the first beat for at most the startup grace.
-    pub fn liveness(&self) -> Result<(), String> {
+    pub(crate) fn liveness(&self) -> Result<(), String> {
         if self.stopping {
             return Ok(());
         }
@@ -321,7 +307,7 @@ impl HealthView {
     }
 
     /// `/readyz`: ready and not stopping.
-    pub fn readiness(&self) -> Result<(), &'static str> {
+    pub(crate) fn readiness(&self) -> Result<(), &'static str> {
         if self.stopping {
             Err("stopping")
         } else if !self.ready {
@@ -365,7 +351,7 @@ mod tests {
         let (state, heartbeat) = ready_state();
         heartbeat.beat();
         assert_eq!(state.view().verdict().status, Status::Healthy);
-        assert_eq!(heartbeat.beats(), 1);
+        assert_eq!(state.view().beats, 1);
     }
 
     #[test]

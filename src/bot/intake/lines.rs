@@ -106,7 +106,7 @@ impl LineSplitter {
     }
 
     /// Bytes held back for a line whose newline has not arrived.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.skipping.unwrap_or(self.partial.len())
     }
 
@@ -117,7 +117,7 @@ impl LineSplitter {
         }
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.partial.clear();
         self.skipping = None;
     }

@@ -48,7 +48,7 @@ pub enum IntakeError {
 impl IntakeError {
     /// A configuration mistake (exit 2) rather than a runtime failure: a
     /// webhook address that cannot be bound is one the operator must change.
-    pub fn is_config(&self) -> bool {
+    pub(crate) fn is_config(&self) -> bool {
         matches!(self, IntakeError::WebhookBind { .. })
     }
 
@@ -75,7 +75,9 @@ impl Intake {
                         addr: webhook.bind,
                         source,
                     })?;
-                tracing::info!(addr = %webhook.bind, "webhook listening on POST /signals");
+                // The address bound, not the one asked for: port 0 picks one.
+                let addr = listener.local_addr().unwrap_or(webhook.bind);
+                tracing::info!(%addr, port = addr.port(), "webhook listening on POST /signals");
                 Some(listener)
             }
             None => None,
@@ -146,14 +148,14 @@ pub(crate) struct Outlet {
 }
 
 /// Lines from one source, in order, as the loop receives them.
-pub struct Batch {
+pub(crate) struct Batch {
     /// Index of the source in the loop's table.
-    pub source: usize,
-    pub lines: ParsedLines,
+    pub(crate) source: usize,
+    pub(crate) lines: ParsedLines,
     /// For a file source: where reading may resume once these lines are journaled.
-    pub checkpoint: Option<Checkpoint>,
+    pub(crate) checkpoint: Option<Checkpoint>,
     /// For a webhook request: answered once the lines' decisions are durable.
-    pub reply: Option<oneshot::Sender<Vec<Outcome>>>,
+    pub(crate) reply: Option<oneshot::Sender<Vec<Outcome>>>,
 }
 
 impl Batch {
@@ -171,18 +173,18 @@ impl Batch {
 
 /// What became of one line, as a webhook client is told.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Outcome {
-    pub id: Option<String>,
-    pub result: Decision,
+pub(crate) struct Outcome {
+    pub(crate) id: Option<String>,
+    pub(crate) result: Decision,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
+    pub(crate) reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Decision {
+pub(crate) enum Decision {
     Filled,
     Rejected,
     Duplicate,
@@ -193,7 +195,7 @@ pub enum Decision {
 /// The `feed` health component, combined from every source's problem
 /// (a feed process down, a file missing, a quiet feed): degraded while any
 /// has one.
-pub struct FeedHealth {
+pub(crate) struct FeedHealth {
     health: Arc<HealthState>,
     problems: Mutex<BTreeMap<String, String>>,
     /// A source going down or coming back is also an alert.
@@ -201,7 +203,7 @@ pub struct FeedHealth {
 }
 
 impl FeedHealth {
-    pub fn new(health: Arc<HealthState>, alerts: Alerts) -> Arc<Self> {
+    pub(crate) fn new(health: Arc<HealthState>, alerts: Alerts) -> Arc<Self> {
         health.set_component("feed", Component::Ok);
         Arc::new(FeedHealth {
             health,
@@ -217,7 +219,7 @@ impl FeedHealth {
     /// Records (or clears) `who`'s problem; true when that changed it.
     /// `/health` names each source by its kind only: a source's name holds
     /// a path or a command line, which may carry a credential.
-    pub fn set(&self, who: &str, problem: Option<String>) -> bool {
+    pub(crate) fn set(&self, who: &str, problem: Option<String>) -> bool {
         let mut problems = self
             .problems
             .lock()

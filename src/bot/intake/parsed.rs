@@ -15,7 +15,7 @@ use crate::bot::signal::{self, Reason, Reject, Side, Signal};
 
 /// Lines with the outcome of parsing each.
 #[derive(Debug, Default)]
-pub struct ParsedLines {
+pub(crate) struct ParsedLines {
     lines: Lines,
     parsed: Vec<Result<Located, Reject>>,
     /// The parsed signals' strings.
@@ -23,7 +23,7 @@ pub struct ParsedLines {
 }
 
 impl ParsedLines {
-    pub fn new(lines: Lines) -> Self {
+    pub(crate) fn new(lines: Lines) -> Self {
         let mut text = String::new();
         let parsed = lines
             .iter()
@@ -47,17 +47,17 @@ impl ParsedLines {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.parsed.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.parsed.is_empty()
     }
 
     /// Each line as received (empty for one too long to keep) and its
     /// signal, or why it is not one.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Result<Signal<'_>, &Reject>)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Result<Signal<'_>, &Reject>)> {
         self.lines.iter().zip(&self.parsed).map(|(line, parsed)| {
             let bytes = match line {
                 Line::Bytes(bytes) => bytes,

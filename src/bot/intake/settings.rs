@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// In order: a source's index here is the one its batches carry.
     pub(crate) sources: Vec<SourceSpec>,
     /// How often a file source at end of file looks for appends, rotation
@@ -23,7 +23,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone)]
-pub struct WebhookSettings {
+pub(crate) struct WebhookSettings {
     pub(crate) bind: SocketAddr,
     pub(crate) token: Secret,
     pub(crate) body_limit: usize,
@@ -31,7 +31,7 @@ pub struct WebhookSettings {
 
 /// One `--source` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceSpec {
+pub(crate) enum SourceSpec {
     /// `file:PATH`: tail a JSONL file.
     File(PathBuf),
     /// `exec:COMMAND ARGS...`: read a feed process's stdout.

@@ -55,11 +55,20 @@ use crate::sys;
 /// the health thread's wake-up by as much.
 const EARLY_WRITE_BYTES: usize = 256 << 10;
 
+/// Bytes written but not known durable past which an early write fsyncs
+/// them at once, on the loop. They are kept in memory until an fsync
+/// covers them, to be written again if it fails; without a bound, a commit
+/// of a flood of rejects (64 batches of short lines, each record carrying
+/// its line: tens of MB) would be held whole. Above what a commit of fills
+/// at full rate writes (64 batches of 64 KiB of lines, about 6 MiB of
+/// records), so durable ingest never waits for this.
+const MAX_UNSYNCED_BYTES: usize = 8 << 20;
+
 /// One journal line. Its strings borrow when written (a decision is
 /// journaled without copying the signal's strings) and own when read back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
-pub enum Record<'a> {
+pub(crate) enum Record<'a> {
     Fill {
         id: Cow<'a, str>,
         src: Cow<'a, str>,
@@ -96,7 +105,8 @@ pub enum Record<'a> {
 
 impl Record<'_> {
     /// The record with every string owned.
-    pub fn into_owned(self) -> Record<'static> {
+    #[cfg(test)]
+    pub(crate) fn into_owned(self) -> Record<'static> {
         let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
         match self {
             Record::Fill {
@@ -168,7 +178,7 @@ pub enum JournalError {
 impl JournalError {
     /// The error with its path cut to the file name, for `/health`: the
     /// port is often public, and must not map the host's directories.
-    pub fn without_dir(&self) -> String {
+    pub(crate) fn without_dir(&self) -> String {
         let name = |path: &Path| {
             path.file_name()
                 .map_or_else(String::new, |name| name.to_string_lossy().into_owned())
@@ -209,6 +219,9 @@ pub(crate) struct Journal {
     /// An fsync failed: the active segment's tail past `durable_len` is not
     /// trusted, and is cut before anything is written.
     cut_needed: bool,
+    /// A failed fsync of an early write, for the next commit to report:
+    /// the cut and the rewrite that follow it must not hide it.
+    failed_early: Option<JournalError>,
     syncer: Option<Syncer>,
     /// fsync durations not yet taken by [`Journal::fsync_times`].
     fsync_times: Vec<Duration>,
@@ -309,6 +322,7 @@ fn lose(path: &Path, from: u64, to: u64) {
     }
 }
 
+#[cfg(feature = "failpoints")]
 fn injected(what: &str) -> io::Error {
     io::Error::other(format!("{what} failed (fail point)"))
 }
@@ -339,6 +353,7 @@ impl Journal {
             appended: 0,
             durable: 0,
             cut_needed: false,
+            failed_early: None,
             syncer: None,
             fsync_times: Vec::new(),
             rolled: Vec::new(),
@@ -446,19 +461,44 @@ impl Journal {
         self.last_seq
     }
 
-    /// Writes what is buffered before the commit, and starts the disk on
-    /// it, so a large commit's fsync finds most of its pages already
-    /// written back instead of waiting for all of them. Safe at any time:
-    /// records reach the file in order, and nothing is acknowledged before
-    /// the commit's fsync. A failure is left for the commit to report.
+    /// Writes what is buffered before the commit (rolling the segment if
+    /// it is full), and starts the disk on it, so a large commit's fsync
+    /// finds most of its pages already written back instead of waiting for
+    /// all of them; past [`MAX_UNSYNCED_BYTES`] it fsyncs them, so what is
+    /// kept for a rewrite stays bounded. Safe at any time: records reach
+    /// the file in order, and nothing is acknowledged before the commit.
+    /// A failed write or roll is left for the commit to meet again; a
+    /// failed fsync, which the cut and rewrite after it would hide, is
+    /// kept for the commit to report.
     fn write_early(&mut self) {
-        if self.active.file.is_none() || self.cut_needed || self.roll_due() {
+        if self.active.file.is_none() || self.cut_needed {
             return;
+        }
+        if let Err(error) = self.write_early_steps() {
+            if self.cut_needed {
+                self.failed_early = Some(error);
+            }
+        }
+    }
+
+    fn write_early_steps(&mut self) -> Result<(), JournalError> {
+        if self.roll_due() {
+            // The roll fsyncs the segment it closes: the last commit's
+            // fsync, maybe still running, must have ended first.
+            self.finish_sync()?;
+            self.roll()?;
         }
         let from = self.active.len;
         let limit = self.segment_limit();
-        if self.write_to(limit).is_err() || self.policy == FsyncPolicy::Never {
-            return;
+        self.write_to(limit)?;
+        if self.policy == FsyncPolicy::Never {
+            // Nothing waits for an fsync: written is as durable as it gets.
+            self.mark_durable(self.active.len);
+            return Ok(());
+        }
+        if self.inflight.len() + self.written >= MAX_UNSYNCED_BYTES {
+            self.finish_sync()?;
+            return self.sync_now();
         }
         if let Some(file) = &self.active.file {
             // Only a head start for the fsync, which reports what matters.
@@ -466,6 +506,7 @@ impl Journal {
                 tracing::debug!(%error, "sync_file_range failed; the commit's fsync does it all");
             }
         }
+        Ok(())
     }
 
     /// Writes what is buffered and makes it durable per the policy; returns
@@ -484,6 +525,9 @@ impl Journal {
         // show as failed before the first signal, not after it.
         self.open()?;
         self.finish_sync()?;
+        if let Some(error) = self.failed_early.take() {
+            return Err(error);
+        }
         if self.cut_needed {
             self.cut()?;
         }
@@ -668,7 +712,10 @@ impl Journal {
     /// whole and durable before any record goes into the next: a crash can
     /// then never leave a hole in the middle of the journal.
     fn roll(&mut self) -> Result<(), JournalError> {
-        if self.policy != FsyncPolicy::Never && self.active.durable_len < self.active.len {
+        if self.policy == FsyncPolicy::Never {
+            // Counted now: the next segment's bytes are counted from zero.
+            self.mark_durable(self.active.len);
+        } else if self.active.durable_len < self.active.len {
             self.sync_now()?;
         }
         let unwritten = memchr::memchr_iter(b'\n', &self.pending[self.written..]).count() as u64;
@@ -873,7 +920,7 @@ fn number(out: &mut Vec<u8>, value: f64) {
 }
 
 /// Makes a new or renamed directory entry durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -1001,34 +1048,78 @@ mod tests {
 
     #[test]
     fn segments_roll_at_their_size_between_whole_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut journal = reopen(dir.path(), FsyncPolicy::Batch, 300);
-        for index in 0..40 {
-            journal.append(&fill(&format!("id-{index}")));
-            if index % 3 == 0 {
-                journal.commit(index % 2 == 0).unwrap();
+        for policy in [FsyncPolicy::Always, FsyncPolicy::Batch, FsyncPolicy::Never] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut journal = reopen(dir.path(), policy, 300);
+            for index in 0..40 {
+                journal.append(&fill(&format!("id-{index}")));
+                if index % 3 == 0 {
+                    let overlap = index % 2 == 0;
+                    let durable = journal.commit(overlap).unwrap();
+                    if !overlap || policy != FsyncPolicy::Batch {
+                        // A commit that rolled mid-way counts all its bytes.
+                        assert_eq!(durable, journal.appended(), "{policy:?}");
+                    }
+                }
             }
+            assert_eq!(journal.commit(false).unwrap(), journal.appended());
+            assert!(journal.pending.is_empty() && journal.inflight.is_empty());
+            let rolled: Vec<(u64, u64)> = journal.rolled().collect();
+            let segments = segments::list(dir.path()).unwrap();
+            assert!(segments.len() > 5, "{segments:?}");
+            assert_eq!(rolled.len(), segments.len() - 1);
+            for ((first_seq, len), segment) in rolled.iter().zip(&segments) {
+                assert_eq!(*first_seq, segment.first_seq);
+                let bytes = std::fs::read(&segment.path).unwrap();
+                assert_eq!(bytes.len() as u64, *len);
+                assert!(bytes.len() >= 300 && bytes.ends_with(b"\n"));
+            }
+            let expected: Vec<(u64, String)> = (0..40)
+                .map(|index| (index + 1, format!("id-{index}")))
+                .collect();
+            assert_eq!(ids(dir.path()), expected);
+            // Resuming appends to the last segment, numbering on.
+            let mut journal = reopen(dir.path(), policy, 300);
+            assert_eq!(journal.append(&fill("next")), 41);
+            journal.commit(false).unwrap();
+            assert_eq!(ids(dir.path()).last().unwrap(), &(41, "next".to_owned()));
         }
-        journal.commit(false).unwrap();
-        let rolled: Vec<(u64, u64)> = journal.rolled().collect();
-        let segments = segments::list(dir.path()).unwrap();
-        assert!(segments.len() > 5, "{segments:?}");
-        assert_eq!(rolled.len(), segments.len() - 1);
-        for ((first_seq, len), segment) in rolled.iter().zip(&segments) {
-            assert_eq!(*first_seq, segment.first_seq);
-            let bytes = std::fs::read(&segment.path).unwrap();
-            assert_eq!(bytes.len() as u64, *len);
-            assert!(bytes.len() >= 300 && bytes.ends_with(b"\n"));
+    }
+
+    /// A commit larger than [`MAX_UNSYNCED_BYTES`] (a flood of rejects) is
+    /// written and fsynced as it grows, rolling segments on the way, so
+    /// what is kept for a rewrite stays bounded; all of it reads back.
+    #[test]
+    fn a_large_commit_is_never_held_whole() {
+        for (policy, segment_size) in [
+            (FsyncPolicy::Batch, 1 << 30),
+            (FsyncPolicy::Batch, 1 << 20),
+            (FsyncPolicy::Never, 1 << 20),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut journal = reopen(dir.path(), policy, segment_size);
+            journal.commit(false).unwrap(); // opens the segment
+            let mut count = 0;
+            while journal.appended() < 3 * MAX_UNSYNCED_BYTES as u64 {
+                journal.append(&fill(&format!("early-{count}")));
+                count += 1;
+                let held = journal.inflight.len() + journal.pending.len();
+                assert!(
+                    held <= MAX_UNSYNCED_BYTES + EARLY_WRITE_BYTES + 1024,
+                    "{policy:?}, {segment_size}: {held} bytes held"
+                );
+            }
+            if policy == FsyncPolicy::Batch {
+                assert!(journal.fsync_times().count() >= 2, "fsynced as it grew");
+            }
+            assert_eq!(journal.commit(false).unwrap(), journal.appended());
+            let (records, _) = read(dir.path());
+            assert_eq!(records.len(), count, "{policy:?}, {segment_size}");
+            assert_eq!(
+                records.last().unwrap().1,
+                fill(&format!("early-{}", count - 1))
+            );
         }
-        let expected: Vec<(u64, String)> = (0..40)
-            .map(|index| (index + 1, format!("id-{index}")))
-            .collect();
-        assert_eq!(ids(dir.path()), expected);
-        // Resuming appends to the last segment, numbering on.
-        let mut journal = reopen(dir.path(), FsyncPolicy::Batch, 300);
-        assert_eq!(journal.append(&fill("next")), 41);
-        journal.commit(false).unwrap();
-        assert_eq!(ids(dir.path()).last().unwrap(), &(41, "next".to_owned()));
     }
 
     /// What a failed fsync leaves (the pages since the last good one lost,

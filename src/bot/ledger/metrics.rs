@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::health::metrics::{Kind, MetricsSource, Sample};
+use crate::metrics::{Kind, MetricsSource, Sample};
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Figures {

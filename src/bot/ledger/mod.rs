@@ -10,12 +10,12 @@
 //! record as it is appended and as it is replayed: the live window and a
 //! recovered one cannot disagree.
 
-pub mod journal;
+pub(crate) mod journal;
 pub(crate) mod metrics;
-pub mod query;
-pub mod reader;
-pub mod segments;
-pub mod settings;
+pub(crate) mod query;
+pub(crate) mod reader;
+pub(crate) mod segments;
+pub(crate) mod settings;
 pub(crate) mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -62,6 +62,17 @@ pub(crate) fn took_id<'r>(record: &'r Record<'_>) -> Option<(&'r str, i64)> {
     }
 }
 
+/// Rejects that are decisions about a valid signal: no price, a risk
+/// limit.
+///
+/// A symbol refused by `SYMBOLS` (`unknown_symbol`) or `MAX_SYMBOLS`
+/// (`too_many_symbols`) takes no id either. The refusal is about what the
+/// bot is set up to hold, not about the signal: the same signal is refused
+/// again for as long as the settings stand (after a restart too), and
+/// handled once the operator lists the symbol or raises the cap (once: it
+/// was never executed). And these are the signals of a feed that invents
+/// symbols: taking their ids would let it grow the exactly-once window by
+/// every one, the very growth the bound is there to stop.
 fn takes_id(reason: Reason) -> bool {
     reason == Reason::NoPrice || reason.is_risk_limit()
 }
@@ -145,7 +156,11 @@ impl State {
 
 /// The engine's state a snapshot holds.
 pub(crate) fn restore_engine(header: &Header, engine: &mut Engine) {
-    engine.restore(header.positions.clone(), header.recent_fills.clone());
+    engine.restore(
+        header.positions.clone(),
+        &header.symbol_fills,
+        header.recent_fills.clone(),
+    );
 }
 
 /// Replays a record into `engine` and `state`.
@@ -223,7 +238,7 @@ impl Ledger {
     /// record, or a journal whose start was deleted with no snapshot to
     /// stand in for it stops the start.
     pub(crate) fn recover(
-        config: &super::Settings,
+        config: &super::settings::Settings,
         health: Arc<HealthState>,
         engine: &mut Engine,
     ) -> Result<(Ledger, Recovery), JournalError> {
@@ -594,6 +609,7 @@ impl Ledger {
             position,
             last_record_len,
             positions: engine.positions,
+            symbol_fills: engine.symbol_fills,
             recent_fills: engine.recent_fills,
             checkpoints: self.state.checkpoints.clone(),
             totals: self.state.totals.clone(),
@@ -662,6 +678,7 @@ impl Ledger {
 /// The engine's part of a snapshot.
 pub(crate) struct EngineState {
     pub(crate) positions: BTreeMap<String, Holding>,
+    pub(crate) symbol_fills: BTreeMap<String, u64>,
     pub(crate) recent_fills: Vec<i64>,
 }
 
@@ -669,6 +686,7 @@ impl EngineState {
     pub(crate) fn of(engine: &Engine) -> EngineState {
         EngineState {
             positions: engine.positions(),
+            symbol_fills: engine.symbol_fills(),
             recent_fills: engine.recent_fills(),
         }
     }

@@ -23,14 +23,14 @@ use crate::bot::settings::RiskLimits;
 
 /// What `tradingbot journal` was asked, validated by `cli`.
 #[derive(Debug, Clone)]
-pub struct Request {
-    pub state_dir: PathBuf,
-    pub json: bool,
-    pub query: Query,
+pub(crate) struct Request {
+    pub(crate) state_dir: PathBuf,
+    pub(crate) json: bool,
+    pub(crate) query: Query,
 }
 
 #[derive(Debug, Clone)]
-pub enum Query {
+pub(crate) enum Query {
     /// Fills whose `at` is in `[since, until)`, of one symbol or all.
     Fills {
         since: Option<i64>,
@@ -61,7 +61,7 @@ pub enum QueryError {
 
 /// Answers `request` on `out`. False when it found a problem (`verify`, or
 /// positions that differ from the snapshot), which it names on `out`.
-pub fn run(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError> {
+pub(crate) fn run(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError> {
     let mut out = io::BufWriter::new(out);
     let answer = match &request.query {
         Query::Fills {
@@ -263,6 +263,9 @@ impl Replay {
         let Some(window) = window else {
             return found;
         };
+        if self.engine.symbol_fills() != header.symbol_fills {
+            found.push("the fill counts by symbol differ".into());
+        }
         if self.state.checkpoints != header.checkpoints {
             found.push("the file sources' checkpoints differ".into());
         }

@@ -1,15 +1,13 @@
 //! Reading the journal: its records in order, each with its seq, from any
-//! position, across segments. Recovery, `tradingbot journal` and the read
-//! API all read through [`Scan`]. Reading takes no lock and writes
-//! nothing, so it is safe beside a running daemon: a last line still being
-//! written (no newline yet) is not returned.
-
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+//! position, across segments. Recovery and `tradingbot journal` both read
+//! through [`Scan`]. Reading takes no lock and writes nothing, so it is
+//! safe beside a running daemon: a last line still being written (no
+//! newline yet) is not returned.
 
 use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::path::PathBuf;
 
 use super::journal::{JournalError, Record};
 use super::segments::{self, Segment};
@@ -26,23 +24,14 @@ pub(crate) struct Position {
     pub(crate) offset: u64,
 }
 
-/// One record's line as read, without its newline.
-pub(crate) struct Line<'s> {
-    pub(crate) seq: u64,
-    /// The segment it is in, and where in it the line ends (after the newline).
-    pub(crate) segment: u64,
-    pub(crate) end: u64,
-    pub(crate) bytes: &'s [u8],
-}
-
 /// What to do with what a running daemon or a crash can leave behind.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Recovery and verification: a missing segment or a sequence gap is
     /// an error.
     Strict,
-    /// The read API beside a running daemon: a segment deleted by retention
-    /// between listing and reading is skipped.
+    /// `tradingbot journal` beside a running daemon: a segment deleted by
+    /// retention between listing and reading is skipped.
     Lenient,
 }
 
@@ -152,7 +141,7 @@ impl Scan {
         self.torn.as_ref()
     }
 
-    /// Where the scan ended; meaningful once [`Scan::next`] returned `None`.
+    /// Where the scan ended; meaningful once [`Scan::record`] returned `None`.
     pub(crate) fn end(&self) -> End {
         End {
             last_segment: self
@@ -165,11 +154,12 @@ impl Scan {
         }
     }
 
-    /// The next record's line, or `None` at the end of the journal.
-    pub(crate) fn next(&mut self) -> Result<Option<Line<'_>>, JournalError> {
+    /// Reads the next record's line into `buf`; false at the end of the
+    /// journal.
+    fn next_line(&mut self) -> Result<bool, JournalError> {
         loop {
             if self.done {
-                return Ok(None);
+                return Ok(false);
             }
             let Some(open) = &mut self.open else {
                 if !self.open_next()? {
@@ -214,18 +204,13 @@ impl Scan {
             }
             self.seq += 1;
             self.last = Some((open.segment.first_seq, open.offset, read));
-            return Ok(Some(Line {
-                seq: self.seq,
-                segment: open.segment.first_seq,
-                end: open.offset,
-                bytes: &self.buf[..read - 1],
-            }));
+            return Ok(true);
         }
     }
 
     /// The next record, parsed (borrowing the line it was read from).
     pub(crate) fn record(&mut self) -> Result<Option<(u64, Record<'_>)>, JournalError> {
-        if self.next()?.is_none() {
+        if !self.next_line()? {
             return Ok(None);
         }
         let line = &self.buf[..self.buf.len() - 1];
@@ -380,121 +365,10 @@ struct Flat<'a> {
     off: Option<u64>,
 }
 
-/// The journal of a state directory, read-only and without its lock:
-/// safe beside a running daemon, over live, rolled and retained segments.
-pub struct JournalReader {
-    state_dir: PathBuf,
-    /// Where the last call stopped, so that paging forward reads only
-    /// what is new instead of a segment from its start.
-    resume: Mutex<Option<Position>>,
-}
-
-impl JournalReader {
-    /// Read-only, no lock: safe beside a running daemon.
-    pub fn open(state_dir: &Path) -> io::Result<JournalReader> {
-        if !state_dir.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} is not a directory", state_dir.display()),
-            ));
-        }
-        Ok(JournalReader {
-            state_dir: state_dir.to_owned(),
-            resume: Mutex::new(None),
-        })
-    }
-
-    /// Whole records with seq > `after`, in order, at most `limit`, that `keep` accepts.
-    /// A torn last line (being written) is not returned.
-    pub fn after(
-        &self,
-        after: u64,
-        limit: usize,
-        mut keep: impl FnMut(&Record<'_>) -> bool,
-    ) -> io::Result<Vec<(u64, Record<'static>)>> {
-        let mut found = Vec::new();
-        if limit == 0 {
-            return Ok(found);
-        }
-        let segments = segments::list(&self.state_dir)?;
-        let resume = *self
-            .resume
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let start = resume
-            .filter(|resume| resume.seq <= after && ends_a_line(&segments, resume))
-            .unwrap_or_else(|| start_for(&segments, after));
-        let mut scan = Scan::from(segments, start, Mode::Lenient).map_err(io::Error::other)?;
-        let mut reached = start;
-        while let Some(line) = scan.next().map_err(io::Error::other)? {
-            reached = Position {
-                seq: line.seq,
-                segment: line.segment,
-                offset: line.end,
-            };
-            if line.seq <= after {
-                continue;
-            }
-            let record = parse(line.bytes).map_err(|detail| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("journal record seq {}: {detail}", line.seq),
-                )
-            })?;
-            if keep(&record) {
-                found.push((line.seq, record.into_owned()));
-                if found.len() == limit {
-                    break;
-                }
-            }
-        }
-        *self
-            .resume
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reached);
-        Ok(found)
-    }
-}
-
-/// The start of the segment that holds record `after + 1` (or of the
-/// oldest one kept, when retention deleted the ones before).
-fn start_for(segments: &[Segment], after: u64) -> Position {
-    let Some(segment) = segments
-        .iter()
-        .rev()
-        .find(|segment| segment.first_seq <= after + 1)
-        .or(segments.first())
-    else {
-        return Position::default();
-    };
-    Position {
-        seq: segment.first_seq - 1,
-        segment: segment.first_seq,
-        offset: 0,
-    }
-}
-
-/// Whether `position` is still the end of a line in a segment that is
-/// still there (the daemon cuts a segment back after a failed fsync).
-fn ends_a_line(segments: &[Segment], position: &Position) -> bool {
-    use std::os::unix::fs::FileExt;
-    let Some(segment) = segments
-        .iter()
-        .find(|segment| segment.first_seq == position.segment)
-    else {
-        return false;
-    };
-    if position.offset == 0 {
-        return true;
-    }
-    let mut byte = [0u8];
-    File::open(&segment.path)
-        .and_then(|file| file.read_exact_at(&mut byte, position.offset - 1))
-        .is_ok_and(|()| byte == *b"\n")
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn write(state: &Path, first_seq: u64, text: &str) {
@@ -583,28 +457,30 @@ mod tests {
         }
     }
 
+    /// Every record of `state`'s journal, from the first.
+    fn all(state: &Path, mode: Mode) -> Result<Vec<(u64, Record<'static>)>, JournalError> {
+        let mut scan = Scan::new(segments::list(state).unwrap(), mode);
+        let mut records = Vec::new();
+        while let Some((seq, record)) = scan.record()? {
+            records.push((seq, record.into_owned()));
+        }
+        Ok(records)
+    }
+
     #[test]
     fn records_are_numbered_across_segments_and_a_torn_tail_is_not_returned() {
         let state = tempfile::tempdir().unwrap();
         write(state.path(), 1, &(ckpt(1) + &ckpt(2)));
         write(state.path(), 3, &(ckpt(3) + "{\"t\":\"ck"));
-        let reader = JournalReader::open(state.path()).unwrap();
-        let all = reader.after(0, 10, |_| true).unwrap();
-        assert_eq!(offsets(&all), [(1, 1), (2, 2), (3, 3)]);
-        let some = reader.after(1, 1, |_| true).unwrap();
-        assert_eq!(offsets(&some), [(2, 2)]);
-        // Paging on from where the last call stopped.
-        let rest = reader.after(2, 10, |_| true).unwrap();
-        assert_eq!(offsets(&rest), [(3, 3)]);
-        assert!(reader.after(3, 10, |_| true).unwrap().is_empty());
-        let odd = reader
-            .after(
-                0,
-                10,
-                |record| matches!(record, Record::Ckpt { off, .. } if off % 2 == 1),
-            )
-            .unwrap();
-        assert_eq!(offsets(&odd), [(1, 1), (3, 3)]);
+        let mut scan = Scan::new(segments::list(state.path()).unwrap(), Mode::Strict);
+        let mut offsets_read = Vec::new();
+        while let Some((seq, record)) = scan.record().unwrap() {
+            offsets_read.push(offsets(&[(seq, record.into_owned())])[0]);
+        }
+        assert_eq!(offsets_read, [(1, 1), (2, 2), (3, 3)]);
+        let (path, bytes) = scan.torn().unwrap();
+        assert_eq!((path, *bytes), (&segments::path(state.path(), 3), 8));
+        assert_eq!(scan.end().last_seq, 3);
     }
 
     #[test]
@@ -612,15 +488,17 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         write(state.path(), 5, &(ckpt(5) + &ckpt(6)));
         write(state.path(), 7, &ckpt(7));
-        let reader = JournalReader::open(state.path()).unwrap();
-        assert_eq!(
-            offsets(&reader.after(0, 10, |_| true).unwrap()),
-            [(5, 5), (6, 6), (7, 7)]
-        );
+        for mode in [Mode::Strict, Mode::Lenient] {
+            assert_eq!(
+                offsets(&all(state.path(), mode).unwrap()),
+                [(5, 5), (6, 6), (7, 7)]
+            );
+        }
         write(state.path(), 9, &ckpt(9));
-        let reader = JournalReader::open(state.path()).unwrap();
-        let error = reader.after(0, 10, |_| true).unwrap_err().to_string();
-        assert!(error.contains("sequence gap"), "{error}");
+        for mode in [Mode::Strict, Mode::Lenient] {
+            let error = all(state.path(), mode).unwrap_err().to_string();
+            assert!(error.contains("sequence gap"), "{error}");
+        }
     }
 
     #[test]

@@ -23,10 +23,10 @@ const LEGACY_SNAPSHOT: &str = "snapshot.json";
 
 /// One segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Segment {
+pub(crate) struct Segment {
     /// The seq of its first record.
-    pub first_seq: u64,
-    pub path: PathBuf,
+    pub(crate) first_seq: u64,
+    pub(crate) path: PathBuf,
 }
 
 pub(crate) fn dir(state_dir: &Path) -> PathBuf {
@@ -52,7 +52,7 @@ fn parse_name(name: &str) -> Option<u64> {
 /// The segments, oldest first. Read-only: before the takeover, a legacy
 /// `journal.jsonl` is segment 1 (so `tradingbot journal` reads a state
 /// directory of any release). Other files in the directory are ignored.
-pub fn list(state_dir: &Path) -> io::Result<Vec<Segment>> {
+pub(crate) fn list(state_dir: &Path) -> io::Result<Vec<Segment>> {
     let mut segments = Vec::new();
     match std::fs::read_dir(dir(state_dir)) {
         Ok(entries) => {

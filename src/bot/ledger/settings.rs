@@ -3,17 +3,17 @@
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// A segment is rolled once it holds this many bytes.
-    pub segment_size: u64,
+    pub(crate) segment_size: u64,
     /// Ids decided within this window (by their signal's `ts`) are
     /// remembered; older signals are refused (`too_old`).
-    pub dedupe_window: Duration,
+    pub(crate) dedupe_window: Duration,
     /// A signal whose `ts` is further ahead than this is refused (`ts_in_future`).
-    pub max_clock_skew: Duration,
+    pub(crate) max_clock_skew: Duration,
     /// Closed segments older than this, and covered by every kept
     /// snapshot, are deleted; `None` keeps everything.
-    pub retention: Option<Duration>,
+    pub(crate) retention: Option<Duration>,
 }
 
 impl Default for Settings {

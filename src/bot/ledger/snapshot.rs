@@ -43,44 +43,47 @@ const TRAILER: usize = 72;
 /// Counts over the whole journal, restored from the snapshot and moved on
 /// by the replay: the same rule for live decisions and recovery.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    pub fills: u64,
-    pub rejects: BTreeMap<String, u64>,
+pub(crate) struct Totals {
+    pub(crate) fills: u64,
+    pub(crate) rejects: BTreeMap<String, u64>,
     /// Records that took their signal's id.
-    pub ids_taken: u64,
+    pub(crate) ids_taken: u64,
 }
 
 /// How far a file source has been read: a byte offset in one file, named
 /// by device and inode so a rotated or replaced file is not mistaken for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub dev: u64,
-    pub ino: u64,
-    pub offset: u64,
+pub(crate) struct Checkpoint {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) offset: u64,
 }
 
 /// The snapshot's first line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Header {
-    pub format: String,
-    pub version: u32,
-    pub written_at: String,
+pub(crate) struct Header {
+    pub(crate) format: String,
+    pub(crate) version: u32,
+    pub(crate) written_at: String,
     /// The last record covered, the segment it is in (by first seq), and
     /// where in it that record ends.
-    pub seq: u64,
-    pub segment: u64,
-    pub offset: u64,
-    pub last_record_len: u64,
-    pub last_record_sha256: String,
+    pub(crate) seq: u64,
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
+    pub(crate) last_record_len: u64,
+    pub(crate) last_record_sha256: String,
     /// The window's clock (the latest decision time, epoch ms).
-    pub clock: i64,
-    pub positions: BTreeMap<String, Holding>,
+    pub(crate) clock: i64,
+    pub(crate) positions: BTreeMap<String, Holding>,
+    /// Every fill of each symbol that has one: the busiest symbols get
+    /// metrics series of their own (METRICS_MAX_SYMBOLS).
+    pub(crate) symbol_fills: BTreeMap<String, u64>,
     /// Fill times in the last minute (MAX_ORDERS_PER_MINUTE).
-    pub recent_fills: Vec<i64>,
-    pub checkpoints: BTreeMap<String, Checkpoint>,
-    pub totals: Totals,
-    pub window_ids: usize,
-    pub window_bytes: usize,
+    pub(crate) recent_fills: Vec<i64>,
+    pub(crate) checkpoints: BTreeMap<String, Checkpoint>,
+    pub(crate) totals: Totals,
+    pub(crate) window_ids: usize,
+    pub(crate) window_bytes: usize,
 }
 
 impl Header {
@@ -105,6 +108,7 @@ pub(crate) struct Job {
     pub(crate) position: Position,
     pub(crate) last_record_len: usize,
     pub(crate) positions: BTreeMap<String, Holding>,
+    pub(crate) symbol_fills: BTreeMap<String, u64>,
     pub(crate) recent_fills: Vec<i64>,
     pub(crate) checkpoints: BTreeMap<String, Checkpoint>,
     pub(crate) totals: Totals,
@@ -169,6 +173,7 @@ fn record_sha256(state_dir: &Path, position: &Position, len: u64) -> io::Result<
     Ok(hex(ring::digest::digest(&SHA256, &line).as_ref()))
 }
 
+#[cfg(feature = "failpoints")]
 fn injected(step: &str) -> io::Error {
     io::Error::other(format!("snapshot {step} failed (fail point)"))
 }
@@ -186,6 +191,7 @@ pub(crate) fn write(state_dir: &Path, job: &Job) -> io::Result<(PathBuf, u64)> {
         last_record_sha256: record_sha256(state_dir, &job.position, job.last_record_len as u64)?,
         clock: job.window.clock_ms,
         positions: job.positions.clone(),
+        symbol_fills: job.symbol_fills.clone(),
         recent_fills: job.recent_fills.clone(),
         checkpoints: job.checkpoints.clone(),
         totals: job.totals.clone(),

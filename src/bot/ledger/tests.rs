@@ -18,6 +18,7 @@ use crate::bot::engine::PaperExecution;
 use crate::bot::run::{decide_signal, journal_reject, Verdict};
 use crate::bot::settings::{FsyncPolicy, RiskLimits};
 use crate::bot::signal;
+use crate::bot::symbols::SymbolSettings;
 
 const T0: i64 = 1_800_000_000_000;
 const WINDOW_MS: u64 = 1_000;
@@ -71,8 +72,25 @@ fn limits() -> impl Strategy<Value = RiskLimits> {
         )
 }
 
-fn settings(state_dir: &Path, risk: RiskLimits, segment_size: u64) -> crate::bot::Settings {
-    crate::bot::Settings {
+/// The symbol bound: the allowlist of `S0` and `S1` or none, and room for
+/// two symbols or plenty (the steps use `S0` to `S2`).
+fn symbol_bounds() -> impl Strategy<Value = SymbolSettings> {
+    (any::<bool>(), prop_oneof![Just(2usize), Just(1_000)]).prop_map(|(listed, max_symbols)| {
+        SymbolSettings {
+            allowlist: listed.then(|| vec!["S0".to_owned(), "S1".to_owned()]),
+            max_symbols,
+            ..SymbolSettings::default()
+        }
+    })
+}
+
+fn settings(
+    state_dir: &Path,
+    risk: RiskLimits,
+    segment_size: u64,
+    symbols: &SymbolSettings,
+) -> crate::bot::settings::Settings {
+    crate::bot::settings::Settings {
         state_dir: state_dir.to_owned(),
         risk,
         fsync: FsyncPolicy::Never,
@@ -85,6 +103,7 @@ fn settings(state_dir: &Path, risk: RiskLimits, segment_size: u64) -> crate::bot
             exec_backoff_max: Duration::from_secs(1),
             webhook: None,
         },
+        symbols: symbols.clone(),
         ledger: settings::Settings {
             segment_size,
             dedupe_window: Duration::from_millis(WINDOW_MS),
@@ -101,10 +120,11 @@ struct Bot {
 }
 
 impl Bot {
-    fn recover(config: &crate::bot::Settings) -> (Bot, Recovery) {
+    fn recover(config: &crate::bot::settings::Settings) -> (Bot, Recovery) {
         let health =
             crate::health::HealthState::new(Duration::from_secs(10), Duration::from_secs(10));
-        let mut engine = Engine::new(config.risk, Box::new(PaperExecution));
+        let mut engine =
+            Engine::new(config.risk, Box::new(PaperExecution)).with_symbols(&config.symbols);
         let (ledger, recovery) = Ledger::recover(config, Arc::clone(&health), &mut engine).unwrap();
         (Bot { ledger, engine }, recovery)
     }
@@ -146,8 +166,9 @@ impl Bot {
         self.ledger.now(clock);
         let window: Vec<(i64, &str)> = self.ledger.state.window.iter().collect();
         format!(
-            "positions {:?}\ntotals {:?}\ncheckpoints {:?}\nwindow {:?} at {}\nlast seq {}",
+            "positions {:?}\nfills by symbol {:?}\ntotals {:?}\ncheckpoints {:?}\nwindow {:?} at {}\nlast seq {}",
             self.engine.positions(),
+            self.engine.symbol_fills(),
             self.ledger.state.totals,
             self.ledger.state.checkpoints,
             window,
@@ -192,9 +213,10 @@ proptest! {
         steps in proptest::collection::vec(step(), 1..90),
         risk in limits(),
         segment_size in prop_oneof![Just(1_024u64), Just(1 << 20)],
+        symbols in symbol_bounds(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let config = settings(dir.path(), risk, segment_size);
+        let config = settings(dir.path(), risk, segment_size, &symbols);
         let (mut live, _) = Bot::recover(&config);
         let mut wall = T0;
         let mut sent: Vec<String> = Vec::new();
@@ -256,7 +278,7 @@ proptest! {
             .collect();
         let live_after: Vec<String> = probes.iter().map(|probe| live.decide(probe, clock)).collect();
         for (copy, from) in &recoveries {
-            let config = settings(copy.path(), risk, segment_size);
+            let config = settings(copy.path(), risk, segment_size, &symbols);
             let (mut recovered, recovery) = Bot::recover(&config);
             if from != "the journal alone" {
                 prop_assert!(recovery.snapshot.is_some(), "{} was not used", from);
@@ -274,7 +296,12 @@ proptest! {
 #[test]
 fn an_overflowing_order_takes_no_id_live_or_replayed() {
     let dir = tempfile::tempdir().unwrap();
-    let config = settings(dir.path(), RiskLimits::default(), 1 << 20);
+    let config = settings(
+        dir.path(),
+        RiskLimits::default(),
+        1 << 20,
+        &SymbolSettings::default(),
+    );
     let (mut live, _) = Bot::recover(&config);
     let overflow = format!(
         "{{\"id\":\"o1\",\"ts\":{T0},\"symbol\":\"S0\",\"side\":\"buy\",\"qty\":1e300,\"price\":1e300}}"
@@ -293,7 +320,12 @@ fn an_overflowing_order_takes_no_id_live_or_replayed() {
 #[test]
 fn a_forgotten_id_is_never_filled_again() {
     let dir = tempfile::tempdir().unwrap();
-    let config = settings(dir.path(), RiskLimits::default(), 1 << 20);
+    let config = settings(
+        dir.path(),
+        RiskLimits::default(),
+        1 << 20,
+        &SymbolSettings::default(),
+    );
     let (mut live, _) = Bot::recover(&config);
     let first = line("a", T0, 0, true, 1.0, Some(100));
     assert_eq!(live.decide(&first, T0), "filled 1 at 100");
@@ -306,4 +338,44 @@ fn a_forgotten_id_is_never_filled_again() {
     assert_eq!(restarted.decide(&first, later), "rejected too_old");
     let ahead = line("b", later + SKEW_MS as i64 + 1, 0, true, 1.0, Some(100));
     assert_eq!(restarted.decide(&ahead, later), "rejected ts_in_future");
+}
+
+/// A symbol the bound refuses (`MAX_SYMBOLS`, `SYMBOLS`) takes no id, live
+/// or replayed: the same signal is decided once the operator raises the
+/// cap or lists the symbol, and only once.
+#[test]
+fn a_symbol_refused_by_the_bound_takes_no_id_live_or_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let capped = SymbolSettings {
+        max_symbols: 1,
+        ..SymbolSettings::default()
+    };
+    let config = settings(dir.path(), RiskLimits::default(), 1 << 20, &capped);
+    let (mut live, _) = Bot::recover(&config);
+    assert_eq!(
+        live.decide(&line("a", T0, 0, true, 1.0, Some(100)), T0),
+        "filled 1 at 100"
+    );
+    let second = line("b", T0, 1, true, 1.0, Some(100));
+    assert_eq!(live.decide(&second, T0), "rejected too_many_symbols");
+    assert_eq!(live.decide(&second, T0), "rejected too_many_symbols");
+    live.ledger.finish(EngineState::of(&live.engine));
+    drop(live);
+    let listed = SymbolSettings {
+        allowlist: Some(vec!["S0".to_owned()]),
+        ..SymbolSettings::default()
+    };
+    let config = settings(dir.path(), RiskLimits::default(), 1 << 20, &listed);
+    let (mut restarted, _) = Bot::recover(&config);
+    assert_eq!(restarted.decide(&second, T0), "rejected unknown_symbol");
+    drop(restarted);
+    let config = settings(
+        dir.path(),
+        RiskLimits::default(),
+        1 << 20,
+        &SymbolSettings::default(),
+    );
+    let (mut raised, _) = Bot::recover(&config);
+    assert_eq!(raised.decide(&second, T0), "filled 1 at 100");
+    assert_eq!(raised.decide(&second, T0), "duplicate");
 }

@@ -1,0 +1,495 @@
+//! The bot's figures. The loop owns a plain [`Figures`] and publishes a
+//! copy once per iteration; scrapes read the copy, so the HTTP thread never
+//! waits on the loop and the loop takes no lock per signal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::engine::{Book, Engine};
+use super::signal::{Reason, Side};
+use super::symbols::SymbolSettings;
+use crate::metrics::{Kind, MetricsSource, Sample};
+
+/// Upper bounds of the fsync latency buckets, in seconds.
+const FSYNC_BUCKETS: [f64; 10] = [
+    0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0,
+];
+
+#[derive(Clone, Default)]
+pub(crate) struct Histogram {
+    buckets: [u64; FSYNC_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    pub(crate) fn observe(&mut self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        for (bucket, bound) in self.buckets.iter_mut().zip(FSYNC_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// What became of a valid signal, as the per-source counters count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tally {
+    Filled,
+    Rejected,
+    Duplicate,
+}
+
+impl Tally {
+    const ALL: [Tally; 3] = [Tally::Filled, Tally::Rejected, Tally::Duplicate];
+
+    fn label(self) -> &'static str {
+        match self {
+            Tally::Filled => "filled",
+            Tally::Rejected => "rejected",
+            Tally::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Counters indexed, not keyed, where the loop bumps them per signal.
+#[derive(Clone, Default)]
+pub(crate) struct Figures {
+    /// Per configured source (by index): its kind label and a count per [`Tally`].
+    pub(crate) signals: Vec<(&'static str, [u64; 3])>,
+    /// Per symbol, bounded: see [`SymbolSeries`].
+    pub(crate) symbols: SymbolTally,
+    pub(crate) rejects: [u64; Reason::ALL.len()],
+    pub(crate) duplicates: u64,
+    pub(crate) last_signal: Option<(Instant, SystemTime)>,
+    pub(crate) iterations: u64,
+    pub(crate) fsync: Histogram,
+}
+
+impl Figures {
+    pub(crate) fn new(source_kinds: impl IntoIterator<Item = &'static str>) -> Self {
+        Figures {
+            signals: source_kinds
+                .into_iter()
+                .map(|kind| (kind, [0; 3]))
+                .collect(),
+            ..Figures::default()
+        }
+    }
+
+    pub(crate) fn count(&mut self, source: usize, result: Tally) {
+        if let Some((_, counts)) = self.signals.get_mut(source) {
+            counts[result as usize] += 1;
+        }
+    }
+
+    pub(crate) fn total(&self, result: Option<Tally>) -> u64 {
+        self.signals
+            .iter()
+            .flat_map(|(_, counts)| {
+                Tally::ALL
+                    .into_iter()
+                    .filter(move |counted| result.map_or(true, |result| result == *counted))
+                    .map(move |counted| counts[counted as usize])
+            })
+            .sum()
+    }
+}
+
+/// The label of the series every symbol without one of its own is summed
+/// under. A symbol of that name never gets a series of its own (two series
+/// with one label set would make the exposition invalid): it is summed
+/// there too.
+const OTHER: &str = "other";
+
+/// Which symbols have series of their own (`symbol="BTC"`), at most
+/// `METRICS_MAX_SYMBOLS` of them; every other symbol is summed under
+/// `symbol="other"`. So `/metrics` has at most 4 × (`METRICS_MAX_SYMBOLS`
+/// + 1) per-symbol series however many symbols the feed brings.
+///
+/// The slots go to the `SYMBOLS` allowlist first (in its order), then,
+/// while any are free, to the symbols with the most fills (the journal's
+/// included, so a restart picks the busiest of its history), as they
+/// trade. A symbol keeps its slot for the life of the process: were the
+/// set to change, a symbol moving into `other` would make that counter
+/// jump and one moving out would make it go backwards, which Prometheus
+/// reads as a reset.
+pub(crate) struct SymbolSeries {
+    max: usize,
+    slots: HashMap<Arc<str>, usize>,
+    names: Vec<Arc<str>>,
+}
+
+/// The per-symbol figures as published: one row per symbol with a series
+/// of its own that the engine holds, and the sum of the rest.
+#[derive(Clone, Default)]
+pub(crate) struct SymbolTally {
+    named: Vec<(Arc<str>, Row)>,
+    other: Option<Row>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Row {
+    /// This process's fills by side (buy, sell): counters start at zero.
+    fills: [u64; 2],
+    qty: f64,
+    realized_pnl: f64,
+}
+
+impl Row {
+    fn add(&mut self, book: &Book) {
+        self.fills[0] += book.fills[0];
+        self.fills[1] += book.fills[1];
+        self.qty += book.position.qty;
+        self.realized_pnl += book.position.realized_pnl;
+    }
+}
+
+impl SymbolSeries {
+    pub(crate) fn new(settings: &SymbolSettings) -> Self {
+        let mut series = SymbolSeries {
+            max: settings.metrics_max_symbols,
+            slots: HashMap::new(),
+            names: Vec::new(),
+        };
+        for symbol in settings.allowlist.iter().flatten() {
+            series.assign(symbol);
+        }
+        series
+    }
+
+    fn assign(&mut self, symbol: &str) {
+        if self.names.len() < self.max && symbol != OTHER && !self.slots.contains_key(symbol) {
+            let name: Arc<str> = Arc::from(symbol);
+            self.slots.insert(Arc::clone(&name), self.names.len());
+            self.names.push(name);
+        }
+    }
+
+    /// The engine's symbols, each in its own row or summed under `other`.
+    /// A walk over every symbol held (at most `MAX_SYMBOLS`), after each
+    /// iteration that filled something.
+    pub(crate) fn tally(&mut self, engine: &Engine) -> SymbolTally {
+        if self.names.len() < self.max {
+            let mut candidates: Vec<(&str, u64)> = engine
+                .books()
+                .filter(|(symbol, _)| !self.slots.contains_key(*symbol))
+                .map(|(symbol, book)| (symbol, book.filled))
+                .collect();
+            candidates.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            for (symbol, _) in candidates {
+                self.assign(symbol);
+            }
+        }
+        let mut rows: Vec<Option<Row>> = vec![None; self.names.len()];
+        let mut other: Option<Row> = None;
+        for (symbol, book) in engine.books() {
+            let row = match self.slots.get(symbol).and_then(|slot| rows.get_mut(*slot)) {
+                Some(row) => row,
+                None => &mut other,
+            };
+            row.get_or_insert_with(Row::default).add(book);
+        }
+        SymbolTally {
+            named: self
+                .names
+                .iter()
+                .zip(rows)
+                .filter_map(|(name, row)| Some((Arc::clone(name), row?)))
+                .collect(),
+            other,
+        }
+    }
+}
+
+impl SymbolTally {
+    /// Every series' label and row, named ones by name, `other` last.
+    fn rows(&self) -> Vec<(&str, Row)> {
+        let mut rows: Vec<(&str, Row)> = self
+            .named
+            .iter()
+            .map(|(name, row)| (&**name, *row))
+            .collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows.extend(self.other.map(|row| (OTHER, row)));
+        rows
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct BotMetrics {
+    published: Mutex<Figures>,
+}
+
+impl BotMetrics {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    pub(crate) fn publish(&self, figures: &Figures) {
+        *self.lock() = figures.clone();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Figures> {
+        self.published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl MetricsSource for BotMetrics {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        let figures = self.lock().clone();
+        // Two sources of one kind share a series: labels must not repeat.
+        let mut by_kind: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        for (kind, counts) in &figures.signals {
+            for result in Tally::ALL {
+                *by_kind.entry((kind, result.label())).or_default() += counts[result as usize];
+            }
+        }
+        for ((kind, result), count) in by_kind {
+            out.push(
+                Sample::new(
+                    "signals_total",
+                    Kind::Counter,
+                    "Signal lines handled, by source and result.",
+                    count as f64,
+                )
+                .label("source", kind)
+                .label("result", result),
+            );
+        }
+        let symbols = figures.symbols.rows();
+        for (symbol, row) in &symbols {
+            for side in [Side::Buy, Side::Sell] {
+                out.push(
+                    Sample::new(
+                        "fills_total",
+                        Kind::Counter,
+                        "Paper fills.",
+                        row.fills[side as usize] as f64,
+                    )
+                    .label("symbol", *symbol)
+                    .label("side", side.as_str()),
+                );
+            }
+        }
+        for reason in Reason::ALL {
+            out.push(
+                Sample::new(
+                    "rejects_total",
+                    Kind::Counter,
+                    "Rejected lines and signals, by reason.",
+                    figures.rejects[reason.index()] as f64,
+                )
+                .label("reason", reason.label()),
+            );
+        }
+        out.push(Sample::new(
+            "duplicates_total",
+            Kind::Counter,
+            "Signals whose id was already decided (not executed again).",
+            figures.duplicates as f64,
+        ));
+        for (symbol, row) in &symbols {
+            out.push(
+                Sample::new(
+                    "position",
+                    Kind::Gauge,
+                    "Position (negative: short).",
+                    row.qty,
+                )
+                .label("symbol", *symbol),
+            );
+        }
+        for (symbol, row) in &symbols {
+            out.push(
+                Sample::new(
+                    "realized_pnl",
+                    Kind::Gauge,
+                    "Realized profit and loss.",
+                    row.realized_pnl,
+                )
+                .label("symbol", *symbol),
+            );
+        }
+        out.push(Sample::new(
+            "last_signal_timestamp_seconds",
+            Kind::Gauge,
+            "Unix time of the last signal line handled (0: none yet).",
+            figures.last_signal.map_or(0.0, |(_, at)| {
+                at.duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |since| since.as_secs_f64())
+            }),
+        ));
+        out.push(Sample::new(
+            "loop_iterations_total",
+            Kind::Counter,
+            "Completed bot loop iterations.",
+            figures.iterations as f64,
+        ));
+        let fsync = |value: f64| {
+            Sample::new(
+                "journal_fsync_seconds",
+                Kind::Histogram,
+                "Journal fsync latency.",
+                value,
+            )
+        };
+        for (count, bound) in figures.fsync.buckets.iter().zip(FSYNC_BUCKETS) {
+            out.push(
+                fsync(*count as f64)
+                    .suffix("_bucket")
+                    .label("le", bound.to_string()),
+            );
+        }
+        let total = figures.fsync.count as f64;
+        out.push(fsync(total).suffix("_bucket").label("le", "+Inf"));
+        out.push(fsync(figures.fsync.sum).suffix("_sum"));
+        out.push(fsync(total).suffix("_count"));
+    }
+
+    fn summary(&self) -> Option<String> {
+        let figures = self.lock();
+        let last = figures.last_signal.map_or_else(
+            || "no signal yet".to_owned(),
+            |(at, _)| format!("last signal {}s ago", at.elapsed().as_secs()),
+        );
+        let duplicates = match figures.duplicates {
+            0 => String::new(),
+            count => format!(", {count} duplicates"),
+        };
+        Some(format!(
+            "{} signals, {} fills, {} rejected{duplicates}, {last}",
+            figures.total(None),
+            figures.total(Some(Tally::Filled)),
+            figures.total(Some(Tally::Rejected)),
+        ))
+    }
+
+    fn health_fields(&self, out: &mut Vec<(&'static str, Option<f64>)>) {
+        let age = self
+            .lock()
+            .last_signal
+            .map(|(at, _)| (at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+        out.push(("last_signal_age_seconds", age));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::engine::PaperExecution;
+    use crate::bot::settings::RiskLimits;
+    use crate::bot::signal::Signal;
+
+    fn engine(max_symbols: u32) -> Engine {
+        Engine::new(RiskLimits::default(), Box::new(PaperExecution))
+            .with_symbols(&SymbolSettings::new(&[], max_symbols, 0).unwrap())
+    }
+
+    fn fill(engine: &mut Engine, id: usize, symbol: &str) {
+        let signal = Signal {
+            id: id.to_string().into(),
+            ts_ms: 0,
+            symbol: symbol.into(),
+            side: if id % 3 == 0 { Side::Sell } else { Side::Buy },
+            qty: 1.0,
+            price: Some(10.0 + (id % 7) as f64),
+            source: None,
+        };
+        engine.decide(&signal, 0).unwrap();
+    }
+
+    fn series(metrics_max_symbols: u32, allowlist: &[&str]) -> SymbolSeries {
+        let list: Vec<String> = allowlist
+            .iter()
+            .map(|symbol| (*symbol).to_owned())
+            .collect();
+        SymbolSeries::new(&SymbolSettings::new(&list, 100_000, metrics_max_symbols).unwrap())
+    }
+
+    fn labels(tally: &SymbolTally) -> Vec<String> {
+        tally
+            .rows()
+            .into_iter()
+            .map(|(label, _)| label.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn series_are_bounded_and_other_carries_the_rest() {
+        let mut engine = engine(100_000);
+        let mut series = series(100, &[]);
+        for id in 0..100_000 {
+            fill(&mut engine, id, &format!("SYM{id}"));
+        }
+        let figures = Figures {
+            symbols: series.tally(&engine),
+            ..Figures::new(["file"])
+        };
+        let metrics = BotMetrics::new();
+        metrics.publish(&figures);
+        let mut samples = Vec::new();
+        metrics.samples(&mut samples);
+        let by_symbol: Vec<&Sample> = samples
+            .iter()
+            .filter(|sample| sample.labels.iter().any(|(name, _)| *name == "symbol"))
+            .collect();
+        assert_eq!(by_symbol.len(), 4 * 101);
+        // Every fill is in exactly one series.
+        let fills: f64 = by_symbol
+            .iter()
+            .filter(|sample| sample.family == "fills_total")
+            .map(|sample| sample.value)
+            .sum();
+        assert_eq!(fills, 100_000.0);
+        let positions: f64 = by_symbol
+            .iter()
+            .filter(|sample| sample.family == "position")
+            .map(|sample| sample.value)
+            .sum();
+        let held: f64 = engine
+            .positions()
+            .values()
+            .map(|position| position.qty)
+            .sum();
+        assert_eq!(positions, held);
+    }
+
+    #[test]
+    fn the_busiest_get_slots_and_keep_them() {
+        let mut engine = engine(1_000);
+        for (id, symbol) in ["A", "B", "B", "C", "C", "C"].into_iter().enumerate() {
+            fill(&mut engine, id, symbol);
+        }
+        let mut series = series(2, &[]);
+        assert_eq!(labels(&series.tally(&engine)), ["B", "C", "other"]);
+        // A overtakes both, but the slots stay where they are: a counter
+        // must never move out of (or into) `other`.
+        for id in 10..20 {
+            fill(&mut engine, id, "A");
+        }
+        let tally = series.tally(&engine);
+        assert_eq!(labels(&tally), ["B", "C", "other"]);
+        assert_eq!(tally.other.unwrap().fills.iter().sum::<u64>(), 11);
+    }
+
+    #[test]
+    fn the_allowlist_comes_first_and_other_is_never_a_symbol_of_its_own() {
+        let mut engine = engine(1_000);
+        for (id, symbol) in ["other", "Z", "Z", "A"].into_iter().enumerate() {
+            fill(&mut engine, id, symbol);
+        }
+        let mut series = series(2, &["A", "other", "B"]);
+        let tally = series.tally(&engine);
+        // A and B are listed first (B without a book yet, so without a row);
+        // Z found no slot free.
+        assert_eq!(labels(&tally), ["A", "other"]);
+        assert_eq!(tally.other.unwrap().fills.iter().sum::<u64>(), 3);
+    }
+}

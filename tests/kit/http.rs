@@ -1,0 +1,194 @@
+//! HTTP/1.1 spoken by hand over real TCP, as probes and clients speak it,
+//! and the daemon's HTTP surface: health, metrics, status codes.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use super::daemon::Daemon;
+use super::wait::{wait_until, SOON};
+
+/// A request with `Connection: close` on a fresh connection: (status, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
+    request_once(addr, method, path, headers, None)
+}
+
+/// A request with a body and `Connection: close`: (status, body).
+pub fn http_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    request_once(addr, method, path, headers, Some(body))
+}
+
+/// One request on a fresh connection; `Content-Length` only with a body.
+fn request_once(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body.unwrap_or_default())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Ok((code, body))
+}
+
+/// Writes `request` as is and reads until the server closes. A write that
+/// fails (the server may close mid-request) is not an error: what matters
+/// is what the server answered, if anything.
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let _ = stream.write_all(request);
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(response)
+}
+
+/// The value of one series (`name` or `name{labels}`, exactly) in
+/// Prometheus text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// The daemon's health port, spoken to as a probe and an operator would.
+impl Daemon {
+    /// One request on a fresh connection: (status code, body).
+    pub fn request(&self, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+        http(self.addr(), method, path, &[])
+    }
+
+    /// One request with extra headers on a fresh connection: (status, body).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<(u16, String)> {
+        http(self.addr(), method, path, headers)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path)
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"))
+    }
+
+    /// `/health` parsed as JSON.
+    pub fn health(&self) -> (u16, serde_json::Value) {
+        let (code, body) = self.get("/health");
+        (
+            code,
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}")),
+        )
+    }
+
+    /// `/metrics` in Prometheus text.
+    pub fn metrics(&self) -> String {
+        let (code, body) = self.get("/metrics");
+        assert_eq!(code, 200, "/metrics: {body}");
+        body
+    }
+
+    /// Waits until `path` answers `code`.
+    pub fn wait_status(&self, path: &str, code: u16) -> bool {
+        wait_until(SOON, || {
+            self.request("GET", path).is_ok_and(|(got, _)| got == code)
+        })
+    }
+
+    /// `/health`'s heartbeat count.
+    pub fn heartbeats(&self) -> u64 {
+        let (_, health) = self.health();
+        health["heartbeats"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no heartbeats in {health}"))
+    }
+
+    /// Waits for `more` heartbeats past the present count: the loop went
+    /// round that many more times, each a chance for whatever is under test.
+    pub fn wait_heartbeats(&self, more: u64) {
+        let from = self.heartbeats();
+        assert!(
+            wait_until(SOON, || self.heartbeats() >= from + more),
+            "fewer than {more} heartbeats after {from}; log:\n{}",
+            self.log.dump()
+        );
+    }
+
+    /// One series of `/metrics` (Prometheus text): the sample named
+    /// `tradingbot_{name}` whose labels include every pair given.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let (_, text) = self.get("/metrics");
+        let family = format!("tradingbot_{name}");
+        text.lines().find_map(|line| {
+            let rest = line.strip_prefix(&family)?;
+            let (label_text, value) = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            labels
+                .iter()
+                .all(|(key, wanted)| label_text.contains(&format!("{key}=\"{wanted}\"")))
+                .then(|| value.parse().ok())?
+        })
+    }
+
+    /// Waits until `metric(name, labels)` reaches `at_least`; returns the last value seen.
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
+        let mut last = 0.0;
+        let reached = wait_until(SOON, || {
+            last = self.metric(name, labels).unwrap_or(0.0);
+            last >= at_least
+        });
+        assert!(
+            reached,
+            "{name}{labels:?} stayed at {last}, wanted {at_least}; log:\n{}",
+            self.log.dump()
+        );
+        last
+    }
+
+    /// Signals decided so far (every source, every result), from
+    /// `/metrics`; 0 until the port answers.
+    pub fn decided(&self) -> f64 {
+        let Ok((_, text)) = self.request("GET", "/metrics") else {
+            return 0.0;
+        };
+        text.lines()
+            .filter(|line| line.starts_with("tradingbot_signals_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}

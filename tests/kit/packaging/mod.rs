@@ -1,0 +1,88 @@
+//! What the packaging tests share (the `heavy` target): whether this
+//! machine can run them, where the shipped files are, running a command that
+//! must succeed, and the things they start outside the test binary (podman
+//! containers and images, nspawn machines), each removed on every exit path.
+//!
+//! Everything they start carries the name of its owner, this test binary
+//! (see [`owner`]): a container or image the label `tradingbot-test=1` and
+//! `tradingbot-test.owner=OWNER`, a machine the name `tbtest-OWNER-...`. A
+//! resource whose owner is gone is a leftover, whoever finds it (the next
+//! run's sweep, `.ci/run`'s final check); one whose owner lives is in use.
+
+pub mod machine;
+pub mod podman;
+
+use std::io::Write;
+
+pub use crate::kit::process::{ok, run};
+pub use crate::kit::shipped::shipped;
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+/// True when this machine has every tool in `tools` (and root, if
+/// `needs_root`). Otherwise a loud SKIP line and false; but under CI
+/// (`CI=true`) a panic, because CI installs everything
+/// (.ci/install-system-deps) and must run them all.
+pub fn can_run(test: &str, needs_root: bool, tools: &[&str]) -> bool {
+    let mut missing: Vec<&str> = Vec::new();
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    if needs_root && unsafe { libc::geteuid() } != 0 {
+        missing.push("root");
+    }
+    missing.extend(tools.iter().copied().filter(|tool| !on_path(tool)));
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!(
+        "SKIP {test}: needs {}; run .ci/install-system-deps as root",
+        missing.join(", ")
+    );
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{message}: under CI every packaging test must run");
+    }
+    // Straight to fd 2: the test harness captures eprintln! of passing
+    // tests, and a skip must not pass unseen.
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
+    false
+}
+
+/// This test binary, as `PID-STARTTIME` (its start in clock ticks since
+/// boot): unlike a pid alone, never mistaken for a later process.
+pub fn owner() -> String {
+    let pid = std::process::id() as i32;
+    format!("{pid}-{}", start_time(pid).expect("our own /proc/PID/stat"))
+}
+
+/// Whether the owner named by [`owner`] is still running.
+pub fn owner_alive(owner: &str) -> bool {
+    let Some((pid, start)) = owner.split_once('-') else {
+        return false;
+    };
+    pid.parse()
+        .ok()
+        .and_then(start_time)
+        .is_some_and(|started| started.to_string() == start)
+}
+
+/// Field 22 of `/proc/PID/stat`, counted after the command name (which may
+/// hold spaces).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// The command name of `pid` (`/proc/PID/comm`), empty once it is gone.
+pub fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
