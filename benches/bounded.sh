@@ -38,12 +38,16 @@ port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)
 for size in "${sizes[@]}"; do
     feed=$work/feed-$size.jsonl
     python3 - "$size" > "$feed" <<'EOF'
-import sys
+import sys, time
+# Signals of now: older than DEDUPE_WINDOW (7 days) they would be refused.
+now = int(time.time() * 1000)
 for i in range(int(sys.argv[1])):
-    print(f'{{"id":"s{i}","ts":1714564800000,"symbol":"SYM{i}","side":"buy","qty":1,"price":100.5}}')
+    print(f'{{"id":"s{i}","ts":{now},"symbol":"SYM{i}","side":"buy","qty":1,"price":100.5}}')
 EOF
     feed_bytes=$(stat -c %s "$feed")
     state=$work/state-$size
+    # The journal's files in order: its segments, or a build before them's one file.
+    journal_files() { ls "$state"/journal/*.jsonl "$state"/journal.jsonl 2>/dev/null || true; }
     listen=$(port)
     started=$(date +%s.%N)
     STATE_DIR=$state PORT=$listen HEALTH_BIND=127.0.0.1 HEALTH_FILE=$work/healthy \
@@ -52,7 +56,7 @@ EOF
     # Done when the last checkpoint reaches the feed's end (a checkpoint is
     # journaled after the decisions it covers); polled from the journal, so
     # no scrape happens before the first measured one.
-    until tail -c 400 "$state/journal.jsonl" 2>/dev/null | grep -q "\"off\":$feed_bytes[,}]"; do
+    until tail -c 400 "$(journal_files | tail -1)" 2>/dev/null | grep -q "\"off\":$feed_bytes[,}]"; do
         kill -0 "$pid" || { cat "$work/log-$size"; exit 1; }
         sleep 0.2
     done
@@ -89,10 +93,10 @@ EOF
     hwm_end=$(kib "$pid" VmHWM)
     median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f ms", v[int((NR + 1) / 2)] * 1000 }'; }
 
-    reasons=$({ grep -o '"reason":"[a-z_]*"' "$state/journal.jsonl" || true; } | cut -d'"' -f4 | sort | uniq -c | awk '{ printf " %s %s", $2, $1 }')
+    reasons=$({ journal_files | xargs cat | grep -o '"reason":"[a-z_]*"' || true; } | cut -d'"' -f4 | sort | uniq -c | awk '{ printf " %s %s", $2, $1 }')
     echo "== $size distinct symbols ($(basename "$bin")${MAX_SYMBOLS:+, MAX_SYMBOLS=$MAX_SYMBOLS}${SYMBOLS:+, SYMBOLS set})"
     echo "ingest took:                     $(awk -v a="$started" -v b="$ingested" 'BEGIN { printf "%.1f s", b - a }') (from spawn)"
-    echo "journal:                         $(grep -c '"t":"fill"' "$state/journal.jsonl") fills, $(grep -c '"t":"reject"' "$state/journal.jsonl") rejects${reasons:+ (}${reasons# }${reasons:+)}"
+    echo "journal:                         $(journal_files | xargs cat | grep -c '"t":"fill"') fills, $(journal_files | xargs cat | grep -c '"t":"reject"') rejects${reasons:+ (}${reasons# }${reasons:+)}"
     echo "RSS after ingest:                $(mib "$rss_ingested") (peak $(mib "$hwm_ingested"))"
     echo "/metrics text:                   $metrics_bytes bytes, $series series, $symbol_labels symbol labels, first scrape $(awk -v t="$first" 'BEGIN { printf "%.2f ms", t * 1000 }')"
     echo "/metrics JSON:                   $json_bytes bytes"

@@ -6,8 +6,9 @@
 //!
 //! RUNS (default 10) sets the repetitions of the start-up and ingest figures; PEERS
 //! (default ../shared/peers) where the Python peers live; ONLY (a comma list
-//! of startup, memory, load, isolation, stall, stop, ingest, idle, alerts)
-//! runs only those sections.
+//! of startup, memory, load, isolation, stall, stop, ingest, idle, alerts,
+//! lifetime, old) runs only those sections. `lifetime` and `old` are the
+//! ledger's (benches/harness/ledger.rs; OLD_BIN, LIFETIMES, WINDOWS).
 //!
 //! Our daemon is started by the test kit's builder (tests/kit), as the
 //! tests start it: `PORT=0`, the port read back from its log, killed with
@@ -32,6 +33,9 @@ use kit::http::{http, metric};
 use kit::notify::{is_ping, is_ready, NotifySocket};
 use kit::port::Reserved;
 use kit::process::{proc_status, SIGTERM};
+
+#[path = "harness/ledger.rs"]
+mod ledger;
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` does not, and
@@ -119,6 +123,12 @@ fn main() {
     if wanted("alerts") {
         flush_disk();
         alerts(&mut table, runs, &million);
+    }
+    if wanted("lifetime") {
+        ledger::lifetime(&mut table, work.path());
+    }
+    if wanted("old") {
+        ledger::beside_the_old_release(&mut table, runs, work.path());
     }
     if wanted("idle") {
         let (cpu, wakeups) = idle_cost(Duration::from_secs(30));
@@ -743,14 +753,19 @@ fn context_switches(pid: i32) -> f64 {
         .sum()
 }
 
-/// `count` distinct, valid signals over ten symbols, alternating sides.
+/// `count` distinct, valid signals over ten symbols, alternating sides,
+/// all of now (older than DEDUPE_WINDOW, they would be refused unread).
 fn write_feed(path: &Path, count: usize) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     for index in 0..count {
         let side = if index % 2 == 0 { "buy" } else { "sell" };
         writeln!(
             out,
-            r#"{{"id":"bench-{index}","ts":1714564800000,"symbol":"SYM{}","side":"{side}","qty":1,"price":{}.5}}"#,
+            r#"{{"id":"bench-{index}","ts":{now},"symbol":"SYM{}","side":"{side}","qty":1,"price":{}.5}}"#,
             index % 10,
             100 + index % 7
         )

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::bot::ledger::query::QueryError;
 use crate::bot::BotError;
 use crate::cli::ConfigError;
 use crate::exit::Exit;
@@ -29,6 +30,8 @@ pub enum Error {
     Bot(#[from] BotError),
     #[error(transparent)]
     Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
 }
 
 impl Error {

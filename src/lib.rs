@@ -57,6 +57,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<Exit, Error> {
             })
         }
         cli::Command::Web(settings) => web::run(&settings).map(|()| Exit::Clean),
+        cli::Command::Journal(request) => {
+            let answered = bot::ledger::query::run(&request, &mut std::io::stdout().lock())?;
+            Ok(if answered { Exit::Clean } else { Exit::Failure })
+        }
         cli::Command::Health(settings) => health::probe::probe(&settings)
             .map(|()| Exit::Clean)
             .map_err(Error::from),

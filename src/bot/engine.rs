@@ -152,6 +152,51 @@ impl Engine {
             .collect()
     }
 
+    /// One symbol's position.
+    pub(crate) fn position(&self, symbol: &str) -> Option<&Position> {
+        self.books.get(symbol).map(|book| &book.position)
+    }
+
+    /// Every fill of each symbol, the journal's included (for a snapshot:
+    /// which symbols get metrics series of their own follows it).
+    pub(crate) fn symbol_fills(&self) -> BTreeMap<String, u64> {
+        self.books
+            .iter()
+            .filter(|(_, book)| book.filled > 0)
+            .map(|(symbol, book)| (symbol.clone(), book.filled))
+            .collect()
+    }
+
+    /// Fill times within the last minute (MAX_ORDERS_PER_MINUTE), for a
+    /// snapshot.
+    pub(crate) fn recent_fills(&self) -> Vec<i64> {
+        self.recent.iter().copied().collect()
+    }
+
+    /// Puts back the state a snapshot held: positions, each symbol's fill
+    /// count and recent fill times. Never refused, whatever the symbol
+    /// bound, like a replayed fill: the positions are history.
+    pub(crate) fn restore(
+        &mut self,
+        positions: BTreeMap<String, Position>,
+        symbol_fills: &BTreeMap<String, u64>,
+        recent_fills: Vec<i64>,
+    ) {
+        self.books = positions
+            .into_iter()
+            .map(|(symbol, position)| {
+                let book = Book {
+                    position,
+                    fills: [0; 2],
+                    filled: symbol_fills.get(&symbol).copied().unwrap_or(0),
+                    listed: self.symbols.listed(&symbol),
+                };
+                (symbol, book)
+            })
+            .collect();
+        self.recent = recent_fills.into();
+    }
+
     /// Checks the limits, executes, and applies the fill; a refusal changes nothing.
     pub fn decide<'s>(&mut self, signal: &'s Signal<'_>, now_ms: i64) -> Result<Fill<'s>, Reject> {
         // One lookup for the checks and the fill (the symbol's name is

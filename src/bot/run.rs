@@ -16,19 +16,19 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, PaperExecution};
+use super::engine::{Engine, Fill, PaperExecution};
 use super::events::{self, Duplicates, Events};
 use super::figures::{BotMetrics, Figures, SymbolSeries, Tally};
 use super::intake::webhook::Route;
 use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
-use super::ledger::{self, Ledger};
+use super::ledger::{EngineState, Ledger, Refusal};
 use super::settings::Settings;
-use super::signal::{Reject, Signal};
+use super::signal::{Reason, Reject, Signal};
 use crate::alerts::{Alerts, Digest, Event, Kind};
 use crate::health::{HealthState, Heartbeat};
-use crate::metrics::Combined;
+use crate::metrics::{Combined, MetricsSource};
 
 /// Batches the channel holds before sources wait: bounds memory (a parsed
 /// file batch is about 160 KiB), and is the back-pressure that stops
@@ -70,7 +70,6 @@ pub(crate) struct Bot {
     /// File sources' progress in this iteration, journaled at its end.
     moved: BTreeMap<usize, Checkpoint>,
     idle_tick: Duration,
-    snapshot_interval: Duration,
     max_signal_age: Option<Duration>,
     started: Instant,
     quiet: bool,
@@ -100,16 +99,7 @@ impl Bot {
     ) -> Result<Bot, BotError> {
         let mut engine =
             Engine::new(config.risk, Box::new(PaperExecution)).with_symbols(&config.symbols);
-        let mut recovered_fills = 0u64;
-        let ledger = Ledger::recover(
-            config.state_dir.clone(),
-            config.fsync,
-            Arc::clone(health),
-            |fill| {
-                recovered_fills += 1;
-                engine.apply(fill)
-            },
-        )?;
+        let (ledger, recovery) = Ledger::recover(config, Arc::clone(health), &mut engine)?;
         let mut bot = Bot {
             feed: FeedHealth::new(Arc::clone(health), alerts.clone(), events.clone()),
             metrics: BotMetrics::new(),
@@ -120,7 +110,6 @@ impl Bot {
             engine,
             moved: BTreeMap::new(),
             idle_tick,
-            snapshot_interval: config.snapshot_interval,
             max_signal_age: config.max_signal_age,
             started: Instant::now(),
             quiet: false,
@@ -133,7 +122,10 @@ impl Bot {
         };
         tracing::info!(
             journal = %bot.ledger.journal_path().display(),
-            records = bot.ledger.records(),
+            last_seq = bot.ledger.last_seq(),
+            from_snapshot = ?recovery.snapshot,
+            replayed = recovery.records,
+            took_ms = recovery.took.as_millis() as u64,
             decided_ids = bot.ledger.decided_ids(),
             symbols = bot.engine.symbols(),
             "journal recovered"
@@ -144,24 +136,23 @@ impl Bot {
         bot.commit(false);
         bot.intake = Some(Intake::bind(config.intake.clone(), route)?);
         bot.metrics.publish(&bot.figures);
+        bot.ledger.publish();
         bot.events
             .publish(bot.ledger.durable_seq(), &mut bot.duplicates);
         bot.events.set_figures(bot.metrics.clone());
         bot.events.send(events::Event::Start {
-            journal_records: bot.ledger.records(),
-            recovered_fills,
+            journal_records: bot.ledger.last_seq(),
+            recovered_fills: recovery.fills,
         });
-        // The notifier's figures beside the bot's.
-        match bot.alerts.metrics() {
-            Some(alerts) => {
-                health.set_bot_metrics(Arc::new(Combined(vec![bot.metrics.clone(), alerts])))
-            }
-            None => health.set_bot_metrics(bot.metrics.clone()),
-        }
+        // The ledger's and the notifier's figures beside the bot's.
+        let mut sources: Vec<Arc<dyn MetricsSource>> =
+            vec![bot.metrics.clone(), bot.ledger.metrics()];
+        sources.extend(bot.alerts.metrics());
+        health.set_bot_metrics(Arc::new(Combined(sources)));
         bot.alerts.send(Event::Started {
             version: env!("CARGO_PKG_VERSION"),
-            journal_records: bot.ledger.records(),
-            recovered_fills,
+            journal_records: bot.ledger.last_seq(),
+            recovered_fills: recovery.fills,
             positions: bot.engine.symbols(),
         });
         Ok(bot)
@@ -183,8 +174,6 @@ impl Bot {
         }
         let mut idle = tokio::time::interval(self.idle_tick);
         idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_snapshot: Option<Instant> = None;
-        let mut dirty = false;
         let mut open = true;
         let mut stopping = false;
         let mut taken = Vec::new();
@@ -213,7 +202,6 @@ impl Bot {
                 _ = idle.tick() => {}
             }
             fail::fail_point!("bot::iteration");
-            dirty |= !taken.is_empty();
             for batch in taken.drain(..) {
                 self.handle(batch);
             }
@@ -231,11 +219,10 @@ impl Bot {
                 self.figures.symbols = self.series.tally(&self.engine);
                 self.figures.positions = Arc::new(self.engine.positions());
             }
-            let due = last_snapshot.is_none_or(|at| at.elapsed() >= self.snapshot_interval);
-            if dirty && due && !self.ledger.is_blocked() && self.write_snapshot() {
-                last_snapshot = Some(Instant::now());
-                dirty = false;
-            }
+            let engine = &self.engine;
+            self.ledger.snapshot_if_due(|| EngineState::of(engine));
+            self.take_fsync_times();
+            self.ledger.publish();
             self.figures.iterations += 1;
             self.metrics.publish(&self.figures);
             // After the figures are published: /health never calls a feed
@@ -247,7 +234,8 @@ impl Bot {
             }
         }
         self.commit(false);
-        self.write_snapshot();
+        self.ledger.finish(EngineState::of(&self.engine));
+        self.take_fsync_times();
         self.events
             .publish(self.ledger.durable_seq(), &mut self.duplicates);
         self.events.send(events::Event::Stop {
@@ -256,7 +244,7 @@ impl Bot {
             rejects: self.figures.total(Some(Tally::Rejected)),
         });
         tracing::info!(
-            records = self.ledger.records(),
+            last_seq = self.ledger.last_seq(),
             left_for_restart,
             "bot loop: drained, journal committed"
         );
@@ -269,7 +257,7 @@ impl Bot {
     }
 
     fn handle(&mut self, batch: Batch) {
-        let now_ms = now_ms();
+        let now_ms = self.ledger.now(now_ms());
         if !batch.lines.is_empty() {
             self.figures.last_signal = Some((Instant::now(), SystemTime::now()));
         }
@@ -291,7 +279,7 @@ impl Bot {
         }
     }
 
-    /// Decides one line: invalid, duplicate, rejected by the engine, or filled.
+    /// Decides one line: invalid, duplicate, rejected, or filled.
     fn decide<'l>(
         &mut self,
         source: usize,
@@ -302,45 +290,43 @@ impl Bot {
         let signal = match parsed {
             Ok(signal) => signal,
             Err(reject) => {
-                self.reject(source, bytes, reject, now_ms);
+                journal_reject(
+                    &mut self.ledger,
+                    &self.names[source],
+                    bytes,
+                    reject,
+                    None,
+                    now_ms,
+                );
+                self.count_reject(source, reject.reason);
                 return Decided::refused(Decision::Invalid, Cow::Borrowed(reject));
             }
         };
-        // The ledger's one rule, the one replay follows, decides whether
-        // the outcome takes the id.
-        let engine = &mut self.engine;
-        let decided = self
-            .ledger
-            .decide_once(&signal.id, || engine.decide(&signal, now_ms));
-        let Some(decided) = decided else {
-            self.figures.count(source, Tally::Duplicate);
-            self.figures.duplicates += 1;
-            if self.events.is_enabled() {
-                self.duplicates
-                    .add(self.ledger.last_seq(), &signal.id, &self.names[source]);
+        let verdict = decide_signal(
+            &mut self.ledger,
+            &mut self.engine,
+            &self.names[source],
+            bytes,
+            &signal,
+            now_ms,
+        );
+        match verdict {
+            Verdict::Duplicate => {
+                self.figures.count(source, Tally::Duplicate);
+                self.figures.duplicates += 1;
+                if self.events.is_enabled() {
+                    self.duplicates
+                        .add(self.ledger.last_seq(), &signal.id, &self.names[source]);
+                }
+                Decided {
+                    id: Some(signal.id),
+                    result: Decision::Duplicate,
+                    reject: None,
+                }
             }
-            return Decided {
-                id: Some(signal.id),
-                result: Decision::Duplicate,
-                reject: None,
-            };
-        };
-        match decided {
-            Ok(fill) => {
-                tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
+            Verdict::Filled(fill) => {
                 self.figures.count(source, Tally::Filled);
                 self.positions_moved = true;
-                self.ledger.append(&Record::Fill {
-                    id: Cow::Borrowed(&signal.id),
-                    src: Cow::Borrowed(&self.names[source]),
-                    ts: signal.ts_ms,
-                    at: fill.at_ms,
-                    symbol: Cow::Borrowed(fill.symbol),
-                    side: fill.side,
-                    qty: fill.qty,
-                    price: fill.price,
-                    source: signal.source.as_deref().map(Cow::Borrowed),
-                });
                 // Built only when it will be sent in full.
                 self.trades.add(&self.alerts, Kind::Fill, || Event::Fill {
                     id: signal.id.to_string(),
@@ -355,12 +341,8 @@ impl Bot {
                     reject: None,
                 }
             }
-            Err(reject) => {
-                let reject = Reject {
-                    id: Some(signal.id.into_owned()),
-                    ..reject
-                };
-                self.reject(source, bytes, &reject, now_ms);
+            Verdict::Rejected(reject) => {
+                self.count_reject(source, reject.reason);
                 if reject.reason.is_risk_limit() {
                     self.trades
                         .add(&self.alerts, Kind::Reject, || Event::RiskReject {
@@ -375,23 +357,18 @@ impl Bot {
         }
     }
 
-    fn reject(&mut self, source: usize, bytes: &[u8], reject: &Reject, now_ms: i64) {
-        tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
-        self.ledger.append(&Record::Reject {
-            id: reject.id.clone(),
-            src: Cow::Borrowed(&self.names[source]),
-            at: now_ms,
-            reason: reject.reason.label().to_owned(),
-            detail: reject.detail.clone(),
-            line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
-        });
+    fn count_reject(&mut self, source: usize, reason: Reason) {
         self.figures.count(source, Tally::Rejected);
-        self.figures.rejects[reject.reason.index()] += 1;
+        self.figures.rejects[reason.index()] += 1;
     }
 
     /// Commits, and records how long its fsyncs took.
     fn commit(&mut self, overlap: bool) {
         self.ledger.commit(overlap);
+        self.take_fsync_times();
+    }
+
+    fn take_fsync_times(&mut self) {
         for took in self.ledger.fsync_times() {
             self.figures.fsync.observe(took);
         }
@@ -420,21 +397,102 @@ impl Bot {
             );
         }
     }
+}
 
-    /// False while the journal cannot be written (nothing written then).
-    fn write_snapshot(&mut self) -> bool {
-        let positions = self.engine.positions();
-        let written = self.ledger.snapshot(&ledger::Figures {
-            positions: &positions,
-            signals: self.figures.total(None),
-            fills: self.figures.total(Some(Tally::Filled)),
-            rejects: self.figures.rejects.iter().sum(),
-            duplicates: self.figures.duplicates,
-        });
-        for took in self.ledger.fsync_times() {
-            self.figures.fsync.observe(took);
+/// What became of a valid signal; its decision is journaled already.
+pub(crate) enum Verdict<'s> {
+    /// Its id is in the exactly-once window: nothing journaled.
+    Duplicate,
+    /// Refused by the window (too old, too far ahead) or by the engine.
+    Rejected(Reject),
+    Filled(Fill<'s>),
+}
+
+/// Decides a valid signal and journals the decision: the exactly-once
+/// window's verdict, then the engine's. This is all of a live decision but
+/// the loop's figures and alerts, so the ledger's property test drives
+/// exactly this.
+pub(crate) fn decide_signal<'s>(
+    ledger: &mut Ledger,
+    engine: &mut Engine,
+    src: &str,
+    bytes: &[u8],
+    signal: &'s Signal<'_>,
+    now_ms: i64,
+) -> Verdict<'s> {
+    let admitted = match ledger.admit(signal, now_ms) {
+        Ok(admitted) => admitted,
+        Err(Refusal::Duplicate) => return Verdict::Duplicate,
+        Err(Refusal::Reject(refused)) => {
+            let reject = Reject {
+                id: Some(signal.id.to_string()),
+                ..refused
+            };
+            journal_reject(ledger, src, bytes, &reject, Some(signal.ts_ms), now_ms);
+            return Verdict::Rejected(reject);
         }
-        written
+    };
+    match engine.decide(signal, now_ms) {
+        Ok(fill) => {
+            tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
+            ledger.append_decision(
+                &Record::Fill {
+                    id: Cow::Borrowed(&signal.id),
+                    src: Cow::Borrowed(src),
+                    ts: signal.ts_ms,
+                    at: fill.at_ms,
+                    symbol: Cow::Borrowed(fill.symbol),
+                    side: fill.side,
+                    qty: fill.qty,
+                    price: fill.price,
+                    source: signal.source.as_deref().map(Cow::Borrowed),
+                },
+                admitted,
+            );
+            Verdict::Filled(fill)
+        }
+        Err(refused) => {
+            let reject = Reject {
+                id: Some(signal.id.to_string()),
+                ..refused
+            };
+            ledger.append_decision(
+                &reject_record(src, bytes, &reject, Some(signal.ts_ms), now_ms),
+                admitted,
+            );
+            Verdict::Rejected(reject)
+        }
+    }
+}
+
+/// Journals a reject; `ts` is the signal's, when the line parsed.
+pub(crate) fn journal_reject(
+    ledger: &mut Ledger,
+    src: &str,
+    bytes: &[u8],
+    reject: &Reject,
+    ts: Option<i64>,
+    now_ms: i64,
+) {
+    ledger.append(&reject_record(src, bytes, reject, ts, now_ms));
+}
+
+fn reject_record<'r>(
+    src: &'r str,
+    bytes: &[u8],
+    reject: &Reject,
+    ts: Option<i64>,
+    now_ms: i64,
+) -> Record<'r> {
+    tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
+    Record::Reject {
+        id: reject.id.clone(),
+        src: Cow::Borrowed(src),
+        ts,
+        at: now_ms,
+        reason: reject.reason.label().to_owned(),
+        detail: reject.detail.clone(),
+        line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
     }
 }
 

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::intake;
 use super::symbols::SymbolSettings;
+use super::{intake, ledger};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -18,6 +18,8 @@ pub(crate) struct Settings {
     pub(crate) snapshot_interval: Duration,
     pub(crate) intake: intake::Settings,
     pub(crate) symbols: SymbolSettings,
+    /// Segments, the exactly-once window, retention.
+    pub(crate) ledger: ledger::settings::Settings,
 }
 
 /// Limits a signal must pass to be filled; each off when `None`.

@@ -72,10 +72,14 @@ pub enum Reason {
     UnknownSymbol,
     /// A symbol past `MAX_SYMBOLS`.
     TooManySymbols,
+    /// Older than the exactly-once window reaches back (`DEDUPE_WINDOW`).
+    TooOld,
+    /// More than `MAX_CLOCK_SKEW` ahead of the bot's clock.
+    TsInFuture,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::LineTooLong,
         Reason::InvalidUtf8,
         Reason::NotJson,
@@ -95,6 +99,8 @@ impl Reason {
         Reason::MaxOrdersPerMinute,
         Reason::UnknownSymbol,
         Reason::TooManySymbols,
+        Reason::TooOld,
+        Reason::TsInFuture,
     ];
 
     pub fn label(self) -> &'static str {
@@ -118,6 +124,8 @@ impl Reason {
             Reason::MaxOrdersPerMinute => "max_orders_per_minute",
             Reason::UnknownSymbol => "unknown_symbol",
             Reason::TooManySymbols => "too_many_symbols",
+            Reason::TooOld => "too_old",
+            Reason::TsInFuture => "ts_in_future",
         }
     }
 

@@ -13,8 +13,9 @@
 //! under a larger `MAX_SYMBOLS` or another allowlist, still recovers every
 //! position it holds (history is the truth; dropping a position would lose
 //! money on paper). The bound then stops every new symbol; since no symbol
-//! is forgotten yet (a flat, idle one could be, once issue 11's exactly-once
-//! window exists), that is for good.
+//! is forgotten yet (a flat, idle one could be, now that issue 11's
+//! exactly-once window bounds the ids a restart must remember), that is for
+//! good.
 
 use std::collections::HashSet;
 

@@ -6,6 +6,7 @@
 
 mod alerts;
 mod describe;
+mod journal;
 mod run;
 mod values;
 mod web;
@@ -73,6 +74,12 @@ enum Subcommands {
     /// Serve the dashboard: one page for one bot or many, read through
     /// their read API (a separate process; README, "Dashboard").
     Web(web::WebArgs),
+    /// Read the journal: fills, rejects, positions, PnL, or verify it.
+    ///
+    /// Read-only and without the lock, so safe while the daemon runs; over
+    /// the live, rolled and retained segments. Tables for people, --json
+    /// for one JSON object a line.
+    Journal(journal::JournalArgs),
 }
 
 /// What the command line asks for, validated.
@@ -86,6 +93,7 @@ pub(crate) enum Command {
     Print(String),
     NotifyTest(Box<crate::alerts::Settings>),
     Web(Box<crate::web::Settings>),
+    Journal(crate::bot::ledger::query::Request),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +118,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         Some(Subcommands::Run(args)) => Ok(Command::Run(Box::new(args.into_config()?))),
         Some(Subcommands::Health(args)) => Ok(Command::Health(args.into_settings())),
         Some(Subcommands::Web(args)) => Ok(Command::Web(Box::new(args.into_settings()?))),
+        Some(Subcommands::Journal(args)) => Ok(Command::Journal(args.into_request())),
         Some(Subcommands::NotifyTest(args)) => {
             Ok(Command::NotifyTest(Box::new(args.into_config()?.alerts)))
         }

@@ -10,9 +10,10 @@ use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, ValueEnum};
 
 use super::alerts::AlertArgs;
-use super::values::{parse_duration, parse_positive};
+use super::values::{parse_duration, parse_positive, parse_size};
 use super::{invalid, ConfigError};
 use crate::bot::intake::{self, SourceSpec, WebhookSettings};
+use crate::bot::ledger::settings as ledger;
 use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits};
 use crate::bot::symbols::{SymbolSettings, DEFAULT_MAX_SYMBOLS, DEFAULT_METRICS_MAX_SYMBOLS};
 use crate::daemon::settings as daemon;
@@ -35,6 +36,8 @@ pub(crate) struct RunArgs {
         next_help_heading = "Routes: webhook access, read API, stream"
     )]
     routes: RouteArgs,
+    #[command(flatten, next_help_heading = "Journal")]
+    ledger: LedgerArgs,
     #[command(flatten, next_help_heading = "Process")]
     daemon: DaemonArgs,
     #[command(flatten, next_help_heading = "Logging")]
@@ -46,7 +49,9 @@ pub(crate) struct RunArgs {
 impl RunArgs {
     pub(super) fn into_config(self) -> Result<Config, ConfigError> {
         let service = ServiceEnv::from_env()?;
-        let bot = self.bot.into_settings(self.intake, &self.routes)?;
+        let bot = self
+            .bot
+            .into_settings(self.intake, &self.routes, self.ledger.into_settings())?;
         Ok(Config {
             http: self.routes.into_settings()?,
             daemon: self.daemon.into_settings(&bot.state_dir),
@@ -221,7 +226,8 @@ struct BotArgs {
     #[arg(long, env = "MAX_SIGNAL_AGE", value_parser = parse_duration, value_name = "DURATION")]
     max_signal_age: Option<Duration>,
 
-    /// How often STATE_DIR/snapshot.json is rewritten while signals flow (and at stop).
+    /// How often a snapshot (STATE_DIR/snapshots/) is written while signals flow, at
+    /// most (a large exactly-once window is written less often; README); and at stop.
     #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     snapshot_interval: Duration,
 
@@ -250,7 +256,8 @@ struct BotArgs {
     /// Most symbols with /metrics series of their own; the rest are summed
     /// under symbol="other". Each symbol adds 4 series that Prometheus
     /// stores on every scrape, so /metrics stays under
-    /// 4 × (N + 1) + 70 series. Slots go to the --symbols list first, then
+    /// 4 × (N + 1) + 82 series (plus a fixed few with the webhook and the
+    /// read API). Slots go to the --symbols list first, then
     /// to the most active symbols, and are kept while the process runs.
     #[arg(long, env = "METRICS_MAX_SYMBOLS", default_value_t = DEFAULT_METRICS_MAX_SYMBOLS, value_parser = clap::value_parser!(u32).range(0..=1_000), value_name = "N")]
     metrics_max_symbols: u32,
@@ -261,6 +268,7 @@ impl BotArgs {
         self,
         intake: IntakeArgs,
         routes: &RouteArgs,
+        ledger: ledger::Settings,
     ) -> Result<bot::Settings, ConfigError> {
         if self.live_trading {
             return Err(invalid(
@@ -314,7 +322,42 @@ impl BotArgs {
                 exec_backoff_max: intake.exec_backoff_max,
             },
             symbols,
+            ledger,
         })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct LedgerArgs {
+    /// A journal segment (STATE_DIR/journal/) is closed, and the next one
+    /// started, once it holds this many bytes (KiB, MiB, GiB).
+    #[arg(long, env = "JOURNAL_SEGMENT_SIZE", default_value = "64MiB", value_parser = parse_size, value_name = "BYTES")]
+    journal_segment_size: u64,
+
+    /// Signal ids decided within this window (judged by the signal's ts) are
+    /// remembered, so a resend is a duplicate; a signal whose ts is older is
+    /// rejected (too_old). Memory follows the signals in the window.
+    #[arg(long, env = "DEDUPE_WINDOW", default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    dedupe_window: Duration,
+
+    /// A signal whose ts is further ahead of the clock than this is rejected (ts_in_future).
+    #[arg(long, env = "MAX_CLOCK_SKEW", default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    max_clock_skew: Duration,
+
+    /// Closed journal segments older than this, and covered by every kept
+    /// snapshot, are deleted. Unset: the journal is kept whole.
+    #[arg(long, env = "JOURNAL_RETENTION", value_parser = parse_duration, value_name = "DURATION")]
+    journal_retention: Option<Duration>,
+}
+
+impl LedgerArgs {
+    fn into_settings(self) -> ledger::Settings {
+        ledger::Settings {
+            segment_size: self.journal_segment_size,
+            dedupe_window: self.dedupe_window,
+            max_clock_skew: self.max_clock_skew,
+            retention: self.journal_retention,
+        }
     }
 }
 

@@ -12,6 +12,32 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Accepts a number of bytes, with `KiB`, `MiB` or `GiB` (or `K`, `M`,
+/// `G`, the same) after it; at least 1 KiB.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return Err("expected bytes, like 65536, 512KiB, 64MiB or 1GiB".into()),
+    };
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|number| number.checked_mul(scale))
+        .ok_or_else(|| "expected bytes, like 65536, 512KiB, 64MiB or 1GiB".to_owned())?;
+    if bytes < 1 << 10 {
+        return Err("must be at least 1KiB".into());
+    }
+    Ok(bytes)
+}
+
 pub(crate) fn parse_positive(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
@@ -30,5 +56,15 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("2K"), Ok(2048));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("100").is_err());
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("99999999999G").is_err());
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::kit::daemon::Builder;
-use crate::kit::journal::{read_journal, signal_line};
+use crate::kit::journal::{journal_text, read_journal, signal_line};
 use crate::kit::process::SIGKILL;
 use crate::kit::wait::{wait_until, SOON};
 use crate::kit::webhook::{post_signals, webhook_bot};
@@ -172,7 +172,7 @@ fn a_flood_killed_mid_way_acknowledged_only_what_is_durable() {
     }
 
     // Straight after the kill: whole lines, save possibly a torn last one.
-    let text = std::fs::read_to_string(state_dir.join("journal.jsonl")).unwrap();
+    let text = journal_text(&state_dir);
     let lines: Vec<&str> = text.lines().collect();
     let torn = lines
         .iter()

@@ -1,6 +1,7 @@
 //! The heavy suites, each driving the real `tradingbot` binary: packaging
 //! (the unit under a booted systemd, the container image under podman, the
-//! .deb installed with apt), HTTP floods, and kill storms. Each takes many
+//! .deb installed with apt), HTTP floods, and kill storms (the ledger's
+//! across segment rolls and snapshots among them). Each takes many
 //! seconds, and some need root and system tools (.ci/install-system-deps).
 //! The target requires the `failpoints` feature (the unit and container
 //! tests stall the daemon with fail points), so a plain `cargo test` leaves
@@ -26,6 +27,7 @@ mod abuse_http;
 mod bot_crash;
 mod hardening_process;
 mod hardening_webhook;
+mod ledger_storm;
 mod packaging_container;
 mod packaging_deb;
 mod packaging_systemd;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::kit::daemon::{stdin_bot, Builder, Daemon};
-use crate::kit::journal::signal_line;
+use crate::kit::journal::{active_segment, signal_line};
 use crate::kit::wait::{wait_until, SOON};
 
 fn journal_check(daemon: &Daemon) -> serde_json::Value {
@@ -29,7 +29,7 @@ fn a_file_size_limit_fails_the_journal_until_lifted_and_nothing_is_lost() {
     daemon.wait_ready();
     daemon.write_stdin(signal_line("before", "BTC", "buy", 1.0, Some(10.0)).as_bytes());
     daemon.wait_metric("signals_total", &[("result", "filled")], 1.0);
-    let size = std::fs::metadata(daemon.state_dir().join("journal.jsonl"))
+    let size = std::fs::metadata(active_segment(&daemon.state_dir()))
         .unwrap()
         .len();
     let pid = daemon.pid();
@@ -99,7 +99,7 @@ fn a_journal_made_unwritable_at_run_time_fails_until_writable() {
     daemon.write_stdin(signal_line("before", "BTC", "buy", 1.0, Some(10.0)).as_bytes());
     daemon.wait_metric("signals_total", &[("result", "filled")], 1.0);
     // Immutable refuses writes even through the descriptor already open.
-    let journal = daemon.state_dir().join("journal.jsonl");
+    let journal = active_segment(&daemon.state_dir());
     let Some(guard) = Immutable::set(&journal) else {
         eprintln!("skipped: chattr +i is not available here");
         return;
@@ -111,7 +111,7 @@ fn a_journal_made_unwritable_at_run_time_fails_until_writable() {
         journal_check(&daemon)
     );
     let reason = journal_check(&daemon)["reason"].to_string();
-    assert!(reason.contains("journal.jsonl"), "{reason}");
+    assert!(reason.contains("00000000000000000001.jsonl"), "{reason}");
     assert_eq!(daemon.health().0, 503);
     assert!(
         daemon.wait_status("/livez", 200),

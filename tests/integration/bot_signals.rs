@@ -2,7 +2,7 @@
 //! the stdin source.
 
 use crate::kit::daemon::{stdin_bot, Builder, Daemon};
-use crate::kit::journal::signal_line;
+use crate::kit::journal::{latest_snapshot, signal_line};
 use crate::kit::notify::NotifySocket;
 use crate::kit::wait::{wait_until, SOON};
 
@@ -179,10 +179,7 @@ fn risk_limits_and_pnl_match_a_hand_computed_scenario_and_survive_a_restart() {
     );
     first.close_stdin();
     assert!(first.stop().success());
-    let snapshot: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(first.state_dir().join("snapshot.json")).unwrap(),
-    )
-    .unwrap();
+    let snapshot = latest_snapshot(&first.state_dir());
     assert_eq!(snapshot["positions"]["BTC"]["realized_pnl"], 30.0);
     assert_eq!(
         snapshot["positions"]["BTC"]["cash"],

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use crate::kit::daemon::{Builder, Daemon, LISTENING};
 use crate::kit::health_file::{health_record, mtime, plant_target, wait_path};
-use crate::kit::journal::{read_journal, signal_line};
+use crate::kit::journal::{active_segment, read_journal, signal_line};
 use crate::kit::notify::NotifySocket;
 use crate::kit::port::Reserved;
 use crate::kit::process::SIGKILL;
@@ -280,7 +280,7 @@ fn a_full_disk_mid_batch_tears_nothing_loses_nothing_and_recovers() {
     assert!(wait_until(SOON, || journal_check(&daemon)["status"] == "failed"));
     daemon.signal(SIGKILL);
     drop(daemon);
-    let torn = !std::fs::read(state.join("journal.jsonl"))
+    let torn = !std::fs::read(active_segment(&state))
         .unwrap()
         .ends_with(b"\n");
     eprintln!("killed with a full disk; journal left with a torn last line: {torn}");

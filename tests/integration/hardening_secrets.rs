@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::kit::daemon::{Builder, Daemon, READY};
 use crate::kit::http::{exchange, http, http_with_body};
-use crate::kit::journal::signal_line;
+use crate::kit::journal::{active_segment, signal_line};
 use crate::kit::notify::NotifySocket;
 use crate::kit::port::Reserved;
 use crate::kit::process::SIGHUP;
@@ -265,7 +265,8 @@ fn health_endpoints_reveal_status_and_figures_only() {
     assert!(shown, "{health}");
     let journal_reason = health["checks"]["journal"]["reason"].as_str().unwrap();
     assert!(
-        journal_reason.contains("journal.jsonl") && journal_reason.contains("File too large"),
+        journal_reason.contains("00000000000000000001.jsonl")
+            && journal_reason.contains("File too large"),
         "{health}"
     );
     let mut keys: Vec<&str> = health
@@ -307,7 +308,7 @@ fn health_endpoints_reveal_status_and_figures_only() {
     // The operator still finds the details in the log.
     let log = daemon.log.dump();
     assert!(log.contains("missing-feed.jsonl"), "{log}");
-    assert!(log.contains(&state.join("journal.jsonl").display().to_string()));
+    assert!(log.contains(&active_segment(&state).display().to_string()));
     let lifted = Command::new("prlimit")
         .arg("--pid")
         .arg(daemon.pid().to_string())

@@ -23,6 +23,9 @@ mod hardening_secrets;
 mod hardening_webhook;
 mod health_file;
 mod http;
+mod ledger;
+#[cfg(feature = "failpoints")]
+mod ledger_fsync;
 mod lock;
 mod logging;
 mod notify;

@@ -1,11 +1,12 @@
-//! The daemon's journal (`STATE_DIR/journal.jsonl`) read from outside, and
-//! the signal lines that feed it.
+//! The daemon's journal (`STATE_DIR/journal/`, one JSONL file a segment)
+//! and its snapshots read from outside, and the signal lines that feed it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::daemon::Daemon;
 
-/// A valid signal line (with its newline).
+/// A valid signal line (with its newline). Its `ts` is of 2024: the
+/// builder's `DEDUPE_WINDOW` reaches back that far.
 pub fn signal_line(id: &str, symbol: &str, side: &str, qty: f64, price: Option<f64>) -> String {
     let price = price.map_or(String::new(), |price| format!(",\"price\":{price}"));
     format!(
@@ -13,10 +14,57 @@ pub fn signal_line(id: &str, symbol: &str, side: &str, qty: f64, price: Option<f
     )
 }
 
+/// The journal's segment files in `state_dir`, in order (an earlier
+/// release's single `journal.jsonl` before it is taken over).
+pub fn journal_segments(state_dir: &Path) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(state_dir.join("journal"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    segments.sort();
+    if segments.is_empty() && state_dir.join("journal.jsonl").exists() {
+        segments.push(state_dir.join("journal.jsonl"));
+    }
+    segments
+}
+
+/// The segment being appended to.
+pub fn active_segment(state_dir: &Path) -> PathBuf {
+    journal_segments(state_dir)
+        .pop()
+        .unwrap_or_else(|| state_dir.join("journal/00000000000000000001.jsonl"))
+}
+
+/// The whole journal's text, segment after segment.
+pub fn journal_text(state_dir: &Path) -> String {
+    journal_segments(state_dir)
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+        .collect()
+}
+
+/// The header (first line) of the newest snapshot in `state_dir`.
+pub fn latest_snapshot(state_dir: &Path) -> serde_json::Value {
+    let mut snapshots: Vec<PathBuf> = std::fs::read_dir(state_dir.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "snap"))
+        .collect();
+    snapshots.sort();
+    let bytes = std::fs::read(snapshots.last().expect("a snapshot")).unwrap();
+    let header = bytes.split(|byte| *byte == b'\n').next().unwrap();
+    serde_json::from_slice(header).unwrap()
+}
+
 /// The records of the journal in `state_dir`; panics on a corrupt line.
 pub fn read_journal(state_dir: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(state_dir.join("journal.jsonl")).unwrap_or_default();
-    parse_journal(&text)
+    parse_journal(&journal_text(state_dir))
 }
 
 pub fn parse_journal(text: &str) -> Vec<serde_json::Value> {
@@ -28,7 +76,7 @@ pub fn parse_journal(text: &str) -> Vec<serde_json::Value> {
 }
 
 impl Daemon {
-    /// Every record of `STATE_DIR/journal.jsonl`.
+    /// Every record of the journal (all its segments).
     pub fn journal(&self) -> Vec<serde_json::Value> {
         read_journal(&self.state_dir())
     }

@@ -1,151 +1,421 @@
-//! The Ledger: the exactly-once unit. It owns the journal, the index of
-//! decided ids, the file sources' checkpoints and the snapshot; it answers
-//! a waiting client only once the decision it waits for is durable; and it
-//! recovers all of it from the journal at start.
+//! The Ledger: the exactly-once unit. It owns the journal (segments), the
+//! exactly-once window, the file sources' checkpoints and the snapshots;
+//! it answers a waiting client only once the decision it waits for is
+//! durable; and it recovers all of it at start from the newest valid
+//! snapshot and the records after it.
 //!
 //! The loop decides (the engine); the ledger records. It never decides
-//! anything itself, and it can be driven without a daemon.
+//! anything itself, and it can be driven without a daemon. Whether a
+//! record took its signal's id is one rule, [`took_id`], applied to every
+//! record as it is appended and as it is replayed: the live window and a
+//! recovered one cannot disagree.
 
-pub(crate) mod decided;
 pub(crate) mod journal;
+pub(crate) mod metrics;
+pub(crate) mod query;
 pub(crate) mod reader;
+pub(crate) mod segments;
+pub(crate) mod settings;
 pub(crate) mod snapshot;
+#[cfg(test)]
+mod tests;
+pub(crate) mod window;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
-use self::decided::DecidedIds;
 use self::journal::{Journal, JournalError, Record};
-use self::snapshot::{Checkpoint, Snapshot};
-use super::engine::Fill;
+use self::metrics::{Figures, LedgerMetrics};
+use self::reader::{Mode, Scan};
+use self::snapshot::{Checkpoint, Header, Job, Totals};
+use self::window::Window;
+use super::engine::{Engine, Fill, Position as Holding};
 use super::intake::Outcome;
-use super::settings::FsyncPolicy;
-use super::signal::{Reason, Reject};
+use super::signal::{Reason, Reject, Signal};
 use crate::health::{Component, HealthState};
 
 /// Outcomes of a client's lines, sent once the journal holds them durably.
 type Reply = oneshot::Sender<Vec<Outcome>>;
 
-pub(crate) struct Ledger {
-    journal: Journal,
-    /// Set while the journal cannot be written: intake pauses.
-    error: Option<String>,
-    /// Ids with a decision (fill or reject) in the journal.
-    decided: DecidedIds,
-    checkpoints: BTreeMap<String, Checkpoint>,
-    records: u64,
-    /// Decided, not yet written: answered once their commit is durable.
-    replies: Vec<(Reply, Vec<Outcome>)>,
-    /// Written by the commit numbered first, answered when it is durable.
-    awaiting: Vec<(u64, Reply, Vec<Outcome>)>,
-    /// The last seq known durable (the event stream shows no more), and
-    /// the commits not yet known durable with the last seq each wrote.
-    durable_seq: u64,
-    undurable: VecDeque<(u64, u64)>,
-    state_dir: PathBuf,
-    health: Arc<HealthState>,
+/// The one rule: the id a record took, and its signal's `ts`. A fill takes
+/// its id; so does a reject that is a decision about a valid signal (no
+/// price, a risk limit). A line refused as malformed (a `bad_qty` from the
+/// parser or an order whose notional overflows alike), a signal too old or
+/// too far ahead, takes none: a corrected resend is still decided.
+#[inline]
+pub(crate) fn took_id<'r>(record: &'r Record<'_>) -> Option<(&'r str, i64)> {
+    match record {
+        Record::Fill { id, ts, .. } => Some((id, *ts)),
+        Record::Reject {
+            id: Some(id),
+            reason,
+            ts,
+            at,
+            ..
+        } if Reason::from_label(reason).is_some_and(takes_id) => Some((id, ts.unwrap_or(*at))),
+        _ => None,
+    }
 }
 
-/// What [`Ledger::snapshot`] writes beside the ledger's own state.
-pub(crate) struct Figures<'a> {
-    pub(crate) positions: &'a BTreeMap<String, super::engine::Position>,
-    pub(crate) signals: u64,
-    pub(crate) fills: u64,
-    pub(crate) rejects: u64,
-    pub(crate) duplicates: u64,
+/// Rejects that are decisions about a valid signal: no price, a risk
+/// limit.
+///
+/// A symbol refused by `SYMBOLS` (`unknown_symbol`) or `MAX_SYMBOLS`
+/// (`too_many_symbols`) takes no id either. The refusal is about what the
+/// bot is set up to hold, not about the signal: the same signal is refused
+/// again for as long as the settings stand (after a restart too), and
+/// handled once the operator lists the symbol or raises the cap (once: it
+/// was never executed). And these are the signals of a feed that invents
+/// symbols: taking their ids would let it grow the exactly-once window by
+/// every one, the very growth the bound is there to stop.
+fn takes_id(reason: Reason) -> bool {
+    reason == Reason::NoPrice || reason.is_risk_limit()
 }
 
-impl Ledger {
-    /// Opens the journal (cutting a torn tail) and replays it: every fill
-    /// is handed to `apply` (the engine), every decided id and checkpoint
-    /// is remembered.
-    pub(crate) fn recover(
-        state_dir: PathBuf,
-        fsync: FsyncPolicy,
-        health: Arc<HealthState>,
-        mut apply: impl FnMut(&Fill<'_>),
-    ) -> Result<Ledger, JournalError> {
-        let (journal, records) = Journal::recover(&state_dir, fsync)?;
-        let mut ledger = Ledger {
-            journal,
-            error: None,
-            decided: DecidedIds::default(),
+/// What records move, besides the engine: the window, the checkpoints and
+/// the totals. Live appends and every replay (recovery, `tradingbot
+/// journal`) go through [`State::apply`].
+pub(crate) struct State {
+    pub(crate) window: Window,
+    pub(crate) checkpoints: BTreeMap<String, Checkpoint>,
+    pub(crate) totals: Totals,
+}
+
+impl State {
+    pub(crate) fn new(dedupe_window: Duration) -> State {
+        State {
+            window: Window::new(settings::millis(dedupe_window)),
             checkpoints: BTreeMap::new(),
-            records: 0,
-            replies: Vec::new(),
-            awaiting: Vec::new(),
-            durable_seq: 0,
-            undurable: VecDeque::new(),
-            state_dir,
-            health,
-        };
-        for record in records {
-            ledger.replay(record, &mut apply);
+            totals: Totals::default(),
         }
-        ledger.durable_seq = ledger.records;
-        Ok(ledger)
     }
 
-    fn replay(&mut self, record: Record<'_>, apply: &mut impl FnMut(&Fill<'_>)) {
-        self.records += 1;
+    /// Applies one record; `hash` is the window's hash of its id when the
+    /// caller has just found that id absent.
+    #[inline]
+    pub(crate) fn apply(&mut self, record: &Record<'_>, hash: Option<u32>) {
+        let taken = took_id(record);
         match record {
-            Record::Fill {
-                id,
-                at,
-                symbol,
-                side,
-                qty,
-                price,
-                ..
-            } => {
-                apply(&Fill {
-                    symbol: &symbol,
-                    side,
-                    qty,
-                    price,
-                    at_ms: at,
-                });
-                self.decided.insert(&id);
+            Record::Fill { at, .. } => {
+                self.window.advance(*at);
+                self.totals.fills += 1;
             }
-            Record::Reject { id, reason, .. } => {
-                let decided = Reason::from_label(&reason).is_some_and(is_decision);
-                if let (Some(id), true) = (id, decided) {
-                    self.decided.insert(&id);
+            Record::Reject { at, reason, .. } => {
+                self.window.advance(*at);
+                match self.totals.rejects.get_mut(reason.as_str()) {
+                    Some(count) => *count += 1,
+                    None => {
+                        self.totals.rejects.insert(reason.clone(), 1);
+                    }
                 }
             }
             Record::Ckpt { src, dev, ino, off } => {
-                self.checkpoints.insert(
-                    src.into_owned(),
-                    Checkpoint {
-                        dev,
-                        ino,
-                        offset: off,
-                    },
-                );
+                let checkpoint = Checkpoint {
+                    dev: *dev,
+                    ino: *ino,
+                    offset: *off,
+                };
+                match self.checkpoints.get_mut(src.as_ref()) {
+                    Some(known) => *known = checkpoint,
+                    None => {
+                        self.checkpoints.insert(src.to_string(), checkpoint);
+                    }
+                }
             }
+        }
+        if let Some((id, ts)) = taken {
+            match hash {
+                // Found absent by the admission of this very decision.
+                Some(hash) => self.window.insert_new(hash, id, ts),
+                None => {
+                    self.window.insert(self.window.hash(id), id, ts);
+                }
+            }
+            self.totals.ids_taken += 1;
         }
     }
 
-    pub(crate) fn journal_path(&self) -> &std::path::Path {
+    /// The state a snapshot holds (the engine's part apart, see
+    /// [`restore_engine`]); what is wrong with it otherwise.
+    pub(crate) fn restore(&mut self, loaded: &snapshot::Loaded) -> Result<(), String> {
+        self.window.load(
+            &loaded.window,
+            loaded.header.window_ids,
+            loaded.header.clock,
+        )?;
+        self.checkpoints = loaded.header.checkpoints.clone();
+        self.totals = loaded.header.totals.clone();
+        Ok(())
+    }
+}
+
+/// The engine's state a snapshot holds.
+pub(crate) fn restore_engine(header: &Header, engine: &mut Engine) {
+    engine.restore(
+        header.positions.clone(),
+        &header.symbol_fills,
+        header.recent_fills.clone(),
+    );
+}
+
+/// Replays a record into `engine` and `state`.
+pub(crate) fn replay(record: &Record<'_>, state: &mut State, engine: &mut Engine) {
+    if let Record::Fill {
+        at,
+        symbol,
+        side,
+        qty,
+        price,
+        ..
+    } = record
+    {
+        engine.apply(&Fill {
+            symbol,
+            side: *side,
+            qty: *qty,
+            price: *price,
+            at_ms: *at,
+        });
+    }
+    state.apply(record, None);
+}
+
+/// A signal the window let through: its id is not remembered, and this
+/// is its hash. Consumed by the append of that signal's decision.
+pub(crate) struct Admitted {
+    hash: u32,
+}
+
+/// Why the window refuses a signal before the engine sees it.
+pub(crate) enum Refusal {
+    Duplicate,
+    Reject(Reject),
+}
+
+/// What a start found, for the log and the alert.
+pub(crate) struct Recovery {
+    pub(crate) snapshot: Option<u64>,
+    pub(crate) records: u64,
+    pub(crate) fills: u64,
+    pub(crate) took: Duration,
+}
+
+pub(crate) struct Ledger {
+    state_dir: PathBuf,
+    journal: Journal,
+    /// Set while the journal cannot be written: intake pauses.
+    error: Option<String>,
+    state: State,
+    skew_ms: i64,
+    /// Decided, not yet written: answered once their bytes are durable.
+    replies: Vec<(Reply, Vec<Outcome>)>,
+    /// Waiting for the journal to be durable up to the byte given.
+    awaiting: Vec<(u64, Reply, Vec<Outcome>)>,
+    /// The last seq known durable (the event stream shows no more), and
+    /// the commits not yet known durable: where each ends, and its last seq.
+    durable_seq: u64,
+    undurable: VecDeque<(u64, u64)>,
+    health: Arc<HealthState>,
+    writer: snapshot::Writer,
+    snapshot_interval: Duration,
+    /// The last snapshot started: its seq, when, and the journal's bytes then.
+    last_snapshot: Option<(u64, Instant, u64)>,
+    /// Closed segments: first seq → bytes.
+    closed: BTreeMap<u64, u64>,
+    /// The last snapshot could not be written (the `snapshot` check).
+    snapshot_failing: bool,
+    figures: Figures,
+    metrics: Arc<LedgerMetrics>,
+}
+
+impl Ledger {
+    /// Takes over a journal of an earlier release, then recovers: the
+    /// newest snapshot that passes every check (a damaged one is set aside
+    /// loudly, and the next older one tried), then the records after it,
+    /// into `engine` and the ledger; with no snapshot usable, every record
+    /// from the first. Never a state it cannot vouch for: a gap, a corrupt
+    /// record, or a journal whose start was deleted with no snapshot to
+    /// stand in for it stops the start.
+    pub(crate) fn recover(
+        config: &super::settings::Settings,
+        health: Arc<HealthState>,
+        engine: &mut Engine,
+    ) -> Result<(Ledger, Recovery), JournalError> {
+        let started = Instant::now();
+        let state_dir = &config.state_dir;
+        let took_over = segments::take_over_legacy(state_dir)?;
+        snapshot::remove_leftovers(state_dir);
+        let list_error = |path: PathBuf| {
+            move |source| JournalError::Io {
+                what: "cannot list",
+                path,
+                source,
+            }
+        };
+        let segments = segments::list(state_dir).map_err(list_error(segments::dir(state_dir)))?;
+        let snapshots = snapshot::list(state_dir).map_err(list_error(snapshot::dir(state_dir)))?;
+        let mut state = State::new(config.ledger.dedupe_window);
+        let mut from: Option<Header> = None;
+        let mut kept = Vec::new();
+        for (seq, path) in &snapshots {
+            if from.is_some() {
+                // Older ones are checked only if ever needed; their place
+                // in the journal is enough to keep it for them.
+                if let Some(segment) = header_only(path).map(|header| header.segment) {
+                    kept.push((*seq, segment));
+                }
+                continue;
+            }
+            let loaded = snapshot::read(path)
+                .and_then(|loaded| {
+                    snapshot::matches_journal(state_dir, &loaded.header).map(|()| loaded)
+                })
+                .and_then(|loaded| {
+                    let mut fresh = State::new(config.ledger.dedupe_window);
+                    fresh.restore(&loaded)?;
+                    Ok((loaded, fresh))
+                });
+            match loaded {
+                Ok((loaded, fresh)) => {
+                    state = fresh;
+                    restore_engine(&loaded.header, engine);
+                    kept.push((*seq, loaded.header.segment));
+                    from = Some(loaded.header);
+                }
+                Err(problem) => {
+                    tracing::error!(
+                        snapshot = %path.display(),
+                        %problem,
+                        "SNAPSHOT UNUSABLE: set aside as *.bad; trying an older one, or a full replay"
+                    );
+                    snapshot::set_aside(path);
+                }
+            }
+        }
+        kept.reverse();
+        let mut scan = match &from {
+            Some(header) => Scan::from(segments, header.position(), Mode::Strict)?,
+            None => {
+                if let Some(first) = segments.first().filter(|first| first.first_seq > 1) {
+                    return Err(JournalError::Corrupt {
+                        path: first.path.clone(),
+                        line: 0,
+                        detail: format!(
+                            "the journal starts at seq {} (older segments were deleted) and no \
+                             snapshot is usable, so the state before it cannot be rebuilt; \
+                             restore a snapshot into {}",
+                            first.first_seq,
+                            snapshot::dir(state_dir).display()
+                        ),
+                    });
+                }
+                if !snapshots.is_empty() {
+                    tracing::error!(
+                        segments = segments.len(),
+                        "NO USABLE SNAPSHOT: replaying the whole journal"
+                    );
+                } else if !segments.is_empty() && !took_over {
+                    tracing::warn!(
+                        segments = segments.len(),
+                        "no snapshot yet: replaying the whole journal"
+                    );
+                }
+                Scan::new(segments, Mode::Strict)
+            }
+        };
+        let mut records = 0u64;
+        let mut fills = 0u64;
+        while let Some((_, record)) = scan.record()? {
+            records += 1;
+            fills += u64::from(matches!(record, Record::Fill { .. }));
+            replay(&record, &mut state, engine);
+        }
+        if let Some((path, bytes)) = scan.torn() {
+            tracing::warn!(
+                path = %path.display(),
+                torn_bytes = bytes,
+                "journal ends with a torn line (a crash mid-write); it is cut away"
+            );
+        }
+        let end = scan.end();
+        let journal = Journal::resume(state_dir, config.fsync, config.ledger.segment_size, &end);
+        let mut closed = BTreeMap::new();
+        for segment in segments::list(state_dir).unwrap_or_default() {
+            if Some(segment.first_seq) != end.last_segment.map(|(first, _)| first) {
+                let bytes = std::fs::metadata(&segment.path).map_or(0, |metadata| metadata.len());
+                closed.insert(segment.first_seq, bytes);
+            }
+        }
+        let writer = snapshot::Writer::new(state_dir.clone(), kept, config.ledger.retention);
+        let recovery = Recovery {
+            snapshot: from.as_ref().map(|header| header.seq),
+            records,
+            fills,
+            took: started.elapsed(),
+        };
+        let figures = Figures {
+            snapshot_at: from
+                .as_ref()
+                .and_then(|header| humantime::parse_rfc3339(&header.written_at).ok()),
+            recovery_seconds: recovery.took.as_secs_f64(),
+            recovery_records: records,
+            ..Figures::default()
+        };
+        let ledger = Ledger {
+            state_dir: state_dir.clone(),
+            journal,
+            error: None,
+            state,
+            skew_ms: settings::millis(config.ledger.max_clock_skew),
+            replies: Vec::new(),
+            awaiting: Vec::new(),
+            durable_seq: end.last_seq,
+            undurable: VecDeque::new(),
+            health,
+            writer,
+            snapshot_interval: config.snapshot_interval,
+            // The first snapshot comes an interval after start, like any
+            // other (one at the first signal would put its fsyncs beside
+            // the first batches'); at once only after a replay of records
+            // no snapshot covered, so the next start need not repeat it.
+            last_snapshot: match (from, records) {
+                (None, 1..) => None,
+                (from, _) => Some((from.map_or(0, |header| header.seq), Instant::now(), 0)),
+            },
+            closed,
+            snapshot_failing: false,
+            figures,
+            metrics: LedgerMetrics::new(),
+        };
+        Ok((ledger, recovery))
+    }
+
+    /// The segment being appended to.
+    pub(crate) fn journal_path(&self) -> &Path {
         self.journal.path()
     }
 
-    pub(crate) fn records(&self) -> u64 {
-        self.records
+    /// The seq of the last record appended.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.journal.last_seq()
     }
 
     pub(crate) fn decided_ids(&self) -> usize {
-        self.decided.len()
+        self.state.window.len()
+    }
+
+    pub(crate) fn metrics(&self) -> Arc<LedgerMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Where each file source, by name, may resume reading.
     pub(crate) fn checkpoints(&self) -> &BTreeMap<String, Checkpoint> {
-        &self.checkpoints
+        &self.state.checkpoints
     }
 
     /// While the journal cannot be written, the loop takes no new lines.
@@ -153,34 +423,66 @@ impl Ledger {
         self.error.is_some()
     }
 
-    /// Decides `id` with `decide` unless it has a decision already (`None`:
-    /// a duplicate); the outcome takes the id by the rule replay follows
-    /// ([`is_decision`]), so an id's fate never depends on a restart.
-    pub(crate) fn decide_once<T>(
-        &mut self,
-        id: &str,
-        decide: impl FnOnce() -> Result<T, Reject>,
-    ) -> Option<Result<T, Reject>> {
-        self.decided.decide_once(id, || {
-            let decided = decide();
-            let takes_id = decided
-                .as_ref()
-                .map_or_else(|reject| is_decision(reject.reason), |_| true);
-            (decided, takes_id)
-        })
+    /// The time the decisions about to be made are made at: the wall clock,
+    /// or the latest decision time if the wall clock went back (the window
+    /// never does). Forgets what fell out of the window.
+    pub(crate) fn now(&mut self, wall_ms: i64) -> i64 {
+        let now = wall_ms.max(self.state.window.clock());
+        self.state.window.advance(now);
+        now
     }
 
-    /// Appends a decision or checkpoint, written by the next commit;
-    /// returns its seq (its 1-based ordinal in the whole journal).
+    /// The window's verdict on a parsed signal, before the engine sees it:
+    /// already decided, too old to tell, too far ahead, or new: then its
+    /// decision goes to [`Ledger::append_decision`] with what this returns.
+    pub(crate) fn admit(&mut self, signal: &Signal<'_>, now_ms: i64) -> Result<Admitted, Refusal> {
+        let window = &self.state.window;
+        let hash = window.hash(&signal.id);
+        if window.contains(hash, &signal.id) {
+            return Err(Refusal::Duplicate);
+        }
+        let ts = signal.ts_ms;
+        if ts < window.cutoff() {
+            return Err(Refusal::Reject(Reject::new(
+                Reason::TooOld,
+                format!(
+                    "ts {} is older than the exactly-once window (DEDUPE_WINDOW) reaches back, to {}",
+                    format_ms(ts),
+                    format_ms(window.cutoff())
+                ),
+            )));
+        }
+        if ts > now_ms.saturating_add(self.skew_ms) {
+            return Err(Refusal::Reject(Reject::new(
+                Reason::TsInFuture,
+                format!(
+                    "ts {} is more than MAX_CLOCK_SKEW ahead of now, {}",
+                    format_ms(ts),
+                    format_ms(now_ms)
+                ),
+            )));
+        }
+        Ok(Admitted { hash })
+    }
+
+    /// Appends a record (written by the next commit), and applies it: the
+    /// rule of [`took_id`], the checkpoints, the totals. Returns its seq.
     pub(crate) fn append(&mut self, record: &Record<'_>) -> u64 {
-        self.journal.append(record);
-        self.records += 1;
-        self.records
+        let seq = self.journal.append(record);
+        self.state.apply(record, None);
+        seq
     }
 
-    /// The seq of the last record appended.
-    pub(crate) fn last_seq(&self) -> u64 {
-        self.records
+    /// [`Ledger::append`] of the decision about the signal `admitted` was
+    /// for: its id, found absent, is not looked up again.
+    pub(crate) fn append_decision(&mut self, record: &Record<'_>, admitted: Admitted) -> u64 {
+        debug_assert!(
+            took_id(record).is_none_or(|(id, _)| self.state.window.hash(id) == admitted.hash),
+            "a decision appended with another signal's admission"
+        );
+        let seq = self.journal.append(record);
+        self.state.apply(record, Some(admitted.hash));
+        seq
     }
 
     /// The seq of the last record known durable: what the event stream
@@ -191,7 +493,7 @@ impl Ledger {
 
     /// Under `FSYNC=always` every decision is committed on its own.
     pub(crate) fn commits_each_decision(&self) -> bool {
-        self.journal.policy() == FsyncPolicy::Always
+        self.journal.policy() == super::settings::FsyncPolicy::Always
     }
 
     /// One checkpoint per file source per iteration, after every decision
@@ -203,7 +505,6 @@ impl Ledger {
             ino: checkpoint.ino,
             off: checkpoint.offset,
         });
-        self.checkpoints.insert(source.to_owned(), checkpoint);
     }
 
     /// Whether a client waits on what the next commit writes.
@@ -227,31 +528,32 @@ impl Ledger {
             tracing::info!("journal writable again; intake resumes");
         }
         self.health.set_component("journal", Component::Ok);
-        let written = self.journal.commits_written();
-        // Everything appended so far was written by commit `written`.
-        let last_written = self
+        for (first_seq, bytes) in self.journal.rolled() {
+            self.closed.insert(first_seq, bytes);
+        }
+        let end = self.journal.appended();
+        // Everything appended so far ends at `end`: its last record is
+        // durable once the journal is durable that far.
+        let last_seq = self.journal.last_seq();
+        let last_pending = self
             .undurable
             .back()
             .map_or(self.durable_seq, |(_, seq)| *seq);
-        if self.records > last_written {
-            self.undurable.push_back((written, self.records));
+        if last_seq > last_pending {
+            self.undurable.push_back((end, last_seq));
         }
-        while let Some((_, seq)) = self
-            .undurable
-            .front()
-            .filter(|(commit, _)| *commit <= durable)
-        {
+        while let Some((_, seq)) = self.undurable.front().filter(|(end, _)| *end <= durable) {
             self.durable_seq = *seq;
             self.undurable.pop_front();
         }
         self.awaiting.extend(
             self.replies
                 .drain(..)
-                .map(|(reply, outcomes)| (written, reply, outcomes)),
+                .map(|(reply, outcomes)| (end, reply, outcomes)),
         );
         let (answered, waiting) = std::mem::take(&mut self.awaiting)
             .into_iter()
-            .partition(|(commit, ..)| *commit <= durable);
+            .partition(|(end, ..)| *end <= durable);
         self.awaiting = waiting;
         for (_, reply, outcomes) in answered {
             let _ = reply.send(outcomes);
@@ -264,6 +566,10 @@ impl Ledger {
     }
 
     fn failed(&mut self, error: &JournalError) {
+        if matches!(error, JournalError::Io { what, .. } if what.contains("fsync journal segment"))
+        {
+            self.figures.fsync_failures += 1;
+        }
         let message = error.to_string();
         if self.error.as_deref() != Some(message.as_str()) {
             tracing::error!(error = %message, "journal write failed; intake paused, retrying every tick");
@@ -273,57 +579,167 @@ impl Ledger {
         }
     }
 
-    /// Writes the snapshot; never ahead of the journal (it commits first,
-    /// and writes nothing while the journal is failing). False if it was
-    /// not written.
-    pub(crate) fn snapshot(&mut self, figures: &Figures<'_>) -> bool {
+    /// Publishes the ledger's figures (once per loop iteration), and takes
+    /// the result of a snapshot that finished.
+    pub(crate) fn publish(&mut self) {
+        self.poll_snapshot(false);
+        let (_, active_bytes) = self.journal.active();
+        self.figures.segments = self.closed.len() as u64 + 1;
+        self.figures.segment_bytes = self.closed.values().sum::<u64>() + active_bytes;
+        self.figures.window_ids = self.state.window.len() as u64;
+        self.figures.last_seq = self.journal.last_seq();
+        self.metrics.publish(&self.figures);
+    }
+
+    /// Starts a snapshot when one is due: `SNAPSHOT_INTERVAL` after the
+    /// last, if records came since, and once the journal has grown by a
+    /// sixteenth of the window's bytes since (so snapshotting a large
+    /// window costs at most 16 times the journal's own writes, and the
+    /// replay after it stays a fraction of the window). `engine` is asked
+    /// for its state only then.
+    pub(crate) fn snapshot_if_due(&mut self, engine: impl FnOnce() -> EngineState) {
+        if self.writer.busy() || self.is_blocked() {
+            return;
+        }
+        let last_seq = self.journal.last_seq();
+        let due = match self.last_snapshot {
+            None => last_seq > 0,
+            Some((seq, at, bytes)) => {
+                seq != last_seq
+                    && at.elapsed() >= self.snapshot_interval
+                    && self.journal.appended() - bytes >= self.state.window.bytes() as u64 / 16
+            }
+        };
+        if due {
+            self.start_snapshot(engine());
+        }
+    }
+
+    /// At stop: waits for a snapshot being written, then writes one of
+    /// everything if records came since, and waits for it.
+    pub(crate) fn finish(&mut self, engine: EngineState) {
+        self.poll_snapshot(true);
+        let covered = self.last_snapshot.map(|(seq, ..)| seq);
+        if covered != Some(self.journal.last_seq()) && self.start_snapshot(engine) {
+            self.poll_snapshot(true);
+        }
+        self.publish();
+    }
+
+    /// Hands the writer a snapshot of the state now, the journal durable
+    /// first (a snapshot is never ahead of it); false if not started.
+    fn start_snapshot(&mut self, engine: EngineState) -> bool {
         self.commit(false);
         if self.is_blocked() {
             return false;
         }
-        let snapshot = Snapshot {
-            written_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            journal_records: self.records,
-            positions: figures.positions,
-            checkpoints: &self.checkpoints,
-            signals: figures.signals,
-            fills: figures.fills,
-            rejects: figures.rejects,
-            duplicates: figures.duplicates,
+        let Some((position, last_record_len)) = self.journal.position() else {
+            return false;
         };
-        match snapshot::write(&self.state_dir, &snapshot) {
+        let job = Job {
+            position,
+            last_record_len,
+            positions: engine.positions,
+            symbol_fills: engine.symbol_fills,
+            recent_fills: engine.recent_fills,
+            checkpoints: self.state.checkpoints.clone(),
+            totals: self.state.totals.clone(),
+            window: self.state.window.view(),
+        };
+        match self.writer.start(job) {
+            Ok(()) => {
+                self.last_snapshot = Some((position.seq, Instant::now(), self.journal.appended()));
+                true
+            }
+            Err(error) => {
+                self.snapshot_failed(&error);
+                false
+            }
+        }
+    }
+
+    fn poll_snapshot(&mut self, wait: bool) {
+        let Some(result) = self.writer.finished(wait) else {
+            return;
+        };
+        match result {
             // Per decision is debug (a busy feed would drown the log); this
             // line, every SNAPSHOT_INTERVAL while signals flow and at stop,
             // shows at info that the bot is doing its job.
-            Ok(()) => tracing::info!(
-                signals = snapshot.signals,
-                fills = snapshot.fills,
-                rejects = snapshot.rejects,
-                duplicates = snapshot.duplicates,
-                symbols = snapshot.positions.len(),
-                "snapshot written"
-            ),
-            Err(error) => {
-                tracing::warn!(%error, "cannot write the snapshot (the journal stays the truth)")
+            Ok(written) => {
+                tracing::info!(
+                    seq = written.seq,
+                    fills = self.state.totals.fills,
+                    rejects = self.state.totals.rejects.values().sum::<u64>(),
+                    window_ids = self.state.window.len(),
+                    bytes = written.bytes,
+                    took_ms = written.took.as_millis() as u64,
+                    "snapshot written"
+                );
+                self.figures.snapshot_at = Some(written.at);
+                self.figures.snapshot_bytes = written.bytes;
+                if std::mem::take(&mut self.snapshot_failing) {
+                    self.health.set_component("snapshot", Component::Ok);
+                }
+                for (first_seq, _) in written.deleted {
+                    self.closed.remove(&first_seq);
+                }
             }
+            Err(error) => self.snapshot_failed(&error),
         }
-        true
+    }
+
+    fn snapshot_failed(&mut self, error: &str) {
+        self.figures.snapshot_failures += 1;
+        // Degraded, not failed: nothing is lost, only the next start takes
+        // longer. The reason names no path (the health port is often
+        // public).
+        self.snapshot_failing = true;
+        self.health.set_component(
+            "snapshot",
+            Component::Degraded(format!("cannot write the snapshot: {error}")),
+        );
+        // Tried again an interval later; the journal stays the truth
+        // meanwhile, and recovery replays a little more.
+        self.last_snapshot = Some((0, Instant::now(), self.journal.appended()));
+        tracing::warn!(%error, dir = %snapshot::dir(&self.state_dir).display(), "cannot write the snapshot (the journal stays the truth)");
     }
 }
 
-/// Rejects that are decisions about a valid signal (a risk limit, no
-/// price): the id is then taken. A line refused as malformed takes no id,
-/// so a corrected resend is still handled. Live decisions and replay both
-/// ask this, so an id's fate never depends on a restart.
-///
-/// A symbol refused by `SYMBOLS` (`unknown_symbol`) or `MAX_SYMBOLS`
-/// (`too_many_symbols`) takes no id either. The refusal is about what the
-/// bot is set up to hold, not about the signal: the same signal is refused
-/// again for as long as the settings stand (after a restart too), and
-/// handled once the operator lists the symbol or raises the cap (once: it
-/// was never executed). And these are the signals of a feed that invents
-/// symbols: taking their ids would let it grow the exactly-once index by
-/// every one, the very growth the bound is there to stop.
-fn is_decision(reason: Reason) -> bool {
-    reason == Reason::NoPrice || reason.is_risk_limit()
+/// The engine's part of a snapshot.
+pub(crate) struct EngineState {
+    pub(crate) positions: BTreeMap<String, Holding>,
+    pub(crate) symbol_fills: BTreeMap<String, u64>,
+    pub(crate) recent_fills: Vec<i64>,
+}
+
+impl EngineState {
+    pub(crate) fn of(engine: &Engine) -> EngineState {
+        EngineState {
+            positions: engine.positions(),
+            symbol_fills: engine.symbol_fills(),
+            recent_fills: engine.recent_fills(),
+        }
+    }
+}
+
+/// A snapshot's header alone (its first line), unchecked.
+fn header_only(path: &Path) -> Option<Header> {
+    use std::io::BufRead;
+    let mut line = Vec::new();
+    std::io::BufReader::new(std::fs::File::open(path).ok()?)
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    serde_json::from_slice(&line).ok()
+}
+
+/// An epoch-ms time for people, in a message.
+pub(crate) fn format_ms(ms: i64) -> String {
+    u64::try_from(ms)
+        .ok()
+        .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+        .map_or_else(
+            || format!("{ms} ms"),
+            |at| humantime::format_rfc3339_millis(at).to_string(),
+        )
 }

@@ -213,6 +213,7 @@ mod tests {
         let reject = Record::Reject {
             id: None,
             src: Cow::Borrowed("stdin"),
+            ts: None,
             at: 3,
             reason: "not_json".into(),
             detail: "not JSON".into(),

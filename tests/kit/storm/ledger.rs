@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::kit::journal::{parse_journal, read_journal};
+use crate::kit::journal::{journal_text, latest_snapshot, parse_journal, read_journal};
 
 /// The records of a running daemon's journal up to its last whole line:
 /// the daemon may be halfway through writing the next one.
 pub fn read_journal_so_far(state_dir: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(state_dir.join("journal.jsonl")).unwrap_or_default();
+    let text = journal_text(state_dir);
     parse_journal(&text[..text.rfind('\n').map_or(0, |end| end + 1)])
 }
 
@@ -53,9 +53,7 @@ pub fn check_exactly_once(state_dir: &Path, total: usize) {
         );
     }
     assert_eq!(decisions.len(), total);
-    let snapshot: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state_dir.join("snapshot.json")).unwrap())
-            .unwrap();
+    let snapshot = latest_snapshot(state_dir);
     for (symbol, (qty, cash)) in &replay {
         let position = &snapshot["positions"][symbol];
         let held = position["qty"].as_f64().unwrap();

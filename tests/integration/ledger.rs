@@ -1,0 +1,565 @@
+//! The ledger over a bot's lifetime (issue 11): a state directory of the
+//! release before segments taken over with nothing lost; segments rolled
+//! and recovery from the newest valid snapshot, falling back loudly past
+//! damaged ones; retention that never deletes what recovery needs; the
+//! window's refusals; its figures; `tradingbot journal`, run beside the
+//! daemon; and failures injected at each step of a snapshot and a roll.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::kit::daemon::{stdin_bot, Builder, Daemon, BIN};
+use crate::kit::journal::signal_line;
+use crate::kit::wait::{wait_until, SOON};
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/old-release-state"
+);
+
+/// `tradingbot journal ARGS` on `state_dir`: (exit code, stdout).
+fn journal(state_dir: &Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("STATE_DIR", state_dir)
+        .env("DEDUPE_WINDOW", "36500d")
+        .arg("journal")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tradingbot journal");
+    (
+        output.status.code().expect("killed by a signal"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect()
+}
+
+fn wait_decided(daemon: &Daemon, count: f64) {
+    assert!(
+        wait_until(SOON, || daemon.decided() >= count),
+        "{} of {count} decided; log:\n{}",
+        daemon.decided(),
+        daemon.log.all().join("\n")
+    );
+}
+
+fn files(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+        .unwrap_or_default();
+    found.retain(|path| path.extension().is_some_and(|ext| ext == extension));
+    found.sort();
+    found
+}
+
+fn lines(prefix: &str, count: usize) -> String {
+    (0..count)
+        .map(|index| {
+            let symbol = ["BTC", "ETH", "SOL"][index % 3];
+            let side = if index % 4 == 3 { "sell" } else { "buy" };
+            signal_line(
+                &format!("{prefix}-{index}"),
+                symbol,
+                side,
+                1.0,
+                Some(100.0 + (index % 7) as f64),
+            )
+        })
+        .collect()
+}
+
+/// The state directory a release without segments left (its journal
+/// ending in a torn line): taken over on the first start, every position
+/// and decided id kept, numbering on, `journal verify` clean.
+#[test]
+fn an_old_release_state_dir_is_taken_over_with_nothing_lost() {
+    let builder = Builder::new();
+    let state = builder.dir().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    for file in ["journal.jsonl", "snapshot.json"] {
+        std::fs::copy(Path::new(FIXTURE).join(file), state.join(file)).unwrap();
+    }
+    let old: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(FIXTURE).join("snapshot.json")).unwrap(),
+    )
+    .unwrap();
+    let mut daemon = builder
+        .env("MAX_POSITION_QTY", "5")
+        .arg("--source")
+        .arg("stdin")
+        .piped_stdin()
+        .spawn();
+    daemon.wait_ready();
+    let log = daemon.log.all().join("\n");
+    assert!(
+        log.contains("took over the journal of an earlier release"),
+        "{log}"
+    );
+    assert!(log.contains("torn line"), "{log}");
+    assert!(!state.join("journal.jsonl").exists());
+    assert!(
+        !state.join("snapshot.json").exists(),
+        "the old snapshot is not kept to mislead"
+    );
+    assert!(state.join("journal/00000000000000000001.jsonl").is_file());
+    for (symbol, position) in old["positions"].as_object().unwrap() {
+        assert_eq!(
+            daemon.metric("position", &[("symbol", symbol)]),
+            position["qty"].as_f64(),
+            "{symbol}"
+        );
+        assert_eq!(
+            daemon.metric("realized_pnl", &[("symbol", symbol)]),
+            position["realized_pnl"].as_f64(),
+            "{symbol}"
+        );
+    }
+    assert_eq!(daemon.metric("journal_last_seq", &[]), Some(11.0));
+
+    // The whole old feed again: every id the old release decided is a
+    // duplicate (old-2 twice), but the overflowing order, which takes no
+    // id, and the malformed lines are decided again as such.
+    let feed = std::fs::read_to_string(Path::new(FIXTURE).join("feed.jsonl")).unwrap();
+    daemon.write_stdin(feed.as_bytes());
+    wait_decided(&daemon, 11.0);
+    assert_eq!(daemon.metric("duplicates_total", &[]), Some(8.0));
+    assert_eq!(
+        daemon.metric("rejects_total", &[("reason", "bad_qty")]),
+        Some(1.0)
+    );
+    daemon.write_stdin(signal_line("new-1", "BTC-USD", "buy", 0.1, Some(65000.0)).as_bytes());
+    wait_decided(&daemon, 12.0);
+    assert_eq!(daemon.metric("journal_last_seq", &[]), Some(15.0));
+    daemon.close_stdin();
+    assert!(daemon.stop().success());
+
+    let (code, verdict) = journal(&state, &["verify"]);
+    assert_eq!(code, 0, "{verdict}");
+    let (code, positions) = journal(&state, &["positions"]);
+    assert_eq!(code, 0, "{positions}");
+    assert!(positions.contains("matches the replay"), "{positions}");
+    let (_, fills) = journal(&state, &["--json", "fills"]);
+    let ids: Vec<String> = json_lines(&fills)
+        .iter()
+        .map(|fill| format!("{}:{}", fill["seq"], fill["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ids,
+        ["1:old-1", "2:old-2", "3:old-3", "9:old-8", "10:old-9", "15:new-1"]
+    );
+}
+
+/// Small segments roll; a restart reads the newest snapshot and replays
+/// nothing before it; a damaged snapshot is set aside loudly for an older
+/// one, and with none left the whole journal is replayed: the same state
+/// every time.
+#[test]
+fn recovery_trusts_the_newest_valid_snapshot_and_falls_back_loudly() {
+    let start = |state: &Path| {
+        Builder::new()
+            .env("STATE_DIR", state)
+            .env("JOURNAL_SEGMENT_SIZE", "2KiB")
+            .env("SNAPSHOT_INTERVAL", "100ms")
+            .arg("--source")
+            .arg("stdin")
+            .piped_stdin()
+            .spawn()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut daemon = start(&state);
+    daemon.wait_ready();
+    daemon.write_stdin(lines("a", 60).as_bytes());
+    wait_decided(&daemon, 60.0);
+    daemon.expect_log("snapshot written");
+    daemon.write_stdin(lines("b", 60).as_bytes());
+    wait_decided(&daemon, 120.0);
+    let segments = daemon.metric("journal_segments", &[]).unwrap();
+    assert!(segments >= 5.0, "{segments} segments");
+    let on_disk: u64 = files(&state.join("journal"), "jsonl")
+        .iter()
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .sum();
+    assert_eq!(daemon.metric("journal_bytes", &[]), Some(on_disk as f64));
+    assert_eq!(daemon.metric("dedupe_window_ids", &[]), Some(120.0));
+    assert!(daemon.metric("snapshot_age_seconds", &[]).is_some());
+    let expected: Vec<Option<f64>> = ["BTC", "ETH", "SOL"]
+        .iter()
+        .map(|symbol| daemon.metric("position", &[("symbol", symbol)]))
+        .collect();
+    daemon.close_stdin();
+    assert!(daemon.stop().success());
+    let snapshots = files(&state.join("snapshots"), "snap");
+    assert!(snapshots.len() >= 2, "{snapshots:?}");
+
+    let restart = |expect: &str| {
+        let mut daemon = start(&state);
+        daemon.wait_ready();
+        let recovered = daemon
+            .log
+            .all()
+            .into_iter()
+            .find(|line| line.contains("journal recovered"))
+            .expect("recovery is logged");
+        assert!(recovered.contains(expect), "{recovered}");
+        let positions: Vec<Option<f64>> = ["BTC", "ETH", "SOL"]
+            .iter()
+            .map(|symbol| daemon.metric("position", &[("symbol", symbol)]))
+            .collect();
+        assert_eq!(positions, expected);
+        daemon.write_stdin(signal_line("a-7", "BTC", "buy", 1.0, Some(1.0)).as_bytes());
+        daemon.wait_metric("duplicates_total", &[], 1.0);
+        assert_eq!(daemon.metric("dedupe_window_ids", &[]), Some(120.0));
+        let replayed = daemon.metric("recovery_records", &[]).unwrap();
+        daemon.close_stdin();
+        assert!(daemon.stop().success());
+        (daemon, replayed)
+    };
+    let (_, replayed) = restart("Some(120)");
+    assert_eq!(replayed, 0.0);
+
+    // Damaged: one byte flipped in the newest (the one the stop wrote).
+    let newest = files(&state.join("snapshots"), "snap").pop().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&newest, bytes).unwrap();
+    let (daemon, replayed) = restart("Some(");
+    let log = daemon.log.all().join("\n");
+    assert!(
+        log.contains("SNAPSHOT UNUSABLE") && log.contains("checksum mismatch"),
+        "{log}"
+    );
+    assert!(replayed > 0.0, "an older snapshot leaves records to replay");
+    assert!(PathBuf::from(format!("{}.bad", newest.display())).exists());
+
+    // Truncated, every one: the whole journal is replayed.
+    for snapshot in files(&state.join("snapshots"), "snap") {
+        let length = std::fs::metadata(&snapshot).unwrap().len();
+        std::fs::File::options()
+            .write(true)
+            .open(&snapshot)
+            .unwrap()
+            .set_len(length / 2)
+            .unwrap();
+    }
+    let (daemon, replayed) = restart("None");
+    assert!(daemon.log.all().join("\n").contains("NO USABLE SNAPSHOT"));
+    assert_eq!(replayed, 120.0);
+    let (code, verdict) = journal(&state, &["verify"]);
+    assert_eq!(code, 0, "{verdict}");
+}
+
+/// Retention deletes closed segments that every kept snapshot has moved
+/// past, never one recovery needs; with the journal's start gone, a state
+/// directory without a usable snapshot refuses to start rather than guess.
+#[test]
+fn retention_deletes_what_no_recovery_needs_and_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let start = || {
+        Builder::new()
+            .env("STATE_DIR", &state)
+            .env("JOURNAL_SEGMENT_SIZE", "1KiB")
+            .env("JOURNAL_RETENTION", "300ms")
+            .env("SNAPSHOT_INTERVAL", "50ms")
+            .arg("--source")
+            .arg("stdin")
+            .piped_stdin()
+            .spawn()
+    };
+    let mut daemon = start();
+    daemon.wait_ready();
+    daemon.write_stdin(lines("r", 40).as_bytes());
+    wait_decided(&daemon, 40.0);
+    // Old enough only as time passes: a trickle of signals brings the
+    // snapshots that apply retention.
+    let mut sent = 40;
+    let first = state.join("journal/00000000000000000001.jsonl");
+    assert!(
+        wait_until(SOON, || {
+            daemon.write_stdin(lines(&format!("t{sent}"), 4).as_bytes());
+            sent += 4;
+            !first.exists()
+        }),
+        "segment 1 never deleted; log:\n{}",
+        daemon.log.all().join("\n")
+    );
+    wait_decided(&daemon, sent as f64);
+    assert!(
+        wait_until(SOON, || daemon.metric("journal_segments", &[])
+            == Some(files(&state.join("journal"), "jsonl").len() as f64)),
+        "the segments metric never matched the files"
+    );
+    let (code, verdict) = journal(&state, &["verify"]);
+    assert_eq!(code, 0, "verify beside the running daemon: {verdict}");
+    let position = daemon.metric("position", &[("symbol", "BTC")]);
+    daemon.close_stdin();
+    assert!(daemon.stop().success());
+    let mut daemon = start();
+    daemon.wait_ready();
+    assert_eq!(daemon.metric("position", &[("symbol", "BTC")]), position);
+    daemon.close_stdin();
+    assert!(daemon.stop().success());
+
+    for snapshot in files(&state.join("snapshots"), "snap") {
+        std::fs::remove_file(snapshot).unwrap();
+    }
+    let mut daemon = start();
+    assert_eq!(daemon.wait_exit(SOON).code(), Some(1));
+    let log = daemon.log.all().join("\n");
+    assert!(
+        log.contains("older segments were deleted") && log.contains("no snapshot"),
+        "{log}"
+    );
+}
+
+/// `tradingbot journal` beside a running daemon: the listings and their
+/// filters, PnL, positions against the snapshot; then `verify` naming a
+/// corrupt record, a sequence gap and an id decided twice.
+#[test]
+fn the_journal_command_answers_beside_the_daemon_and_verify_names_problems() {
+    let mut daemon = stdin_bot()
+        .env("JOURNAL_SEGMENT_SIZE", "1KiB")
+        .env("MAX_POSITION_QTY", "2")
+        .spawn();
+    daemon.wait_ready();
+    let state = daemon.state_dir();
+    let ahead = now_ms() + 86_400_000;
+    let mut feed = [
+        signal_line("p1", "BTC", "buy", 2.0, Some(100.0)),
+        signal_line("p2", "BTC", "sell", 1.0, Some(110.0)),
+        signal_line("p3", "ETH", "buy", 1.0, Some(50.0)),
+        signal_line("p4", "BTC", "buy", 5.0, Some(100.0)),
+        format!("{{\"id\":\"p5\",\"ts\":{ahead},\"symbol\":\"BTC\",\"side\":\"buy\",\"qty\":1,\"price\":1}}\n"),
+        signal_line("p6", "ETH", "sell", 1.0, Some(40.0)),
+    ]
+    .concat();
+    // Enough after them to roll a few segments.
+    for index in 0..20 {
+        let side = if index % 2 == 0 { "buy" } else { "sell" };
+        feed.push_str(&signal_line(
+            &format!("f{index}"),
+            "XRP",
+            side,
+            1.0,
+            Some(1.0),
+        ));
+    }
+    daemon.write_stdin(feed.as_bytes());
+    wait_decided(&daemon, 26.0);
+    assert_eq!(
+        daemon.metric("rejects_total", &[("reason", "ts_in_future")]),
+        Some(1.0)
+    );
+
+    let (code, fills) = journal(&state, &["fills", "--json", "--symbol", "BTC"]);
+    assert_eq!(code, 0);
+    let fills = json_lines(&fills);
+    assert_eq!(fills.len(), 2);
+    assert_eq!(fills[0]["id"], "p1");
+    assert_eq!(fills[1]["seq"], 2);
+    for field in [
+        "seq", "id", "ts", "at", "symbol", "side", "qty", "price", "src",
+    ] {
+        assert!(fills[0].get(field).is_some(), "{field} in {}", fills[0]);
+    }
+    let at = fills[1]["at"].as_i64().unwrap();
+    let (_, none) = journal(
+        &state,
+        &["--json", "fills", "--since", &(at + 60_000).to_string()],
+    );
+    assert_eq!(none, "");
+    let (_, table) = journal(&state, &["fills", "--until", "1h"]);
+    assert_eq!(table.lines().count(), 1, "the header only: {table}");
+    let (_, rejects) = journal(
+        &state,
+        &["rejects", "--json", "--reason", "max_position_qty"],
+    );
+    let rejects = json_lines(&rejects);
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["id"], "p4");
+    let (code, _) = journal(&state, &["rejects", "--reason", "no_such_reason"]);
+    assert_eq!(code, 2);
+
+    let (_, pnl) = journal(&state, &["--json", "pnl"]);
+    let pnl = json_lines(&pnl);
+    let realized = |symbol: &str| {
+        pnl.iter()
+            .find(|row| row["symbol"] == symbol)
+            .map(|row| row["realized_pnl"].as_f64().unwrap())
+    };
+    assert_eq!(realized("BTC"), Some(10.0));
+    assert_eq!(realized("ETH"), Some(-10.0));
+    let (_, by_day) = journal(&state, &["pnl", "--by", "day"]);
+    assert!(
+        by_day
+            .lines()
+            .any(|line| line.starts_with("total") && line.contains("0.0000")),
+        "{by_day}"
+    );
+
+    daemon.close_stdin();
+    assert!(daemon.stop().success());
+    let (code, positions) = journal(&state, &["positions", "--json"]);
+    assert_eq!(code, 0, "{positions}");
+    assert!(positions.contains("\"matches\":true"), "{positions}");
+    let (code, verdict) = journal(&state, &["verify"]);
+    assert_eq!(code, 0, "{verdict}");
+
+    // An id decided twice: a copy of the first fill appended by hand.
+    let segments = files(&state.join("journal"), "jsonl");
+    assert!(segments.len() >= 3, "{segments:?}");
+    let last = segments.last().unwrap();
+    let first_line = std::fs::read_to_string(&segments[0])
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let kept = std::fs::read(last).unwrap();
+    std::fs::write(
+        last,
+        [kept.clone(), format!("{first_line}\n").into_bytes()].concat(),
+    )
+    .unwrap();
+    let (code, verdict) = journal(&state, &["verify"]);
+    assert_eq!(code, 1, "{verdict}");
+    assert!(verdict.contains("\"p1\" is decided again"), "{verdict}");
+    std::fs::write(last, &kept).unwrap();
+
+    // A corrupt record in a closed segment.
+    let middle = &segments[1];
+    let text = std::fs::read(middle).unwrap();
+    std::fs::write(middle, [b"{garbage}\n".to_vec(), text.clone()].concat()).unwrap();
+    let (code, verdict) = journal(&state, &["verify"]);
+    assert_eq!(code, 1, "{verdict}");
+    assert!(verdict.contains("is corrupt at line 1"), "{verdict}");
+    std::fs::write(middle, &text).unwrap();
+
+    // A segment gone from the middle.
+    std::fs::remove_file(middle).unwrap();
+    let (code, verdict) = journal(&state, &["--json", "verify"]);
+    assert_eq!(code, 1, "{verdict}");
+    assert!(verdict.contains("sequence gap"), "{verdict}");
+}
+
+/// An error injected at each step of a snapshot write and of a segment
+/// roll, once: the snapshot is tried again, the roll too (the journal
+/// failing meanwhile), and every signal is decided exactly once.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_failure_at_any_step_of_a_snapshot_or_a_roll_is_survived() {
+    let steps = [
+        "ledger::snapshot::create",
+        "ledger::snapshot::write",
+        "ledger::snapshot::fsync",
+        "ledger::snapshot::rename",
+        "ledger::snapshot::fsync_dir",
+        "ledger::roll::create",
+        "ledger::roll::fsync_dir",
+    ];
+    for step in steps {
+        let mut daemon = stdin_bot()
+            .env("JOURNAL_SEGMENT_SIZE", "1KiB")
+            .env("SNAPSHOT_INTERVAL", "10ms")
+            .env("FAILPOINTS", format!("{step}=1*return"))
+            .spawn();
+        daemon.wait_ready();
+        for wave in 0..4 {
+            daemon.write_stdin(lines(&format!("w{wave}"), 10).as_bytes());
+            wait_decided(&daemon, 10.0 * (wave + 1) as f64);
+        }
+        let failed = if step.contains("snapshot") {
+            assert!(
+                wait_until(SOON, || daemon.health().1["checks"]["snapshot"]["status"]
+                    == "ok"),
+                "{step}: the snapshot check never came back: {}",
+                daemon.health().1
+            );
+            daemon.expect_log("cannot write the snapshot")
+        } else {
+            daemon.expect_log("journal write failed")
+        };
+        assert!(failed.contains("fail point"), "{step}: {failed}");
+        assert!(
+            daemon.wait_status("/health", 200),
+            "{step}: never healthy again"
+        );
+        daemon.close_stdin();
+        assert!(daemon.stop().success(), "{step}");
+        let state = daemon.state_dir();
+        let (code, verdict) = journal(&state, &["verify"]);
+        assert_eq!(code, 0, "{step}: {verdict}");
+        let (_, fills) = journal(&state, &["--json", "fills"]);
+        let mut ids: Vec<String> = json_lines(&fills)
+            .iter()
+            .map(|fill| fill["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 40, "{step}");
+        assert_eq!(json_lines(&fills).len(), 40, "{step}");
+    }
+}
+
+/// The window's bound, end to end: a resend within it is a duplicate; a
+/// signal older than it, or further ahead than MAX_CLOCK_SKEW, is refused
+/// with its reason, journaled and counted, and takes no id.
+#[test]
+fn the_window_refuses_signals_too_old_or_too_far_ahead() {
+    let mut daemon = stdin_bot()
+        .env("DEDUPE_WINDOW", "1h")
+        .env("MAX_CLOCK_SKEW", "1m")
+        .spawn();
+    daemon.wait_ready();
+    let now = now_ms();
+    let line = |id: &str, ts: i64| {
+        format!("{{\"id\":\"{id}\",\"ts\":{ts},\"symbol\":\"BTC\",\"side\":\"buy\",\"qty\":1,\"price\":10}}\n")
+    };
+    let feed = [
+        line("fresh", now),
+        line("fresh", now),
+        line("stale", now - 2 * 3_600_000),
+        line("ahead", now + 10 * 60_000),
+        line("ahead", now),
+    ]
+    .concat();
+    daemon.write_stdin(feed.as_bytes());
+    wait_decided(&daemon, 5.0);
+    assert_eq!(daemon.metric("duplicates_total", &[]), Some(1.0));
+    assert_eq!(
+        daemon.metric("rejects_total", &[("reason", "too_old")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        daemon.metric("rejects_total", &[("reason", "ts_in_future")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        daemon.metric("signals_total", &[("result", "filled")]),
+        Some(2.0)
+    );
+    assert_eq!(daemon.metric("dedupe_window_ids", &[]), Some(2.0));
+    let reasons: Vec<String> = daemon
+        .journal()
+        .iter()
+        .filter_map(|record| record["reason"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(reasons, ["too_old", "ts_in_future"]);
+    daemon.close_stdin();
+    assert!(daemon.stop().success());
+}
