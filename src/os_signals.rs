@@ -61,8 +61,11 @@ impl Handlers {
         };
         tracing::info!(signal = name, "stopping: intake stops, the bot drains");
         self.health.set_stopping();
-        self.shutdown.cancel();
+        // The judge hears of the stop before the bot does: an idle bot
+        // drains in well under a millisecond, and its `Finished`, queued
+        // first, would end the judge before it sent STOPPING=1.
         self.judge.send(Request::Stop);
+        self.shutdown.cancel();
     }
 
     fn stop_again(&self, since_first: Duration) {
