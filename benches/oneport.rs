@@ -49,13 +49,10 @@ fn main() {
 /// one a new signal (its time), so every request is a fill.
 fn alert(n: u64) -> String {
     let template = include_str!("../samples/tradingview-alert.json");
-    let ts = format!(
-        "2026-11-30T{:02}:{:02}:{:02}.{:03}Z",
-        n / 3_600_000 % 24,
-        n / 60_000 % 60,
-        n / 1000 % 60,
-        n % 1000
-    );
+    // An hour ago plus `n` ms: inside the exactly-once window, unique.
+    static BASE: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+    let base = BASE.get_or_init(|| std::time::SystemTime::now() - Duration::from_secs(3600));
+    let ts = humantime::format_rfc3339_millis(*base + Duration::from_millis(n)).to_string();
     template
         .replace("{{ticker}}", "BTCUSDT")
         .replace(

@@ -21,6 +21,13 @@ fn alert(action: &str, contracts: &str, price: &str, timenow: &str) -> String {
         .replace("{{timenow}}", timenow)
 }
 
+/// `{{timenow}}` as TradingView fills it in: the alert's time, some
+/// minutes ago (inside the exactly-once window, as a live alert is).
+fn timenow(minutes_ago: u64) -> String {
+    let at = std::time::SystemTime::now() - std::time::Duration::from_secs(60 * minutes_ago);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 fn tradingview_bot(builder: Builder) -> Builder {
     let token_file = builder.dir().join("webhook-token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
@@ -64,7 +71,7 @@ fn a_tradingview_alert_fills_once_on_the_main_port() {
     let mut daemon = tradingview_bot(Builder::new()).spawn();
     daemon.wait_ready();
     let addr = daemon.addr();
-    let first = alert("buy", "0.5", "64000.5", "2026-11-30T19:30:00Z");
+    let first = alert("buy", "0.5", "64000.5", &timenow(2));
     assert!(first.lines().count() > 3, "the template is pretty-printed");
     let path = format!("/signals/{TOKEN}");
 
@@ -95,7 +102,7 @@ fn a_tradingview_alert_fills_once_on_the_main_port() {
     assert_eq!(fills(&daemon).len(), 1);
 
     // The next alert, as text/plain, with the token as ?token= instead.
-    let second = alert("sell", "0.25", "64100", "2026-11-30T19:31:00Z");
+    let second = alert("sell", "0.25", "64100", &timenow(1));
     let (code, answer) = deliver(
         addr,
         &format!("/signals?token={TOKEN}"),
@@ -165,7 +172,7 @@ fn only_tradingviews_addresses_get_through_a_trusted_proxy() {
         .spawn();
     daemon.wait_ready();
     let path = format!("/signals/{TOKEN}");
-    let body = alert("buy", "1", "100", "2026-11-30T19:30:00Z");
+    let body = alert("buy", "1", "100", &timenow(2));
     let json = ("Content-Type", "application/json");
     let cases = [
         (vec![json], 403),
