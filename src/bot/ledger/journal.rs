@@ -923,6 +923,22 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A fill record for tests, with `id` and fixed figures.
+#[cfg(test)]
+pub(crate) fn test_fill(id: &str) -> Record<'static> {
+    Record::Fill {
+        id: id.to_owned().into(),
+        src: "stdin".into(),
+        ts: 1,
+        at: 2,
+        symbol: "BTC".into(),
+        side: Side::Buy,
+        qty: 1.0,
+        price: 10.0,
+        source: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::strategy::Strategy;
@@ -931,17 +947,7 @@ mod tests {
     use crate::bot::ledger::reader::{Mode, Scan};
 
     fn fill(id: &str) -> Record<'static> {
-        Record::Fill {
-            id: id.to_owned().into(),
-            src: "stdin".into(),
-            ts: 1,
-            at: 2,
-            symbol: "BTC".into(),
-            side: Side::Buy,
-            qty: 1.0,
-            price: 10.0,
-            source: None,
-        }
+        super::test_fill(id)
     }
 
     /// Every record of the journal, and where the scan ended.

@@ -385,26 +385,14 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
     use std::time::Duration;
 
     use super::*;
     use crate::bot::events::{Duplicates, Events};
-    use crate::bot::signal::Side;
+    use crate::bot::ledger::journal::test_fill;
 
     fn fill(id: u64) -> String {
-        let record = Record::Fill {
-            id: Cow::Owned(format!("f{id}")),
-            src: "stdin".into(),
-            ts: 1,
-            at: 2,
-            symbol: "BTC".into(),
-            side: Side::Buy,
-            qty: 1.0,
-            price: 10.0,
-            source: None,
-        };
-        serde_json::to_string(&record).unwrap() + "\n"
+        serde_json::to_string(&test_fill(&format!("f{id}"))).unwrap() + "\n"
     }
 
     fn seqs(items: &[Item]) -> Vec<(u64, &'static str)> {
