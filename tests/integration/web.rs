@@ -173,7 +173,16 @@ fn web_reads_bots_only_through_their_api_and_stream() {
     });
     assert!(found, "the fill did not arrive within 1 s");
     assert!(sent.elapsed() < Duration::from_secs(1));
-    let beta_detail = web.json("/api/bot/beta");
+    // Beta's stream is read on a thread of its own: "up" (its poll) can
+    // come before the reject it holds.
+    let mut beta_detail = serde_json::Value::Null;
+    assert!(
+        wait_until(SOON, || {
+            beta_detail = web.json("/api/bot/beta");
+            !beta_detail["trades"][0].is_null()
+        }),
+        "beta's reject never reached the dashboard: {beta_detail}"
+    );
     assert_eq!(beta_detail["trades"][0]["reason"], "bad_json");
     assert_eq!(beta_detail["trades"][0]["detail"], "<b>not</b> json");
 
