@@ -171,6 +171,22 @@ fn fills_rejects_and_duplicates_stream_live_in_order_and_replay_after_a_seq() {
     assert!(reason.contains("after=7"), "{reason}");
 }
 
+/// Without `after`, "now" is when the handshake was answered, not when the
+/// stream thread got to the client: fills made durable in between come.
+#[test]
+fn a_client_without_after_gets_what_was_decided_after_its_handshake() {
+    let mut daemon = stream_bot(stdin_bot())
+        .env("FAILPOINTS", "stream::client=1*sleep(3000)")
+        .spawn();
+    daemon.wait_ready();
+    let mut late = connect(daemon.addr(), "types=fill").unwrap();
+    daemon.write_stdin(lines(0, 3).as_bytes());
+    // Durable while the stream thread still sleeps on the client.
+    assert!(wait_until(SOON, || journal_fills(&daemon).len() == 3));
+    assert_eq!(late.fills(3).0, [1, 2, 3]);
+    assert!(daemon.stop().success());
+}
+
 /// The second "done when" of issue 12: resume after reconnect loses nothing
 /// across a daemon restart.
 #[test]

@@ -68,6 +68,7 @@ pub const MAX_PAGE: usize = 1000;
 pub struct Stream {
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
+    events: Arc<events::Shared>,
 }
 
 enum Command {
@@ -199,11 +200,12 @@ impl Stream {
             .enable_all()
             .build()?;
         let thread_shared = Arc::clone(&shared);
+        let thread_events = Arc::clone(&events);
         std::thread::Builder::new()
             .name("stream".into())
             .spawn(move || {
                 lower_priority();
-                let hub = Hub::new(reader, Arc::clone(&events), health);
+                let hub = Hub::new(reader, Arc::clone(&thread_events), health);
                 let local = tokio::task::LocalSet::new();
                 local.block_on(
                     &runtime,
@@ -211,12 +213,16 @@ impl Stream {
                         received,
                         Rc::new(RefCell::new(hub)),
                         thread_shared,
-                        events,
+                        thread_events,
                         timing,
                     ),
                 );
             })?;
-        Ok(Stream { commands, shared })
+        Ok(Stream {
+            commands,
+            shared,
+            events,
+        })
     }
 
     pub fn metrics(&self) -> Arc<dyn MetricsSource> {
@@ -264,6 +270,7 @@ impl Stream {
             return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
         };
         let accept = derive_accept_key(key.as_bytes());
+        let subscription = self.pinned_to_now(subscription);
         let Some(slot) = self.reserve() else {
             return busy();
         };
@@ -311,7 +318,7 @@ impl Stream {
         self.commands
             .try_send(Command::Events {
                 body,
-                subscription,
+                subscription: self.pinned_to_now(subscription),
                 slot,
             })
             .ok()?;
@@ -325,6 +332,16 @@ impl Stream {
         // Proxies (nginx) must pass each event on at once.
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         Some(response)
+    }
+
+    /// A client that names no `after` is sent what becomes durable after
+    /// its request was answered: fixed here, not when the stream thread
+    /// gets to it, or what became durable in between would be missed.
+    fn pinned_to_now(&self, subscription: Subscription) -> Subscription {
+        Subscription {
+            after: Some(subscription.after.unwrap_or_else(|| self.events.durable())),
+            ..subscription
+        }
     }
 
     /// A page of fills or rejects after `after`, as the API's JSON body.
@@ -400,6 +417,12 @@ impl hyper::body::Body for SseBody {
     }
 }
 
+/// Takes what the bot published, counting the events it could not queue.
+fn refresh(hub: &RefCell<Hub>, shared: &Shared) {
+    let lost = hub.borrow_mut().refresh();
+    shared.events_lost.fetch_add(lost, Ordering::Relaxed);
+}
+
 async fn run(
     mut commands: mpsc::Receiver<Command>,
     hub: Rc<RefCell<Hub>>,
@@ -412,8 +435,7 @@ async fn run(
     loop {
         let command = tokio::select! {
             () = events.changed() => {
-                let lost = hub.borrow_mut().refresh();
-                shared.events_lost.fetch_add(lost, Ordering::Relaxed);
+                refresh(&hub, &shared);
                 continue;
             }
             _ = health.tick(), if shared.clients.load(Ordering::Acquire) > 0 => {
@@ -425,6 +447,12 @@ async fn run(
         let Some(command) = command else {
             return;
         };
+        if matches!(command, Command::WebSocket { .. } | Command::Events { .. }) {
+            fail::fail_point!("stream::client");
+            // The hub reaches at least the `after` a client was pinned to
+            // on the HTTP thread, so its first message is not older.
+            refresh(&hub, &shared);
+        }
         match command {
             Command::WebSocket {
                 socket,
