@@ -8,7 +8,7 @@
 //! keeps beating, and the `journal` component says what is wrong.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +20,9 @@ use super::engine::{Engine, Fill, PaperExecution};
 use super::events::{self, Duplicates, Events};
 use super::figures::{BotMetrics, Figures, SymbolSeries, Tally};
 use super::intake::webhook::Route;
-use super::intake::{Batch, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec};
+use super::intake::{
+    Batch, Channels, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec,
+};
 use super::ledger::journal::{JournalError, Record};
 use super::ledger::snapshot::Checkpoint;
 use super::ledger::{EngineState, Ledger, Refusal};
@@ -30,10 +32,10 @@ use crate::alerts::{Alerts, Digest, Event, Kind};
 use crate::health::{HealthState, Heartbeat};
 use crate::metrics::{Combined, MetricsSource};
 
-/// Batches the channel holds before sources wait: bounds memory (a parsed
-/// file batch is about 160 KiB), and is the back-pressure that stops
-/// intake while the journal is failing. One iteration's worth keeps the
-/// loop fed while a source parses the next.
+/// Batches each channel (bulk, and waited on by clients) holds before
+/// sources wait: bounds memory (a parsed file batch is about 160 KiB), and
+/// is the back-pressure that stops intake while the journal is failing.
+/// One iteration's worth keeps the loop fed while a source parses the next.
 const CHANNEL_BATCHES: usize = MAX_BATCHES_PER_ITERATION;
 
 /// Most batches one iteration takes, so a flood still beats regularly.
@@ -164,10 +166,15 @@ impl Bot {
         shutdown: CancellationToken,
     ) -> Result<(), BotError> {
         let (batches_in, mut batches) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
+        let (waited_on_in, mut waited_on) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
         if let Some(intake) = self.intake.take() {
+            let channels = Channels {
+                bulk: batches_in,
+                waited_on: waited_on_in,
+            };
             intake.start(
                 self.ledger.checkpoints(),
-                batches_in,
+                channels,
                 Arc::clone(&self.feed),
                 &shutdown,
             )?;
@@ -175,35 +182,58 @@ impl Bot {
         let mut idle = tokio::time::interval(self.idle_tick);
         idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut open = true;
+        let mut waited_on_open = true;
         let mut stopping = false;
-        let mut taken = Vec::new();
+        // Bulk batches taken and not yet handled: an iteration a client's
+        // request cut short leaves the rest to the next one.
+        let mut taken = VecDeque::new();
+        let mut requests = Vec::new();
         let mut left_for_restart = 0usize;
         loop {
             let blocked = self.ledger.is_blocked();
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled(), if !stopping => {
-                    stopping = true;
-                    tracing::info!("bot loop: sources stopping; finishing what they delivered");
-                }
-                received = batches.recv(), if open && !blocked => match received {
-                    Some(batch) => {
-                        taken.push(batch);
-                        while taken.len() < MAX_BATCHES_PER_ITERATION {
-                            let Ok(batch) = batches.try_recv() else { break };
-                            taken.push(batch);
-                        }
-                        if stopping {
-                            left_for_restart += leave_rereadable(&mut taken);
-                        }
+            let fresh = taken.is_empty();
+            if fresh || blocked {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled(), if !stopping => {
+                        stopping = true;
+                        tracing::info!("bot loop: sources stopping; finishing what they delivered");
                     }
-                    None => open = false,
-                },
-                _ = idle.tick() => {}
+                    received = waited_on.recv(), if waited_on_open && !blocked => match received {
+                        Some(batch) => requests.push(batch),
+                        None => waited_on_open = false,
+                    },
+                    received = batches.recv(), if open && !blocked && fresh => match received {
+                        Some(batch) => taken.push_back(batch),
+                        None => open = false,
+                    },
+                    _ = idle.tick() => {}
+                }
+            }
+            // Topped up even when a request woke the loop, so a stream of
+            // requests never starves the bulk sources.
+            if fresh && open && !blocked {
+                open = take_ready(&mut batches, &mut taken);
+                if stopping {
+                    left_for_restart += leave_rereadable(&mut taken);
+                }
             }
             fail::fail_point!("bot::iteration");
-            for batch in taken.drain(..) {
-                self.handle(batch);
+            if !blocked {
+                while let Ok(batch) = waited_on.try_recv() {
+                    requests.push(batch);
+                }
+                for batch in requests.drain(..) {
+                    self.handle(batch);
+                }
+                while let Some(batch) = taken.pop_front() {
+                    self.handle(batch);
+                    // A client waits on the next commit: it is made now,
+                    // not after the rest of a flood's batches.
+                    if !waited_on.is_empty() {
+                        break;
+                    }
+                }
             }
             for (source, checkpoint) in std::mem::take(&mut self.moved) {
                 self.ledger
@@ -212,7 +242,8 @@ impl Bot {
             self.trades.send(&self.alerts);
             // A client waiting on this commit (a webhook) is answered at
             // its end, not a whole iteration later: no overlapped fsync then.
-            self.commit(!batches.is_empty() && !self.ledger.has_waiting_clients());
+            let more = !batches.is_empty() || !taken.is_empty();
+            self.commit(more && !self.ledger.has_waiting_clients());
             self.events
                 .publish(self.ledger.durable_seq(), &mut self.duplicates);
             if std::mem::take(&mut self.positions_moved) {
@@ -229,7 +260,8 @@ impl Bot {
             // fresh before it can show the signal that made it so.
             self.check_quiet();
             heartbeat.beat();
-            if stopping && !open && !self.ledger.is_blocked() {
+            if stopping && !open && !waited_on_open && taken.is_empty() && !self.ledger.is_blocked()
+            {
                 break;
             }
         }
@@ -533,6 +565,19 @@ fn now_ms() -> i64 {
         .map_or(0, |since| since.as_millis() as i64)
 }
 
+/// Takes the bulk batches already waiting, up to an iteration's worth;
+/// false once every bulk source has stopped and the channel is empty.
+fn take_ready(batches: &mut mpsc::Receiver<Batch>, taken: &mut VecDeque<Batch>) -> bool {
+    while taken.len() < MAX_BATCHES_PER_ITERATION {
+        match batches.try_recv() {
+            Ok(batch) => taken.push_back(batch),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => return false,
+        }
+    }
+    true
+}
+
 /// Once stopping, a file source's queued lines are not "in hand": nothing
 /// acknowledged them, and the next start re-reads them from the last
 /// journaled checkpoint. Dropping them keeps the drain to one iteration
@@ -541,7 +586,7 @@ fn now_ms() -> i64 {
 /// here), so no checkpoint can ever move past a dropped line. Webhook
 /// requests (waiting for their answer) and stdin or exec lines (which
 /// cannot be read again) are still decided.
-fn leave_rereadable(taken: &mut Vec<Batch>) -> usize {
+fn leave_rereadable(taken: &mut VecDeque<Batch>) -> usize {
     let mut left = 0;
     taken.retain(|batch| {
         let rereadable = batch.checkpoint.is_some() && batch.reply.is_none();

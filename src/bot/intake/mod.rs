@@ -1,11 +1,12 @@
 //! Where signals come from. Every source has one shape: [`Intake::start`]
 //! hands it an [`Outlet`] and it runs on its own (a task or a thread),
 //! splits and parses what it reads, and sends the loop [`Batch`]es of
-//! parsed lines over one channel; the loop alone decides and journals
-//! them. Every source stops on the one shutdown token and then drops its
-//! sender (exec once its process group is gone, the webhook once the
-//! requests in flight are answered), so the channel closing is the sign
-//! that the whole intake has stopped.
+//! parsed lines over one of two [`Channels`] (bulk, or waited on by a
+//! client); the loop alone decides and journals them. Every source stops
+//! on the one shutdown token and then drops its sender (exec once its
+//! process group is gone, the webhook once the requests in flight are
+//! answered), so both channels closing is the sign that the whole intake
+//! has stopped.
 
 mod exec;
 mod file;
@@ -101,7 +102,7 @@ impl Intake {
     pub(crate) fn start(
         self,
         checkpoints: &BTreeMap<String, Checkpoint>,
-        batches: mpsc::Sender<Batch>,
+        channels: Channels,
         feed: Arc<FeedHealth>,
         shutdown: &CancellationToken,
     ) -> Result<(), IntakeError> {
@@ -111,6 +112,10 @@ impl Intake {
             route,
         } = self;
         for (index, spec) in settings.sources.iter().enumerate() {
+            let batches = match spec {
+                SourceSpec::Webhook => &channels.waited_on,
+                _ => &channels.bulk,
+            };
             let outlet = Outlet {
                 index,
                 name: spec.name(),
@@ -149,6 +154,16 @@ impl Intake {
         }
         Ok(())
     }
+}
+
+/// Where the sources' batches go: two channels, so that a client waiting
+/// on its answer (the webhook's) never queues behind a bulk feed's batches.
+pub(crate) struct Channels {
+    /// File, exec and stdin batches.
+    pub(crate) bulk: mpsc::Sender<Batch>,
+    /// Webhook requests, each waiting on its commit: the loop takes these
+    /// first, and ends an iteration early when one comes.
+    pub(crate) waited_on: mpsc::Sender<Batch>,
 }
 
 /// What every source is given: its place in the loop's table, where its
