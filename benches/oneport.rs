@@ -564,9 +564,19 @@ fn seq_of(message: &str) -> u64 {
         .fold(0, |seq, digit| seq * 10 + u64::from(digit - b'0'))
 }
 
-/// The seqs of the fills in the journal.
+/// The seqs of the fills in the journal, segment after segment (their
+/// zero-padded names sort in order).
 fn journal_fills(state: &Path) -> Vec<u64> {
-    let text = std::fs::read_to_string(state.join("journal.jsonl")).unwrap();
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(state.join("journal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
+        .collect();
+    segments.sort();
+    let text: String = segments
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect();
     text.lines()
         .enumerate()
         .filter(|(_, line)| line.starts_with("{\"t\":\"fill\""))
