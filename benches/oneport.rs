@@ -49,10 +49,8 @@ fn main() {
 /// one a new signal (its time), so every request is a fill.
 fn alert(n: u64) -> String {
     let template = include_str!("../samples/tradingview-alert.json");
-    // An hour ago plus `n` ms: inside the exactly-once window, unique.
-    static BASE: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
-    let base = BASE.get_or_init(|| std::time::SystemTime::now() - Duration::from_secs(3600));
-    let ts = humantime::format_rfc3339_millis(*base + Duration::from_millis(n)).to_string();
+    // Unique by `n` ms.
+    let ts = humantime::format_rfc3339_millis(an_hour_ago() + Duration::from_millis(n)).to_string();
     template
         .replace("{{ticker}}", "BTCUSDT")
         .replace(
@@ -667,10 +665,22 @@ fn wait_decided(addr: SocketAddr, count: u64) -> u64 {
     }
 }
 
+/// An hour before the bench started: every signal's `ts` is inside the
+/// exactly-once window (and not in the future), so each is a fill, not
+/// a `too_old` reject.
+fn an_hour_ago() -> std::time::SystemTime {
+    static BASE: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| std::time::SystemTime::now() - Duration::from_secs(3600))
+}
+
 fn line(id: &str, index: u64) -> String {
     let side = if index % 2 == 0 { "buy" } else { "sell" };
+    let ts = an_hour_ago()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     format!(
-        "{{\"id\":\"{id}\",\"ts\":1714564800000,\"symbol\":\"SYM{}\",\"side\":\"{side}\",\"qty\":1,\"price\":{}.5}}\n",
+        "{{\"id\":\"{id}\",\"ts\":{ts},\"symbol\":\"SYM{}\",\"side\":\"{side}\",\"qty\":1,\"price\":{}.5}}\n",
         index % 10,
         100 + index % 7
     )
