@@ -16,13 +16,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::kit::daemon::{Builder, Daemon, BIN, READY};
-use crate::kit::journal::{latest_snapshot, read_journal, signal_line};
+use crate::kit::daemon::{Builder, Daemon, READY};
+use crate::kit::journal::{journal_command, latest_snapshot, read_journal, signal_line};
 use crate::kit::port::Reserved;
 use crate::kit::process::SIGKILL;
 use crate::kit::wait::{wait_until, SOON};
@@ -40,25 +39,8 @@ fn line(rng: &mut Rng, id: &str) -> String {
     signal_line(id, symbol, side, qty, Some((90 + rng.below(20)) as f64))
 }
 
-/// `tradingbot journal verify` on `state_dir`: (exit code, what it said).
-fn verify(state_dir: &Path) -> (i32, String) {
-    let output = Command::new(BIN)
-        .env_clear()
-        .env("DEDUPE_WINDOW", "36500d")
-        .args(["journal", "--state-dir"])
-        .arg(state_dir)
-        .arg("verify")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
-}
-
 fn assert_clean(state_dir: &Path, when: &str) {
-    let (code, verdict) = verify(state_dir);
+    let (code, verdict) = journal_command(state_dir, &["verify"]);
     assert_eq!(code, 0, "journal verify {when}: {verdict}");
 }
 

@@ -6,10 +6,9 @@
 //! daemon; and failures injected at each step of a snapshot and a roll.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use crate::kit::daemon::{stdin_bot, Builder, Daemon, BIN};
-use crate::kit::journal::signal_line;
+use crate::kit::daemon::{stdin_bot, Builder, Daemon};
+use crate::kit::journal::{journal_command, signal_line};
 use crate::kit::wait::{wait_until, SOON};
 
 const FIXTURE: &str = concat!(
@@ -18,22 +17,6 @@ const FIXTURE: &str = concat!(
 );
 
 /// `tradingbot journal ARGS` on `state_dir`: (exit code, stdout).
-fn journal(state_dir: &Path, args: &[&str]) -> (i32, String) {
-    let output = Command::new(BIN)
-        .env_clear()
-        .env("STATE_DIR", state_dir)
-        .env("DEDUPE_WINDOW", "36500d")
-        .arg("journal")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tradingbot journal");
-    (
-        output.status.code().expect("killed by a signal"),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -146,12 +129,12 @@ fn an_old_release_state_dir_is_taken_over_with_nothing_lost() {
     daemon.close_stdin();
     assert!(daemon.stop().success());
 
-    let (code, verdict) = journal(&state, &["verify"]);
+    let (code, verdict) = journal_command(&state, &["verify"]);
     assert_eq!(code, 0, "{verdict}");
-    let (code, positions) = journal(&state, &["positions"]);
+    let (code, positions) = journal_command(&state, &["positions"]);
     assert_eq!(code, 0, "{positions}");
     assert!(positions.contains("matches the replay"), "{positions}");
-    let (_, fills) = journal(&state, &["--json", "fills"]);
+    let (_, fills) = journal_command(&state, &["--json", "fills"]);
     let ids: Vec<String> = json_lines(&fills)
         .iter()
         .map(|fill| format!("{}:{}", fill["seq"], fill["id"].as_str().unwrap()))
@@ -259,7 +242,7 @@ fn recovery_trusts_the_newest_valid_snapshot_and_falls_back_loudly() {
     let (daemon, replayed) = restart("None");
     assert!(daemon.log.all().join("\n").contains("NO USABLE SNAPSHOT"));
     assert_eq!(replayed, 120.0);
-    let (code, verdict) = journal(&state, &["verify"]);
+    let (code, verdict) = journal_command(&state, &["verify"]);
     assert_eq!(code, 0, "{verdict}");
 }
 
@@ -304,7 +287,7 @@ fn retention_deletes_what_no_recovery_needs_and_no_more() {
             == Some(files(&state.join("journal"), "jsonl").len() as f64)),
         "the segments metric never matched the files"
     );
-    let (code, verdict) = journal(&state, &["verify"]);
+    let (code, verdict) = journal_command(&state, &["verify"]);
     assert_eq!(code, 0, "verify beside the running daemon: {verdict}");
     let position = daemon.metric("position", &[("symbol", "BTC")]);
     daemon.close_stdin();
@@ -366,7 +349,7 @@ fn the_journal_command_answers_beside_the_daemon_and_verify_names_problems() {
         Some(1.0)
     );
 
-    let (code, fills) = journal(&state, &["fills", "--json", "--symbol", "BTC"]);
+    let (code, fills) = journal_command(&state, &["fills", "--json", "--symbol", "BTC"]);
     assert_eq!(code, 0);
     let fills = json_lines(&fills);
     assert_eq!(fills.len(), 2);
@@ -378,24 +361,24 @@ fn the_journal_command_answers_beside_the_daemon_and_verify_names_problems() {
         assert!(fills[0].get(field).is_some(), "{field} in {}", fills[0]);
     }
     let at = fills[1]["at"].as_i64().unwrap();
-    let (_, none) = journal(
+    let (_, none) = journal_command(
         &state,
         &["--json", "fills", "--since", &(at + 60_000).to_string()],
     );
     assert_eq!(none, "");
-    let (_, table) = journal(&state, &["fills", "--until", "1h"]);
+    let (_, table) = journal_command(&state, &["fills", "--until", "1h"]);
     assert_eq!(table.lines().count(), 1, "the header only: {table}");
-    let (_, rejects) = journal(
+    let (_, rejects) = journal_command(
         &state,
         &["rejects", "--json", "--reason", "max_position_qty"],
     );
     let rejects = json_lines(&rejects);
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0]["id"], "p4");
-    let (code, _) = journal(&state, &["rejects", "--reason", "no_such_reason"]);
+    let (code, _) = journal_command(&state, &["rejects", "--reason", "no_such_reason"]);
     assert_eq!(code, 2);
 
-    let (_, pnl) = journal(&state, &["--json", "pnl"]);
+    let (_, pnl) = journal_command(&state, &["--json", "pnl"]);
     let pnl = json_lines(&pnl);
     let realized = |symbol: &str| {
         pnl.iter()
@@ -404,7 +387,7 @@ fn the_journal_command_answers_beside_the_daemon_and_verify_names_problems() {
     };
     assert_eq!(realized("BTC"), Some(10.0));
     assert_eq!(realized("ETH"), Some(-10.0));
-    let (_, by_day) = journal(&state, &["pnl", "--by", "day"]);
+    let (_, by_day) = journal_command(&state, &["pnl", "--by", "day"]);
     assert!(
         by_day
             .lines()
@@ -414,10 +397,10 @@ fn the_journal_command_answers_beside_the_daemon_and_verify_names_problems() {
 
     daemon.close_stdin();
     assert!(daemon.stop().success());
-    let (code, positions) = journal(&state, &["positions", "--json"]);
+    let (code, positions) = journal_command(&state, &["positions", "--json"]);
     assert_eq!(code, 0, "{positions}");
     assert!(positions.contains("\"matches\":true"), "{positions}");
-    let (code, verdict) = journal(&state, &["verify"]);
+    let (code, verdict) = journal_command(&state, &["verify"]);
     assert_eq!(code, 0, "{verdict}");
 
     // An id decided twice: a copy of the first fill appended by hand.
@@ -436,7 +419,7 @@ fn the_journal_command_answers_beside_the_daemon_and_verify_names_problems() {
         [kept.clone(), format!("{first_line}\n").into_bytes()].concat(),
     )
     .unwrap();
-    let (code, verdict) = journal(&state, &["verify"]);
+    let (code, verdict) = journal_command(&state, &["verify"]);
     assert_eq!(code, 1, "{verdict}");
     assert!(verdict.contains("\"p1\" is decided again"), "{verdict}");
     std::fs::write(last, &kept).unwrap();
@@ -445,14 +428,14 @@ fn the_journal_command_answers_beside_the_daemon_and_verify_names_problems() {
     let middle = &segments[1];
     let text = std::fs::read(middle).unwrap();
     std::fs::write(middle, [b"{garbage}\n".to_vec(), text.clone()].concat()).unwrap();
-    let (code, verdict) = journal(&state, &["verify"]);
+    let (code, verdict) = journal_command(&state, &["verify"]);
     assert_eq!(code, 1, "{verdict}");
     assert!(verdict.contains("is corrupt at line 1"), "{verdict}");
     std::fs::write(middle, &text).unwrap();
 
     // A segment gone from the middle.
     std::fs::remove_file(middle).unwrap();
-    let (code, verdict) = journal(&state, &["--json", "verify"]);
+    let (code, verdict) = journal_command(&state, &["--json", "verify"]);
     assert_eq!(code, 1, "{verdict}");
     assert!(verdict.contains("sequence gap"), "{verdict}");
 }
@@ -502,9 +485,9 @@ fn a_failure_at_any_step_of_a_snapshot_or_a_roll_is_survived() {
         daemon.close_stdin();
         assert!(daemon.stop().success(), "{step}");
         let state = daemon.state_dir();
-        let (code, verdict) = journal(&state, &["verify"]);
+        let (code, verdict) = journal_command(&state, &["verify"]);
         assert_eq!(code, 0, "{step}: {verdict}");
-        let (_, fills) = journal(&state, &["--json", "fills"]);
+        let (_, fills) = journal_command(&state, &["--json", "fills"]);
         let mut ids: Vec<String> = json_lines(&fills)
             .iter()
             .map(|fill| fill["id"].as_str().unwrap().to_owned())

@@ -8,11 +8,9 @@
 //! a SIGKILL, `tradingbot journal verify` clean.
 
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
 
-use crate::kit::daemon::{Builder, BIN};
-use crate::kit::journal::{read_journal, signal_line};
+use crate::kit::daemon::Builder;
+use crate::kit::journal::{journal_command, read_journal, signal_line};
 use crate::kit::process::SIGKILL;
 use crate::kit::wait::{wait_until, SOON};
 use crate::kit::webhook::{post_signals, webhook_bot};
@@ -36,22 +34,6 @@ fn wave(index: usize) -> String {
             signal_line(&id, ["BTC", "ETH"][line % 2], "buy", 1.0, Some(100.0))
         })
         .collect()
-}
-
-fn verify(state_dir: &Path) -> (i32, String) {
-    let output = Command::new(BIN)
-        .env_clear()
-        .env("DEDUPE_WINDOW", "36500d")
-        .args(["journal", "--state-dir"])
-        .arg(state_dir)
-        .arg("verify")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
 }
 
 fn through(source: Source) {
@@ -132,7 +114,7 @@ fn through(source: Source) {
     // Durable means durable: killed now, nothing acknowledged is missing.
     daemon.signal(SIGKILL);
     daemon.wait_exit(SOON);
-    let (code, verdict) = verify(&state);
+    let (code, verdict) = journal_command(&state, &["verify"]);
     assert_eq!(code, 0, "{source:?}: {verdict}");
     let mut ids: Vec<String> = read_journal(&state)
         .iter()

@@ -2,8 +2,9 @@
 //! and its snapshots read from outside, and the signal lines that feed it.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use super::daemon::Daemon;
+use super::daemon::{Daemon, BIN};
 
 /// A valid signal line (with its newline). Its `ts` is of 2024: the
 /// builder's `DEDUPE_WINDOW` reaches back that far.
@@ -11,6 +12,24 @@ pub fn signal_line(id: &str, symbol: &str, side: &str, qty: f64, price: Option<f
     let price = price.map_or(String::new(), |price| format!(",\"price\":{price}"));
     format!(
         "{{\"id\":\"{id}\",\"ts\":1714557600000,\"symbol\":\"{symbol}\",\"side\":\"{side}\",\"qty\":{qty}{price}}}\n"
+    )
+}
+
+/// `tradingbot journal ARGS` on `state_dir`, read-only beside any daemon:
+/// its exit code and what it printed.
+pub fn journal_command(state_dir: &Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("STATE_DIR", state_dir)
+        .env("DEDUPE_WINDOW", "36500d")
+        .arg("journal")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tradingbot journal");
+    (
+        output.status.code().expect("killed by a signal"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
     )
 }
 
