@@ -6,63 +6,13 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::kit::abuse::{keep_doing, slowloris};
 use crate::kit::daemon::Builder;
 use crate::kit::http::{exchange, http};
 use crate::kit::process::proc_status;
 use crate::kit::wait::{wait_until, SOON};
-
-/// Runs `abuse` in a loop on its own thread until `stop` is set.
-fn keep_doing(stop: &Arc<AtomicBool>, mut abuse: impl FnMut() + Send + 'static) -> JoinHandle<()> {
-    let stop = Arc::clone(stop);
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            abuse();
-        }
-    })
-}
-
-/// Keeps 200 connections that each send one byte of a request head a second,
-/// reconnecting whichever the server closes.
-fn slowloris(
-    addr: SocketAddr,
-    stop: &Arc<AtomicBool>,
-    reconnects: Arc<AtomicU64>,
-) -> JoinHandle<()> {
-    let stop = Arc::clone(stop);
-    std::thread::spawn(move || {
-        let head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-        let mut clients: Vec<(Option<TcpStream>, usize)> = (0..200).map(|_| (None, 0)).collect();
-        while !stop.load(Ordering::Relaxed) {
-            for (stream, sent) in &mut clients {
-                // EOF on a non-blocking read: the server closed it (a write
-                // would only fail a round trip later).
-                let closed = stream
-                    .as_mut()
-                    .is_some_and(|open| matches!(open.read(&mut [0u8; 64]), Ok(0)));
-                if stream.is_none() || closed {
-                    *stream = TcpStream::connect(addr).ok();
-                    if let Some(open) = stream.as_ref() {
-                        let _ = open.set_nonblocking(true);
-                    }
-                    *sent = 0;
-                    reconnects.fetch_add(1, Ordering::Relaxed);
-                }
-                let byte = [head[*sent % head.len()]];
-                if stream
-                    .as_mut()
-                    .is_some_and(|open| open.write_all(&byte).is_err())
-                {
-                    *stream = None;
-                }
-                *sent += 1;
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
-}
 
 /// A request head past the server's limits, on its own connection: one
 /// header line of `line_bytes`, then `count` small headers.
@@ -118,7 +68,7 @@ fn flood(addr: SocketAddr, pid: i32, length: Duration) -> Round {
     let stop = Arc::new(AtomicBool::new(false));
     let reconnects = Arc::new(AtomicU64::new(0));
     let refused_heads = Arc::new(AtomicU64::new(0));
-    let mut abusers = vec![slowloris(addr, &stop, Arc::clone(&reconnects))];
+    let mut abusers = vec![slowloris(addr, "/health", &stop, Arc::clone(&reconnects))];
     abusers.push(keep_doing(&stop, move || {
         if let Ok(mut stream) = TcpStream::connect(addr) {
             let _ = stream.write_all(b"\x00\x16\x03\x01 garbage that is not HTTP\r\n\r\n");

@@ -10,9 +10,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::kit::abuse::{keep_doing, slowloris};
 use crate::kit::daemon::Builder;
 use crate::kit::http::{http, http_with_body};
 use crate::kit::journal::signal_line;
@@ -21,16 +21,6 @@ use crate::kit::wait::{wait_until, SOON};
 
 const WEBHOOK_TOKEN: &str = "abuse-write-token-0123456789abcdef";
 const API_TOKEN: &str = "abuse-read-token-0123456789abcdef";
-
-/// Runs `abuse` in a loop on its own thread until `stop` is set.
-fn keep_doing(stop: &Arc<AtomicBool>, mut abuse: impl FnMut() + Send + 'static) -> JoinHandle<()> {
-    let stop = Arc::clone(stop);
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            abuse();
-        }
-    })
-}
 
 /// Fresh `/health` probes, one every 20 ms, for `length`: their latencies.
 fn probe(addr: SocketAddr, length: Duration) -> Vec<Duration> {
@@ -150,34 +140,12 @@ fn the_shared_port_keeps_health_fresh_through_floods_on_every_route() {
     assert!(idle.len() >= 900, "only {} idle connections", idle.len());
     let mut abusers = Vec::new();
     // Slowloris: 200 heads a byte a second.
-    abusers.push({
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let head =
-                b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa";
-            let mut clients: Vec<(Option<TcpStream>, usize)> =
-                (0..200).map(|_| (None, 0)).collect();
-            while !stop.load(Ordering::Relaxed) {
-                for (stream, sent) in &mut clients {
-                    let closed = stream
-                        .as_mut()
-                        .is_some_and(|open| matches!(open.read(&mut [0u8; 64]), Ok(0)));
-                    if stream.is_none() || closed {
-                        *stream = TcpStream::connect(addr).ok();
-                        if let Some(open) = stream.as_ref() {
-                            let _ = open.set_nonblocking(true);
-                        }
-                        *sent = 0;
-                    }
-                    if let Some(open) = stream.as_mut() {
-                        let _ = open.write_all(&[head[*sent % head.len()]]);
-                    }
-                    *sent += 1;
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-    });
+    abusers.push(slowloris(
+        addr,
+        "/api/v1/status",
+        &stop,
+        Arc::new(AtomicU64::new(0)),
+    ));
     // Garbage, a 64 KiB head without an end, a 1 MiB header line.
     abusers.push(keep_doing(&stop, move || {
         if let Ok(mut stream) = TcpStream::connect(addr) {

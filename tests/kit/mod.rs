@@ -9,6 +9,7 @@
 //! ledger check) and `packaging/` (podman, nspawn); `heavy` compiles those
 //! with the lint on.
 
+pub mod abuse;
 pub mod daemon;
 pub mod health_file;
 pub mod http;
