@@ -224,15 +224,9 @@ pub async fn events(
             break ending;
         }
         if !batch.is_empty() {
-            let mut text = BytesMut::new();
-            for item in batch.drain(..) {
-                text.put_slice(
-                    format!("id: {}\nevent: {}\ndata: ", item.seq, item.kind.as_str()).as_bytes(),
-                );
-                text.put_slice(item.json.as_bytes());
-                text.put_slice(b"\n\n");
-            }
-            match timeout(timing.send_timeout, body.send(text.freeze())).await {
+            let text = sse_events(&batch);
+            batch.clear();
+            match timeout(timing.send_timeout, body.send(text)).await {
                 Ok(Ok(())) => {
                     tokio::task::yield_now().await;
                     continue;
@@ -319,5 +313,64 @@ impl Ending {
             Ending::TooBig => Some(DropReason::TooBig),
             Ending::ClientGone | Ending::Stopping | Ending::JournalUnreadable => None,
         }
+    }
+}
+
+/// Items as server-sent events (`id:`, `event:`, `data:` and a blank
+/// line each), in one buffer sized once: this runs for every item and
+/// every SSE client, so no `format!` and no regrowing.
+fn sse_events(items: &[Item]) -> Bytes {
+    const FRAMING: usize = "id: \nevent: \ndata: \n\n".len() + 20 + "duplicate".len();
+    let size = items.iter().map(|item| item.json.len() + FRAMING).sum();
+    let mut text = BytesMut::with_capacity(size);
+    for item in items {
+        text.put_slice(b"id: ");
+        put_decimal(&mut text, item.seq);
+        text.put_slice(b"\nevent: ");
+        text.put_slice(item.kind.as_str().as_bytes());
+        text.put_slice(b"\ndata: ");
+        text.put_slice(item.json.as_bytes());
+        text.put_slice(b"\n\n");
+    }
+    text.freeze()
+}
+
+fn put_decimal(out: &mut BytesMut, mut number: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::stream::message::Kind;
+
+    #[test]
+    fn items_read_as_server_sent_events() {
+        let item = |seq, kind, json: &str| Item {
+            seq,
+            kind,
+            json: json.into(),
+        };
+        let text = sse_events(&[
+            item(0, Kind::Health, "{}"),
+            item(u64::MAX, Kind::Duplicate, r#"{"id":"a"}"#),
+        ]);
+        assert_eq!(
+            text,
+            format!(
+                "id: 0\nevent: health\ndata: {{}}\n\nid: {}\nevent: duplicate\ndata: {{\"id\":\"a\"}}\n\n",
+                u64::MAX
+            )
+        );
     }
 }
