@@ -120,11 +120,7 @@ fn debian_package_installs_and_enables_the_service() {
     let machine = Machine::boot(
         "deb",
         Root::Overlay,
-        &[Bind {
-            host: deb.parent().unwrap().to_owned(),
-            target: "/srv/deb",
-            writable: false,
-        }],
+        &[Bind::read_only(deb.parent().unwrap(), "/srv/deb")],
     );
     // Docker-derived base images (this machine's included) ship a
     // policy-rc.d that forbids maintainer scripts to start or stop services;

@@ -4,13 +4,11 @@
 //! overridden by a drop-in.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::kit::daemon::BIN;
 use crate::kit::wait::wait_until;
-use crate::packaging::machine::{self, Bind, Machine, Root};
-use crate::packaging::{can_run, ok, shipped};
+use crate::packaging::machine::{self, unit_binds, Bind, Machine, Root};
+use crate::packaging::{can_run, exposure, shipped};
 
 const UNIT: &str = "tradingbot.service";
 
@@ -40,14 +38,7 @@ fn shipped_unit_scores_ok_in_systemd_analyze_security() {
     ) {
         return;
     }
-    let output = ok(Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(shipped("systemd/tradingbot.service")));
-    let score: f64 = output
-        .lines()
-        .find_map(|line| line.split_once("Overall exposure level for tradingbot.service: "))
-        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no overall exposure level in:\n{output}"));
+    let (score, output) = exposure("tradingbot.service");
     eprintln!("systemd-analyze security: {score}");
     assert!(score <= 2.0, "exposure {score} > 2.0:\n{output}");
 }
@@ -70,40 +61,14 @@ fn systemd_runs_the_shipped_unit() {
     let env_file = files.path().join("tradingbot.env");
     std::fs::copy(shipped("systemd/tradingbot.env"), &env_file).unwrap();
     machine::sweep_leftovers();
-    let machine = Machine::boot(
-        "unit",
-        Root::Volatile,
-        &[
-            Bind {
-                host: BIN.into(),
-                target: "/opt/tradingbot/tradingbot",
-                writable: false,
-            },
-            Bind {
-                host: shipped("systemd/tradingbot.service"),
-                target: "/etc/systemd/system/tradingbot.service",
-                writable: false,
-            },
-            Bind {
-                host: drop_in,
-                target: "/etc/systemd/system/tradingbot.service.d/test.conf",
-                writable: false,
-            },
-            Bind {
-                host: env_file.clone(),
-                target: "/etc/tradingbot/tradingbot.env",
-                writable: true,
-            },
-        ],
-    );
-
-    // The unit as systemd itself loads it, drop-in included.
-    let verify = machine.sh(&["systemd-analyze", "verify", UNIT]);
-    let complaints = String::from_utf8_lossy(&verify.stderr);
-    assert!(
-        verify.status.success() && !complaints.contains("tradingbot"),
-        "systemd-analyze verify: {complaints}"
-    );
+    let mut binds = unit_binds(UNIT, drop_in);
+    binds.push(Bind {
+        host: env_file.clone(),
+        target: "/etc/tradingbot/tradingbot.env".into(),
+        writable: true,
+    });
+    let machine = Machine::boot("unit", Root::Volatile, &binds);
+    machine.assert_verifies(UNIT);
 
     // `start` returns only after READY=1: the first loop iteration is held
     // for 1.5 s, so a unit that did not wait for READY would return at once.

@@ -7,9 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::kit::daemon::BIN;
-use crate::packaging::machine::{Bind, Machine, Root};
-use crate::packaging::{can_run, ok, shipped};
+use crate::packaging::machine::{unit_binds, Bind, Machine, Root};
+use crate::packaging::{can_run, exposure, ok, shipped};
 
 fn read(relative: &str) -> String {
     std::fs::read_to_string(shipped(relative)).unwrap()
@@ -24,14 +23,7 @@ fn web_unit_scores_ok_in_systemd_analyze_security() {
     ) {
         return;
     }
-    let output = ok(Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(shipped("systemd/tradingbot-web.service")));
-    let score: f64 = output
-        .lines()
-        .find_map(|line| line.split_once("Overall exposure level for tradingbot-web.service: "))
-        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no overall exposure level in:\n{output}"));
+    let (score, output) = exposure("tradingbot-web.service");
     assert!(score <= 1.5, "exposure {score} > 1.5:\n{output}");
 }
 
@@ -59,44 +51,20 @@ fn systemd_runs_the_web_unit_ready_on_its_port_and_read_only() {
         "test.conf",
         "[Service]\nExecStart=\nExecStart=/opt/tradingbot/tradingbot web\n",
     );
-    let machine = Machine::boot(
-        "web",
-        Root::Volatile,
-        &[
-            Bind {
-                host: BIN.into(),
-                target: "/opt/tradingbot/tradingbot",
-                writable: false,
-            },
-            Bind {
-                host: shipped("systemd/tradingbot-web.service"),
-                target: "/etc/systemd/system/tradingbot-web.service",
-                writable: false,
-            },
-            Bind {
-                host: drop_in,
-                target: "/etc/systemd/system/tradingbot-web.service.d/test.conf",
-                writable: false,
-            },
-            Bind {
-                host: write("web-token", "unit-t0ken\n"),
-                target: "/etc/tradingbot/web-token",
-                writable: false,
-            },
-            Bind {
-                host: write("web-bot-tokens", "tradingbot=read-t0ken\n"),
-                target: "/etc/tradingbot/web-bot-tokens",
-                writable: false,
-            },
-        ],
-    );
     let unit = "tradingbot-web.service";
-    let verify = machine.sh(&["systemd-analyze", "verify", unit]);
-    let complaints = String::from_utf8_lossy(&verify.stderr);
-    assert!(
-        verify.status.success() && !complaints.contains("tradingbot"),
-        "systemd-analyze verify: {complaints}"
-    );
+    let mut binds = unit_binds(unit, drop_in);
+    binds.extend([
+        Bind::read_only(
+            write("web-token", "unit-t0ken\n"),
+            "/etc/tradingbot/web-token",
+        ),
+        Bind::read_only(
+            write("web-bot-tokens", "tradingbot=read-t0ken\n"),
+            "/etc/tradingbot/web-bot-tokens",
+        ),
+    ]);
+    let machine = Machine::boot("web", Root::Volatile, &binds);
+    machine.assert_verifies(unit);
     // Type=notify: start returns once READY=1 came, after the bind.
     machine.ok(&["systemctl", "start", unit]);
     assert_eq!(machine.property(unit, "ActiveState"), "active");

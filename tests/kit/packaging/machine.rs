@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{ok, owner, run};
+use super::{ok, owner, run, shipped};
+use crate::kit::daemon::BIN;
 use crate::kit::process::{self, SIGKILL, SIGTERM};
 use crate::kit::wait::wait_until;
 
@@ -35,8 +36,32 @@ pub enum Root {
 /// A host path mounted into the machine.
 pub struct Bind {
     pub host: PathBuf,
-    pub target: &'static str,
+    pub target: String,
     pub writable: bool,
+}
+
+impl Bind {
+    pub fn read_only(host: impl Into<PathBuf>, target: impl Into<String>) -> Bind {
+        Bind {
+            host: host.into(),
+            target: target.into(),
+            writable: false,
+        }
+    }
+}
+
+/// What runs the shipped `systemd/UNIT` under a booted systemd with this
+/// build's binary (at `/opt/tradingbot/tradingbot`) and the test's
+/// `drop_in` beside it.
+pub fn unit_binds(unit: &str, drop_in: PathBuf) -> Vec<Bind> {
+    vec![
+        Bind::read_only(BIN, "/opt/tradingbot/tradingbot"),
+        Bind::read_only(
+            shipped(&format!("systemd/{unit}")),
+            format!("/etc/systemd/system/{unit}"),
+        ),
+        Bind::read_only(drop_in, format!("/etc/systemd/system/{unit}.d/test.conf")),
+    ]
 }
 
 impl Machine {
@@ -163,6 +188,17 @@ impl Machine {
             .args(["-t", &self.init.to_string(), "-a", "--"])
             .args(args);
         command
+    }
+
+    /// `systemd-analyze verify` of `unit` as this systemd loads it (drop-ins
+    /// included): it must pass with no complaint naming the bot.
+    pub fn assert_verifies(&self, unit: &str) {
+        let verify = self.sh(&["systemd-analyze", "verify", unit]);
+        let complaints = String::from_utf8_lossy(&verify.stderr);
+        assert!(
+            verify.status.success() && !complaints.contains("tradingbot"),
+            "systemd-analyze verify: {complaints}"
+        );
     }
 
     /// One property of a unit, as `systemctl show --value` prints it.

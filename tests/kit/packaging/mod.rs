@@ -13,6 +13,7 @@ pub mod machine;
 pub mod podman;
 
 use std::io::Write;
+use std::process::Command;
 
 pub use crate::kit::process::{ok, run};
 pub use crate::kit::shipped::shipped;
@@ -47,6 +48,21 @@ pub fn can_run(test: &str, needs_root: bool, tools: &[&str]) -> bool {
     // tests, and a skip must not pass unseen.
     let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
     false
+}
+
+/// `systemd-analyze security --offline` of the shipped `systemd/UNIT`: its
+/// overall exposure level, and the report (for a failure's message).
+pub fn exposure(unit: &str) -> (f64, String) {
+    let report = ok(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(shipped(&format!("systemd/{unit}"))));
+    let prefix = format!("Overall exposure level for {unit}: ");
+    let score = report
+        .lines()
+        .find_map(|line| line.split_once(prefix.as_str()))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure level in:\n{report}"));
+    (score, report)
 }
 
 /// This test binary, as `PID-STARTTIME` (its start in clock ticks since
