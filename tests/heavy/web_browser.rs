@@ -49,6 +49,46 @@ fn row(id: &str) -> String {
 const MARK: &str = "window.__notReloaded = true; return true;";
 const MARKED: &str = "return window.__notReloaded === true;";
 
+/// The dashboard over the bots alpha and beta, with two more beside them:
+/// one that answers garbage and one that hangs. `tokens` is its
+/// `--bot-tokens-file`.
+struct Fleet {
+    web: Web,
+    _garbage: FakeBot,
+    _hang: FakeBot,
+    _tokens: tempfile::TempDir,
+}
+
+impl Fleet {
+    fn start(alpha: &str, beta: &str, tokens: &str) -> Fleet {
+        let garbage = FakeBot::start(Mode::Garbage, None);
+        let hang = FakeBot::start(Mode::Hang, None);
+        let dir = tempfile::tempdir().unwrap();
+        let tokens_file = dir.path().join("tokens");
+        std::fs::write(&tokens_file, tokens).unwrap();
+        let web = Web::start(
+            &["--bot-tokens-file", tokens_file.to_str().unwrap()],
+            &[
+                ("WEB_TOKEN", TOKEN),
+                (
+                    "WEB_BOTS",
+                    &format!(
+                        "alpha={alpha},beta={beta},garbage={},hang={}",
+                        garbage.url(),
+                        hang.url()
+                    ),
+                ),
+            ],
+        );
+        Fleet {
+            web,
+            _garbage: garbage,
+            _hang: hang,
+            _tokens: dir,
+        }
+    }
+}
+
 #[test]
 fn browser_follows_contract_fakes_live_and_unslowed() {
     let Some(browser) = Browser::open("browser_follows_contract_fakes_live_and_unslowed") else {
@@ -73,27 +113,8 @@ fn browser_follows_contract_fakes_live_and_unslowed() {
         json!({"type": "reject", "id": "b1", "at": 1714557600000_i64,
         "reason": "bad_json", "detail": "<b>not</b> json", "src": "stdin"}),
     );
-    let garbage = FakeBot::start(Mode::Garbage, None);
-    let hang = FakeBot::start(Mode::Hang, None);
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, "alpha=read-alpha\n").unwrap();
-    let web = Web::start(
-        &["--bot-tokens-file", tokens.to_str().unwrap()],
-        &[
-            ("WEB_TOKEN", TOKEN),
-            (
-                "WEB_BOTS",
-                &format!(
-                    "alpha={},beta={},garbage={},hang={}",
-                    alpha.url(),
-                    beta.url(),
-                    garbage.url(),
-                    hang.url()
-                ),
-            ),
-        ],
-    );
+    let fleet = Fleet::start(&alpha.url(), &beta.url(), "alpha=read-alpha\n");
+    let web = &fleet.web;
 
     // In with the token in the address; the page drops it and keeps a cookie.
     let opened = Instant::now();
@@ -241,27 +262,12 @@ fn browser_shows_two_real_bots_as_their_journals_say() {
     );
     let alpha_journal = wait_journal(&alpha, 6);
     let beta_journal = wait_journal(&beta, 2);
-    let garbage = FakeBot::start(Mode::Garbage, None);
-    let hang = FakeBot::start(Mode::Hang, None);
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, "alpha=read-alpha\nbeta=read-beta\n").unwrap();
-    let web = Web::start(
-        &["--bot-tokens-file", tokens.to_str().unwrap()],
-        &[
-            ("WEB_TOKEN", TOKEN),
-            (
-                "WEB_BOTS",
-                &format!(
-                    "alpha={},beta={},garbage={},hang={}",
-                    alpha.url(),
-                    beta.url(),
-                    garbage.url(),
-                    hang.url()
-                ),
-            ),
-        ],
+    let fleet = Fleet::start(
+        &alpha.url(),
+        &beta.url(),
+        "alpha=read-alpha\nbeta=read-beta\n",
     );
+    let web = &fleet.web;
     browser.goto(&web.url(&format!("/?token={TOKEN}")));
 
     // The fleet page: each bot's PnL and cash as its journal says.
