@@ -19,6 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// For reading the journal's segments as the tests do; the `integration`
+// test target compiles all of the kit with the dead-code lint on.
+#[allow(dead_code)]
+#[path = "../tests/kit/mod.rs"]
+mod kit;
+
 const BIN: &str = env!("CARGO_BIN_EXE_tradingbot");
 const WEBHOOK_TOKEN: &str = "bench-webhook-token";
 const API_TOKEN: &str = "bench-api-token";
@@ -562,20 +568,10 @@ fn seq_of(message: &str) -> u64 {
         .fold(0, |seq, digit| seq * 10 + u64::from(digit - b'0'))
 }
 
-/// The seqs of the fills in the journal, segment after segment (their
-/// zero-padded names sort in order).
+/// The seqs of the fills in the journal.
 fn journal_fills(state: &Path) -> Vec<u64> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(state.join("journal"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
-        .collect();
-    segments.sort();
-    let text: String = segments
-        .iter()
-        .map(|path| std::fs::read_to_string(path).unwrap())
-        .collect();
-    text.lines()
+    kit::journal::journal_text(state)
+        .lines()
         .enumerate()
         .filter(|(_, line)| line.starts_with("{\"t\":\"fill\""))
         .map(|(index, _)| index as u64 + 1)
