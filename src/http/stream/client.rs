@@ -325,7 +325,7 @@ fn sse_events(items: &[Item]) -> Bytes {
     let mut text = BytesMut::with_capacity(size);
     for item in items {
         text.put_slice(b"id: ");
-        put_decimal(&mut text, item.seq);
+        text.put_slice(itoa::Buffer::new().format(item.seq).as_bytes());
         text.put_slice(b"\nevent: ");
         text.put_slice(item.kind.as_str().as_bytes());
         text.put_slice(b"\ndata: ");
@@ -333,20 +333,6 @@ fn sse_events(items: &[Item]) -> Bytes {
         text.put_slice(b"\n\n");
     }
     text.freeze()
-}
-
-fn put_decimal(out: &mut BytesMut, mut number: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (number % 10) as u8;
-        number /= 10;
-        if number == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[start..]);
 }
 
 #[cfg(test)]
