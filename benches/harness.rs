@@ -15,7 +15,7 @@
 //! the harness. Unlike the tests, at the daemon's own default intervals.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 mod kit;
 
 use kit::daemon::{Builder, Daemon, BIN};
-use kit::http::{http, metric};
+use kit::http::{http, metric, read_response};
 use kit::notify::{is_ping, is_ready, NotifySocket};
 use kit::port::Reserved;
 use kit::process::{proc_status, SIGTERM};
@@ -610,23 +610,6 @@ fn open_loop(server: &mut Server, rate: u32, duration: Duration) -> Vec<f64> {
         .into_iter()
         .flat_map(|worker| worker.join().unwrap())
         .collect()
-}
-
-fn read_response(reader: &mut BufReader<TcpStream>) {
-    let mut length = 0usize;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).unwrap();
 }
 
 fn wait_for_code(server: &Server, code: u16) {

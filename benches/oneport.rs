@@ -11,7 +11,7 @@
 //! default they take only the CPU the daemon leaves. Needs nothing
 //! installed: the WebSocket clients are tungstenite's.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,11 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-// For reading the journal's segments as the tests do; the `integration`
+// For reading the journal's segments and HTTP responses as the tests do; the `integration`
 // test target compiles all of the kit with the dead-code lint on.
 #[allow(dead_code)]
 #[path = "../tests/kit/mod.rs"]
 mod kit;
+
+use kit::http::read_response;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradingbot");
 const WEBHOOK_TOKEN: &str = "bench-webhook-token";
@@ -271,31 +273,6 @@ fn post(addr: SocketAddr, body: &str) -> u16 {
     );
     reader.get_mut().write_all(request.as_bytes()).unwrap();
     read_response(&mut reader)
-}
-
-/// Reads one response (status line, headers, a Content-Length body).
-fn read_response(reader: &mut BufReader<TcpStream>) -> u16 {
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
-    let code = status
-        .get(9..12)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).unwrap();
-        if header == "\r\n" || header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-    }
-    reader.read_exact(&mut vec![0; length]).unwrap();
-    code
 }
 
 // ----------------------------------------------------------------- stream

@@ -4,11 +4,12 @@
 //! `hardening_webhook`.)
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::kit::daemon::{Builder, Daemon};
+use crate::kit::http::read_response;
 use crate::kit::journal::signal_line;
 use crate::kit::process::proc_status;
 use crate::kit::wait::SOON;
@@ -23,24 +24,7 @@ fn bearer() -> String {
 /// One request on a kept-alive connection: the status code (body read and dropped).
 fn keep_alive_request(reader: &mut BufReader<TcpStream>, request: &[u8]) -> u16 {
     reader.get_mut().write_all(request).unwrap();
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
-    let code = status[9..12].parse().unwrap();
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).unwrap();
-        if header == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-    }
-    reader.read_exact(&mut vec![0; length]).unwrap();
-    code
+    read_response(reader)
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

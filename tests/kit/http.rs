@@ -1,7 +1,7 @@
 //! HTTP/1.1 spoken by hand over real TCP, as probes and clients speak it,
 //! and the daemon's HTTP surface: health, metrics, status codes.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -16,6 +16,33 @@ pub fn http(
     headers: &[(&str, &str)],
 ) -> std::io::Result<(u16, String)> {
     request_once(addr, method, path, headers, None)
+}
+
+/// Reads one response off a kept-alive connection: the status line, the
+/// headers, and the `Content-Length` body (dropped). Returns the status
+/// code, 0 if the status line is not HTTP.
+pub fn read_response(reader: &mut BufReader<TcpStream>) -> u16 {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let code = status
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        if header == "\r\n" || header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    reader.read_exact(&mut vec![0; length]).unwrap();
+    code
 }
 
 /// A request with a body and `Connection: close`: (status, body).
