@@ -188,7 +188,7 @@ async fn read_route(
         .headers()
         .get("last-event-id")
         .and_then(|id| id.to_str().ok()?.trim().parse::<u64>().ok());
-    let subscription = match subscription(&query, resumed) {
+    let subscription = match subscription(&query, resumed, api.stream.durable()) {
         Ok(subscription) => subscription,
         Err(error) => return api::bad_request(&error).map(Either::Left),
     };
@@ -206,11 +206,15 @@ async fn read_route(
     }
 }
 
-/// `after` (or the `Last-Event-ID` given) and `types`.
-fn subscription(query: &Query<'_>, resumed: Option<u64>) -> Result<Subscription, QueryError> {
+/// `after` (or the `Last-Event-ID` given, or else `now`) and `types`.
+fn subscription(
+    query: &Query<'_>,
+    resumed: Option<u64>,
+    now: u64,
+) -> Result<Subscription, QueryError> {
     let after = match query.one("after")? {
-        Some(_) => Some(query.number("after", 0, 0..=u64::MAX, "a sequence number (0 or more)")?),
-        None => resumed,
+        Some(_) => query.number("after", 0, 0..=u64::MAX, "a sequence number (0 or more)")?,
+        None => resumed.unwrap_or(now),
     };
     let kinds = match query.one("types")? {
         Some(list) => Kinds::parse(list).map_err(|expected| QueryError::Invalid {

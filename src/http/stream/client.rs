@@ -51,8 +51,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// What a client asked for.
 #[derive(Clone, Copy, Debug)]
 pub struct Subscription {
-    /// Replay fills and rejects after this seq first; `None`: from now on.
-    pub after: Option<u64>,
+    /// Replay fills and rejects after this seq first. A client that names
+    /// none gets the seq durable as its request is read (from now on),
+    /// fixed then on the HTTP thread, not when the stream thread gets to
+    /// it, or what became durable in between would be missed.
+    pub after: u64,
     pub kinds: Kinds,
 }
 

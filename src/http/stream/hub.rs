@@ -112,11 +112,11 @@ impl Hub {
         &self.reader
     }
 
-    /// A client from `after` (a seq it has seen; `None`: from now on),
-    /// of `kinds`. An `after` past the journal's end is taken as its end.
-    pub fn cursor(&self, after: Option<u64>, kinds: Kinds) -> Cursor {
+    /// A client from `after` (a seq it has seen), of `kinds`. An `after`
+    /// past the journal's end is taken as its end.
+    pub fn cursor(&self, after: u64, kinds: Kinds) -> Cursor {
         Cursor {
-            seq: after.map_or(self.durable, |after| after.min(self.durable)),
+            seq: after.min(self.durable),
             live: self.ring_first + self.ring.len() as u64,
             kinds,
         }
@@ -415,8 +415,8 @@ mod tests {
             Arc::clone(&shared),
             health,
         );
-        let mut from_start = hub.cursor(Some(0), Kinds::ALL);
-        let mut live = hub.cursor(None, Kinds::parse("duplicate,fill").unwrap());
+        let mut from_start = hub.cursor(0, Kinds::ALL);
+        let mut live = hub.cursor(hub.durable(), Kinds::parse("duplicate,fill").unwrap());
         let mut duplicates = Duplicates::default();
         duplicates.add(3, "f2", "stdin");
         duplicates.add(2400, "f1", "stdin");
@@ -460,7 +460,7 @@ mod tests {
         );
         // A filtered client sees its kinds only; a client that comes now
         // gets the journal replayed, not the events that went before it.
-        let mut rejects = hub.cursor(Some(0), Kinds::parse("reject,duplicate").unwrap());
+        let mut rejects = hub.cursor(0, Kinds::parse("reject,duplicate").unwrap());
         out.clear();
         hub.next(&mut rejects, &mut out, 10).unwrap();
         assert_eq!(seqs(&out), []);
@@ -483,7 +483,7 @@ mod tests {
             Arc::clone(events.shared().unwrap()),
             health,
         );
-        let mut slow = hub.cursor(None, Kinds::ALL);
+        let mut slow = hub.cursor(hub.durable(), Kinds::ALL);
         for _ in 0..RING + 5 {
             hub.push(Kind::Source, 0, serde_json::json!({}));
         }

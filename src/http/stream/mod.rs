@@ -270,7 +270,6 @@ impl Stream {
             return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
         };
         let accept = derive_accept_key(key.as_bytes());
-        let subscription = self.pinned_to_now(subscription);
         let Some(slot) = self.reserve() else {
             return busy();
         };
@@ -318,7 +317,7 @@ impl Stream {
         self.commands
             .try_send(Command::Events {
                 body,
-                subscription: self.pinned_to_now(subscription),
+                subscription,
                 slot,
             })
             .ok()?;
@@ -334,14 +333,9 @@ impl Stream {
         Some(response)
     }
 
-    /// A client that names no `after` is sent what becomes durable after
-    /// its request was answered: fixed here, not when the stream thread
-    /// gets to it, or what became durable in between would be missed.
-    fn pinned_to_now(&self, subscription: Subscription) -> Subscription {
-        Subscription {
-            after: Some(subscription.after.unwrap_or_else(|| self.events.durable())),
-            ..subscription
-        }
+    /// How far the journal is durable, as the bot last published it.
+    pub fn durable(&self) -> u64 {
+        self.events.durable()
     }
 
     /// A page of fills or rejects after `after`, as the API's JSON body.
@@ -449,8 +443,8 @@ async fn run(
         };
         if matches!(command, Command::WebSocket { .. } | Command::Events { .. }) {
             fail::fail_point!("stream::client");
-            // The hub reaches at least the `after` a client was pinned to
-            // on the HTTP thread, so its first message is not older.
+            // The hub reaches at least the `after` a client was given on
+            // the HTTP thread, so its first message is not older.
             refresh(&hub, &shared);
         }
         match command {
