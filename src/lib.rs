@@ -2,6 +2,7 @@
 //! whose health signal tells the truth. See ARCHITECTURE.md for the map.
 
 mod alerts;
+mod backoff;
 pub mod bot;
 mod cli;
 mod daemon;

@@ -4,7 +4,6 @@
 //! (`Retry-After`, Discord's and Telegram's `retry_after`, Discord's
 //! `X-RateLimit-Reset-After`).
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant, SystemTime};
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
@@ -217,15 +216,7 @@ pub(crate) fn retry_delay(attempt: u32, asked: Option<Duration>) -> Option<Durat
     let exponential = BACKOFF_BASE
         .saturating_mul(1 << (attempt - 1).min(16))
         .min(BACKOFF_MAX);
-    Some(exponential / 2 + exponential.mul_f64(random_fraction() / 2.0))
-}
-
-/// A number in [0, 1) that differs between processes and calls: std's
-/// hasher keys are random per process, and the clock moves.
-fn random_fraction() -> f64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    Some(exponential / 2 + exponential.mul_f64(crate::backoff::random_fraction() / 2.0))
 }
 
 /// A token bucket: `burst` messages at once, then one per `every`.

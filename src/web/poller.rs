@@ -10,9 +10,14 @@ use std::time::{Duration, Instant};
 use super::client::BotClient;
 use super::fleet::{Bot, Positions, Status};
 use super::settings::BotSpec;
+use crate::backoff::Backoff;
 
 /// The longest wait before the stream is tried again after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A stream that stayed open this long was healthy: the next failure
+/// starts the backoff over.
+const STABLE_STREAM: Duration = Duration::from_secs(1);
 
 pub(crate) fn start(
     bot: &Arc<Bot>,
@@ -52,7 +57,7 @@ fn poll_forever(bot: &Bot, client: &BotClient, interval: Duration) {
 }
 
 fn stream_forever(bot: &Bot, client: &BotClient, interval: Duration) {
-    let mut backoff = interval;
+    let mut backoff = Backoff::new(interval, MAX_BACKOFF);
     loop {
         // The first status says where the journal is.
         let Some(after) = bot.cursor() else {
@@ -63,12 +68,12 @@ fn stream_forever(bot: &Bot, client: &BotClient, interval: Duration) {
         let opened = Instant::now();
         let outcome = client.stream(after, || bot.stream_connected(), |event| bot.event(event));
         let lasted = opened.elapsed();
+        backoff.settle(lasted, STABLE_STREAM);
         match outcome {
             // A cycle's end, or a reopen the bot asked for: at once,
             // unless the bot keeps closing streams straight away.
-            Ok(()) if lasted >= Duration::from_secs(1) => {
+            Ok(()) if lasted >= STABLE_STREAM => {
                 bot.stream_ended(None);
-                backoff = interval;
                 continue;
             }
             Ok(()) => bot.stream_ended(None),
@@ -77,7 +82,6 @@ fn stream_forever(bot: &Bot, client: &BotClient, interval: Duration) {
                 bot.stream_ended(Some(problem));
             }
         }
-        thread::sleep(backoff);
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        thread::sleep(backoff.next_wait());
     }
 }

@@ -1,8 +1,9 @@
 //! `exec:COMMAND ARGS…`: a feed process, in any language, whose stdout
 //! lines are signals and whose stderr is logged. It runs in a process group
 //! of its own, so stopping it stops whatever it started too; when it exits
-//! it is restarted with an exponential backoff (capped), and the `feed`
-//! component is degraded while it is down.
+//! it is restarted after the shared [`Backoff`] (`EXEC_BACKOFF` doubling to
+//! `EXEC_BACKOFF_MAX`, with jitter), and the `feed` component is degraded
+//! while it is down.
 
 use std::io;
 use std::process::{ExitStatus, Stdio};
@@ -15,6 +16,7 @@ use tokio::process::{Child, Command};
 use super::lines::{Line, LineSplitter, Lines};
 use super::pump::{self, Pumped};
 use super::Outlet;
+use crate::backoff::Backoff;
 
 /// A feed that ran this long before exiting was healthy: its restart
 /// starts the backoff over.
@@ -24,35 +26,18 @@ const STABLE_RUN: Duration = Duration::from_secs(10);
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
 /// Starts running `command` as a task of the bot's runtime (restarting it
-/// after `backoff`, doubling up to `backoff_max`), until the outlet's
-/// shutdown.
-pub(crate) fn spawn(
-    outlet: Outlet,
-    command: Vec<String>,
-    backoff: Duration,
-    backoff_max: Duration,
-) {
-    tokio::spawn(
-        ExecSource {
-            outlet,
-            command,
-            backoff,
-            backoff_max,
-        }
-        .run(),
-    );
+/// after `backoff`), until the outlet's shutdown.
+pub(crate) fn spawn(outlet: Outlet, command: Vec<String>, backoff: Backoff) {
+    tokio::spawn(ExecSource { outlet, command }.run(backoff));
 }
 
 struct ExecSource {
     outlet: Outlet,
     command: Vec<String>,
-    backoff: Duration,
-    backoff_max: Duration,
 }
 
 impl ExecSource {
-    async fn run(self) {
-        let mut backoff = self.backoff;
+    async fn run(self, mut backoff: Backoff) {
         loop {
             let started = Instant::now();
             let problem = match self.spawn() {
@@ -66,20 +51,17 @@ impl ExecSource {
                 }
                 Err(error) => format!("cannot start feed process: {error}"),
             };
-            if started.elapsed() >= STABLE_RUN {
-                backoff = self.backoff;
-            }
-            let delay = humantime::format_duration(backoff);
-            tracing::warn!(source = %self.outlet.name, problem = %problem, "exec source: restarting in {delay}");
+            backoff.settle(started.elapsed(), STABLE_RUN);
+            let within = humantime::format_duration(backoff.ceiling());
+            tracing::warn!(source = %self.outlet.name, problem = %problem, "exec source: restarting within {within}");
             self.outlet.feed.set(
                 &self.outlet.name,
-                Some(format!("{problem}; restarting in {delay}")),
+                Some(format!("{problem}; restarting within {within}")),
             );
             tokio::select! {
                 () = self.outlet.shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(backoff.next_wait()) => {}
             }
-            backoff = (backoff * 2).min(self.backoff_max);
         }
     }
 

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ledger::snapshot::Checkpoint;
 use crate::alerts::{Alerts, Event};
+use crate::backoff::Backoff;
 use crate::bot::events::{self, Events};
 use crate::bot::signal::Ids;
 use crate::health::{Component, HealthState};
@@ -132,8 +133,7 @@ impl Intake {
                 SourceSpec::Exec(command) => exec::spawn(
                     outlet,
                     command.clone(),
-                    settings.exec_backoff,
-                    settings.exec_backoff_max,
+                    Backoff::new(settings.exec_backoff, settings.exec_backoff_max),
                 ),
                 SourceSpec::Stdin => stdin::spawn(outlet),
                 SourceSpec::Webhook => {
