@@ -7,7 +7,6 @@
 //! sources wait on the full channel) and retries on every idle tick; it
 //! keeps beating, and the `journal` component says what is wrong.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,18 +15,19 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, Fill, PaperExecution};
+use super::decide::{decide, Verdict};
+use super::engine::{Engine, PaperExecution};
 use super::events::{self, Duplicates, Events};
 use super::figures::{BotMetrics, Figures, SymbolSeries, Tally};
 use super::intake::webhook::Route;
 use super::intake::{
     Batch, Channels, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec,
 };
-use super::ledger::journal::{JournalError, Record};
+use super::ledger::journal::JournalError;
 use super::ledger::snapshot::Checkpoint;
-use super::ledger::{EngineState, Ledger, Refusal};
+use super::ledger::{EngineState, Ledger};
 use super::settings::Settings;
-use super::signal::{Reason, Reject, Signal};
+use super::signal::Reason;
 use crate::alerts::{Alerts, Digest, Event, Kind};
 use crate::health::{HealthState, Heartbeat};
 use crate::metrics::{Combined, MetricsSource};
@@ -40,9 +40,6 @@ const CHANNEL_BATCHES: usize = MAX_BATCHES_PER_ITERATION;
 
 /// Most batches one iteration takes, so a flood still beats regularly.
 const MAX_BATCHES_PER_ITERATION: usize = 64;
-
-/// Longest raw line kept in a reject record.
-const MAX_REJECT_LINE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
@@ -295,13 +292,16 @@ impl Bot {
         }
         let mut outcomes = Vec::new();
         for (bytes, parsed) in batch.lines.iter() {
-            let decided = self.decide(batch.source, bytes, parsed, now_ms);
+            let item = parsed.as_ref().map_err(|reject| *reject);
+            let src = &self.names[batch.source];
+            let verdict = decide(&mut self.ledger, &mut self.engine, src, bytes, item, now_ms);
             if self.ledger.commits_each_decision() && !self.ledger.is_blocked() {
                 self.ledger.commit(false);
             }
             if batch.reply.is_some() {
-                outcomes.push(decided.outcome());
+                outcomes.push(outcome(&verdict));
             }
+            self.publish(batch.source, verdict);
         }
         if let Some(checkpoint) = batch.checkpoint {
             self.moved.insert(batch.source, checkpoint);
@@ -311,52 +311,20 @@ impl Bot {
         }
     }
 
-    /// Decides one line: invalid, duplicate, rejected, or filled.
-    fn decide<'l>(
-        &mut self,
-        source: usize,
-        bytes: &[u8],
-        parsed: Result<Signal<'l>, &'l Reject>,
-        now_ms: i64,
-    ) -> Decided<'l> {
-        let signal = match parsed {
-            Ok(signal) => signal,
-            Err(reject) => {
-                journal_reject(
-                    &mut self.ledger,
-                    &self.names[source],
-                    bytes,
-                    reject,
-                    None,
-                    now_ms,
-                );
-                self.count_reject(source, reject.reason);
-                return Decided::refused(Decision::Invalid, Cow::Borrowed(reject));
-            }
-        };
-        let verdict = decide_signal(
-            &mut self.ledger,
-            &mut self.engine,
-            &self.names[source],
-            bytes,
-            &signal,
-            now_ms,
-        );
+    /// What a verdict changes of the figures, the stream's duplicates and
+    /// the trade alerts.
+    fn publish(&mut self, source: usize, verdict: Verdict<'_>) {
         match verdict {
-            Verdict::Duplicate => {
+            Verdict::Invalid(reject) => self.count_reject(source, reject.reason),
+            Verdict::Duplicate(signal) => {
                 self.figures.count(source, Tally::Duplicate);
                 self.figures.duplicates += 1;
                 if self.events.is_enabled() {
                     self.duplicates
                         .add(self.ledger.last_seq(), &signal.id, &self.names[source]);
                 }
-                Decided {
-                    id: Some(signal.id),
-                    result: Decision::Duplicate,
-                    reject: None,
-                }
             }
-            Verdict::Filled(fill) => {
+            Verdict::Filled(signal, fill) => {
                 self.figures.count(source, Tally::Filled);
                 self.positions_moved = true;
                 // Built only when it will be sent in full.
@@ -367,13 +335,8 @@ impl Bot {
                     qty: fill.qty,
                     price: fill.price,
                 });
-                Decided {
-                    id: Some(signal.id),
-                    result: Decision::Filled,
-                    reject: None,
-                }
             }
-            Verdict::Rejected(reject) => {
+            Verdict::Rejected(signal, reject) => {
                 self.count_reject(source, reject.reason);
                 if reject.reason.is_risk_limit() {
                     self.trades
@@ -384,7 +347,6 @@ impl Bot {
                             detail: reject.detail.clone(),
                         });
                 }
-                Decided::refused(Decision::Rejected, Cow::Owned(reject))
             }
         }
     }
@@ -431,131 +393,23 @@ impl Bot {
     }
 }
 
-/// What became of a valid signal; its decision is journaled already.
-pub(crate) enum Verdict<'s> {
-    /// Its id is in the exactly-once window: nothing journaled.
-    Duplicate,
-    /// Refused by the window (too old, too far ahead) or by the engine.
-    Rejected(Reject),
-    Filled(Fill<'s>),
-}
-
-/// Decides a valid signal and journals the decision: the exactly-once
-/// window's verdict, then the engine's. This is all of a live decision but
-/// the loop's figures and alerts, so the ledger's property test drives
-/// exactly this.
-pub(crate) fn decide_signal<'s>(
-    ledger: &mut Ledger,
-    engine: &mut Engine,
-    src: &str,
-    bytes: &[u8],
-    signal: &'s Signal<'_>,
-    now_ms: i64,
-) -> Verdict<'s> {
-    let admitted = match ledger.admit(signal, now_ms) {
-        Ok(admitted) => admitted,
-        Err(Refusal::Duplicate) => return Verdict::Duplicate,
-        Err(Refusal::Reject(refused)) => {
-            let reject = Reject {
-                id: Some(signal.id.to_string()),
-                ..refused
-            };
-            journal_reject(ledger, src, bytes, &reject, Some(signal.ts_ms), now_ms);
-            return Verdict::Rejected(reject);
-        }
+/// What a client waiting on an item is told of its verdict.
+fn outcome(verdict: &Verdict<'_>) -> Outcome {
+    let (id, result, reject) = match verdict {
+        Verdict::Invalid(reject) => (reject.id.clone(), Decision::Invalid, Some(*reject)),
+        Verdict::Duplicate(signal) => (Some(signal.id.to_string()), Decision::Duplicate, None),
+        Verdict::Rejected(signal, reject) => (
+            Some(signal.id.to_string()),
+            Decision::Rejected,
+            Some(reject),
+        ),
+        Verdict::Filled(signal, _) => (Some(signal.id.to_string()), Decision::Filled, None),
     };
-    match engine.decide(signal, now_ms) {
-        Ok(fill) => {
-            tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
-            ledger.append_decision(
-                &Record::Fill {
-                    id: Cow::Borrowed(&signal.id),
-                    src: Cow::Borrowed(src),
-                    ts: signal.ts_ms,
-                    at: fill.at_ms,
-                    symbol: Cow::Borrowed(fill.symbol),
-                    side: fill.side,
-                    qty: fill.qty,
-                    price: fill.price,
-                    source: signal.source.as_deref().map(Cow::Borrowed),
-                },
-                admitted,
-            );
-            Verdict::Filled(fill)
-        }
-        Err(refused) => {
-            let reject = Reject {
-                id: Some(signal.id.to_string()),
-                ..refused
-            };
-            ledger.append_decision(
-                &reject_record(src, bytes, &reject, Some(signal.ts_ms), now_ms),
-                admitted,
-            );
-            Verdict::Rejected(reject)
-        }
-    }
-}
-
-/// Journals a reject; `ts` is the signal's, when the line parsed.
-pub(crate) fn journal_reject(
-    ledger: &mut Ledger,
-    src: &str,
-    bytes: &[u8],
-    reject: &Reject,
-    ts: Option<i64>,
-    now_ms: i64,
-) {
-    ledger.append(&reject_record(src, bytes, reject, ts, now_ms));
-}
-
-fn reject_record<'r>(
-    src: &'r str,
-    bytes: &[u8],
-    reject: &Reject,
-    ts: Option<i64>,
-    now_ms: i64,
-) -> Record<'r> {
-    tracing::debug!(id = ?reject.id, reason = reject.reason.label(), detail = %reject.detail, "rejected");
-    Record::Reject {
-        id: reject.id.clone(),
-        src: Cow::Borrowed(src),
-        ts,
-        at: now_ms,
-        reason: reject.reason.label().to_owned(),
-        detail: reject.detail.clone(),
-        line: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_LINE)]).into_owned(),
-    }
-}
-
-/// What became of one line, borrowing the line; made into an [`Outcome`]
-/// only for a client waiting on it.
-struct Decided<'l> {
-    id: Option<Cow<'l, str>>,
-    result: Decision,
-    reject: Option<Cow<'l, Reject>>,
-}
-
-impl<'l> Decided<'l> {
-    fn refused(result: Decision, reject: Cow<'l, Reject>) -> Self {
-        Decided {
-            id: None,
-            result,
-            reject: Some(reject),
-        }
-    }
-
-    fn outcome(self) -> Outcome {
-        let (reason, detail, reject_id) = match self.reject.map(Cow::into_owned) {
-            Some(reject) => (Some(reject.reason.label()), Some(reject.detail), reject.id),
-            None => (None, None, None),
-        };
-        Outcome {
-            id: self.id.map(Cow::into_owned).or(reject_id),
-            result: self.result,
-            reason,
-            detail,
-        }
+    Outcome {
+        id,
+        result,
+        reason: reject.map(|reject| reject.reason.label()),
+        detail: reject.map(|reject| reject.detail.clone()),
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::bot::decide::{decide, Verdict};
 use crate::bot::engine::PaperExecution;
-use crate::bot::run::{decide_signal, journal_reject, Verdict};
 use crate::bot::settings::{FsyncPolicy, RiskLimits};
 use crate::bot::signal;
 use crate::bot::symbols::SymbolSettings;
@@ -132,30 +132,20 @@ impl Bot {
     /// Decides one line at `wall` ms, as the loop does; what became of it.
     fn decide(&mut self, line: &str, wall: i64) -> String {
         let now = self.ledger.now(wall);
-        match signal::parse(line.as_bytes()) {
-            Ok(signal) => match decide_signal(
-                &mut self.ledger,
-                &mut self.engine,
-                "test",
-                line.as_bytes(),
-                &signal,
-                now,
-            ) {
-                Verdict::Duplicate => "duplicate".into(),
-                Verdict::Filled(fill) => format!("filled {} at {}", fill.qty, fill.price),
-                Verdict::Rejected(reject) => format!("rejected {}", reject.reason.label()),
-            },
-            Err(reject) => {
-                journal_reject(
-                    &mut self.ledger,
-                    "test",
-                    line.as_bytes(),
-                    &reject,
-                    None,
-                    now,
-                );
-                format!("invalid {}", reject.reason.label())
-            }
+        let parsed = signal::parse(line.as_bytes());
+        let item = parsed.as_ref();
+        match decide(
+            &mut self.ledger,
+            &mut self.engine,
+            "test",
+            line.as_bytes(),
+            item,
+            now,
+        ) {
+            Verdict::Invalid(reject) => format!("invalid {}", reject.reason.label()),
+            Verdict::Duplicate(_) => "duplicate".into(),
+            Verdict::Filled(_, fill) => format!("filled {} at {}", fill.qty, fill.price),
+            Verdict::Rejected(_, reject) => format!("rejected {}", reject.reason.label()),
         }
     }
 
