@@ -6,6 +6,7 @@
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -56,6 +57,37 @@ impl Sample {
     pub(crate) fn suffix(mut self, suffix: &'static str) -> Self {
         self.suffix = suffix;
         self
+    }
+}
+
+/// Figures one thread publishes whole and others read: the publisher
+/// swaps in a new value, a reader takes the value in hand. The lock is
+/// held for a pointer copy, never while a reader formats, so a scrape can
+/// never make the publisher (the bot loop) wait longer than that.
+pub(crate) struct Published<T>(Mutex<Arc<T>>);
+
+impl<T: Default> Default for Published<T> {
+    fn default() -> Self {
+        Published(Mutex::new(Arc::new(T::default())))
+    }
+}
+
+impl<T> Published<T> {
+    pub(crate) fn publish(&self, value: T) {
+        let old = std::mem::replace(&mut *self.slot(), Arc::new(value));
+        // The old value is freed here, outside the lock.
+        drop(old);
+    }
+
+    /// The value last published.
+    pub(crate) fn get(&self) -> Arc<T> {
+        Arc::clone(&self.slot())
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Arc<T>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -186,9 +186,9 @@ impl Shared {
         std::mem::take(&mut queue.lost)
     }
 
-    /// A copy of the bot's figures, once it has published any.
-    pub(crate) fn figures(&self) -> Option<Figures> {
-        self.figures.get().map(|metrics| metrics.snapshot())
+    /// The bot's figures as last published, once it has published any.
+    pub(crate) fn figures(&self) -> Option<Arc<Figures>> {
+        self.figures.get().map(|metrics| metrics.get())
     }
 }
 

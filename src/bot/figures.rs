@@ -3,13 +3,13 @@
 //! waits on the loop and the loop takes no lock per signal.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::engine::{Book, Engine, Position};
 use super::signal::{Reason, Side};
 use super::symbols::SymbolSettings;
-use crate::metrics::{Kind, MetricsSource, Sample};
+use crate::metrics::{Kind, MetricsSource, Published, Sample};
 
 /// Upper bounds of the fsync latency buckets, in seconds.
 const FSYNC_BUCKETS: [f64; 10] = [
@@ -241,10 +241,9 @@ impl SymbolTally {
     }
 }
 
+/// The figures as last published, once per loop iteration.
 #[derive(Default)]
-pub(crate) struct BotMetrics {
-    published: Mutex<Figures>,
-}
+pub(crate) struct BotMetrics(Published<Figures>);
 
 impl BotMetrics {
     pub(crate) fn new() -> Arc<Self> {
@@ -252,24 +251,18 @@ impl BotMetrics {
     }
 
     pub(crate) fn publish(&self, figures: &Figures) {
-        *self.lock() = figures.clone();
+        self.0.publish(figures.clone());
     }
 
     /// The figures last published (for the read API).
-    pub(crate) fn snapshot(&self) -> Figures {
-        self.lock().clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Figures> {
-        self.published
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn get(&self) -> Arc<Figures> {
+        self.0.get()
     }
 }
 
 impl MetricsSource for BotMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
-        let figures = self.lock().clone();
+        let figures = self.get();
         // Two sources of one kind share a series: labels must not repeat.
         let mut by_kind: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
         for (kind, counts) in &figures.signals {
@@ -380,7 +373,7 @@ impl MetricsSource for BotMetrics {
     }
 
     fn summary(&self) -> Option<String> {
-        let figures = self.lock();
+        let figures = self.get();
         let last = figures.last_signal.map_or_else(
             || "no signal yet".to_owned(),
             |(at, _)| format!("last signal {}s ago", at.elapsed().as_secs()),
@@ -399,7 +392,7 @@ impl MetricsSource for BotMetrics {
 
     fn health_fields(&self, out: &mut Vec<(&'static str, Option<f64>)>) {
         let age = self
-            .lock()
+            .get()
             .last_signal
             .map(|(at, _)| (at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
         out.push(("last_signal_age_seconds", age));

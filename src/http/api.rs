@@ -18,7 +18,7 @@ use super::server::Body;
 use super::stream::message::Kind;
 use super::stream::{Stream, MAX_PAGE};
 use crate::bot::events;
-use crate::bot::figures::{Figures, Tally};
+use crate::bot::figures::Tally;
 use crate::health::api::{json_response, text};
 use crate::health::HealthState;
 
@@ -110,7 +110,7 @@ impl Api {
             cash: f64,
             last_price: f64,
         }
-        let figures: Figures = self.events.figures().unwrap_or_default();
+        let figures = self.events.figures().unwrap_or_default();
         let positions: Vec<Item<'_>> = figures
             .positions
             .iter()

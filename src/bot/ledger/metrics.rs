@@ -1,11 +1,12 @@
 //! The ledger's figures: what it keeps on disk and in memory, how fresh
 //! its snapshot is, and what the last recovery cost. Published once per
-//! loop iteration as a copy (the HTTP thread never waits on the loop).
+//! loop iteration as a value of its own (the HTTP thread never waits on
+//! the loop).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::metrics::{Kind, MetricsSource, Sample};
+use crate::metrics::{Kind, MetricsSource, Published, Sample};
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Figures {
@@ -23,19 +24,11 @@ pub(crate) struct Figures {
 }
 
 #[derive(Default)]
-pub(crate) struct LedgerMetrics {
-    published: Mutex<Figures>,
-}
+pub(crate) struct LedgerMetrics(Published<Figures>);
 
 impl LedgerMetrics {
     pub(crate) fn publish(&self, figures: &Figures) {
-        self.figures().clone_from(figures);
-    }
-
-    fn figures(&self) -> std::sync::MutexGuard<'_, Figures> {
-        self.published
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.publish(figures.clone());
     }
 
     pub(crate) fn new() -> Arc<Self> {
@@ -45,7 +38,7 @@ impl LedgerMetrics {
 
 impl MetricsSource for LedgerMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
-        let figures = self.figures().clone();
+        let figures = self.0.get();
         let gauge = |name, help, value: u64| Sample::new(name, Kind::Gauge, help, value as f64);
         out.push(gauge(
             "journal_segments",
