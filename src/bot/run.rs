@@ -62,6 +62,9 @@ pub(crate) struct Bot {
     figures: Figures,
     /// Each source's name, as journal records carry it, by its index.
     names: Vec<String>,
+    /// Whether each source, by its index, can deliver its lines again after
+    /// a restart (see `leave_rereadable`).
+    rereadable: Vec<bool>,
     /// Bound by `init`, so a bad webhook address fails the start; started by `run`.
     intake: Option<Intake>,
     ledger: Ledger,
@@ -104,6 +107,12 @@ impl Bot {
             metrics: BotMetrics::new(),
             figures: Figures::new(config.intake.sources.iter().map(SourceSpec::kind)),
             names: config.intake.sources.iter().map(SourceSpec::name).collect(),
+            rereadable: config
+                .intake
+                .sources
+                .iter()
+                .map(SourceSpec::rereadable)
+                .collect(),
             intake: None,
             ledger,
             engine,
@@ -212,7 +221,7 @@ impl Bot {
             if fresh && open && !blocked {
                 open = take_ready(&mut batches, &mut taken);
                 if stopping {
-                    left_for_restart += leave_rereadable(&mut taken);
+                    left_for_restart += leave_rereadable(&mut taken, &self.rereadable);
                 }
             }
             fail::fail_point!("bot::iteration");
@@ -432,18 +441,18 @@ fn take_ready(batches: &mut mpsc::Receiver<Batch>, taken: &mut VecDeque<Batch>) 
     true
 }
 
-/// Once stopping, a file source's queued lines are not "in hand": nothing
-/// acknowledged them, and the next start re-reads them from the last
-/// journaled checkpoint. Dropping them keeps the drain to one iteration
-/// however deep the queue. Every later batch of that source is dropped too
-/// (the source has stopped, and all its batches after this point arrive
-/// here), so no checkpoint can ever move past a dropped line. Webhook
-/// requests (waiting for their answer) and stdin or exec lines (which
-/// cannot be read again) are still decided.
-fn leave_rereadable(taken: &mut VecDeque<Batch>) -> usize {
+/// Once stopping, the queued lines of a source that can read them again
+/// (a file, from its journaled checkpoint) are not "in hand": nothing
+/// acknowledged them, and the next start re-reads them. Dropping them keeps
+/// the drain to one iteration however deep the queue. Every later batch of
+/// that source is dropped too (the source has stopped, and all its batches
+/// after this point arrive here), so no checkpoint can ever move past a
+/// dropped line. What cannot be read again (webhook requests waiting for
+/// their answer, stdin or exec lines) is still decided.
+fn leave_rereadable(taken: &mut VecDeque<Batch>, rereadable: &[bool]) -> usize {
     let mut left = 0;
     taken.retain(|batch| {
-        let rereadable = batch.checkpoint.is_some() && batch.reply.is_none();
+        let rereadable = rereadable.get(batch.source).copied().unwrap_or(false);
         if rereadable {
             left += batch.lines.len();
         }

@@ -127,14 +127,14 @@ impl FileSource {
         if let Some(resume) = self.resume {
             if let Some((file, found)) = find_file(&self.path, resume.dev, resume.ino) {
                 self.resume = None;
-                return opened(file, &found, resume.offset, self.outlet.index);
+                return opened(file, &found, resume.offset, &self.outlet);
             }
         }
         let file = File::open(&self.path)?;
         if self.resume.take().is_some() {
             tracing::warn!(path = %self.path.display(), "file source: the checkpointed file is gone; reading the current one from the start");
         }
-        opened(file, &self.path, 0, self.outlet.index)
+        opened(file, &self.path, 0, &self.outlet)
     }
 
     /// At end of file: truncated, rotated, or just nothing new yet?
@@ -191,7 +191,7 @@ enum End {
     Rotated,
 }
 
-fn opened(mut file: File, path: &Path, offset: u64, source: usize) -> io::Result<Open> {
+fn opened(mut file: File, path: &Path, offset: u64, outlet: &Outlet) -> io::Result<Open> {
     let meta = file.metadata()?;
     let offset = if offset > meta.len() {
         tracing::warn!(path = %path.display(), checkpoint = offset, len = meta.len(), "file source: the file was truncated while the bot was down; reading from the start");
@@ -205,7 +205,7 @@ fn opened(mut file: File, path: &Path, offset: u64, source: usize) -> io::Result
         dev: meta.dev(),
         ino: meta.ino(),
         offset,
-        pump: Pump::new(source),
+        pump: Pump::new(outlet),
     })
 }
 

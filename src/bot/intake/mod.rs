@@ -8,6 +8,7 @@
 //! answered), so both channels closing is the sign that the whole intake
 //! has stopped.
 
+pub mod decode;
 mod exec;
 mod file;
 pub mod lines;
@@ -28,9 +29,8 @@ use super::ledger::snapshot::Checkpoint;
 use crate::alerts::{Alerts, Event};
 use crate::backoff::Backoff;
 use crate::bot::events::{self, Events};
-use crate::bot::signal::Ids;
 use crate::health::{Component, HealthState};
-use lines::Lines;
+use decode::Decoder;
 use parsed::ParsedLines;
 pub(crate) use settings::{Settings, SourceSpec, WebhookSettings};
 
@@ -120,6 +120,7 @@ impl Intake {
             let outlet = Outlet {
                 index,
                 name: spec.name(),
+                decoder: spec.decoder(),
                 batches: batches.clone(),
                 feed: Arc::clone(&feed),
                 shutdown: shutdown.clone(),
@@ -173,6 +174,7 @@ pub(crate) struct Outlet {
     index: usize,
     /// The name journal records carry (see [`SourceSpec::name`]).
     name: String,
+    decoder: Decoder,
     batches: mpsc::Sender<Batch>,
     feed: Arc<FeedHealth>,
     shutdown: CancellationToken,
@@ -190,18 +192,9 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// Parses `lines` here, on the source's thread or task, so that on a
-    /// busy feed parsing runs beside the loop instead of inside it.
-    pub(crate) fn new(source: usize, lines: Lines) -> Self {
-        Self::parsed(source, ParsedLines::new(lines, Ids::Required))
-    }
-
-    /// The webhook's: a signal without an id gets one from its content.
-    pub(crate) fn deriving_ids(source: usize, lines: Lines) -> Self {
-        Self::parsed(source, ParsedLines::new(lines, Ids::Derived))
-    }
-
-    fn parsed(source: usize, lines: ParsedLines) -> Self {
+    /// Items of source `source`, decoded where they were read (see
+    /// [`Decoder`]).
+    pub(crate) fn of(source: usize, lines: ParsedLines) -> Self {
         Batch {
             source,
             lines,

@@ -9,6 +9,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::decode::Decoder;
 use super::lines::{LineSplitter, Lines};
 use super::{Batch, Outlet};
 
@@ -19,14 +20,16 @@ const CHUNK: usize = 64 * 1024;
 /// A stream's buffer and its line splitter; what it hands out are batches.
 pub(crate) struct Pump {
     source: usize,
+    decoder: Decoder,
     buffer: Box<[u8]>,
     splitter: LineSplitter,
 }
 
 impl Pump {
-    pub(crate) fn new(source: usize) -> Self {
+    pub(crate) fn new(outlet: &Outlet) -> Self {
         Pump {
-            source,
+            source: outlet.index,
+            decoder: outlet.decoder,
             buffer: vec![0; CHUNK].into_boxed_slice(),
             splitter: LineSplitter::default(),
         }
@@ -62,7 +65,7 @@ impl Pump {
     }
 
     fn batch_of(&self, lines: Lines) -> Option<Batch> {
-        (!lines.is_empty()).then(|| Batch::new(self.source, lines))
+        (!lines.is_empty()).then(|| Batch::of(self.source, self.decoder.lines(lines)))
     }
 }
 
@@ -78,7 +81,7 @@ pub(crate) enum Pumped {
 /// must stop. A send waits while the loop is behind: that wait is the
 /// back-pressure that holds a feed while the journal cannot be written.
 pub(crate) async fn run(reader: &mut (impl AsyncRead + Unpin), outlet: &Outlet) -> Pumped {
-    let mut pump = Pump::new(outlet.index);
+    let mut pump = Pump::new(outlet);
     loop {
         let read = tokio::select! {
             () = outlet.shutdown.cancelled() => return Pumped::Stopped,

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::decode::Decoder;
+use crate::bot::signal::Ids;
 use crate::http::settings::Cidr;
 use crate::secret::Secret;
 
@@ -83,6 +85,23 @@ impl SourceSpec {
             SourceSpec::Webhook => "webhook".to_owned(),
             SourceSpec::Stdin => "stdin".to_owned(),
         }
+    }
+
+    /// How its input becomes items: the bot's own format; a webhook's
+    /// signals may come without an id (TradingView's templates have no
+    /// placeholder for one), and get one derived from their content.
+    pub(crate) fn decoder(&self) -> Decoder {
+        match self {
+            SourceSpec::Webhook => Decoder::Own(Ids::Derived),
+            _ => Decoder::Own(Ids::Required),
+        }
+    }
+
+    /// Whether the lines it delivered can be read again after a restart,
+    /// from its journaled checkpoint: a file can; a feed process, stdin
+    /// and a webhook client cannot.
+    pub(crate) fn rereadable(&self) -> bool {
+        matches!(self, SourceSpec::File(_))
     }
 
     /// A short name for logs and metric labels.

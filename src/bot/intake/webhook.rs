@@ -22,11 +22,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::de::IgnoredAny;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::lines::{LineSplitter, Lines};
 use super::{Batch, Decision, Outlet, WebhookSettings};
 use crate::alerts::RefusedTokens;
 use crate::health::api::{json_response, text};
@@ -173,8 +171,8 @@ impl Handler {
         if self.outlet.shutdown.is_cancelled() {
             return stopping();
         }
-        let lines = split_body(&body);
-        if lines.is_empty() {
+        let items = self.outlet.decoder.message(&body);
+        if items.is_empty() {
             return text(
                 StatusCode::BAD_REQUEST,
                 "empty body: send a signal (a JSON object), or one a line\n",
@@ -183,7 +181,7 @@ impl Handler {
         let (reply, answer) = oneshot::channel();
         let batch = Batch {
             reply: Some(reply),
-            ..Batch::deriving_ids(self.outlet.index, lines)
+            ..Batch::of(self.outlet.index, items)
         };
         if self.outlet.batches.send(batch).await.is_err() {
             return stopping();
@@ -247,33 +245,6 @@ fn percent_decoded(segment: &str) -> Option<Vec<u8>> {
         .map(|decoded| decoded.into_owned().into_bytes())
 }
 
-/// How a body becomes signals. One JSON document, whatever whitespace and
-/// however many lines it spans, is one signal: what TradingView sends.
-/// Otherwise the body is JSONL, a signal a line, each refused on its own
-/// if it is not one; except when its first line is the unfinished start of
-/// a document (a pretty-printed one that is broken further down), which
-/// is refused as one signal with one reason rather than a reason a line.
-pub fn split_body(body: &[u8]) -> Lines {
-    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
-    let whole = || std::iter::once(body).collect();
-    if serde_json::from_slice::<IgnoredAny>(body).is_ok() {
-        return whole();
-    }
-    let first_line = body
-        .split(|byte| *byte == b'\n')
-        .find(|line| !line.iter().all(u8::is_ascii_whitespace));
-    if let Some(first_line) = first_line {
-        if serde_json::from_slice::<IgnoredAny>(first_line).is_err_and(|error| error.is_eof()) {
-            return whole();
-        }
-    }
-    let mut lines = Lines::default();
-    let mut splitter = LineSplitter::default();
-    splitter.push(body, &mut lines);
-    splitter.finish(&mut lines);
-    lines
-}
-
 /// The main port's `POST /signals`: the intake installs its handler once
 /// the loop's channel exists and takes it away when it stops, so the
 /// handler's sender (which keeps the loop's channel open) lives no longer
@@ -331,36 +302,6 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bot::intake::lines::Line;
-
-    fn items(body: &str) -> Vec<String> {
-        split_body(body.as_bytes())
-            .iter()
-            .map(|line| match line {
-                Line::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                Line::TooLong(length) => format!("too long: {length}"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_document_is_one_signal_and_lines_are_one_each() {
-        let pretty = "{\n  \"symbol\": \"BTC\",\n  \"qty\": \"1\"\n}\n";
-        assert_eq!(items(pretty), [pretty]);
-        assert_eq!(items("\u{feff}{\"a\":\n1}"), ["{\"a\":\n1}"]);
-        assert_eq!(items("{\"a\":1}\n{\"b\":2}\n"), ["{\"a\":1}", "{\"b\":2}"]);
-        assert_eq!(items("{\"a\":1}\nnot json\n"), ["{\"a\":1}", "not json"]);
-        assert_eq!(items("not json\n{\"a\":1}"), ["not json", "{\"a\":1}"]);
-        // A broken pretty-printed document: one signal, one reason.
-        let broken = "{\n  \"symbol\": \"BTC\",\n  \"qty\": 1,\n}";
-        assert_eq!(items(broken), [broken]);
-        assert_eq!(
-            items("plain text alert: BTC crossed 64000"),
-            ["plain text alert: BTC crossed 64000"]
-        );
-        assert!(items(" \n\t\n").is_empty());
-        assert!(items("").is_empty());
-    }
 
     #[test]
     fn only_signals_paths_carry_a_token() {
@@ -372,17 +313,5 @@ mod tests {
         assert_eq!(token_segment("/health"), None);
         assert_eq!(percent_decoded("a%2Fb").as_deref(), Some(&b"a/b"[..]));
         assert_eq!(percent_decoded("a%zz"), None);
-    }
-
-    proptest::proptest! {
-        /// Every body splits without a panic, into what it holds: nothing
-        /// is invented, and a body that is one document stays whole.
-        #[test]
-        fn any_body_splits(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256), object in "[ \n]{0,3}\\{[ \n]{0,3}\"[a-z]{1,4}\"[ \n]{0,3}:[ \n]{0,3}[1-9][0-9]{0,2}[ \n]{0,3}\\}[ \n]{0,3}") {
-            let lines = split_body(&body);
-            let kept: usize = lines.iter().map(|line| match line { Line::Bytes(bytes) => bytes.len(), Line::TooLong(length) => length }).sum();
-            proptest::prop_assert!(kept <= body.len());
-            proptest::prop_assert_eq!(split_body(object.as_bytes()).len(), 1);
-        }
     }
 }

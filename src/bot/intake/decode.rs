@@ -1,0 +1,109 @@
+//! How a source's input becomes items for the loop. A source delivers
+//! either bytes to split into lines (a file, an exec feed's stdout, stdin:
+//! each line one item) or whole messages (a webhook body; a WebSocket frame
+//! or a polled page next); both end as one [`ParsedLines`] in a batch,
+//! decoded on the source's own thread or task so the loop only decides.
+
+use serde::de::IgnoredAny;
+
+use super::lines::{LineSplitter, Lines};
+use super::parsed::ParsedLines;
+use crate::bot::signal::Ids;
+
+/// How one source's input is read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Decoder {
+    /// The bot's own signal format; `Ids` says whether a signal without an
+    /// id is refused or given one derived from its content.
+    Own(Ids),
+}
+
+impl Decoder {
+    /// The lines of a byte stream, an item each.
+    pub(crate) fn lines(&self, lines: Lines) -> ParsedLines {
+        match self {
+            Decoder::Own(ids) => ParsedLines::new(lines, *ids),
+        }
+    }
+
+    /// One whole message.
+    pub(crate) fn message(&self, message: &[u8]) -> ParsedLines {
+        match self {
+            Decoder::Own(ids) => ParsedLines::new(split_body(message), *ids),
+        }
+    }
+}
+
+/// How a body becomes signals. One JSON document, whatever whitespace and
+/// however many lines it spans, is one signal: what TradingView sends.
+/// Otherwise the body is JSONL, a signal a line, each refused on its own
+/// if it is not one; except when its first line is the unfinished start of
+/// a document (a pretty-printed one that is broken further down), which
+/// is refused as one signal with one reason rather than a reason a line.
+pub fn split_body(body: &[u8]) -> Lines {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    let whole = || std::iter::once(body).collect();
+    if serde_json::from_slice::<IgnoredAny>(body).is_ok() {
+        return whole();
+    }
+    let first_line = body
+        .split(|byte| *byte == b'\n')
+        .find(|line| !line.iter().all(u8::is_ascii_whitespace));
+    if let Some(first_line) = first_line {
+        if serde_json::from_slice::<IgnoredAny>(first_line).is_err_and(|error| error.is_eof()) {
+            return whole();
+        }
+    }
+    let mut lines = Lines::default();
+    let mut splitter = LineSplitter::default();
+    splitter.push(body, &mut lines);
+    splitter.finish(&mut lines);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::intake::lines::Line;
+
+    fn items(body: &str) -> Vec<String> {
+        split_body(body.as_bytes())
+            .iter()
+            .map(|line| match line {
+                Line::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                Line::TooLong(length) => format!("too long: {length}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_document_is_one_signal_and_lines_are_one_each() {
+        let pretty = "{\n  \"symbol\": \"BTC\",\n  \"qty\": \"1\"\n}\n";
+        assert_eq!(items(pretty), [pretty]);
+        assert_eq!(items("\u{feff}{\"a\":\n1}"), ["{\"a\":\n1}"]);
+        assert_eq!(items("{\"a\":1}\n{\"b\":2}\n"), ["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(items("{\"a\":1}\nnot json\n"), ["{\"a\":1}", "not json"]);
+        assert_eq!(items("not json\n{\"a\":1}"), ["not json", "{\"a\":1}"]);
+        // A broken pretty-printed document: one signal, one reason.
+        let broken = "{\n  \"symbol\": \"BTC\",\n  \"qty\": 1,\n}";
+        assert_eq!(items(broken), [broken]);
+        assert_eq!(
+            items("plain text alert: BTC crossed 64000"),
+            ["plain text alert: BTC crossed 64000"]
+        );
+        assert!(items(" \n\t\n").is_empty());
+        assert!(items("").is_empty());
+    }
+
+    proptest::proptest! {
+        /// Every body splits without a panic, into what it holds: nothing
+        /// is invented, and a body that is one document stays whole.
+        #[test]
+        fn any_body_splits(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256), object in "[ \n]{0,3}\\{[ \n]{0,3}\"[a-z]{1,4}\"[ \n]{0,3}:[ \n]{0,3}[1-9][0-9]{0,2}[ \n]{0,3}\\}[ \n]{0,3}") {
+            let lines = split_body(&body);
+            let kept: usize = lines.iter().map(|line| match line { Line::Bytes(bytes) => bytes.len(), Line::TooLong(length) => length }).sum();
+            proptest::prop_assert!(kept <= body.len());
+            proptest::prop_assert_eq!(split_body(object.as_bytes()).len(), 1);
+        }
+    }
+}
