@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{decide, Verdict};
@@ -171,13 +171,8 @@ impl Bot {
         heartbeat: Heartbeat,
         shutdown: CancellationToken,
     ) -> Result<(), BotError> {
-        let (batches_in, mut batches) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
-        let (waited_on_in, mut waited_on) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
+        let (channels, mut inbox) = Inbox::new();
         if let Some(intake) = self.intake.take() {
-            let channels = Channels {
-                bulk: batches_in,
-                waited_on: waited_on_in,
-            };
             intake.start(
                 self.ledger.checkpoints(),
                 channels,
@@ -187,99 +182,88 @@ impl Bot {
         }
         let mut idle = tokio::time::interval(self.idle_tick);
         idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut open = true;
-        let mut waited_on_open = true;
-        let mut stopping = false;
-        // Bulk batches taken and not yet handled: an iteration a client's
-        // request cut short leaves the rest to the next one.
-        let mut taken = VecDeque::new();
-        let mut requests = Vec::new();
-        let mut left_for_restart = 0usize;
         loop {
             let blocked = self.ledger.is_blocked();
-            let fresh = taken.is_empty();
-            if fresh || blocked {
-                tokio::select! {
-                    biased;
-                    () = shutdown.cancelled(), if !stopping => {
-                        stopping = true;
-                        tracing::info!("bot loop: sources stopping; finishing what they delivered");
-                    }
-                    received = waited_on.recv(), if waited_on_open && !blocked => match received {
-                        Some(batch) => requests.push(batch),
-                        None => waited_on_open = false,
-                    },
-                    received = batches.recv(), if open && !blocked && fresh => match received {
-                        Some(batch) => taken.push_back(batch),
-                        None => open = false,
-                    },
-                    _ = idle.tick() => {}
-                }
-            }
-            // Topped up even when a request woke the loop, so a stream of
-            // requests never starves the bulk sources.
-            if fresh && open && !blocked {
-                open = take_ready(&mut batches, &mut taken);
-                if stopping {
-                    left_for_restart += leave_rereadable(&mut taken, &self.rereadable);
-                }
+            let fresh = inbox.wait(&shutdown, &mut idle, blocked).await;
+            if fresh && !blocked {
+                inbox.top_up(&self.rereadable);
             }
             fail::fail_point!("bot::iteration");
             if !blocked {
-                while let Ok(batch) = waited_on.try_recv() {
-                    requests.push(batch);
-                }
-                for batch in requests.drain(..) {
-                    self.handle(batch);
-                }
-                while let Some(batch) = taken.pop_front() {
-                    self.handle(batch);
-                    // A client waits on the next commit: it is made now,
-                    // not after the rest of a flood's batches.
-                    if !waited_on.is_empty() {
-                        break;
-                    }
-                }
+                self.decide_taken(&mut inbox);
             }
-            for (source, checkpoint) in std::mem::take(&mut self.moved) {
-                self.ledger
-                    .append_checkpoint(&self.names[source], checkpoint);
-            }
-            self.trades.send(&self.alerts);
-            // A client waiting on this commit (a webhook) is answered at
-            // its end, not a whole iteration later: no overlapped fsync then.
-            let more = !batches.is_empty() || !taken.is_empty();
-            self.commit(more && !self.ledger.has_waiting_clients());
-            self.events
-                .publish(self.ledger.durable_seq(), &mut self.duplicates);
-            if std::mem::take(&mut self.positions_moved) {
-                self.figures.symbols = self.series.tally(&self.engine);
-                self.figures.positions = Arc::new(self.engine.positions());
-            }
-            let engine = &self.engine;
-            self.ledger.snapshot_if_due(|| EngineState::of(engine));
-            self.take_fsync_times();
-            self.ledger.publish();
-            self.figures.iterations += 1;
-            self.metrics.publish(&self.figures);
-            // After the figures are published: /health never calls a feed
-            // fresh before it can show the signal that made it so.
-            self.check_quiet();
+            self.end_iteration(inbox.has_more());
             heartbeat.beat();
-            if stopping && !open && !waited_on_open && taken.is_empty() && !self.ledger.is_blocked()
-            {
+            if inbox.drained() && !self.ledger.is_blocked() {
                 break;
             }
         }
+        self.finish(inbox.left_for_restart);
+        Ok(())
+    }
+
+    /// Decides what the inbox holds: every request first, then bulk
+    /// batches until a request comes in (a client waits on the next
+    /// commit: it is made now, not after the rest of a flood's batches).
+    fn decide_taken(&mut self, inbox: &mut Inbox) {
+        while let Ok(batch) = inbox.waited_on.try_recv() {
+            inbox.requests.push(batch);
+        }
+        for batch in std::mem::take(&mut inbox.requests) {
+            self.handle(batch);
+        }
+        while let Some(batch) = inbox.taken.pop_front() {
+            self.handle(batch);
+            if !inbox.waited_on.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// After an iteration's decisions: checkpoints, alerts, the commit
+    /// (overlapped when `more` waits), then what is published.
+    fn end_iteration(&mut self, more: bool) {
+        for (source, checkpoint) in std::mem::take(&mut self.moved) {
+            self.ledger
+                .append_checkpoint(&self.names[source], checkpoint);
+        }
+        self.trades.send(&self.alerts);
+        // A client waiting on this commit (a webhook) is answered at
+        // its end, not a whole iteration later: no overlapped fsync then.
+        self.commit(more && !self.ledger.has_waiting_clients());
+        self.events
+            .publish(self.ledger.durable_seq(), &mut self.duplicates);
+        if std::mem::take(&mut self.positions_moved) {
+            self.figures.symbols = self.series.tally(&self.engine);
+            self.figures.positions = Arc::new(self.engine.positions());
+        }
+        let engine = &self.engine;
+        self.ledger.snapshot_if_due(|| EngineState::of(engine));
+        self.take_fsync_times();
+        self.ledger.publish();
+        self.figures.iterations += 1;
+        self.metrics.publish(&self.figures);
+        // After the figures are published: /health never calls a feed
+        // fresh before it can show the signal that made it so.
+        self.check_quiet();
+    }
+
+    /// The stop: the last commit and snapshot, then the stop's events.
+    fn finish(&mut self, left_for_restart: usize) {
         self.commit(false);
         self.ledger.finish(EngineState::of(&self.engine));
         self.take_fsync_times();
         self.events
             .publish(self.ledger.durable_seq(), &mut self.duplicates);
+        let (signals, fills, rejects) = (
+            self.figures.total(None),
+            self.figures.total(Some(Tally::Filled)),
+            self.figures.total(Some(Tally::Rejected)),
+        );
         self.events.send(events::Event::Stop {
-            signals: self.figures.total(None),
-            fills: self.figures.total(Some(Tally::Filled)),
-            rejects: self.figures.total(Some(Tally::Rejected)),
+            signals,
+            fills,
+            rejects,
         });
         tracing::info!(
             last_seq = self.ledger.last_seq(),
@@ -287,11 +271,10 @@ impl Bot {
             "bot loop: drained, journal committed"
         );
         self.alerts.send(Event::Stopped {
-            signals: self.figures.total(None),
-            fills: self.figures.total(Some(Tally::Filled)),
-            rejects: self.figures.total(Some(Tally::Rejected)),
+            signals,
+            fills,
+            rejects,
         });
-        Ok(())
     }
 
     fn handle(&mut self, batch: Batch) {
@@ -426,6 +409,100 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// What the sources delivered and the loop has not decided yet: the two
+/// channels (bulk, and requests a client waits on), the bulk batches taken
+/// and not yet decided (an iteration a request cut short leaves the rest to
+/// the next), and whether the stop has begun.
+struct Inbox {
+    bulk: mpsc::Receiver<Batch>,
+    waited_on: mpsc::Receiver<Batch>,
+    bulk_open: bool,
+    waited_on_open: bool,
+    stopping: bool,
+    taken: VecDeque<Batch>,
+    requests: Vec<Batch>,
+    /// Lines left at the stop for the next start to read again.
+    left_for_restart: usize,
+}
+
+impl Inbox {
+    fn new() -> (Channels, Inbox) {
+        let (bulk_in, bulk) = mpsc::channel(CHANNEL_BATCHES);
+        let (waited_on_in, waited_on) = mpsc::channel(CHANNEL_BATCHES);
+        let channels = Channels {
+            bulk: bulk_in,
+            waited_on: waited_on_in,
+        };
+        let inbox = Inbox {
+            bulk,
+            waited_on,
+            bulk_open: true,
+            waited_on_open: true,
+            stopping: false,
+            taken: VecDeque::new(),
+            requests: Vec::new(),
+            left_for_restart: 0,
+        };
+        (channels, inbox)
+    }
+
+    /// Waits for something to do: a request, a bulk batch (unless some
+    /// are still in hand), the stop, or the idle tick. While the journal
+    /// is `blocked` it takes nothing: the sources wait on the full
+    /// channels, and the tick retries the journal. Returns whether no bulk
+    /// batch was in hand (then more may be taken).
+    async fn wait(
+        &mut self,
+        shutdown: &CancellationToken,
+        idle: &mut Interval,
+        blocked: bool,
+    ) -> bool {
+        let fresh = self.taken.is_empty();
+        if !fresh && !blocked {
+            return fresh;
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if !self.stopping => {
+                self.stopping = true;
+                tracing::info!("bot loop: sources stopping; finishing what they delivered");
+            }
+            received = self.waited_on.recv(), if self.waited_on_open && !blocked => match received {
+                Some(batch) => self.requests.push(batch),
+                None => self.waited_on_open = false,
+            },
+            received = self.bulk.recv(), if self.bulk_open && !blocked && fresh => match received {
+                Some(batch) => self.taken.push_back(batch),
+                None => self.bulk_open = false,
+            },
+            _ = idle.tick() => {}
+        }
+        fresh
+    }
+
+    /// Takes the bulk batches already waiting, even when a request woke the
+    /// loop, so a stream of requests never starves the bulk sources.
+    fn top_up(&mut self, rereadable: &[bool]) {
+        if !self.bulk_open {
+            return;
+        }
+        self.bulk_open = take_ready(&mut self.bulk, &mut self.taken);
+        if self.stopping {
+            self.left_for_restart += leave_rereadable(&mut self.taken, rereadable);
+        }
+    }
+
+    /// More is waiting than this iteration decided.
+    fn has_more(&self) -> bool {
+        !self.bulk.is_empty() || !self.taken.is_empty()
+    }
+
+    /// Stopping, every source has stopped, and nothing is left to decide.
+    fn drained(&self) -> bool {
+        self.stopping && !self.bulk_open && !self.waited_on_open && self.taken.is_empty()
+    }
 }
 
 /// Takes the bulk batches already waiting, up to an iteration's worth;
