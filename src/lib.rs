@@ -1,6 +1,10 @@
 //! tradingbot: a signal-driven paper-trading bot loop run as a Linux service
 //! whose health signal tells the truth. See ARCHITECTURE.md for the map.
 
+// Every call Rust cannot check is in `sys`, behind a safe function that
+// keeps the call's contract itself.
+#![deny(unsafe_code)]
+
 mod alerts;
 mod backoff;
 pub mod bot;
@@ -16,6 +20,7 @@ pub mod metrics;
 pub mod os_signals;
 mod reaper;
 mod secret;
+#[allow(unsafe_code)]
 mod sys;
 mod web;
 
@@ -28,9 +33,9 @@ use exit::Exit;
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<Exit, Error> {
     match cli::parse(args)? {
         cli::Command::Run(config) => {
-            // SAFETY: no thread has started yet (parsing starts none); as
-            // PID 1 this forks an init that reaps orphans.
-            unsafe { reaper::init_if_pid1() }.map_err(|source| Error::Io {
+            // Parsing starts no thread, so as PID 1 this can still fork
+            // the init that reaps orphans.
+            reaper::init_if_pid1().map_err(|source| Error::Io {
                 what: "cannot fork the PID 1 reaper",
                 source,
             })?;
