@@ -15,6 +15,7 @@ mod bot_signals;
 mod bot_sources;
 mod bot_webhook;
 mod bounded;
+mod cli;
 mod config;
 mod hardening_fs;
 mod hardening_input;
