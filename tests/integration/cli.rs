@@ -1,11 +1,63 @@
 //! What a newcomer meets first: the README's first command on the shipped
-//! sample.
+//! sample, and every subcommand's answer piped into a reader that stops
+//! early (`| head -1`).
 
+use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::kit::daemon::{Builder, Daemon};
+use crate::kit::daemon::{Builder, Daemon, BIN};
 use crate::kit::shipped::shipped;
 use crate::kit::wait::{wait_until, SOON};
+
+/// `tradingbot ARGS | true`, with `true` gone before tradingbot starts:
+/// every write to its stdout meets a pipe closed at the other end.
+fn into_closed_pipe(args: &[&str], state_dir: &std::path::Path) -> Output {
+    let mut reader = Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn true");
+    let pipe = reader.stdin.take().expect("the pipe's write end");
+    assert!(reader.wait().unwrap().success());
+    Command::new(BIN)
+        .env_clear()
+        .env("STATE_DIR", state_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(pipe)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run tradingbot")
+}
+
+#[test]
+fn a_closed_pipe_ends_every_subcommand_quietly_with_exit_0() {
+    let (bot, _) = decide_the_sample();
+    for args in [
+        &["check-config"][..],
+        &["--help"],
+        &["--version"],
+        &["journal", "--help"],
+        &["web", "--help"],
+        &["journal", "fills"],
+        &["journal", "--json", "fills"],
+        &["journal", "rejects"],
+        &["journal", "positions"],
+        &["journal", "pnl"],
+        &["journal", "verify"],
+        // Exits 1 with a reader: no destination is configured.
+        &["notify-test"],
+    ] {
+        let output = into_closed_pipe(args, &bot.state_dir());
+        assert_eq!(
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            (Some(0), "".into()),
+            "tradingbot {args:?} | (closed)"
+        );
+    }
+}
 
 /// The README's first command, `--source file:samples/signals.jsonl` and
 /// nothing else (the default exactly-once window), run until it has
