@@ -10,6 +10,7 @@ mod kit;
 
 mod alerts;
 mod alerts_fakes;
+mod architecture;
 mod bot_journal;
 mod bot_signals;
 mod bot_sources;
