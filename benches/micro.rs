@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tradingbot::bot::engine::{Engine, PaperExecution};
-use tradingbot::bot::signal::{parse, parse_general};
+use tradingbot::bot::signal::{parse, parse_general, Arrival};
 use tradingbot::bot::RiskLimits;
 use tradingbot::health::api::HealthApi;
 use tradingbot::health::{Component, HealthState};
@@ -97,7 +97,7 @@ fn bot(c: &mut Criterion) {
         b.iter(|| parse(FEED_LINE))
     });
     c.bench_function("parse a line through serde_json only", |b| {
-        b.iter(|| parse_general(FEED_LINE))
+        b.iter(|| parse_general(FEED_LINE, Arrival::Now))
     });
     c.bench_function("parse a rejected line (bad side)", |b| {
         b.iter(|| parse(br#"{"id":"x1","ts":1714564800000,"symbol":"BTC","side":"hold","qty":1}"#))

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -5,7 +6,9 @@ fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let exit = tradingbot::run(std::env::args_os()).unwrap_or_else(|error| {
-        eprintln!("tradingbot: {error}");
+        // Not eprintln!: a closed stderr must not turn the error's exit
+        // code into a panic's abort.
+        let _ = writeln!(std::io::stderr(), "tradingbot: {error}");
         error.exit()
     });
     ExitCode::from(exit.code())

@@ -26,13 +26,9 @@ const FORWARDED: [libc::c_int; 6] = [
 
 /// Returns at once unless this process is PID 1. As PID 1 it forks: the
 /// child returns and goes on to be the daemon; this process stays the init
-/// and exits with the daemon's status, never returning.
-///
-/// # Safety
-///
-/// The process must have exactly one thread (see [`sys::fork`]): call it
-/// before anything starts one.
-pub(crate) unsafe fn init_if_pid1() -> io::Result<()> {
+/// and exits with the daemon's status, never returning. Call it before
+/// anything starts a thread: [`sys::fork`] refuses a process with more.
+pub(crate) fn init_if_pid1() -> io::Result<()> {
     if std::process::id() != 1 {
         return Ok(());
     }
@@ -42,8 +38,7 @@ pub(crate) unsafe fn init_if_pid1() -> io::Result<()> {
     // Blocked before the fork: a signal arriving in between stays pending
     // in the init rather than being lost.
     let previous = sys::block_signals(&handled)?;
-    // SAFETY: the caller promises a single thread.
-    match unsafe { sys::fork() }? {
+    match sys::fork()? {
         Forked::Child => {
             sys::restore_signal_mask(&previous);
             Ok(())

@@ -1,6 +1,7 @@
 //! Every call into the kernel that Rust cannot check, each behind a safe
-//! function or an `unsafe fn` whose `# Safety` section says what the caller
-//! promises. Where rustix has a safe wrapper, it is used instead.
+//! function that keeps the call's contract itself (the only module where
+//! `unsafe` is allowed: `#![deny(unsafe_code)]` in `lib.rs`). Where rustix
+//! has a safe wrapper, it is used instead.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -135,19 +136,49 @@ pub(crate) enum Forked {
     Parent(rustix::process::Pid),
 }
 
-/// `fork(2)`.
-///
-/// # Safety
-///
-/// The process must have exactly one thread: the child gets only the
-/// caller's, and any lock another thread held (the allocator's, say) would
-/// stay locked in it for good.
-pub(crate) unsafe fn fork() -> io::Result<Forked> {
-    match libc::fork() {
+/// `fork(2)`, refused unless this process has exactly one thread: the
+/// child gets only the caller's, and a lock another thread held (the
+/// allocator's, say) would stay locked in it for good.
+pub(crate) fn fork() -> io::Result<Forked> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "fork refused: the process has {threads} threads, and only one may fork"
+        )));
+    }
+    // SAFETY: the one thread counted above is this one, busy here, so no
+    // other can have started since.
+    match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(
             rustix::process::Pid::from_raw(pid).ok_or_else(|| io::Error::other("fork: bad pid"))?,
         )),
+    }
+}
+
+/// This process's threads, as the kernel lists them.
+fn thread_count() -> io::Result<usize> {
+    let tasks = std::fs::read_dir("/proc/self/task").map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("cannot count this process's threads in /proc/self/task: {error}"),
+        )
+    })?;
+    Ok(tasks.count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_is_refused_while_another_thread_runs() {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || stopped.recv());
+        let refused = fork().err().expect("fork refused with two threads");
+        assert!(refused.to_string().contains("threads"), "{refused}");
+        drop(stop);
+        let _ = other.join();
     }
 }

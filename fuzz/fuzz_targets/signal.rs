@@ -1,14 +1,27 @@
 //! `signal::parse` on any bytes: no panic, the same answer as the general
 //! serde_json path (so the fast scanner never accepts what it should not,
 //! nor reads a field differently), and what it accepts is a signal the
-//! engine can trust.
+//! engine can trust. Both parses arrive at one fixed time, so a signal
+//! with an id and no `ts` reads alike in both; parsed again at another
+//! time, only such a signal changes, and only its `ts`.
 
-use tradingbot::bot::signal::{parse, parse_general, MAX_LINE_BYTES};
+use tradingbot::bot::signal::{parse_at, parse_general, Arrival, Ids, Signal, MAX_LINE_BYTES};
+
+/// When a line arrives: 2024-05-01T12:00:00Z, or a second later.
+const ARRIVAL_MS: i64 = 1_714_564_800_000;
+const LATER_MS: i64 = ARRIVAL_MS + 1_000;
 
 fn main() {
     afl::fuzz!(|line: &[u8]| {
-        let parsed = parse(line);
-        assert_eq!(parsed, parse_general(line));
+        let parsed = parse_at(line, Ids::Required, Arrival::At(ARRIVAL_MS));
+        assert_eq!(parsed, parse_general(line, Arrival::At(ARRIVAL_MS)));
+        match (&parsed, parse_at(line, Ids::Required, Arrival::At(LATER_MS))) {
+            (Ok(signal), Ok(later)) if *signal != later => {
+                assert_eq!((signal.ts_ms, later.ts_ms), (ARRIVAL_MS, LATER_MS));
+                assert_eq!(*signal, Signal { ts_ms: ARRIVAL_MS, ..later });
+            }
+            (parsed, later) => assert_eq!(*parsed, later),
+        }
         match parsed {
             Ok(signal) => {
                 assert!(line.len() <= MAX_LINE_BYTES);

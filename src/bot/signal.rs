@@ -5,6 +5,7 @@ mod scan;
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -38,7 +39,8 @@ impl Side {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Signal<'a> {
     pub id: Cow<'a, str>,
-    /// Milliseconds since the Unix epoch, whichever form `ts` came in.
+    /// Milliseconds since the Unix epoch, whichever form `ts` came in; its
+    /// [`Arrival`] for a signal with an `id` and no `ts`.
     pub ts_ms: i64,
     pub symbol: Cow<'a, str>,
     pub side: Side,
@@ -184,20 +186,48 @@ pub enum Ids {
     Derived,
 }
 
+/// When a line arrived: the `ts` of a signal that has an `id` and no `ts`.
+/// Real feeds often send none, and an id is enough to tell a resend; a
+/// signal without an id needs its `ts`, because its derived id hashes it
+/// (a resend must derive the same id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// The wall clock, read as the line is parsed.
+    Now,
+    /// Milliseconds since the Unix epoch, for two parses that must agree.
+    At(i64),
+}
+
+impl Arrival {
+    fn ms(self) -> i64 {
+        match self {
+            Arrival::Now => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as i64),
+            Arrival::At(ms) => ms,
+        }
+    }
+}
+
 /// [`parse`], with the rule for a missing `id`.
 pub fn parse_with(line: &[u8], ids: Ids) -> Result<Signal<'_>, Reject> {
+    parse_at(line, ids, Arrival::Now)
+}
+
+/// [`parse_with`], arrived at `arrival`.
+pub fn parse_at(line: &[u8], ids: Ids, arrival: Arrival) -> Result<Signal<'_>, Reject> {
     let text = text_of(line)?;
     let fields = match scan::fields(text) {
         Some(fields) => fields,
         None => general_fields(text)?,
     };
-    from_fields(fields, ids)
+    from_fields(fields, ids, arrival)
 }
 
-/// [`parse`] without the fast scanner: every line through serde_json. The
-/// reference the scanner is tested and fuzzed against.
-pub fn parse_general(line: &[u8]) -> Result<Signal<'_>, Reject> {
-    from_fields(general_fields(text_of(line)?)?, Ids::Required)
+/// [`parse_at`] without the fast scanner, ids required: every line through
+/// serde_json. The reference the scanner is tested and fuzzed against.
+pub fn parse_general(line: &[u8], arrival: Arrival) -> Result<Signal<'_>, Reject> {
+    from_fields(general_fields(text_of(line)?)?, Ids::Required, arrival)
 }
 
 fn text_of(line: &[u8]) -> Result<&str, Reject> {
@@ -328,7 +358,7 @@ impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
     }
 }
 
-fn from_fields(fields: Fields<'_>, ids: Ids) -> Result<Signal<'_>, Reject> {
+fn from_fields(fields: Fields<'_>, ids: Ids, arrival: Arrival) -> Result<Signal<'_>, Reject> {
     let id = match fields.id {
         Raw::Absent if ids == Ids::Derived => None,
         given => Some(name_field(given, "id", Reason::BadId)?),
@@ -337,7 +367,10 @@ fn from_fields(fields: Fields<'_>, ids: Ids) -> Result<Signal<'_>, Reject> {
         id: id.as_ref().map(|id| id.clone().into_owned()),
         ..reject
     };
-    let ts_ms = timestamp(&fields.ts).map_err(with_id)?;
+    let ts_ms = match (&fields.ts, &id) {
+        (Raw::Absent, Some(_)) => arrival.ms(),
+        (ts, _) => timestamp(ts).map_err(with_id)?,
+    };
     let symbol = name_field(fields.symbol, "symbol", Reason::BadSymbol).map_err(with_id)?;
     let side = match &fields.side {
         Raw::Str(side) if side == "buy" => Side::Buy,
@@ -681,7 +714,61 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_signal_with_an_id_and_no_ts_is_of_its_arrival() {
+        let line = br#"{"id":"n","symbol":"S","side":"buy","qty":1}"#;
+        for ids in [Ids::Required, Ids::Derived] {
+            let signal = parse_at(line, ids, Arrival::At(42)).unwrap();
+            assert_eq!((signal.id.as_ref(), signal.ts_ms), ("n", 42));
+        }
+        let before = Arrival::Now.ms();
+        let signal = parse(line).unwrap();
+        assert!((before..=Arrival::Now.ms()).contains(&signal.ts_ms));
+        // A derived id hashes the ts, so a signal without an id needs one.
+        let reject = parse_at(
+            br#"{"symbol":"S","side":"buy","qty":1}"#,
+            Ids::Derived,
+            Arrival::At(42),
+        )
+        .unwrap_err();
+        assert_eq!(reject.reason, Reason::MissingField);
+        assert!(reject.detail.contains("\"ts\""), "{}", reject.detail);
+        // Present, a ts is checked as ever: null is not absent.
+        let reject = parse_at(
+            br#"{"id":"n","ts":null,"symbol":"S","side":"buy","qty":1}"#,
+            Ids::Required,
+            Arrival::At(42),
+        )
+        .unwrap_err();
+        assert_eq!(reject.reason, Reason::WrongType);
+    }
+
     proptest::proptest! {
+        /// Whichever fields a signal leaves out, the scanner and the
+        /// reference read it alike, and the arrival stands in for a `ts`
+        /// only beside an `id`.
+        #[test]
+        fn any_fields_left_out_read_alike(kept in proptest::collection::vec(proptest::prelude::any::<bool>(), 7), arrival in 0i64..4_000_000_000_000) {
+            let members = [
+                r#""id":"a1""#,
+                r#""ts":"2024-05-01T12:00:00Z""#,
+                r#""symbol":"BTC""#,
+                r#""side":"sell""#,
+                r#""qty":"0.5""#,
+                r#""price":64000"#,
+                r#""source":"tv""#,
+            ];
+            let chosen: Vec<&str> = members.iter().zip(&kept).filter(|(_, kept)| **kept).map(|(member, _)| *member).collect();
+            let line = format!("{{{}}}", chosen.join(","));
+            let arrival = Arrival::At(arrival);
+            let parsed = parse_at(line.as_bytes(), Ids::Required, arrival);
+            proptest::prop_assert_eq!(&parsed, &parse_general(line.as_bytes(), arrival));
+            if let Ok(signal) = parsed {
+                let expected = if kept[1] { 1_714_564_800_000 } else { arrival.ms() };
+                proptest::prop_assert_eq!(signal.ts_ms, expected);
+            }
+        }
+
         /// A quoted number is read as the same number unquoted.
         #[test]
         fn a_quoted_number_reads_as_the_number(number in proptest::num::f64::POSITIVE | proptest::num::f64::NORMAL, exponent in proptest::prelude::any::<bool>()) {

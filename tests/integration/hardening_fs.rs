@@ -13,19 +13,16 @@ use std::process::Command;
 use crate::kit::daemon::{Builder, Daemon, LISTENING};
 use crate::kit::health_file::{health_record, mtime, plant_target, wait_path};
 use crate::kit::journal::{active_segment, read_journal, signal_line};
+use crate::kit::needs::can_run;
 use crate::kit::notify::NotifySocket;
 use crate::kit::port::Reserved;
 use crate::kit::process::SIGKILL;
 use crate::kit::wait::{wait_until, SOON};
 use crate::kit::webhook::post_signals;
 
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid(2) has no failure mode and touches no memory.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("SKIP {test}: needs root to mount a tmpfs; CI runs it as root");
-    }
-    root
+/// Whether `test` can mount a tmpfs here (see [`can_run`]).
+fn can_mount(test: &str) -> bool {
+    can_run(test, true, &["mount", "umount"])
 }
 
 /// A tmpfs mounted for one test, unmounted (lazily: the daemon may still
@@ -102,7 +99,7 @@ fn a_missing_health_file_directory_warns_once_and_health_goes_on() {
 
 #[test]
 fn a_read_only_health_file_directory_warns_and_health_goes_on() {
-    if !root_or_skip("a_read_only_health_file_directory_warns_and_health_goes_on") {
+    if !can_mount("a_read_only_health_file_directory_warns_and_health_goes_on") {
         return;
     }
     let socket = NotifySocket::path();
@@ -158,7 +155,7 @@ fn a_symlink_or_directory_planted_while_running_is_refused_then_the_file_returns
 
 #[test]
 fn a_read_only_state_dir_at_start_exits_naming_state_dir() {
-    if !root_or_skip("a_read_only_state_dir_at_start_exits_naming_state_dir") {
+    if !can_mount("a_read_only_state_dir_at_start_exits_naming_state_dir") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -223,7 +220,7 @@ fn journal_ids(state: &Path) -> Vec<String> {
 
 #[test]
 fn a_full_disk_mid_batch_tears_nothing_loses_nothing_and_recovers() {
-    if !root_or_skip("a_full_disk_mid_batch_tears_nothing_loses_nothing_and_recovers") {
+    if !can_mount("a_full_disk_mid_batch_tears_nothing_loses_nothing_and_recovers") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

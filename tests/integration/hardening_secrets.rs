@@ -9,6 +9,7 @@ use std::process::Command;
 use crate::kit::daemon::{Builder, Daemon, READY};
 use crate::kit::http::{exchange, http, http_with_body};
 use crate::kit::journal::{active_segment, signal_line};
+use crate::kit::needs::skip;
 use crate::kit::notify::NotifySocket;
 use crate::kit::port::Reserved;
 use crate::kit::process::SIGHUP;
@@ -328,7 +329,10 @@ fn the_token_is_in_no_journald_record() {
         .args(["-m", "--propagation", "private", "true"])
         .status();
     if !probe.is_ok_and(|status| status.success()) {
-        eprintln!("SKIP: no private mount namespace here (unshare -m)");
+        skip(
+            "the_token_is_in_no_journald_record",
+            "a private mount namespace (unshare -m)",
+        );
         return;
     }
     let journal = NotifySocket::path();

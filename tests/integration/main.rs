@@ -10,11 +10,13 @@ mod kit;
 
 mod alerts;
 mod alerts_fakes;
+mod architecture;
 mod bot_journal;
 mod bot_signals;
 mod bot_sources;
 mod bot_webhook;
 mod bounded;
+mod cli;
 mod config;
 mod hardening_fs;
 mod hardening_input;

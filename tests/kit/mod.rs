@@ -15,6 +15,7 @@ pub mod health_file;
 pub mod http;
 pub mod journal;
 pub mod log;
+pub mod needs;
 pub mod notify;
 pub mod port;
 pub mod process;

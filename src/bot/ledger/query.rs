@@ -79,11 +79,7 @@ pub(crate) fn run(request: &Request, out: &mut dyn Write) -> Result<bool, QueryE
         Query::Verify { dedupe_window } => verify(request, *dedupe_window, &mut out),
     };
     let flushed = out.flush().map_err(QueryError::from);
-    // `tradingbot journal fills | head` is an answer, not a failure.
-    match answer.and_then(|ok| flushed.map(|()| ok)) {
-        Err(QueryError::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => Ok(true),
-        answer => answer,
-    }
+    answer.and_then(|ok| flushed.map(|()| ok))
 }
 
 fn list_error(state_dir: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {

@@ -12,43 +12,11 @@
 pub mod machine;
 pub mod podman;
 
-use std::io::Write;
 use std::process::Command;
 
+pub use crate::kit::needs::can_run;
 pub use crate::kit::process::{ok, run};
 pub use crate::kit::shipped::shipped;
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-}
-
-/// True when this machine has every tool in `tools` (and root, if
-/// `needs_root`). Otherwise a loud SKIP line and false; but under CI
-/// (`CI=true`) a panic, because CI installs everything
-/// (.ci/install-system-deps) and must run them all.
-pub fn can_run(test: &str, needs_root: bool, tools: &[&str]) -> bool {
-    let mut missing: Vec<&str> = Vec::new();
-    // SAFETY: geteuid(2) cannot fail and touches no memory.
-    if needs_root && unsafe { libc::geteuid() } != 0 {
-        missing.push("root");
-    }
-    missing.extend(tools.iter().copied().filter(|tool| !on_path(tool)));
-    if missing.is_empty() {
-        return true;
-    }
-    let message = format!(
-        "SKIP {test}: needs {}; run .ci/install-system-deps as root",
-        missing.join(", ")
-    );
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("{message}: under CI every packaging test must run");
-    }
-    // Straight to fd 2: the test harness captures eprintln! of passing
-    // tests, and a skip must not pass unseen.
-    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
-    false
-}
 
 /// `systemd-analyze security --offline` of the shipped `systemd/UNIT`: its
 /// overall exposure level, and the report (for a failure's message).
