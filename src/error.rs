@@ -4,10 +4,19 @@ use std::path::PathBuf;
 
 use crate::bot::ledger::query::QueryError;
 use crate::bot::BotError;
-use crate::cli::ConfigError;
 use crate::exit::Exit;
 use crate::health::probe::ProbeError;
 use crate::lock::LockError;
+
+/// A command line or a setting that cannot be used: exit 2. Defined
+/// here, not in `cli`, so that nothing which reports errors depends on
+/// the module that parses flags.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Already one line naming the flag and its env var.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

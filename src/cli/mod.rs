@@ -16,6 +16,7 @@ use std::ffi::OsString;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::daemon::settings::Config;
+pub(crate) use crate::error::ConfigError;
 use crate::health::settings::ProbeSettings;
 pub(crate) use run::RunArgs;
 use values::parse_duration;
@@ -94,13 +95,6 @@ pub(crate) enum Command {
     NotifyTest(Box<crate::alerts::Settings>),
     Web(Box<crate::web::Settings>),
     Journal(crate::bot::ledger::query::Request),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Already one line naming the flag and its env var.
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// Parses the command line and the environment into a validated command.
