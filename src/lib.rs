@@ -17,6 +17,7 @@ pub mod os_signals;
 mod reaper;
 mod secret;
 mod sys;
+mod tls;
 mod web;
 
 use std::ffi::OsString;

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::tls::{RootCerts, TlsConfig};
 
 use super::destination::{Destination, Request};
 
@@ -25,31 +25,6 @@ const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// The most of an answer's body read (for the service's error text).
 const MAX_ANSWER: u64 = 16 * 1024;
-
-/// Mozilla's roots (bundled: the `FROM scratch` image has no CA store),
-/// plus the private CAs of `NOTIFY_CA_FILE`.
-pub(crate) fn root_certs(extra: &[Certificate<'static>]) -> RootCerts {
-    let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .map(|der| Certificate::from_der(der.as_ref()).to_owned());
-    RootCerts::from(bundled.chain(extra.iter().cloned()))
-}
-
-/// The certificates of a PEM file, for `NOTIFY_CA_FILE`.
-pub(crate) fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
-    let mut certificates = Vec::new();
-    for item in ureq::tls::parse_pem(pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(certificate)) => certificates.push(certificate),
-            Ok(_) => {}
-            Err(error) => return Err(format!("not a PEM certificate file: {error}")),
-        }
-    }
-    if certificates.is_empty() {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
-    }
-    Ok(certificates)
-}
 
 /// What one attempt came to.
 #[derive(Debug)]
