@@ -9,13 +9,16 @@
 //! has stopped.
 
 mod exec;
+mod feed;
 mod file;
+mod headers;
 pub mod lines;
 mod parsed;
 mod pump;
 mod settings;
 mod stdin;
 pub mod webhook;
+mod ws;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
