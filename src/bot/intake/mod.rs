@@ -14,6 +14,7 @@ mod file;
 mod headers;
 pub mod lines;
 mod parsed;
+mod poll;
 mod pump;
 mod settings;
 mod stdin;
