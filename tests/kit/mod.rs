@@ -19,6 +19,7 @@ pub mod notify;
 pub mod port;
 pub mod process;
 pub mod shipped;
+pub mod tls;
 pub mod wait;
 pub mod web;
 pub mod webhook;
