@@ -10,6 +10,8 @@
 
 mod exec;
 mod feed;
+#[cfg(test)]
+mod feed_tests;
 mod file;
 mod headers;
 pub mod lines;
