@@ -488,21 +488,17 @@ mod tests {
 
     #[test]
     fn a_close_frame_is_told_in_words() {
-        let frame = CloseFrame {
-            code: 1012u16.into(),
-            reason: "restarting".into(),
-        };
-        assert_eq!(
-            closed_by(Some(&frame)),
-            "the server closed the connection (1012 restarting)"
-        );
-        let bare = CloseFrame {
-            code: 1000u16.into(),
-            reason: "".into(),
-        };
-        assert_eq!(
-            closed_by(Some(&bare)),
-            "the server closed the connection (1000)"
-        );
+        let said = "the server closed the connection";
+        for (code, reason, words) in [
+            (1012u16, "restarting", format!("{said} (1012 restarting)")),
+            (1000, "", format!("{said} (1000)")),
+        ] {
+            let frame = CloseFrame {
+                code: code.into(),
+                reason: reason.into(),
+            };
+            assert_eq!(closed_by(Some(&frame)), words);
+        }
+        assert_eq!(closed_by(None), said);
     }
 }

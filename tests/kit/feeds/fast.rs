@@ -8,14 +8,15 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::Frame;
 use tungstenite::Message;
 
-use super::listener::{timed_out, Listener, Stream};
+use super::listener::{read, Incoming, Listener, Stream};
+use super::watched::Watched;
 
 /// What the server has done so far.
 #[derive(Clone, Debug, Default)]
@@ -28,8 +29,7 @@ pub struct Blasted {
 
 struct Shared {
     frames: Vec<u8>,
-    blasted: Mutex<Blasted>,
-    changed: Condvar,
+    blasted: Watched<Blasted>,
 }
 
 pub struct FastFeed {
@@ -48,8 +48,7 @@ impl FastFeed {
         }
         let shared = Arc::new(Shared {
             frames,
-            blasted: Mutex::default(),
-            changed: Condvar::new(),
+            blasted: Watched::default(),
         });
         let serving = Arc::clone(&shared);
         let listener = Listener::start(None, move |stream, stopped| {
@@ -62,18 +61,12 @@ impl FastFeed {
         format!("ws://127.0.0.1:{}/", self.listener.addr.port())
     }
 
-    /// Waits until `connections` connections got every frame (at most
-    /// `timeout`), and returns what was done.
-    pub fn wait_blasted(&self, connections: usize, timeout: Duration) -> Blasted {
-        let deadline = Instant::now() + timeout;
-        let mut blasted = self.shared.blasted.lock().unwrap();
-        while blasted.took.len() < connections {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                panic!("the fast feed did not reach {connections} clients: {blasted:?}");
-            };
-            blasted = self.shared.changed.wait_timeout(blasted, left).unwrap().0;
-        }
-        blasted.clone()
+    /// Waits until `connections` connections got every frame, and
+    /// returns what was done.
+    pub fn wait_blasted(&self, connections: usize) -> Blasted {
+        self.shared.blasted.wait("every frame sent", |blasted| {
+            blasted.took.len() >= connections
+        })
     }
 }
 
@@ -82,12 +75,12 @@ fn serve(shared: &Shared, stream: Stream, stopped: &AtomicBool) {
     let Ok(mut socket) = tungstenite::accept(stream) else {
         return;
     };
-    shared.blasted.lock().unwrap().connections += 1;
+    shared.blasted.change(|blasted| blasted.connections += 1);
     let subscribed = loop {
-        match socket.read() {
-            Ok(Message::Text(_)) => break Instant::now(),
-            Ok(_) => {}
-            Err(_) => return,
+        match read(&mut socket) {
+            Incoming::Message(Message::Text(_)) => break Instant::now(),
+            Incoming::Ended => return,
+            _ => {}
         }
     };
     if socket.flush().is_err() || socket.get_mut().write_all(&shared.frames).is_err() {
@@ -95,28 +88,13 @@ fn serve(shared: &Shared, stream: Stream, stopped: &AtomicBool) {
     }
     shared
         .blasted
-        .lock()
-        .unwrap()
-        .took
-        .push(subscribed.elapsed());
-    shared.changed.notify_all();
+        .change(|blasted| blasted.took.push(subscribed.elapsed()));
     socket
         .get_ref()
         .set_read_timeout(Duration::from_millis(100));
     while !stopped.load(Ordering::Relaxed) {
-        match socket.read() {
-            Ok(Message::Text(text)) if text.as_str() == "ping" => {
-                if socket.send(Message::text("pong")).is_err() {
-                    return;
-                }
-            }
-            Ok(Message::Close(_)) => {
-                let _ = socket.flush();
-                return;
-            }
-            Ok(_) => {}
-            Err(error) if timed_out(&error) => {}
-            Err(_) => return,
+        if let Incoming::Ended = read(&mut socket) {
+            return;
         }
     }
 }

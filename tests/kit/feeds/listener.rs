@@ -1,12 +1,14 @@
 //! What the fakes share: a listener on 127.0.0.1, port 0, whose accept
 //! thread hands each connection, plain or TLS, to a thread of its own
-//! until the fake is dropped.
+//! until the fake is dropped; and one read of a WebSocket.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tungstenite::{Message, WebSocket};
 
 /// A connection as a fake reads and writes it.
 pub enum Stream {
@@ -58,11 +60,41 @@ impl Write for Stream {
     }
 }
 
-/// Whether a WebSocket read ended only because its read timeout passed
-/// (the fakes poll their modes between reads).
-pub fn timed_out(error: &tungstenite::Error) -> bool {
-    matches!(error, tungstenite::Error::Io(error)
-        if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+/// What one read of a fake's WebSocket came to.
+pub enum Incoming {
+    /// A text `ping`, answered `pong`.
+    Ping,
+    Message(Message),
+    /// Nothing within the read timeout (the fakes look at their modes
+    /// between reads).
+    Nothing,
+    /// A close (answered) or an error: the connection is over.
+    Ended,
+}
+
+pub fn read(socket: &mut WebSocket<Stream>) -> Incoming {
+    match socket.read() {
+        Ok(Message::Text(text)) if text.as_str() == "ping" => {
+            match socket.send(Message::text("pong")) {
+                Ok(()) => Incoming::Ping,
+                Err(_) => Incoming::Ended,
+            }
+        }
+        Ok(Message::Close(_)) => {
+            let _ = socket.flush();
+            Incoming::Ended
+        }
+        Ok(message) => Incoming::Message(message),
+        Err(tungstenite::Error::Io(error))
+            if matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Incoming::Nothing
+        }
+        Err(_) => Incoming::Ended,
+    }
 }
 
 /// A bound listener and the flag that stops its threads.

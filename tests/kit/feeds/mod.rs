@@ -13,3 +13,4 @@ pub mod fast;
 mod listener;
 pub mod paged;
 pub mod rtds;
+mod watched;

@@ -18,21 +18,19 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
 use super::listener::{Listener, Stream};
+use super::watched::Watched;
 
 /// The bearer token the fake wants.
 pub const TOKEN: &str = "whopfaketokenfragment-31";
 
 /// The path of the list.
 pub const PATH: &str = "/api/v1/messages";
-
-/// How long a [`Paged::wait`] waits at most: generous, for a loaded machine.
-const WAIT: Duration = Duration::from_secs(15);
 
 /// A scripted answer, instead of the page.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,23 +54,23 @@ pub struct Asked {
     pub status: u16,
 }
 
+/// The list, and what a test scripted.
 #[derive(Default)]
-struct State {
+struct List {
     /// The contents, message `N` at `N - 1`, with their times.
     messages: Vec<(String, u64)>,
     script: VecDeque<Answer>,
-    asked: Vec<Asked>,
 }
 
 struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
+    list: Mutex<List>,
+    asked: Watched<Vec<Asked>>,
     page_size: usize,
 }
 
 impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap()
+    fn list(&self) -> MutexGuard<'_, List> {
+        self.list.lock().unwrap()
     }
 }
 
@@ -84,8 +82,8 @@ pub struct Paged {
 impl Paged {
     pub fn start(page_size: usize) -> Self {
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
-            changed: Condvar::new(),
+            list: Mutex::default(),
+            asked: Watched::default(),
             page_size,
         });
         let serving = Arc::clone(&shared);
@@ -102,34 +100,24 @@ impl Paged {
     /// Adds a message to the list; returns its id (`msg_N`).
     pub fn post(&self, content: &str) -> String {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        let mut state = self.shared.state();
-        state.messages.push((content.to_owned(), now.as_secs()));
-        format!("msg_{}", state.messages.len())
+        let mut list = self.shared.list();
+        list.messages.push((content.to_owned(), now.as_secs()));
+        format!("msg_{}", list.messages.len())
     }
 
     /// Answers the next request so (then the ones after in order).
     pub fn then(&self, answer: Answer) {
-        self.shared.state().script.push_back(answer);
+        self.shared.list().script.push_back(answer);
     }
 
     pub fn asked(&self) -> Vec<Asked> {
-        self.shared.state().asked.clone()
+        self.shared.asked.get()
     }
 
     /// Waits until `until` holds of the requests so far, and returns them;
     /// panics, naming `what`, when it does not soon.
-    pub fn wait(&self, what: &str, until: impl Fn(&[Asked]) -> bool) -> Vec<Asked> {
-        let deadline = Instant::now() + WAIT;
-        let mut state = self.shared.state();
-        loop {
-            if until(&state.asked) {
-                return state.asked.clone();
-            }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                panic!("the paged fake did not see {what}: {:#?}", state.asked);
-            };
-            state = self.shared.changed.wait_timeout(state, left).unwrap().0;
-        }
+    pub fn wait(&self, what: &str, until: impl Fn(&Vec<Asked>) -> bool) -> Vec<Asked> {
+        self.shared.asked.wait(what, until)
     }
 }
 
@@ -141,14 +129,15 @@ fn serve(shared: &Shared, stream: Stream, stopped: &AtomicBool) {
     };
     let mut stream = reader.into_inner();
     let (answer, status) = answer(shared, &request);
-    shared.state().asked.push(Asked {
-        at: Instant::now(),
-        cursor: request.cursor,
-        if_none_match: request.if_none_match,
-        authorized: request.authorized,
-        status,
+    shared.asked.change(|asked| {
+        asked.push(Asked {
+            at: Instant::now(),
+            cursor: request.cursor,
+            if_none_match: request.if_none_match,
+            authorized: request.authorized,
+            status,
+        })
     });
-    shared.changed.notify_all();
     match answer {
         Some(answer) => {
             let _ = stream.write_all(&answer);
@@ -209,8 +198,8 @@ fn answer(shared: &Shared, request: &Request) -> (Option<Vec<u8>>, u16) {
     if !request.authorized {
         return (Some(response(401, &[], "")), 401);
     }
-    let mut state = shared.state();
-    match state.script.pop_front() {
+    let mut list = shared.list();
+    match list.script.pop_front() {
         Some(Answer::TooMany(after)) => {
             return (Some(response(429, &[("Retry-After", &after)], "")), 429)
         }
@@ -220,7 +209,7 @@ fn answer(shared: &Shared, request: &Request) -> (Option<Vec<u8>>, u16) {
         Some(Answer::Hang) => return (None, 0),
         None => {}
     }
-    let (page, etag) = page(&state, shared.page_size, request.cursor.as_deref());
+    let (page, etag) = page(&list, shared.page_size, request.cursor.as_deref());
     if request.if_none_match.as_deref() == Some(etag.as_str()) {
         return (Some(response(304, &[("ETag", &etag)], "")), 304);
     }
@@ -229,9 +218,9 @@ fn answer(shared: &Shared, request: &Request) -> (Option<Vec<u8>>, u16) {
 }
 
 /// The page after `cursor`, and its `ETag`.
-fn page(state: &State, page_size: usize, cursor: Option<&str>) -> (Value, String) {
+fn page(list: &List, page_size: usize, cursor: Option<&str>) -> (Value, String) {
     let after: usize = cursor.and_then(|cursor| cursor.parse().ok()).unwrap_or(0);
-    let listed: Vec<Value> = state
+    let listed: Vec<Value> = list
         .messages
         .iter()
         .enumerate()
@@ -245,7 +234,7 @@ fn page(state: &State, page_size: usize, cursor: Option<&str>) -> (Value, String
         0 => cursor.map(str::to_owned),
         count => Some((after + count).to_string()),
     };
-    let etag = format!("\"{}-{}\"", cursor.unwrap_or("first"), state.messages.len());
+    let etag = format!("\"{}-{}\"", cursor.unwrap_or("first"), list.messages.len());
     (json!({"data": listed, "next_cursor": next}), etag)
 }
 

@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -29,13 +29,11 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
-use super::listener::{timed_out, Listener, Stream};
+use super::listener::{read, Incoming, Listener, Stream};
+use super::watched::Watched;
 
 /// RTDS drops a client that sent no `ping` for this long.
 pub const PING_WITHIN: Duration = Duration::from_secs(5);
-
-/// How long a [`Rtds::wait`] waits at most: generous, for a loaded machine.
-const WAIT: Duration = Duration::from_secs(15);
 
 /// How often a connection's thread looks at the queue and the modes.
 const TICK: Duration = Duration::from_millis(10);
@@ -67,8 +65,9 @@ enum Outgoing {
     Binary(Vec<u8>),
 }
 
+/// What a test sets.
 #[derive(Default)]
-struct State {
+struct Control {
     queue: VecDeque<Outgoing>,
     history: Vec<Outgoing>,
     silent: bool,
@@ -76,23 +75,17 @@ struct State {
     closing: bool,
     /// Bumped by [`Rtds::close_all`]: a connection of an older one closes.
     generation: u64,
-    seen: Seen,
 }
 
 struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
+    control: Mutex<Control>,
+    seen: Watched<Seen>,
     ping_within: Option<Duration>,
 }
 
 impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap()
-    }
-
-    fn change(&self, change: impl FnOnce(&mut State)) {
-        change(&mut self.state());
-        self.changed.notify_all();
+    fn control(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap()
     }
 }
 
@@ -115,8 +108,8 @@ impl Rtds {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Self {
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
-            changed: Condvar::new(),
+            control: Mutex::default(),
+            seen: Watched::default(),
             ping_within,
         });
         let scheme = if tls.is_some() { "wss" } else { "ws" };
@@ -167,59 +160,48 @@ impl Rtds {
     /// Sends the last `count` frames sent again, before anything queued:
     /// what a service does that replays after a reconnect.
     pub fn replay(&self, count: usize) {
-        self.shared.change(|state| {
-            let from = state.history.len().saturating_sub(count);
-            let again: Vec<Outgoing> = state.history[from..].to_vec();
-            for frame in again.into_iter().rev() {
-                state.queue.push_front(frame);
-            }
-        });
+        let mut control = self.shared.control();
+        let from = control.history.len().saturating_sub(count);
+        let again: Vec<Outgoing> = control.history[from..].to_vec();
+        for frame in again.into_iter().rev() {
+            control.queue.push_front(frame);
+        }
     }
 
     /// Silent: answers pings, sends nothing queued (a frozen feed).
     pub fn set_silent(&self, silent: bool) {
-        self.shared.change(|state| state.silent = silent);
+        self.shared.control().silent = silent;
     }
 
     /// Dead: every open connection, and each new one after its handshake,
     /// reads and writes nothing (not even a pong) while its socket stays open.
     pub fn set_dead(&self, dead: bool) {
-        self.shared.change(|state| state.dead = dead);
+        self.shared.control().dead = dead;
     }
 
     /// Closing: every connection is closed as soon as it subscribed.
     pub fn set_closing(&self, closing: bool) {
-        self.shared.change(|state| state.closing = closing);
+        self.shared.control().closing = closing;
     }
 
     /// Closes every open connection at once (close frame 1012, "service
     /// restart").
     pub fn close_all(&self) {
-        self.shared.change(|state| state.generation += 1);
+        self.shared.control().generation += 1;
     }
 
     pub fn seen(&self) -> Seen {
-        self.shared.state().seen.clone()
+        self.shared.seen.get()
     }
 
     /// Waits until `until` holds of what the fake has seen, and returns
     /// that; panics, naming `what`, when it does not soon.
     pub fn wait(&self, what: &str, until: impl Fn(&Seen) -> bool) -> Seen {
-        let deadline = Instant::now() + WAIT;
-        let mut state = self.shared.state();
-        loop {
-            if until(&state.seen) {
-                return state.seen.clone();
-            }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                panic!("the RTDS fake did not see {what}: {:?}", state.seen);
-            };
-            state = self.shared.changed.wait_timeout(state, left).unwrap().0;
-        }
+        self.shared.seen.wait(what, until)
     }
 
     fn push(&self, frame: Outgoing) {
-        self.shared.change(|state| state.queue.push_back(frame));
+        self.shared.control().queue.push_back(frame);
     }
 }
 
@@ -261,15 +243,14 @@ fn serve(shared: &Shared, stream: Stream, stopped: &AtomicBool) {
         return;
     };
     socket.get_ref().set_read_timeout(TICK);
-    let mut generation = 0;
-    shared.change(|state| {
-        state.seen.connects.push(Instant::now());
-        state.seen.headers.push(headers);
-        state.seen.open += 1;
-        generation = state.generation;
+    let generation = shared.control().generation;
+    shared.seen.change(|seen| {
+        seen.connects.push(Instant::now());
+        seen.headers.push(headers);
+        seen.open += 1;
     });
     converse(shared, &mut socket, generation, stopped);
-    shared.change(|state| state.seen.open -= 1);
+    shared.seen.change(|seen| seen.open -= 1);
 }
 
 /// One connection, until either side ends it.
@@ -278,8 +259,13 @@ fn converse(shared: &Shared, socket: &mut Socket, generation: u64, stopped: &Ato
     let mut last_ping = Instant::now();
     while !stopped.load(Ordering::Relaxed) {
         let (dead, silent, closing, current) = {
-            let state = shared.state();
-            (state.dead, state.silent, state.closing, state.generation)
+            let control = shared.control();
+            (
+                control.dead,
+                control.silent,
+                control.closing,
+                control.generation,
+            )
         };
         if current != generation || (closing && subscribed) {
             close(socket);
@@ -289,34 +275,24 @@ fn converse(shared: &Shared, socket: &mut Socket, generation: u64, stopped: &Ato
             std::thread::sleep(TICK);
             continue;
         }
-        match socket.read() {
-            Ok(Message::Text(text)) if text.as_str() == "ping" => {
+        match read(socket) {
+            Incoming::Ping => {
                 last_ping = Instant::now();
-                shared.change(|state| state.seen.pings += 1);
-                if socket.send(Message::text("pong")).is_err() {
-                    return;
-                }
+                shared.seen.change(|seen| seen.pings += 1);
             }
-            Ok(Message::Text(text)) => {
-                if is_trades_subscription(text.as_str()) {
-                    subscribed = true;
-                    shared.change(|state| state.seen.subscribes += 1);
-                }
+            Incoming::Message(Message::Text(text)) if is_trades_subscription(text.as_str()) => {
+                subscribed = true;
+                shared.seen.change(|seen| seen.subscribes += 1);
             }
-            Ok(Message::Ping(_)) => shared.change(|state| state.seen.ping_frames += 1),
-            Ok(Message::Close(_)) => {
-                let _ = socket.flush();
-                return;
-            }
-            Ok(_) => {}
-            Err(error) if timed_out(&error) => {}
-            Err(_) => return,
+            Incoming::Message(Message::Ping(_)) => shared.seen.change(|seen| seen.ping_frames += 1),
+            Incoming::Message(_) | Incoming::Nothing => {}
+            Incoming::Ended => return,
         }
         if shared
             .ping_within
             .is_some_and(|within| last_ping.elapsed() > within)
         {
-            shared.change(|state| state.seen.dropped_for_no_ping += 1);
+            shared.seen.change(|seen| seen.dropped_for_no_ping += 1);
             socket.get_ref().shutdown();
             return;
         }
@@ -328,7 +304,7 @@ fn converse(shared: &Shared, socket: &mut Socket, generation: u64, stopped: &Ato
 
 fn send_queued(shared: &Shared, socket: &mut Socket) -> tungstenite::Result<()> {
     loop {
-        let Some(frame) = shared.state().queue.pop_front() else {
+        let Some(frame) = shared.control().queue.pop_front() else {
             return Ok(());
         };
         let message = match &frame {
@@ -336,10 +312,8 @@ fn send_queued(shared: &Shared, socket: &mut Socket) -> tungstenite::Result<()> 
             Outgoing::Binary(bytes) => Message::binary(bytes.clone()),
         };
         socket.send(message)?;
-        shared.change(|state| {
-            state.history.push(frame);
-            state.seen.sent += 1;
-        });
+        shared.control().history.push(frame);
+        shared.seen.change(|seen| seen.sent += 1);
     }
 }
 

@@ -8,6 +8,9 @@ use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
 use super::feed::{Counts, Delivered, Delivery, FeedSink, Status};
 
 #[path = "../../../../tests/kit/feeds/mod.rs"]
@@ -20,6 +23,10 @@ mod ws;
 
 /// How long anything that should happen soon may take on a loaded machine.
 const SOON: Duration = Duration::from_secs(15);
+
+/// The statuses of a feed quiet once and back: quiet is no failure (no
+/// `down`), and no `connecting` is shown while quiet.
+const QUIET_ONCE: [Status; 4] = [Status::Connecting, Status::Up, Status::Quiet, Status::Up];
 
 fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
@@ -142,10 +149,35 @@ impl Heard {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
+/// A client on a runtime of its own, until dropped.
+struct Running {
+    _runtime: Runtime,
+    shutdown: CancellationToken,
+    ended: mpsc::Receiver<()>,
+}
+
+impl Running {
+    /// `start` starts the client on the runtime, to stop on the token and
+    /// then say so on the sender.
+    fn start(start: impl FnOnce(&Runtime, CancellationToken, mpsc::Sender<()>)) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let (ended, told) = mpsc::channel();
+        start(&runtime, shutdown.clone(), ended);
+        Running {
+            _runtime: runtime,
+            shutdown,
+            ended: told,
+        }
+    }
+
+    /// Fires the shutdown token; true when the client ended within `bound`.
+    fn stops_within(self, bound: Duration) -> bool {
+        self.shutdown.cancel();
+        self.ended.recv_timeout(bound).is_ok()
+    }
 }

@@ -1,13 +1,9 @@
 //! The poller against the cursor-paged fake.
 
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use tokio_util::sync::CancellationToken;
-
 use super::feeds::paged::{Answer, Paged, TOKEN};
-use super::{ms, recorder, runtime, Heard};
+use super::{ms, recorder, Heard, Running, QUIET_ONCE};
 use crate::backoff::Backoff;
 use crate::bot::intake::feed::Status;
 use crate::bot::intake::headers::Headers;
@@ -36,44 +32,19 @@ fn lists_an_order(page: &[u8]) -> bool {
     String::from_utf8_lossy(page).contains("BUY ")
 }
 
-/// A poller on its thread (and the runtime it waits through) until dropped.
-struct Polling {
-    _runtime: tokio::runtime::Runtime,
-    thread: JoinHandle<()>,
-    shutdown: CancellationToken,
-}
-
-fn start(config: PollConfig, resume: Option<&str>) -> (Polling, Heard) {
+fn start(config: PollConfig, resume: Option<&str>) -> (Running, Heard) {
     let (sink, heard) = recorder(lists_an_order);
-    let runtime = runtime();
-    let shutdown = CancellationToken::new();
     let poller = Poller::new(config).unwrap();
-    let thread = {
+    let resume = resume.map(str::to_owned);
+    let running = Running::start(|runtime, shutdown, ended| {
         let _inside = runtime.enter();
-        poller
-            .spawn(sink, resume.map(str::to_owned), shutdown.clone())
-            .unwrap()
-    };
-    let polling = Polling {
-        _runtime: runtime,
-        thread,
-        shutdown,
-    };
-    (polling, heard)
-}
-
-impl Polling {
-    /// Fires the shutdown token; true when the thread ended within `bound`.
-    fn stops_within(self, bound: Duration) -> bool {
-        self.shutdown.cancel();
-        let (ended, joined) = mpsc::channel();
-        let thread = self.thread;
+        let thread = poller.spawn(sink, resume, shutdown).unwrap();
         std::thread::spawn(move || {
             let _ = thread.join();
             let _ = ended.send(());
         });
-        joined.recv_timeout(bound).is_ok()
-    }
+    });
+    (running, heard)
 }
 
 fn cursors(heard: &Heard) -> Vec<Option<&str>> {
@@ -250,15 +221,7 @@ fn pages_that_map_nothing_make_a_quiet_feed_until_one_does() {
     heard.until("quiet", |heard| heard.is(&Status::Quiet));
     paged.post("BUY 1 BTC-USD @ 64000");
     heard.until("up", |heard| heard.is(&Status::Up));
-    assert_eq!(
-        heard.statuses(),
-        [
-            &Status::Connecting,
-            &Status::Up,
-            &Status::Quiet,
-            &Status::Up
-        ]
-    );
+    assert_eq!(heard.statuses(), QUIET_ONCE.iter().collect::<Vec<_>>());
 }
 
 #[test]
