@@ -4,10 +4,11 @@
 //! whole range from the first wait to the ceiling (so many bots cut off
 //! together do not reconnect in step, and no remote end that closes at
 //! once sees more than one attempt per first wait), started over once a
-//! connection proved stable; never given up.
+//! connection proved stable; never given up. And the wait a remote end
+//! asks for itself (`Retry-After`).
 
 use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Clone, Debug)]
 pub(crate) struct Backoff {
@@ -57,6 +58,50 @@ pub(crate) fn random_fraction() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// How long a remote end asks to be left alone (`Retry-After`):
+/// delay-seconds, or an HTTP date (a date passed is no wait).
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    parse_seconds(value).or_else(|| {
+        let at = httpdate_to_system_time(value)?;
+        Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+    })
+}
+
+/// A number of seconds, fractions allowed (`1.25`).
+pub(crate) fn parse_seconds(value: &str) -> Option<Duration> {
+    Duration::try_from_secs_f64(value.trim().parse::<f64>().ok()?).ok()
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send.
+fn httpdate_to_system_time(value: &str) -> Option<SystemTime> {
+    let rest = value.trim().split_once(", ")?.1;
+    let mut parts = rest.split(' ');
+    let (day, month, year, clock) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let month = MONTHS.iter().position(|name| *name == month)? + 1;
+    let text = format!("{year}-{month:02}-{day:0>2}T{clock}Z");
+    humantime::parse_rfc3339(&text).ok()
+}
+
+/// `at` as an IMF-fixdate, for tests of `Retry-After`.
+#[cfg(test)]
+pub(crate) fn http_date(at: SystemTime) -> String {
+    // humantime renders RFC 3339; rebuild the IMF-fixdate from it.
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    let (date, clock) = text.trim_end_matches('Z').split_once('T').unwrap();
+    let mut parts = date.split('-');
+    let (year, month, day) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let month = MONTHS[month.parse::<usize>().unwrap() - 1];
+    format!("Mon, {day} {month} {year} {clock} GMT")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +132,26 @@ mod tests {
         let waits: Vec<f64> = (0..200).map(|_| random_fraction()).collect();
         assert!(waits.iter().all(|wait| (0.0..1.0).contains(wait)));
         assert!(waits.iter().any(|wait| *wait < 0.25) && waits.iter().any(|wait| *wait > 0.75));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("1.25"),
+            Some(Duration::from_millis(1_250))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = SystemTime::now() + Duration::from_secs(120);
+        let date = http_date(later);
+        let wait = parse_retry_after(&date).unwrap();
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+            "{date}: {wait:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -22,6 +22,7 @@ mod reaper;
 mod secret;
 #[allow(unsafe_code)]
 mod sys;
+mod tls;
 mod web;
 
 use std::ffi::OsString;

@@ -4,9 +4,9 @@
 //! (`Retry-After`, Discord's and Telegram's `retry_after`, Discord's
 //! `X-RateLimit-Reset-After`).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::tls::{RootCerts, TlsConfig};
 
 use super::destination::{Destination, Request};
 
@@ -25,31 +25,6 @@ const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// The most of an answer's body read (for the service's error text).
 const MAX_ANSWER: u64 = 16 * 1024;
-
-/// Mozilla's roots (bundled: the `FROM scratch` image has no CA store),
-/// plus the private CAs of `NOTIFY_CA_FILE`.
-pub(crate) fn root_certs(extra: &[Certificate<'static>]) -> RootCerts {
-    let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .map(|der| Certificate::from_der(der.as_ref()).to_owned());
-    RootCerts::from(bundled.chain(extra.iter().cloned()))
-}
-
-/// The certificates of a PEM file, for `NOTIFY_CA_FILE`.
-pub(crate) fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
-    let mut certificates = Vec::new();
-    for item in ureq::tls::parse_pem(pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(certificate)) => certificates.push(certificate),
-            Ok(_) => {}
-            Err(error) => return Err(format!("not a PEM certificate file: {error}")),
-        }
-    }
-    if certificates.is_empty() {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
-    }
-    Ok(certificates)
-}
 
 /// What one attempt came to.
 #[derive(Debug)]
@@ -118,14 +93,17 @@ impl Client {
                 let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
                 let mut wait = None;
                 if header("x-ratelimit-remaining") == Some("0") {
-                    wait = header("x-ratelimit-reset-after").and_then(parse_seconds);
+                    wait =
+                        header("x-ratelimit-reset-after").and_then(crate::backoff::parse_seconds);
                 }
                 let verdict = match status {
                     200..=299 => Verdict::Delivered,
                     429 => {
                         wait = destination
                             .retry_after_in_body(&body)
-                            .or_else(|| header("retry-after").and_then(parse_retry_after))
+                            .or_else(|| {
+                                header("retry-after").and_then(crate::backoff::parse_retry_after)
+                            })
                             .or(wait);
                         Verdict::Retry
                     }
@@ -173,33 +151,6 @@ impl Client {
             other => format!("request failed: {other}"),
         }
     }
-}
-
-/// `Retry-After`: delay-seconds, or an HTTP date.
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    parse_seconds(value).or_else(|| {
-        let at = httpdate_to_system_time(value)?;
-        Some(at.duration_since(SystemTime::now()).unwrap_or_default())
-    })
-}
-
-fn parse_seconds(value: &str) -> Option<Duration> {
-    Duration::try_from_secs_f64(value.trim().parse::<f64>().ok()?).ok()
-}
-
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send.
-fn httpdate_to_system_time(value: &str) -> Option<SystemTime> {
-    let rest = value.trim().split_once(", ")?.1;
-    let mut parts = rest.split(' ');
-    let (day, month, year, clock) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|name| *name == month)?
-        + 1;
-    let text = format!("{year}-{month:02}-{day:0>2}T{clock}Z");
-    humantime::parse_rfc3339(&text).ok()
 }
 
 /// How long to wait before attempt `attempt + 1` (`attempt` from 1): the
@@ -283,44 +234,6 @@ mod tests {
             Some(Duration::from_secs(7))
         );
         assert_eq!(retry_delay(1, Some(Duration::from_secs(3_600))), None);
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("1.25"),
-            Some(Duration::from_millis(1_250))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        let later = SystemTime::now() + Duration::from_secs(120);
-        let date = httpdate(later);
-        let wait = parse_retry_after(&date).unwrap();
-        assert!(
-            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
-            "{date}: {wait:?}"
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    fn httpdate(at: SystemTime) -> String {
-        // humantime renders RFC 3339; rebuild the IMF-fixdate from it.
-        let text = humantime::format_rfc3339_seconds(at).to_string();
-        let (date, clock) = text.trim_end_matches('Z').split_once('T').unwrap();
-        let mut parts = date.split('-');
-        let (year, month, day) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-        let months = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        let month = months[month.parse::<usize>().unwrap() - 1];
-        format!("Mon, {day} {month} {year} {clock} GMT")
     }
 
     #[test]

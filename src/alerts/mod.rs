@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 
 pub(crate) use event::{Event, Kind};
 
-/// Mozilla's roots, for `tradingbot web`'s HTTPS bots too.
-pub(crate) use delivery::root_certs;
 use delivery::{Client, Verdict};
 use destination::{Context, Destination, SigningKey};
 use metrics::{AlertMetrics, DestinationMetrics};
@@ -104,7 +102,7 @@ impl Settings {
     /// Trusts the CA certificates of a PEM file besides the bundled roots.
     pub(crate) fn add_ca_file(&mut self, path: PathBuf, pem: &[u8]) -> Result<(), String> {
         self.ca_certificates
-            .extend(delivery::parse_pem_certificates(pem)?);
+            .extend(crate::tls::parse_pem_certificates(pem)?);
         self.ca_file = Some(path);
         Ok(())
     }
@@ -166,7 +164,7 @@ impl Settings {
     }
 
     fn client(&self) -> Client {
-        Client::new(self.timeout, delivery::root_certs(&self.ca_certificates))
+        Client::new(self.timeout, crate::tls::root_certs(&self.ca_certificates))
     }
 }
 

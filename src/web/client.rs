@@ -49,7 +49,7 @@ impl BotClient {
             .user_agent(concat!("tradingbot-web/", env!("CARGO_PKG_VERSION")))
             .tls_config(
                 TlsConfig::builder()
-                    .root_certs(crate::alerts::root_certs(&[]))
+                    .root_certs(crate::tls::root_certs(&[]))
                     .build(),
             )
             .build()

@@ -9,12 +9,12 @@ use std::time::Duration;
 use std::time::Instant;
 
 use crate::alerts_fakes::{
-    Answer, Receiver, Service, TestCa, DISCORD_TOKEN, JSON_KEY, SIGNING_SECRET, SLACK_TOKEN,
-    TELEGRAM_TOKEN,
+    Answer, Receiver, Service, DISCORD_TOKEN, JSON_KEY, SIGNING_SECRET, SLACK_TOKEN, TELEGRAM_TOKEN,
 };
 use crate::kit::daemon::{stdin_bot, Builder};
 use crate::kit::journal::signal_line;
 use crate::kit::notify::NotifySocket;
+use crate::kit::tls::TestCa;
 use crate::kit::wait::{wait_until, SOON};
 
 /// The four services, each with its own receiver, all answering 200.

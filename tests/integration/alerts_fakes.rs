@@ -10,17 +10,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
+
+use crate::kit::tls::TestCa;
 
 /// The secrets of the fake destinations: each must appear in no output
 /// of the daemon. Each has a fragment no other text would contain.
@@ -30,50 +26,6 @@ pub const TELEGRAM_TOKEN: &str = "7012345678:AAHtelegramsecretfragment_x9";
 pub const JSON_KEY: &str = "jsonpathsecretfragment-77";
 pub const SIGNING_SECRET: &str = "hmacsigningsecretfragment-5";
 pub const TELEGRAM_CHAT: i64 = -1001234567890;
-
-/// A CA and a server certificate for 127.0.0.1 signed by it.
-pub struct TestCa {
-    pub pem_path: PathBuf,
-    server: Arc<rustls::ServerConfig>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestCa {
-    pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("tb-ca-").tempdir().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "tradingbot test CA");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut leaf =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-        leaf.distinguished_name
-            .push(DnType::CommonName, "127.0.0.1");
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let certificate = leaf.signed_by(&key, &ca).unwrap();
-        let pem_path = dir.path().join("test-ca.pem");
-        std::fs::write(&pem_path, ca.pem()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![certificate.der().clone(), ca.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
-            .unwrap();
-        TestCa {
-            pem_path,
-            server: Arc::new(server),
-            _dir: dir,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
@@ -141,7 +93,7 @@ impl Receiver {
             stop: AtomicBool::new(false),
             signing_secret: secret,
         });
-        let config = Arc::clone(&ca.server);
+        let config = ca.server_config();
         let shared = Arc::clone(&state);
         std::thread::spawn(move || {
             for stream in listener.incoming() {

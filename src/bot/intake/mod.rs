@@ -10,13 +10,19 @@
 
 pub mod decode;
 mod exec;
+mod feed;
+#[cfg(test)]
+mod feed_tests;
 mod file;
+mod headers;
 pub mod lines;
 mod parsed;
+mod poll;
 mod pump;
 mod settings;
 mod stdin;
 pub mod webhook;
+mod ws;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
