@@ -11,6 +11,7 @@
 mod exec;
 mod file;
 pub mod lines;
+pub mod map;
 mod parsed;
 mod pump;
 mod settings;
