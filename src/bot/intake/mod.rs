@@ -15,6 +15,7 @@ pub mod map;
 mod parsed;
 mod pump;
 mod settings;
+mod sources_file;
 mod stdin;
 pub mod webhook;
 
