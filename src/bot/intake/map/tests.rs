@@ -1,17 +1,10 @@
 use super::*;
 
-/// RTDS's trades (`activity`/`trades`), as `samples/sources/polymarket-rtds.toml` maps them.
-const RTDS: &str = r#"
-when = { "/topic" = "activity", "/type" = "trades" }
-id = ["/payload/transactionHash", "/payload/proxyWallet", "/payload/outcomeIndex"]
-symbol = ["/payload/slug", "/payload/outcome"]
-side = "/payload/side"
-qty = "/payload/size"
-price = "/payload/price"
-ts = "/payload/timestamp"
-ts_unit = "s"
-side_values = { BUY = "buy", SELL = "sell" }
-"#;
+/// RTDS's trades (`activity`/`trades`), mapped as the shipped sample maps them.
+fn rtds() -> Map {
+    let sample = include_str!("../../../../samples/sources/polymarket-rtds.toml");
+    Map::from_toml(sample.split("[source.map]").nth(1).unwrap()).unwrap()
+}
 
 fn trade(side: &str, size: &str, price: &str, hash: &str) -> String {
     format!(
@@ -54,7 +47,7 @@ fn map(toml: &str) -> Map {
 
 #[test]
 fn rtds_trades_map_to_signals() {
-    let rtds = map(RTDS);
+    let rtds = rtds();
     assert_eq!(
         outcomes(&rtds, trade("BUY", "12.5", "0.53", "0xabc").as_bytes()),
         ["signal 0xabc:0x1111:0 fed-cut-june:Yes buy 12.5 Some(0.53) 1750000000000"]
@@ -67,7 +60,7 @@ fn rtds_trades_map_to_signals() {
 
 #[test]
 fn when_ignores_acks_pongs_and_other_topics() {
-    let rtds = map(RTDS);
+    let rtds = rtds();
     let other_topic =
         r#"{"topic":"crypto_prices","type":"update","payload":{"symbol":"btcusdt","value":64000}}"#;
     assert_eq!(
@@ -108,7 +101,7 @@ ts = "/t""#);
 
 #[test]
 fn an_array_frame_is_a_list_of_messages() {
-    let rtds = map(RTDS);
+    let rtds = rtds();
     let frame = format!(
         "[{}, {{\"type\":\"ack\"}}, {}]",
         trade("BUY", "1", "0.5", "0x1"),
@@ -307,7 +300,7 @@ fn ts_units() {
 
 #[test]
 fn each_unmapped_reason_names_the_field() {
-    let rtds = map(RTDS);
+    let rtds = rtds();
     let without_size = trade("BUY", "1", "0.5", "0xa").replace(r#""size":1,"#, "");
     let reject = |frame: &str| {
         let mut rejects = Vec::new();
@@ -389,7 +382,7 @@ regex = '(?P<symbol>[A-Z]+)?!'"#);
 
 #[test]
 fn a_price_sent_as_null_is_no_price() {
-    let rtds = map(RTDS);
+    let rtds = rtds();
     let got = outcomes(&rtds, trade("BUY", "1", "null", "0xa").as_bytes());
     assert_eq!(
         got,
@@ -411,7 +404,7 @@ fn ids_and_symbols_may_be_numbers_or_escaped() {
 
 #[test]
 fn garbage_is_its_own_outcome() {
-    let rtds = map(RTDS);
+    let rtds = rtds();
     for (frame, reason) in [
         (&b"pong"[..], "not_json"),
         (b"", "not_json"),
@@ -516,7 +509,7 @@ fn describe_shows_the_mapping_in_full() {
     ] {
         assert!(described.contains(line), "{line}\n{described}");
     }
-    let described = map(RTDS).settings().describe("source.map");
+    let described = rtds().settings().describe("source.map");
     assert!(described.contains(
         "id = [\"/payload/transactionHash\", \"/payload/proxyWallet\", \"/payload/outcomeIndex\"]  # joined with \":\""
     ));
