@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tradingbot::bot::engine::{Engine, PaperExecution};
+use tradingbot::bot::intake::map::{Map, Mapped};
 use tradingbot::bot::signal::{parse, parse_general, Arrival};
 use tradingbot::bot::RiskLimits;
 use tradingbot::health::api::HealthApi;
@@ -136,4 +137,23 @@ fn metrics(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bot, health, metrics);
-criterion_main!(benches);
+
+/// Issue 22: one RTDS trade message mapped to a signal by the shipped
+/// sample's mapping.
+fn feed_mapping(c: &mut Criterion) {
+    let sample = include_str!("../samples/sources/polymarket-rtds.toml");
+    let map = Map::from_toml(sample.split("[source.map]").nth(1).unwrap()).unwrap();
+    const TRADE: &[u8] = br#"{"topic":"activity","type":"trades","timestamp":1750000000123,"connection_id":"Nx1gGd2yLPECE1w=","payload":{"asset":"21742633143463906290569050155826241533067272736897614950488156847949938836455","bio":"","conditionId":"0xdd22472e552920b8438158ea7238bfadfa4f736aa4cee91a6b86c39ead110917","eventSlug":"fed-decision-in-june","icon":"https://polymarket-upload.s3.us-east-2.amazonaws.com/fed.png","name":"trader","outcome":"Yes","outcomeIndex":0,"price":0.53,"profileImage":"","proxyWallet":"0x1111111111111111111111111111111111111111","pseudonym":"Quiet-Trader","side":"BUY","size":12.5,"slug":"fed-cut-june","timestamp":1750000000,"title":"Fed cuts rates in June?","transactionHash":"0x8f1c9e3a5b7d2f4e6a8c0b1d3f5e7a9c2b4d6f8e0a1c3e5f7b9d1f3a5c7e9b0d"}}"#;
+    c.bench_function("map an RTDS trade message to a signal", |b| {
+        b.iter(|| {
+            let mut mapped = 0;
+            map.map(TRADE, &mut |outcome| {
+                mapped += usize::from(matches!(outcome, Mapped::Message { signal: Ok(_), .. }));
+            });
+            mapped
+        })
+    });
+}
+
+criterion_group!(feeds, feed_mapping);
+criterion_main!(benches, feeds);

@@ -78,10 +78,13 @@ pub enum Reason {
     TooOld,
     /// More than `MAX_CLOCK_SKEW` ahead of the bot's clock.
     TsInFuture,
+    /// A feed's message that matched its mapping's `when` but lacks a
+    /// mapped field, or holds it with the wrong JSON type.
+    Unmapped,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::LineTooLong,
         Reason::InvalidUtf8,
         Reason::NotJson,
@@ -103,6 +106,7 @@ impl Reason {
         Reason::TooManySymbols,
         Reason::TooOld,
         Reason::TsInFuture,
+        Reason::Unmapped,
     ];
 
     pub fn label(self) -> &'static str {
@@ -128,6 +132,7 @@ impl Reason {
             Reason::TooManySymbols => "too_many_symbols",
             Reason::TooOld => "too_old",
             Reason::TsInFuture => "ts_in_future",
+            Reason::Unmapped => "unmapped",
         }
     }
 
@@ -265,27 +270,28 @@ fn general_fields(text: &str) -> Result<Fields<'_>, Reject> {
 /// The signal's fields as found, before they are checked. Parsing into
 /// this rather than a `serde_json::Value` tree borrows the strings from the
 /// line and skips most allocations; unknown fields are ignored, a repeated
-/// one is refused as not JSON.
+/// one is refused as not JSON. A feed's mapping fills it from the message
+/// it maps, so a mapped signal is checked as a line is.
 #[derive(Debug, Default, Deserialize, PartialEq)]
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     #[serde(borrow, default)]
-    id: Raw<'a>,
+    pub(crate) id: Raw<'a>,
     #[serde(borrow, default)]
-    ts: Raw<'a>,
+    pub(crate) ts: Raw<'a>,
     #[serde(borrow, default)]
-    symbol: Raw<'a>,
+    pub(crate) symbol: Raw<'a>,
     #[serde(borrow, default)]
-    side: Raw<'a>,
+    pub(crate) side: Raw<'a>,
     #[serde(borrow, default)]
-    qty: Raw<'a>,
+    pub(crate) qty: Raw<'a>,
     #[serde(borrow, default)]
-    price: Raw<'a>,
+    pub(crate) price: Raw<'a>,
     #[serde(borrow, default)]
-    source: Raw<'a>,
+    pub(crate) source: Raw<'a>,
 }
 
 #[derive(Debug, Default, PartialEq)]
-enum Raw<'a> {
+pub(crate) enum Raw<'a> {
     #[default]
     Absent,
     Null,
@@ -294,6 +300,14 @@ enum Raw<'a> {
     Float(f64),
     /// A boolean, an array or an object.
     Other,
+}
+
+impl<'a> Raw<'a> {
+    /// A JSON number, from its own text (a mapping found it as such): the
+    /// one place a mapped number becomes what the checks read.
+    pub(crate) fn number(text: &'a str) -> Raw<'a> {
+        serde_json::from_str(text).unwrap_or(Raw::Other)
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
@@ -358,7 +372,11 @@ impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
     }
 }
 
-fn from_fields(fields: Fields<'_>, ids: Ids, arrival: Arrival) -> Result<Signal<'_>, Reject> {
+pub(crate) fn from_fields(
+    fields: Fields<'_>,
+    ids: Ids,
+    arrival: Arrival,
+) -> Result<Signal<'_>, Reject> {
     let id = match fields.id {
         Raw::Absent if ids == Ids::Derived => None,
         given => Some(name_field(given, "id", Reason::BadId)?),

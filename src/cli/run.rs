@@ -256,7 +256,7 @@ struct BotArgs {
     /// Most symbols with /metrics series of their own; the rest are summed
     /// under symbol="other". Each symbol adds 4 series that Prometheus
     /// stores on every scrape, so /metrics stays under
-    /// 4 × (N + 1) + 82 series (plus a fixed few with the webhook and the
+    /// 4 × (N + 1) + 83 series (plus a fixed few with the webhook and the
     /// read API). Slots go to the --symbols list first, then
     /// to the most active symbols, and are kept while the process runs.
     #[arg(long, env = "METRICS_MAX_SYMBOLS", default_value_t = DEFAULT_METRICS_MAX_SYMBOLS, value_parser = clap::value_parser!(u32).range(0..=1_000), value_name = "N")]
