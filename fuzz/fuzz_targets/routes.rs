@@ -7,7 +7,7 @@
 
 use hyper::header::{HeaderMap, HeaderValue};
 use tradingbot::bot::intake::lines::Line;
-use tradingbot::bot::intake::webhook::split_body;
+use tradingbot::bot::intake::submit::split_body;
 use tradingbot::http::auth::Allow;
 use tradingbot::http::query::Query;
 use tradingbot::http::settings::Cidr;

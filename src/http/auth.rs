@@ -11,9 +11,8 @@ use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
 use super::query::Query;
-use super::server::Body;
+use super::response::{text, Body};
 use super::settings::Cidr;
-use crate::health::api::text;
 use crate::secret::Secret;
 
 /// Whether any credential the request carries is `token`: the bearer

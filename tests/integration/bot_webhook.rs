@@ -85,7 +85,11 @@ fn webhook_authenticates_limits_and_answers_202_only_once_durable() {
         daemon.metric("realized_pnl", &[("symbol", "BTC")]),
         Some(10.0)
     );
-    assert_eq!(daemon.metric("position", &[("symbol", "BTC")]), Some(1.0));
+    // The figures are published after the answer, in the same iteration.
+    assert_eq!(
+        daemon.wait_metric("position", &[("symbol", "BTC")], 1.0),
+        1.0
+    );
 
     // The token appears nowhere it could leak.
     let (_, health) = daemon.get("/health");

@@ -42,11 +42,11 @@ use self::client::Ending;
 pub use self::client::{Subscription, Timing};
 use self::hub::Hub;
 use self::message::{record_json, Kind};
-use super::server::{Body, LongLived};
+use super::response::{text, Body};
+use super::server::LongLived;
 use crate::bot::events;
 use crate::bot::ledger::journal::Record;
 use crate::bot::ledger::reader::JournalReader;
-use crate::health::api::text;
 use crate::health::HealthState;
 use crate::metrics::{Kind as MetricKind, MetricsSource, Sample};
 
