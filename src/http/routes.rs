@@ -13,7 +13,6 @@ use super::health::Health;
 use super::query::{Query, QueryError};
 use super::response::{text, Body};
 use super::route::{self, Auth, Declared, Guard, Handler, Later, Methods, Path, Route};
-use super::server::LongLived;
 use super::stream::message::{Kind, Kinds};
 use super::stream::{self, SseBody, Subscription};
 use super::webhook::Webhook;
@@ -230,8 +229,7 @@ fn events(routes: &Routes, request: Request<Incoming>) -> Later<'_, RouteBody> {
             Ok(subscription) => subscription,
             Err(error) => return whole(api::bad_request(&error)),
         };
-        let long_lived = request.extensions().get::<LongLived>();
-        match read.api.stream.events(subscription, long_lived) {
+        match read.api.stream.events(subscription) {
             Some(response) => response.map(Either::Right),
             None => whole(stream::busy()),
         }

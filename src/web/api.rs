@@ -33,7 +33,7 @@ use crate::http::response::{json, text, typed, Body};
 use crate::http::route::{self, Auth, Declared, Guard, Handler, Later, Methods, Path, Route};
 
 /// How long a `?wait=` request is held when nothing changes (well inside
-/// the server's maximum connection age).
+/// what a proxy between the page and the dashboard waits for an answer).
 const LONG_POLL: Duration = Duration::from_secs(15);
 
 const FLEET_HTML: &str = include_str!("assets/fleet.html");
