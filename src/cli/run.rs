@@ -58,7 +58,7 @@ impl RunArgs {
             daemon: self.daemon.into_settings(&bot.state_dir),
             health: self.health.into_settings(&service)?,
             log: self.log.into_settings(service.journal_stream)?,
-            alerts: self.alerts.settings().map_err(ConfigError::Invalid)?,
+            alerts: self.alerts.settings()?,
             bot,
         })
     }
