@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::{Response, StatusCode};
-use serde::Serialize;
 use serde_json::json;
 
 use super::query::{Query, QueryError};
 use super::response::{json, text, typed, Body};
 use super::stream::message::Kind;
 use super::stream::{Stream, MAX_PAGE};
+use crate::bot::engine::Held;
 use crate::bot::events;
 use crate::bot::figures::{Figures, Tally};
 use crate::health::report::seconds;
@@ -83,31 +83,18 @@ impl Api {
     }
 
     fn positions_document(&self) -> serde_json::Value {
-        #[derive(Serialize)]
-        struct Item<'a> {
-            symbol: &'a str,
-            qty: f64,
-            avg_price: f64,
-            realized_pnl: f64,
-            cash: f64,
-            last_price: f64,
-        }
         let figures: Figures = self.events.figures().unwrap_or_default();
-        let positions: Vec<Item<'_>> = figures
+        let positions: Vec<Held> = figures
             .positions
             .iter()
-            .map(|(symbol, position)| Item {
-                symbol,
-                qty: position.qty,
-                avg_price: position.avg_price,
-                realized_pnl: position.realized_pnl,
-                cash: position.cash,
-                last_price: position.last_price,
+            .map(|(symbol, position)| Held {
+                symbol: symbol.clone(),
+                position: position.clone(),
             })
             .collect();
         json!({
-            "realized_pnl": positions.iter().map(|item| item.realized_pnl).sum::<f64>(),
-            "cash": positions.iter().map(|item| item.cash).sum::<f64>(),
+            "realized_pnl": positions.iter().map(|held| held.position.realized_pnl).sum::<f64>(),
+            "cash": positions.iter().map(|held| held.position.cash).sum::<f64>(),
             "positions": positions,
             "last_seq": self.events.durable(),
         })
