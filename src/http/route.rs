@@ -19,7 +19,7 @@ use super::response::{text, Body};
 
 /// The label of a request no route declares: what a client writes in a
 /// path never makes a series of its own.
-pub const UNKNOWN: &str = "other";
+pub(crate) const UNKNOWN: &str = "other";
 
 /// One route of a port whose context is `C` and whose bodies are `B`.
 pub(crate) struct Route<C: 'static, B: 'static> {
@@ -63,7 +63,7 @@ impl Path {
     }
 
     /// What requests on it are counted under.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Path::Is(path) => path,
             Path::Below { label, .. } => label,

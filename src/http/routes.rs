@@ -19,7 +19,7 @@ use super::webhook::Webhook;
 use crate::secret::Secret;
 
 /// A response of any route: a whole body, or `/events`' stream.
-pub type RouteBody = Either<Body, SseBody>;
+pub(crate) type RouteBody = Either<Body, SseBody>;
 
 /// The routes of the one port. A new route is one line here and its
 /// handler.
