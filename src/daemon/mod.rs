@@ -79,21 +79,16 @@ pub(crate) fn run(config: &Config) -> Result<(), Error> {
     // The webhook's bodies go to the intake through this, from the main
     // port or from a listener of the webhook's own.
     let submit = Submit::default();
-    let webhook = config
-        .http
-        .webhook
-        .as_ref()
-        .map(|settings| Webhook::new(settings, submit.clone(), alerts.clone()));
-    let shutdown = CancellationToken::new();
-    let (on_main_port, own_listener) = match config
-        .http
-        .webhook
-        .as_ref()
-        .and_then(|webhook| webhook.bind)
-    {
-        Some(addr) => (None, webhook.map(|webhook| (addr, webhook))),
-        None => (webhook, None),
+    let webhook = config.http.webhook.as_ref().map(|settings| {
+        let webhook = Webhook::new(settings, submit.clone(), alerts.clone());
+        (settings.bind, webhook)
+    });
+    let (on_main_port, own_listener) = match webhook {
+        Some((Some(addr), webhook)) => (None, Some((addr, webhook))),
+        Some((None, webhook)) => (Some(webhook), None),
+        None => (None, None),
     };
+    let shutdown = CancellationToken::new();
     let port = start_http_server(config, &health, judge.inbox(), &events, on_main_port)?;
     let webhook_server = match own_listener {
         Some((addr, webhook)) => Some(start_webhook_listener(
