@@ -10,8 +10,8 @@ use tradingbot::bot::engine::{Engine, PaperExecution};
 use tradingbot::bot::intake::map::{Map, Mapped};
 use tradingbot::bot::signal::{parse, parse_general, Arrival};
 use tradingbot::bot::RiskLimits;
-use tradingbot::health::api::HealthApi;
 use tradingbot::health::{Component, HealthState};
+use tradingbot::http::health::Health;
 use tradingbot::metrics::{render_json, render_text, Kind, MetricsSource, Sample};
 
 fn ready_state() -> std::sync::Arc<HealthState> {
@@ -27,30 +27,24 @@ fn health(c: &mut Criterion) {
     let state = ready_state();
     c.bench_function("snapshot + verdict", |b| b.iter(|| state.view().verdict()));
 
-    let api = HealthApi::new(state, None);
-    let request = hyper::Request::get("/health").body(()).unwrap();
-    c.bench_function("/health response (JSON)", |b| {
-        b.iter(|| api.respond(&request))
-    });
-    let request = hyper::Request::get("/metrics").body(()).unwrap();
+    let api = Health::new(state, None);
+    c.bench_function("/health response (JSON)", |b| b.iter(|| api.health()));
+    let text = hyper::HeaderMap::new();
     c.bench_function("/metrics response (text)", |b| {
-        b.iter(|| api.respond(&request))
+        b.iter(|| api.metrics(&text))
     });
 
     // With as many symbol series as the bound allows (issue 16).
     let state = ready_state();
     state.set_bot_metrics(std::sync::Arc::new(SymbolSeriesAtTheBound));
-    let api = HealthApi::new(state, None);
-    let text = hyper::Request::get("/metrics").body(()).unwrap();
+    let api = Health::new(state, None);
     c.bench_function("/metrics response, 404 symbol series (text)", |b| {
-        b.iter(|| api.respond(&text))
+        b.iter(|| api.metrics(&text))
     });
-    let json = hyper::Request::get("/metrics")
-        .header("accept", "application/json")
-        .body(())
-        .unwrap();
+    let mut json = hyper::HeaderMap::new();
+    json.insert("accept", "application/json".parse().unwrap());
     c.bench_function("/metrics response, 404 symbol series (JSON)", |b| {
-        b.iter(|| api.respond(&json))
+        b.iter(|| api.metrics(&json))
     });
 }
 

@@ -35,6 +35,11 @@ pub enum Error {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("cannot listen for webhooks on --webhook-bind (WEBHOOK_BIND) {addr}: {source}")]
+    WebhookBind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Bot(#[from] BotError),
     #[error(transparent)]
@@ -49,7 +54,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Config(_) => Exit::Usage,
-            Error::Bot(error) if error.is_config() => Exit::Usage,
+            Error::WebhookBind { .. } => Exit::Usage,
             Error::Lock(LockError::Held { .. }) => Exit::Locked,
             _ => Exit::Failure,
         }

@@ -30,6 +30,8 @@ use std::io::{self, Write};
 
 pub use error::Error;
 use exit::Exit;
+/// The dashboard's routes (`tradingbot web`), as its table declares them.
+pub use web::routes as dashboard_routes;
 
 /// Runs what the command line asks for, to its end.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<Exit, Error> {

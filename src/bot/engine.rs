@@ -46,6 +46,16 @@ pub(crate) struct Position {
     pub(crate) last_price: f64,
 }
 
+/// A position as every output shows it (the read API, `tradingbot
+/// journal positions --json`, the dashboard): its symbol beside the fields
+/// [`Position`] serializes, so they are written in one place.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Held {
+    pub(crate) symbol: String,
+    #[serde(flatten)]
+    pub(crate) position: Position,
+}
+
 /// One executed order, as the journal records it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fill<'a> {

@@ -19,9 +19,8 @@ use super::decide::{decide, Verdict};
 use super::engine::{Engine, PaperExecution};
 use super::events::{self, Duplicates, Events};
 use super::figures::{BotMetrics, Figures, SymbolSeries, Tally};
-use super::intake::webhook::Route;
 use super::intake::{
-    Batch, Channels, Decision, FeedHealth, Intake, IntakeError, Outcome, SourceSpec,
+    Batch, Channels, Decision, FeedHealth, Gate, Intake, IntakeError, Outcome, SourceSpec, Submit,
 };
 use super::ledger::journal::JournalError;
 use super::ledger::snapshot::Checkpoint;
@@ -49,13 +48,6 @@ pub enum BotError {
     Intake(#[from] IntakeError),
 }
 
-impl BotError {
-    /// A configuration mistake (exit 2) rather than a runtime failure.
-    pub(crate) fn is_config(&self) -> bool {
-        matches!(self, BotError::Intake(error) if error.is_config())
-    }
-}
-
 pub(crate) struct Bot {
     feed: Arc<FeedHealth>,
     metrics: Arc<BotMetrics>,
@@ -65,8 +57,10 @@ pub(crate) struct Bot {
     /// Whether each source, by its index, can deliver its lines again after
     /// a restart (see `leave_rereadable`).
     rereadable: Vec<bool>,
-    /// Bound by `init`, so a bad webhook address fails the start; started by `run`.
+    /// Made by `init`, started by `run`.
     intake: Option<Intake>,
+    /// Tells the webhook's clients, every iteration, whether intake is paused.
+    gate: Gate,
     ledger: Ledger,
     engine: Engine,
     /// File sources' progress in this iteration, journaled at its end.
@@ -89,15 +83,15 @@ pub(crate) struct Bot {
 
 impl Bot {
     /// Recovers the journal (cutting a torn tail, rebuilding the dedupe
-    /// index, positions and checkpoints) and binds the webhook listener
-    /// (or, on the main port, readies its `route`).
+    /// index, positions and checkpoints); the webhook's bodies will come
+    /// in through `submit`.
     pub(crate) async fn init(
         config: &Settings,
         idle_tick: Duration,
         health: &Arc<HealthState>,
         alerts: Alerts,
         events: Events,
-        route: Route,
+        submit: Submit,
     ) -> Result<Bot, BotError> {
         let mut engine =
             Engine::new(config.risk, Box::new(PaperExecution)).with_symbols(&config.symbols);
@@ -114,6 +108,7 @@ impl Bot {
                 .map(SourceSpec::rereadable)
                 .collect(),
             intake: None,
+            gate: submit.gate(),
             ledger,
             engine,
             moved: BTreeMap::new(),
@@ -142,7 +137,7 @@ impl Bot {
         bot.figures.symbols = bot.series.tally(&bot.engine);
         bot.figures.positions = Arc::new(bot.engine.positions());
         bot.commit(false);
-        bot.intake = Some(Intake::bind(config.intake.clone(), route)?);
+        bot.intake = Some(Intake::new(config.intake.clone(), submit));
         bot.metrics.publish(&bot.figures);
         bot.ledger.publish();
         bot.events
@@ -184,6 +179,8 @@ impl Bot {
         idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let blocked = self.ledger.is_blocked();
+            self.gate
+                .set(blocked.then_some("the journal cannot be written"));
             let fresh = inbox.wait(&shutdown, &mut idle, blocked).await;
             if fresh && !blocked {
                 inbox.top_up(&self.rereadable);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::values::parse_duration;
+use super::{invalid, ConfigError};
 use crate::alerts::{self, TELEGRAM_API};
 use crate::secret::Secret;
 
@@ -53,15 +54,10 @@ pub(crate) struct AlertArgs {
     pub(crate) notify_name: Option<String>,
 }
 
-/// One line naming the flag and its env var, like every configuration error.
-fn invalid(flag: &str, env: &str, problem: impl std::fmt::Display) -> String {
-    format!("invalid --{flag} ({env}): {problem}")
-}
-
 impl AlertArgs {
     /// The validated settings; the error is one line that names the flag
     /// and env var and never repeats a URL or a secret.
-    pub(crate) fn settings(&self) -> Result<alerts::Settings, String> {
+    pub(crate) fn settings(&self) -> Result<alerts::Settings, ConfigError> {
         let name = self.notify_name.clone().unwrap_or_else(host_name);
         let mut settings =
             alerts::Settings::new(&name, self.notify_timeout, &self.notify_telegram_api).map_err(
@@ -157,6 +153,7 @@ mod tests {
             .unwrap()
             .alerts
             .settings()
+            .map_err(|error| error.to_string())
     }
 
     #[test]

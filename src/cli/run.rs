@@ -12,14 +12,14 @@ use clap::{ArgAction, Args, ValueEnum};
 use super::alerts::AlertArgs;
 use super::values::{parse_duration, parse_positive, parse_size};
 use super::{invalid, ConfigError};
-use crate::bot::intake::{self, SourceSpec, WebhookSettings};
+use crate::bot::intake::{self, SourceSpec};
 use crate::bot::ledger::settings as ledger;
 use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits};
 use crate::bot::symbols::{SymbolSettings, DEFAULT_MAX_SYMBOLS, DEFAULT_METRICS_MAX_SYMBOLS};
 use crate::daemon::settings as daemon;
 use crate::daemon::settings::Config;
 use crate::health::settings::{self as health, NotifySocket, Watchdog};
-use crate::http::settings::{self as http, Cidr};
+use crate::http::settings::{self as http, Cidr, WebhookSettings};
 use crate::logging::{self, LogFormat};
 use crate::secret::Secret;
 
@@ -49,15 +49,16 @@ pub(crate) struct RunArgs {
 impl RunArgs {
     pub(super) fn into_config(self) -> Result<Config, ConfigError> {
         let service = ServiceEnv::from_env()?;
+        let webhook = self.intake.webhook_settings(&self.routes)?;
         let bot = self
             .bot
-            .into_settings(self.intake, &self.routes, self.ledger.into_settings())?;
+            .into_settings(self.intake, self.ledger.into_settings())?;
         Ok(Config {
-            http: self.routes.into_settings()?,
+            http: self.routes.into_settings(webhook)?,
             daemon: self.daemon.into_settings(&bot.state_dir),
             health: self.health.into_settings(&service)?,
             log: self.log.into_settings(service.journal_stream)?,
-            alerts: self.alerts.settings().map_err(ConfigError::Invalid)?,
+            alerts: self.alerts.settings()?,
             bot,
         })
     }
@@ -267,7 +268,6 @@ impl BotArgs {
     fn into_settings(
         self,
         intake: IntakeArgs,
-        routes: &RouteArgs,
         ledger: ledger::Settings,
     ) -> Result<bot::Settings, ConfigError> {
         if self.live_trading {
@@ -284,7 +284,6 @@ impl BotArgs {
                 "live execution is not supported yet; paper trading (true) is the only mode",
             ));
         }
-        let webhook = intake.webhook_settings(routes)?;
         let symbols =
             SymbolSettings::new(&self.symbols, self.max_symbols, self.metrics_max_symbols)
                 .map_err(|error| invalid(error.flag, error.env, error.problem))?;
@@ -316,7 +315,6 @@ impl BotArgs {
             snapshot_interval: self.snapshot_interval,
             intake: intake::Settings {
                 sources: intake.sources,
-                webhook,
                 file_poll_interval: intake.file_poll_interval,
                 exec_backoff: intake.exec_backoff,
                 exec_backoff_max: intake.exec_backoff_max,
@@ -488,10 +486,19 @@ struct RouteArgs {
     /// that answers nothing for two intervals is dropped.
     #[arg(long, env = "WS_PING_INTERVAL", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
     ws_ping_interval: Duration,
+
+    /// A kept-alive connection older than this is closed after its next
+    /// response, which says so (Connection: close): a client opens a new
+    /// one and loses no request. An idle connection is closed after 5s.
+    #[arg(long, env = "HTTP_MAX_CONNECTION_AGE", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    http_max_connection_age: Duration,
 }
 
 impl RouteArgs {
-    fn into_settings(self) -> Result<http::Settings, ConfigError> {
+    fn into_settings(
+        self,
+        webhook: Option<WebhookSettings>,
+    ) -> Result<http::Settings, ConfigError> {
         if !self.trusted_proxies.is_empty() && self.webhook_allow.is_empty() {
             return Err(invalid(
                 "trusted-proxies",
@@ -512,6 +519,8 @@ impl RouteArgs {
         };
         Ok(http::Settings {
             api_token,
+            webhook,
+            max_connection_age: self.http_max_connection_age,
             ws_max_clients: self.ws_max_clients as usize,
             ws_send_timeout: self.ws_send_timeout,
             ws_ping_interval: self.ws_ping_interval,

@@ -2,21 +2,21 @@
 
 pub(crate) mod settings;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alerts, Event};
 use crate::bot::events::Events;
-use crate::bot::intake::webhook::Route;
+use crate::bot::intake::Submit;
 use crate::bot::Bot;
 use crate::health::file::HealthFile;
 use crate::health::judge::{Inbox, Judge, Request};
 use crate::health::notify::Notifier;
 use crate::health::HealthState;
-use crate::http::stream::Stream;
-use crate::http::{self, server};
+use crate::http::webhook::Webhook;
+use crate::http::{self, server, Server, Serving};
 use crate::os_signals::Handlers;
 use crate::{lock, logging, Error};
 use settings::Config;
@@ -76,15 +76,29 @@ pub(crate) fn run(config: &Config) -> Result<(), Error> {
         Some(_) => Events::enabled(),
         None => Events::default(),
     };
-    // The webhook on the main port, unless it has a listener of its own.
-    let webhook = config
-        .bot
-        .intake
-        .webhook
-        .as_ref()
-        .filter(|webhook| webhook.bind.is_none())
-        .map(|_| Route::default());
-    let stream = start_http_server(config, &health, judge.inbox(), &events, webhook.clone())?;
+    // The webhook's bodies go to the intake through this, from the main
+    // port or from a listener of the webhook's own.
+    let submit = Submit::default();
+    let webhook = config.http.webhook.as_ref().map(|settings| {
+        let webhook = Webhook::new(settings, submit.clone(), alerts.clone());
+        (settings.bind, webhook)
+    });
+    let (on_main_port, own_listener) = match webhook {
+        Some((Some(addr), webhook)) => (None, Some((addr, webhook))),
+        Some((None, webhook)) => (Some(webhook), None),
+        None => (None, None),
+    };
+    let shutdown = CancellationToken::new();
+    let port = start_http_server(config, &health, judge.inbox(), &events, on_main_port)?;
+    let webhook_server = match own_listener {
+        Some((addr, webhook)) => Some(start_webhook_listener(
+            config,
+            addr,
+            webhook,
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
 
     // Past RLIMIT_FSIZE a write must fail with EFBIG, which the journal
     // reports and retries, instead of SIGXFSZ killing the process.
@@ -96,7 +110,6 @@ pub(crate) fn run(config: &Config) -> Result<(), Error> {
         what: "cannot install the SIGXFSZ handler",
         source,
     })?;
-    let shutdown = CancellationToken::new();
     Handlers {
         health: Arc::clone(&health),
         judge: judge.inbox(),
@@ -129,12 +142,14 @@ pub(crate) fn run(config: &Config) -> Result<(), Error> {
         &health,
         &judge.inbox(),
         &alerts,
-        (events, webhook.unwrap_or_default()),
+        (events, submit),
         shutdown,
     ));
-    // Stream clients get what the drain made durable and a close frame.
-    if let Some(stream) = stream {
-        stream.finish(std::time::Duration::from_millis(500));
+    if let Some(server) = webhook_server {
+        server.finish();
+    }
+    if let Some(port) = port {
+        port.finish();
     }
     judge.finish();
     // The bot has drained and flushed by now; what is left (a blocking read
@@ -164,8 +179,8 @@ fn start_http_server(
     health: &Arc<HealthState>,
     judge: Inbox,
     events: &Events,
-    webhook: Option<Route>,
-) -> Result<Option<Stream>, Error> {
+    webhook: Option<Webhook>,
+) -> Result<Option<Serving>, Error> {
     let settings = &config.health;
     let addrs: Vec<SocketAddr> = settings
         .ports
@@ -186,7 +201,7 @@ fn start_http_server(
         source,
     })?;
     health.set_bound(bound);
-    let stream = http::Port {
+    let port = http::Port {
         listener,
         health,
         settings: &config.http,
@@ -206,10 +221,35 @@ fn start_http_server(
     tracing::info!(
         addr = %bound,
         port = bound.port(),
-        api = stream.is_some(),
+        api = port.stream.is_some(),
         "health server listening"
     );
-    Ok(stream)
+    Ok(Some(port))
+}
+
+/// Binds the webhook's own listener (`WEBHOOK_BIND`; an address that
+/// cannot be bound is a configuration mistake) and serves it until the stop.
+fn start_webhook_listener(
+    config: &Config,
+    asked: SocketAddr,
+    webhook: Webhook,
+    shutdown: CancellationToken,
+) -> Result<Server, Error> {
+    let listener = TcpListener::bind(asked).map_err(|source| Error::WebhookBind {
+        addr: asked,
+        source,
+    })?;
+    // The address bound, not the one asked for: port 0 picks one.
+    let addr = listener.local_addr().unwrap_or(asked);
+    let server =
+        http::serve_webhook(listener, webhook, &config.http, shutdown).map_err(|source| {
+            Error::Io {
+                what: "cannot start the webhook's server thread",
+                source,
+            }
+        })?;
+    tracing::info!(%addr, port = addr.port(), "webhook listening on POST /signals (WEBHOOK_BIND)");
+    Ok(server)
 }
 
 async fn run_bot(
@@ -217,7 +257,7 @@ async fn run_bot(
     health: &Arc<HealthState>,
     judge: &Inbox,
     alerts: &Alerts,
-    (events, webhook): (Events, Route),
+    (events, submit): (Events, Submit),
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // Lets tests and rehearsals hold the daemon in its "starting" state.
@@ -228,7 +268,7 @@ async fn run_bot(
         health,
         alerts.clone(),
         events,
-        webhook,
+        submit,
     )
     .await?;
     let mut bot_loop = tokio::spawn(bot.run(health.heartbeat(), shutdown.clone()));

@@ -1,11 +1,11 @@
 //! The health model: the bot beats, the judge pings and keeps the file, the
 //! HTTP server answers. See DESIGN.md ("The health model").
 
-pub mod api;
 pub(crate) mod file;
 pub(crate) mod judge;
 pub(crate) mod notify;
 pub(crate) mod probe;
+pub(crate) mod report;
 pub(crate) mod settings;
 pub mod state;
 

@@ -6,20 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use serde::Serialize;
 use serde_json::json;
 
 use super::query::{Query, QueryError};
-use super::server::Body;
+use super::response::{json, text, typed, Body};
 use super::stream::message::Kind;
 use super::stream::{Stream, MAX_PAGE};
+use crate::bot::engine::Held;
 use crate::bot::events;
 use crate::bot::figures::Tally;
-use crate::health::api::{json_response, text};
+use crate::health::report::seconds;
 use crate::health::HealthState;
 
 pub struct Api {
@@ -29,55 +26,40 @@ pub struct Api {
     pub max_signal_age: Option<Duration>,
 }
 
-/// The read API's paths.
-pub const PATHS: [&str; 4] = [
-    "/api/v1/status",
-    "/api/v1/positions",
-    "/api/v1/fills",
-    "/api/v1/rejects",
-];
-
 impl Api {
-    /// Answers `path` (one of [`PATHS`]); the caller has authenticated.
-    pub async fn respond(&self, path: &str, query: &Query<'_>) -> Response<Body> {
-        match path {
-            "/api/v1/status" => json_response(StatusCode::OK, &self.status()),
-            "/api/v1/positions" => json_response(StatusCode::OK, &self.positions()),
-            _ => {
-                let kind = if path == "/api/v1/fills" {
-                    Kind::Fill
-                } else {
-                    Kind::Reject
-                };
-                let page = match page_params(query) {
-                    Ok(page) => page,
-                    Err(error) => return bad_request(&error),
-                };
-                match self.stream.page(kind, page.0, page.1).await {
-                    Ok(body) => {
-                        let mut response = Response::new(Full::new(Bytes::from(body)));
-                        let headers = response.headers_mut();
-                        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                        response
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "a read API page could not be read");
-                        text(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "the journal cannot be read just now; try again\n",
-                        )
-                    }
-                }
+    /// `/api/v1/status`.
+    pub(crate) fn status(&self) -> Response<Body> {
+        json(StatusCode::OK, &self.status_document())
+    }
+
+    /// `/api/v1/positions`.
+    pub(crate) fn positions(&self) -> Response<Body> {
+        json(StatusCode::OK, &self.positions_document())
+    }
+
+    /// `/api/v1/fills` and `/api/v1/rejects`: a page of `kind` from the
+    /// journal, read on the stream thread.
+    pub(crate) async fn page(&self, kind: Kind, query: &Query<'_>) -> Response<Body> {
+        let (after, limit) = match page_params(query) {
+            Ok(page) => page,
+            Err(error) => return bad_request(&error),
+        };
+        match self.stream.page(kind, after, limit).await {
+            Ok(body) => typed(StatusCode::OK, "application/json", body),
+            Err(error) => {
+                tracing::warn!(%error, "a read API page could not be read");
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the journal cannot be read just now; try again\n",
+                )
             }
         }
     }
 
-    fn status(&self) -> serde_json::Value {
+    fn status_document(&self) -> serde_json::Value {
         let view = self.health.view();
         let verdict = view.verdict();
         let figures = self.events.figures().unwrap_or_default();
-        let seconds = |duration: Duration| round3(duration.as_secs_f64());
         let fsync = match (figures.fsync.quantile(0.5), figures.fsync.quantile(0.99)) {
             (Some(p50), Some(p99)) => json!({ "p50": p50, "p99": p99 }),
             _ => serde_json::Value::Null,
@@ -100,32 +82,19 @@ impl Api {
         })
     }
 
-    fn positions(&self) -> serde_json::Value {
-        #[derive(Serialize)]
-        struct Item<'a> {
-            symbol: &'a str,
-            qty: f64,
-            avg_price: f64,
-            realized_pnl: f64,
-            cash: f64,
-            last_price: f64,
-        }
+    fn positions_document(&self) -> serde_json::Value {
         let figures = self.events.figures().unwrap_or_default();
-        let positions: Vec<Item<'_>> = figures
+        let positions: Vec<Held> = figures
             .positions
             .iter()
-            .map(|(symbol, position)| Item {
-                symbol,
-                qty: position.qty,
-                avg_price: position.avg_price,
-                realized_pnl: position.realized_pnl,
-                cash: position.cash,
-                last_price: position.last_price,
+            .map(|(symbol, position)| Held {
+                symbol: symbol.clone(),
+                position: position.clone(),
             })
             .collect();
         json!({
-            "realized_pnl": positions.iter().map(|item| item.realized_pnl).sum::<f64>(),
-            "cash": positions.iter().map(|item| item.cash).sum::<f64>(),
+            "realized_pnl": positions.iter().map(|held| held.position.realized_pnl).sum::<f64>(),
+            "cash": positions.iter().map(|held| held.position.cash).sum::<f64>(),
             "positions": positions,
             "last_seq": self.events.durable(),
         })
@@ -139,13 +108,9 @@ fn page_params(query: &Query<'_>) -> Result<(u64, usize), QueryError> {
     Ok((after, limit as usize))
 }
 
-pub fn bad_request(error: &QueryError) -> Response<Body> {
-    json_response(
+pub(crate) fn bad_request(error: &QueryError) -> Response<Body> {
+    json(
         StatusCode::BAD_REQUEST,
         &json!({ "error": error.to_string() }),
     )
-}
-
-fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
 }

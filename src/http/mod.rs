@@ -1,6 +1,6 @@
 //! The one port (DESIGN.md, "One port"): the bounded HTTP/1 server, on a
-//! thread of its own, and the routes it serves, each class with its own
-//! auth:
+//! thread of its own, and the routes it serves ([`routes`]), each class
+//! with its own auth:
 //!
 //! | route | auth |
 //! |---|---|
@@ -11,13 +11,22 @@
 //! The health routes answer from shared state, as before; nothing another
 //! route does can make them wait (the stream and the journal reads run on
 //! the stream thread, the webhook waits on the loop only in its own task).
+//! Every HTTP concern is here: the bot is handed bodies ([`Submit`]) and
+//! the health model is asked for its report; neither knows HTTP.
+//!
+//! [`Submit`]: crate::bot::intake::Submit
 
 pub(crate) mod api;
 pub mod auth;
+pub mod health;
 pub mod query;
+pub(crate) mod response;
+pub mod route;
+pub mod routes;
 pub mod server;
 pub mod settings;
 pub(crate) mod stream;
+pub(crate) mod webhook;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -25,48 +34,38 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
-use hyper::{Method, Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use self::api::Api;
-use self::query::{Query, QueryError};
-use self::server::{Limits, LongLived};
-use self::stream::message::Kinds;
-use self::stream::{SseBody, Stream, Subscription, Timing};
+use self::health::Health;
+use self::routes::{Read, Routes};
+use self::server::Limits;
+use self::stream::{Stream, Timing};
+use self::webhook::Webhook;
 use crate::bot::events::Events;
-use crate::bot::intake::webhook;
-use crate::health::api::{text, HealthApi};
 use crate::health::HealthState;
-use crate::secret::Secret;
-
-/// A response of any route: a whole body, or `/events`' stream.
-pub type RouteBody = Either<Full<Bytes>, SseBody>;
 
 /// What the one port serves, and what it needs to.
-pub struct Port<'a> {
-    pub listener: TcpListener,
-    pub health: &'a Arc<HealthState>,
-    pub settings: &'a settings::Settings,
-    pub state_dir: &'a Path,
+pub(crate) struct Port<'a> {
+    pub(crate) listener: TcpListener,
+    pub(crate) health: &'a Arc<HealthState>,
+    pub(crate) settings: &'a settings::Settings,
+    pub(crate) state_dir: &'a Path,
     /// Published by the bot; enabled exactly when `API_TOKEN` is set.
-    pub events: &'a Events,
+    pub(crate) events: &'a Events,
     /// The webhook, when it is on and served here (no `WEBHOOK_BIND`).
-    pub webhook: Option<webhook::Route>,
+    pub(crate) webhook: Option<Webhook>,
     /// For `/api/v1/status`.
-    pub max_signal_age: Option<Duration>,
+    pub(crate) max_signal_age: Option<Duration>,
 }
 
 impl Port<'_> {
     /// Starts the stream thread (with `API_TOKEN`) and the server's thread.
     /// What a failed server means is `on_failure`'s to say.
-    pub fn start(
+    pub(crate) fn start(
         self,
         on_failure: impl FnOnce(std::io::Error) + Send + 'static,
-    ) -> std::io::Result<Option<Stream>> {
+    ) -> std::io::Result<Serving> {
         let read = match (&self.settings.api_token, self.events.shared()) {
             (Some(token), Some(events)) => {
                 let stream = Stream::spawn(
@@ -85,143 +84,124 @@ impl Port<'_> {
                     stream: stream.clone(),
                     max_signal_age: self.max_signal_age,
                 };
-                Some((token.clone(), api))
+                Some(Read {
+                    token: token.clone(),
+                    api,
+                })
             }
             _ => None,
         };
-        let stream = read.as_ref().map(|(_, api)| api.stream.clone());
-        let health = HealthApi::new(
+        let stream = read.as_ref().map(|read| read.api.stream.clone());
+        let health = Health::new(
             Arc::clone(self.health),
             stream.as_ref().map(Stream::metrics),
         );
-        let webhook = self.webhook;
-        server::spawn_server_thread(
+        let routes = Routes {
+            health: Some(health),
+            webhook: self.webhook,
+            read,
+        };
+        let server = serve(
             "health-http",
             self.listener,
-            Limits::default(),
-            move || {
-                let routes = Rc::new(Routes {
-                    health,
-                    webhook,
-                    read,
-                });
-                move |request| {
-                    let routes = Rc::clone(&routes);
-                    async move { routes.respond(request).await }
-                }
-            },
+            limits(self.settings),
+            routes,
             CancellationToken::new(),
             on_failure,
         )?;
-        Ok(stream)
+        Ok(Serving { stream, server })
     }
 }
 
-struct Routes {
-    health: Arc<HealthApi>,
-    webhook: Option<webhook::Route>,
-    /// The read token and the API and stream it opens.
-    read: Option<(Secret, Api)>,
+/// The one port, serving.
+pub(crate) struct Serving {
+    /// The stream thread, with `API_TOKEN`.
+    pub(crate) stream: Option<Stream>,
+    server: Server,
 }
 
-impl Routes {
-    async fn respond(&self, request: Request<Incoming>) -> Response<RouteBody> {
-        let path = request.uri().path();
-        if HealthApi::serves(path) {
-            return self.health.respond(&request).map(Either::Left);
+impl Serving {
+    /// At the very end: stream clients get what the drain made durable and
+    /// a close frame, and the requests in flight are answered before the
+    /// port closes.
+    pub(crate) fn finish(self) {
+        if let Some(stream) = self.stream {
+            stream.finish(Duration::from_millis(500));
         }
-        if let Some(route) = &self.webhook {
-            if webhook::token_segment(path).is_some() {
-                let response = match route.handler() {
-                    Some(handler) => handler.respond(request).await,
-                    None => route.unavailable(),
-                };
-                self.health.count(webhook::PATH, response.status());
-                return response.map(Either::Left);
+        self.server.finish();
+    }
+}
+
+/// A server's thread.
+pub(crate) struct Server {
+    shutdown: CancellationToken,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops accepting and waits until the requests in flight are answered
+    /// (at most [`Limits::drain`]): a client never gets a reset for an
+    /// answer the process had.
+    pub(crate) fn finish(self) {
+        self.shutdown.cancel();
+        let _ = self.thread.join();
+    }
+}
+
+/// Serves the webhook alone on its own listener (`WEBHOOK_BIND`), from a
+/// thread of its own, until `shutdown`; the requests in flight then are
+/// answered.
+pub(crate) fn serve_webhook(
+    listener: TcpListener,
+    webhook: Webhook,
+    settings: &settings::Settings,
+    shutdown: CancellationToken,
+) -> std::io::Result<Server> {
+    let routes = Routes {
+        health: None,
+        webhook: Some(webhook),
+        read: None,
+    };
+    serve(
+        "webhook",
+        listener,
+        limits(settings),
+        routes,
+        shutdown,
+        |error| {
+            tracing::error!(%error, "webhook server failed; webhook signals are not received");
+        },
+    )
+}
+
+fn limits(settings: &settings::Settings) -> Limits {
+    Limits {
+        max_connection_age: settings.max_connection_age,
+        ..Limits::default()
+    }
+}
+
+fn serve(
+    name: &str,
+    listener: TcpListener,
+    limits: Limits,
+    routes: Routes,
+    shutdown: CancellationToken,
+    on_failure: impl FnOnce(std::io::Error) + Send + 'static,
+) -> std::io::Result<Server> {
+    let thread = server::spawn_server_thread(
+        name,
+        listener,
+        limits,
+        move || {
+            let routes = Rc::new(routes);
+            move |request| {
+                let routes = Rc::clone(&routes);
+                async move { routes.respond(request).await }
             }
-        }
-        let label = api::PATHS
-            .into_iter()
-            .chain(["/ws", "/events"])
-            .find(|known| *known == path);
-        match (label, &self.read) {
-            (Some(label), Some((token, api))) => {
-                let response = read_route(label, request, token, api).await;
-                self.health.count(label, response.status());
-                response
-            }
-            // Unknown, or the API is off: the health server's 404.
-            _ => self.health.respond(&request).map(Either::Left),
-        }
-    }
-}
-
-/// The read routes: GET, the read token, then the route.
-async fn read_route(
-    label: &'static str,
-    request: Request<Incoming>,
-    token: &Secret,
-    api: &Api,
-) -> Response<RouteBody> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed: use GET\n",
-        );
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response.map(Either::Left);
-    }
-    let query = match Query::parse(request.uri().query().unwrap_or_default()) {
-        Ok(query) => query,
-        Err(error) => return api::bad_request(&error).map(Either::Left),
-    };
-    if !auth::authorized(request.headers(), &query, None, token) {
-        return auth::unauthorized().map(Either::Left);
-    }
-    if label.starts_with("/api/") {
-        return api.respond(label, &query).await.map(Either::Left);
-    }
-    // An EventSource reconnecting says where it was in Last-Event-ID.
-    let resumed = request
-        .headers()
-        .get("last-event-id")
-        .and_then(|id| id.to_str().ok()?.trim().parse::<u64>().ok());
-    let subscription = match subscription(&query, resumed, api.stream.durable()) {
-        Ok(subscription) => subscription,
-        Err(error) => return api::bad_request(&error).map(Either::Left),
-    };
-    drop(query);
-    if label == "/ws" {
-        return api
-            .stream
-            .websocket(request, subscription)
-            .map(Either::Left);
-    }
-    let long_lived = request.extensions().get::<LongLived>();
-    match api.stream.events(subscription, long_lived) {
-        Some(response) => response.map(Either::Right),
-        None => stream::busy().map(Either::Left),
-    }
-}
-
-/// `after` (or the `Last-Event-ID` given, or else `now`) and `types`.
-fn subscription(
-    query: &Query<'_>,
-    resumed: Option<u64>,
-    now: u64,
-) -> Result<Subscription, QueryError> {
-    let after = match query.one("after")? {
-        Some(_) => query.number("after", 0, 0..=u64::MAX, "a sequence number (0 or more)")?,
-        None => resumed.unwrap_or(now),
-    };
-    let kinds = match query.one("types")? {
-        Some(list) => Kinds::parse(list).map_err(|expected| QueryError::Invalid {
-            name: "types",
-            expected,
-        })?,
-        None => Kinds::ALL,
-    };
-    Ok(Subscription { after, kinds })
+        },
+        shutdown.clone(),
+        on_failure,
+    )?;
+    Ok(Server { shutdown, thread })
 }

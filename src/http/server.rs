@@ -3,9 +3,19 @@
 //!
 //! Bounded everywhere a client could make it grow: a connection cap that
 //! evicts the oldest connection (so a flood of idle or slow clients cannot
-//! lock a fresh probe out), a header size cap, a header read deadline and a
-//! maximum connection age. Accept errors (EMFILE in a flood) back off and
-//! retry; they never end the server.
+//! lock a fresh probe out), a header size cap, a header read deadline that
+//! is also the idle timeout, and a maximum connection age. Accept errors
+//! (EMFILE in a flood) back off and retry; they never end the server.
+//!
+//! A connection is retired without losing a request: past its maximum age,
+//! its next response says `Connection: close` and hyper closes it after
+//! that response, so its client opens a new one before it sends again.
+//! Only a connection idle for longer than the idle timeout is closed
+//! without a word, which every client expects of an idle connection; a
+//! connection closed between two requests of a busy client could lose the
+//! second one, written at that instant, and a POST cannot safely be sent
+//! again. A stream's response (`/events`) is not cut either: it has bounds
+//! of its own.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -14,13 +24,11 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -29,28 +37,10 @@ use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) type Body = Full<Bytes>;
-
 /// The address of the client's end of the connection, in every request's
 /// extensions.
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
-
-/// In every request's extensions: set by a route whose response is a
-/// stream that does not end (`/events`), so the connection's maximum age
-/// does not cut it off; the stream has bounds of its own.
-#[derive(Clone, Debug, Default)]
-pub struct LongLived(Arc<AtomicBool>);
-
-impl LongLived {
-    pub fn mark(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    fn is_marked(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -58,9 +48,11 @@ pub(crate) struct Limits {
     pub(crate) max_connections: usize,
     /// Request head bytes; a larger head gets 431. hyper refuses < 8192.
     pub(crate) max_header_bytes: usize,
-    /// A client must send a whole request head within this.
+    /// A client must send a whole request head within this of connecting
+    /// or of its last response: it is also the idle timeout, after which a
+    /// kept-alive connection is closed.
     pub(crate) header_timeout: Duration,
-    /// After this, a connection is closed after its current response.
+    /// Past this, a connection's next response says `Connection: close`.
     pub(crate) max_connection_age: Duration,
     /// Once the server stops, requests in flight get this long to be
     /// answered (a webhook client waiting on its signals' journal commit
@@ -185,33 +177,27 @@ where
             connections: Rc::clone(&connections),
         };
         let handler = handler.clone();
-        let long_lived = LongLived::default();
-        let marked = long_lived.clone();
+        let retire_at = Instant::now() + limits.max_connection_age;
         let service = service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(Peer(peer));
-            request.extensions_mut().insert(long_lived.clone());
             let response = handler(request);
-            async move { Ok::<_, Infallible>(response.await) }
+            async move {
+                let mut response = response.await;
+                if Instant::now() >= retire_at {
+                    retire(&mut response);
+                }
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         let shutdown = shutdown.clone();
-        let max_age = limits.max_connection_age;
         let task = tokio::task::spawn_local(async move {
             let _registration = registration;
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => return,
-                () = tokio::time::sleep(max_age) => {
-                    if marked.is_marked() {
-                        // A stream: it ends when its client goes, or at the stop.
-                        tokio::select! {
-                            _ = connection.as_mut() => return,
-                            () = shutdown.cancelled() => {}
-                        }
-                    }
-                }
                 () = shutdown.cancelled() => {}
             }
             connection.as_mut().graceful_shutdown();
@@ -223,6 +209,17 @@ where
             .insert(id, task.abort_handle());
     }
     Ok(())
+}
+
+/// Says `Connection: close`, so hyper closes the connection once this
+/// response is sent, and the client knows before it sends again. Not on
+/// an upgrade (`/ws`), whose `Connection` says where the connection goes.
+fn retire<B>(response: &mut Response<B>) {
+    if !response.headers().contains_key(CONNECTION) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
 }
 
 fn is_descriptor_exhaustion(error: &io::Error) -> bool {

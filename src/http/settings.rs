@@ -1,7 +1,8 @@
-//! What the routes on the one port are configured with. A leaf (std and
-//! [`Secret`] only): the command line builds these.
+//! What the routes on the one port, and the webhook's own listener, are
+//! configured with. A leaf (std and [`Secret`] only): the command line
+//! builds these.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::secret::Secret;
@@ -9,14 +10,31 @@ use crate::secret::Secret;
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The read token of the API and the stream; both are off without one.
-    /// (The webhook's access rules are its own: see `WebhookSettings`.)
     pub(crate) api_token: Option<Secret>,
+    /// Present exactly when a webhook source is.
+    pub(crate) webhook: Option<WebhookSettings>,
+    /// A kept-alive connection older than this is closed after its next
+    /// response, which says so (`Connection: close`).
+    pub(crate) max_connection_age: Duration,
     /// Stream clients (WebSocket and SSE together); 503 beyond.
     pub(crate) ws_max_clients: usize,
     /// A stream client that takes no byte for this long is dropped.
     pub(crate) ws_send_timeout: Duration,
     /// How often an idle stream is pinged; no answer in twice that, dropped.
     pub(crate) ws_ping_interval: Duration,
+}
+
+/// `POST /signals`: where it is served and who may use it.
+#[derive(Debug, Clone)]
+pub(crate) struct WebhookSettings {
+    /// A listener of its own (`WEBHOOK_BIND`); `None`: the main port.
+    pub(crate) bind: Option<SocketAddr>,
+    pub(crate) token: Secret,
+    pub(crate) body_limit: usize,
+    /// Networks signals may come from (`WEBHOOK_ALLOW`); empty: any.
+    pub(crate) allow: Vec<Cidr>,
+    /// Proxies whose forwarding headers say who the client is.
+    pub(crate) trusted_proxies: Vec<Cidr>,
 }
 
 /// An address or a network: `52.89.214.238`, `10.0.0.0/8`, `2001:db8::/32`.

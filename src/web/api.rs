@@ -13,26 +13,27 @@
 //! answer, so a change reaches it within a poll of the bot, without a
 //! streaming body (the server's bodies are whole).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
-    REFERRER_POLICY, SET_COOKIE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    HeaderValue, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, SET_COOKIE, WWW_AUTHENTICATE,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::access::{Access, Decision};
 use super::fleet::Fleet;
-use crate::health::api::{json_response, text};
-use crate::http::server::Body;
+use crate::http::query::{Query, QueryError};
+use crate::http::response::{json, text, typed, Body};
+use crate::http::route::{self, Auth, Declared, Guard, Handler, Later, Methods, Path, Route};
 
 /// How long a `?wait=` request is held when nothing changes (well inside
-/// the server's maximum connection age).
+/// what a proxy between the page and the dashboard waits for an answer).
 const LONG_POLL: Duration = Duration::from_secs(15);
 
 const FLEET_HTML: &str = include_str!("assets/fleet.html");
@@ -45,15 +46,70 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'sel
     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
 
+const BOT: Path = Path::Below {
+    prefix: "/bot/",
+    label: "/bot",
+};
+const API_BOT: Path = Path::Below {
+    prefix: "/api/bot/",
+    label: "/api/bot",
+};
+
+/// The dashboard's routes. A new route is one line here and its handler.
+const ROUTES: &[Route<WebApi, Body>] = &[
+    get(
+        Path::Is("/health"),
+        Auth::None,
+        Handler::Now(|web, _| web.health()),
+    ),
+    get(
+        Path::Is("/"),
+        Auth::Read,
+        Handler::Now(|web, request| web.page(request, FLEET_HTML)),
+    ),
+    get(BOT, Auth::Read, Handler::Now(WebApi::bot_page)),
+    get(
+        Path::Is("/assets/app.js"),
+        Auth::Read,
+        Handler::Now(|_, _| typed(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS)),
+    ),
+    get(
+        Path::Is("/assets/style.css"),
+        Auth::Read,
+        Handler::Now(|_, _| typed(StatusCode::OK, "text/css; charset=utf-8", STYLE_CSS)),
+    ),
+    get(Path::Is("/api/fleet"), Auth::Read, Handler::Later(fleet)),
+    get(API_BOT, Auth::Read, Handler::Later(bot)),
+];
+
+const fn get(path: Path, auth: Auth, handler: Handler<WebApi, Body>) -> Route<WebApi, Body> {
+    Route {
+        path,
+        methods: Methods::Get,
+        auth,
+        handler,
+    }
+}
+
+/// The dashboard's routes, as declared.
+pub fn declared() -> Vec<Declared> {
+    route::declared(ROUTES)
+}
+
 pub(crate) struct WebApi {
     pub(crate) fleet: Arc<Fleet>,
     pub(crate) access: Access,
     pub(crate) shutdown: CancellationToken,
 }
 
+/// In a request's extensions: it was let in by `?token=` (see
+/// [`WebApi::enter`]).
+#[derive(Clone, Copy)]
+struct ByQuery;
+
 impl WebApi {
-    pub(crate) async fn respond<B>(&self, request: Request<B>) -> Response<Body> {
-        let mut response = self.route(&request).await;
+    pub(crate) async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
+        let (_, mut response) = route::respond(ROUTES, self, request).await;
         let headers = response.headers_mut();
         headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         // A `?token=` address must not leave in a Referer.
@@ -62,84 +118,63 @@ impl WebApi {
         response
     }
 
-    async fn route<B>(&self, request: &Request<B>) -> Response<Body> {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return response;
+    fn health(&self) -> Response<Body> {
+        json(
+            StatusCode::OK,
+            &json!({
+                "status": "serving",
+                "bots": self.fleet.bots.len(),
+                "version": env!("CARGO_PKG_VERSION"),
+            }),
+        )
+    }
+
+    fn bot_page(&self, request: &Request<Incoming>) -> Response<Body> {
+        let known = BOT
+            .segment(request.uri().path())
+            .is_some_and(|name| self.fleet.bot(name).is_some());
+        if known {
+            self.page(request, BOT_HTML)
+        } else {
+            not_found()
         }
-        let path = request.uri().path();
-        if path == "/health" {
-            return json_response(
-                StatusCode::OK,
-                &json!({
-                    "status": "serving",
-                    "bots": self.fleet.bots.len(),
-                    "version": env!("CARGO_PKG_VERSION"),
-                }),
-            );
+    }
+
+    /// A page (static HTML: the data comes from the API).
+    fn page(&self, request: &Request<Incoming>, html: &'static str) -> Response<Body> {
+        if request.extensions().get::<ByQuery>().is_some() {
+            return self.enter(request);
         }
-        let query = parse_query(request.uri().query().unwrap_or_default());
-        let page = match path {
-            "/" => Some(FLEET_HTML),
-            _ => path
-                .strip_prefix("/bot/")
-                .filter(|name| self.fleet.bot(name).is_some())
-                .map(|_| BOT_HTML),
-        };
-        match self
+        let mut response = typed(StatusCode::OK, "text/html; charset=utf-8", html);
+        response.headers_mut().insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_POLICY),
+        );
+        response
+    }
+
+    /// A page reached with `?token=` (a bookmark): the cookie, and the page
+    /// again without the token in its address (nor in the browser's
+    /// history). The cookie is `Secure` when a TLS proxy says the page was
+    /// reached over HTTPS.
+    fn enter(&self, request: &Request<Incoming>) -> Response<Body> {
+        let https = request
+            .headers()
+            .get("x-forwarded-proto")
+            .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+        let mut response = text(StatusCode::SEE_OTHER, "signed in\n");
+        let headers = response.headers_mut();
+        if let Ok(location) = HeaderValue::from_str(request.uri().path()) {
+            headers.insert(LOCATION, location);
+        }
+        if let Some(cookie) = self
             .access
-            .check(request.headers(), query.get("token").map(String::as_str))
+            .set_cookie(https)
+            .and_then(|cookie| HeaderValue::from_str(&cookie).ok())
         {
-            Decision::Denied => return unauthorized(),
-            Decision::AllowedByQuery if page.is_some() => {
-                let https = request
-                    .headers()
-                    .get("x-forwarded-proto")
-                    .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
-                return self.enter(path, https);
-            }
-            Decision::Allowed | Decision::AllowedByQuery => {}
+            headers.insert(SET_COOKIE, cookie);
         }
-        if let Some(html) = page {
-            let mut response = with_type(text(StatusCode::OK, html), "text/html; charset=utf-8");
-            response.headers_mut().insert(
-                CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(PAGE_POLICY),
-            );
-            return response;
-        }
-        let number = |name: &str| query.get(name).and_then(|value| value.parse::<u64>().ok());
-        match path {
-            "/assets/app.js" => with_type(
-                text(StatusCode::OK, APP_JS),
-                "text/javascript; charset=utf-8",
-            ),
-            "/assets/style.css" => {
-                with_type(text(StatusCode::OK, STYLE_CSS), "text/css; charset=utf-8")
-            }
-            "/api/fleet" => {
-                let revision = self.wait(self.fleet.revision(), number("wait")).await;
-                json_response(
-                    StatusCode::OK,
-                    &json!({"revision": revision, "bots": self.fleet.summaries()}),
-                )
-            }
-            _ => match path
-                .strip_prefix("/api/bot/")
-                .and_then(|name| self.fleet.bot(name))
-            {
-                Some(bot) => {
-                    let revision = self.wait(bot.revision(), number("wait")).await;
-                    let mut detail = bot.detail(number("after"));
-                    detail["revision"] = json!(revision);
-                    json_response(StatusCode::OK, &detail)
-                }
-                None => text(StatusCode::NOT_FOUND, "not found\n"),
-            },
-        }
+        response
     }
 
     /// With `seen`, waits until `revision` moves past it (or the long
@@ -159,24 +194,39 @@ impl WebApi {
         let current = *receiver.borrow_and_update();
         current
     }
+}
 
-    /// `?token=` on a page: the cookie, and the page again without the
-    /// token in its address (nor in the browser's history).
-    fn enter(&self, path: &str, https: bool) -> Response<Body> {
-        let mut response = text(StatusCode::SEE_OTHER, "signed in\n");
-        let headers = response.headers_mut();
-        if let Ok(location) = HeaderValue::from_str(path) {
-            headers.insert(LOCATION, location);
-        }
-        if let Some(cookie) = self
-            .access
-            .set_cookie(https)
-            .and_then(|cookie| HeaderValue::from_str(&cookie).ok())
-        {
-            headers.insert(SET_COOKIE, cookie);
-        }
-        response
+impl Guard for WebApi {
+    fn serves(&self, _: Auth) -> bool {
+        true
     }
+
+    fn refusal(&self, _: Auth, _: Path, request: &mut Request<Incoming>) -> Option<Response<Body>> {
+        let query = match Query::parse(request.uri().query().unwrap_or_default()) {
+            Ok(query) => query,
+            Err(error) => return Some(bad_request(&error)),
+        };
+        let decision = self
+            .access
+            .check(request.headers(), query.all("token").next());
+        drop(query);
+        match decision {
+            Decision::Denied => Some(unauthorized()),
+            Decision::Allowed => None,
+            Decision::AllowedByQuery => {
+                request.extensions_mut().insert(ByQuery);
+                None
+            }
+        }
+    }
+}
+
+fn not_found() -> Response<Body> {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+fn bad_request(error: &QueryError) -> Response<Body> {
+    text(StatusCode::BAD_REQUEST, format!("{error}\n"))
 }
 
 fn unauthorized() -> Response<Body> {
@@ -191,66 +241,37 @@ fn unauthorized() -> Response<Body> {
     response
 }
 
-fn with_type(mut response: Response<Body>, content_type: &'static str) -> Response<Body> {
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    // The assets are embedded: a new binary must bring its own at once.
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+/// A whole number from the query string; anything else is as if absent
+/// (the page then just asks again).
+fn number(request: &Request<Incoming>, name: &'static str) -> Option<u64> {
+    let query = Query::parse(request.uri().query().unwrap_or_default()).ok()?;
+    let number = query.all(name).next()?.parse().ok();
+    number
 }
 
-/// `a=1&b=x%20y` → {a: "1", b: "x y"}; the first of a repeated name wins.
-fn parse_query(query: &str) -> HashMap<String, String> {
-    let mut pairs = HashMap::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        pairs
-            .entry(percent_decode(name))
-            .or_insert_with(|| percent_decode(value));
-    }
-    pairs
+fn fleet(web: &WebApi, request: Request<Incoming>) -> Later<'_, Body> {
+    Box::pin(async move {
+        let revision = web
+            .wait(web.fleet.revision(), number(&request, "wait"))
+            .await;
+        json(
+            StatusCode::OK,
+            &json!({"revision": revision, "bots": web.fleet.summaries()}),
+        )
+    })
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let hex = |at: usize| {
-            bytes
-                .get(at)
-                .and_then(|byte| (*byte as char).to_digit(16))
-                .map(|digit| digit as u8)
+fn bot(web: &WebApi, request: Request<Incoming>) -> Later<'_, Body> {
+    Box::pin(async move {
+        let Some(bot) = API_BOT
+            .segment(request.uri().path())
+            .and_then(|name| web.fleet.bot(name))
+        else {
+            return not_found();
         };
-        match (bytes[index], hex(index + 1), hex(index + 2)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push(high << 4 | low);
-                index += 3;
-            }
-            (b'+', ..) => {
-                out.push(b' ');
-                index += 1;
-            }
-            (byte, ..) => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_decode() {
-        let query = parse_query("token=a%2Bb%3D&after=12&x&token=second&bad=%zz%4");
-        assert_eq!(query["token"], "a+b=");
-        assert_eq!(query["after"], "12");
-        assert_eq!(query["x"], "");
-        assert_eq!(query["bad"], "%zz%4");
-        assert_eq!(percent_decode("%ff%fe"), "\u{fffd}\u{fffd}");
-    }
+        let revision = web.wait(bot.revision(), number(&request, "wait")).await;
+        let mut detail = bot.detail(number(&request, "after"));
+        detail["revision"] = json!(revision);
+        json(StatusCode::OK, &detail)
+    })
 }

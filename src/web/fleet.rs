@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::client::{clip_reasons, truncate, Event, Problem, Trade};
+use crate::bot::engine::Held;
 
 /// Fills and rejects kept per bot for the live table.
 const RING: usize = 200;
@@ -104,20 +105,9 @@ pub(crate) struct Fsync {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct Positions {
     #[serde(default)]
-    pub(crate) positions: Vec<Position>,
+    pub(crate) positions: Vec<Held>,
     pub(crate) realized_pnl: f64,
     pub(crate) cash: f64,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub(crate) struct Position {
-    pub(crate) symbol: String,
-    pub(crate) qty: f64,
-    pub(crate) avg_price: f64,
-    pub(crate) realized_pnl: f64,
-    #[serde(default)]
-    pub(crate) cash: f64,
-    pub(crate) last_price: Option<f64>,
 }
 
 /// How a figure looks: green, amber, red.

@@ -21,6 +21,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tokio_util::sync::CancellationToken;
 
+pub use api::declared as routes;
 pub(crate) use settings::Settings;
 
 use crate::health::notify::Notifier;

@@ -85,7 +85,11 @@ fn webhook_authenticates_limits_and_answers_202_only_once_durable() {
         daemon.metric("realized_pnl", &[("symbol", "BTC")]),
         Some(10.0)
     );
-    assert_eq!(daemon.metric("position", &[("symbol", "BTC")]), Some(1.0));
+    // The figures are published after the answer, in the same iteration.
+    assert_eq!(
+        daemon.wait_metric("position", &[("symbol", "BTC")], 1.0),
+        1.0
+    );
 
     // The token appears nowhere it could leak.
     let (_, health) = daemon.get("/health");
@@ -192,4 +196,80 @@ fn a_chunked_body_over_the_limit_is_cut_off_with_413() {
     let _ = stream.read_to_string(&mut response);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(daemon.journal().is_empty());
+}
+
+/// While the journal cannot be written, a request is answered at once
+/// with 503 and `Retry-After`, the one already waiting on the commit that
+/// failed included; sent again once the journal is writable, every signal
+/// is decided exactly once (the waiting one's were decided, and are
+/// duplicates now).
+#[cfg(feature = "failpoints")]
+#[test]
+fn while_the_journal_cannot_be_written_requests_are_refused_at_once_and_resends_are_not_doubled() {
+    use crate::kit::http::{answer, Answer};
+    use std::time::{Duration, Instant};
+
+    // The first fsync succeeds; then one a tick (100 ms) fails, 60 times.
+    let (builder, addr) = webhook_bot(
+        Builder::new()
+            .env("WEBHOOK_TOKEN", TOKEN)
+            .env("FAILPOINTS", "ledger::fsync=1*off->60*return->off"),
+    );
+    let mut daemon = builder.spawn();
+    daemon.wait_ready();
+    let bearer = format!("Bearer {TOKEN}");
+    let post = |wave: &str| -> (Answer, Duration) {
+        let body: String = (0..3)
+            .map(|index| signal_line(&format!("{wave}-{index}"), "BTC", "buy", 1.0, Some(100.0)))
+            .collect();
+        let started = Instant::now();
+        let answer = answer(
+            addr,
+            "POST",
+            "/signals",
+            &[("Authorization", &bearer)],
+            Some(body.as_bytes()),
+        )
+        .unwrap();
+        (answer, started.elapsed())
+    };
+    let journal_failed = || daemon.health().1["checks"]["journal"]["status"] == "failed";
+    let refused_at_once = |(answer, took): (Answer, Duration)| {
+        assert_eq!(answer.code, 503, "{answer:?}");
+        assert_eq!(
+            answer.headers.get("retry-after").map(String::as_str),
+            Some("1")
+        );
+        assert!(answer.body.contains("send it again"), "{answer:?}");
+        // Not held until the journal came back: it is still failing.
+        assert!(took < Duration::from_secs(5), "held for {took:?}");
+        assert!(journal_failed(), "answered only once the journal was back");
+    };
+
+    assert_eq!(post("first").0.code, 202);
+    refused_at_once(post("waiting"));
+    refused_at_once(post("during"));
+    assert!(
+        daemon.wait_status("/health", 200),
+        "the journal never came back"
+    );
+    for (wave, result) in [("waiting", "duplicate"), ("during", "filled")] {
+        let (answer, _) = post(wave);
+        assert_eq!(answer.code, 202, "{answer:?}");
+        let results: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        for outcome in results["results"].as_array().unwrap() {
+            assert_eq!(outcome["result"], result, "{wave}: {answer:?}");
+        }
+    }
+    assert!(daemon.stop().success());
+    let ids: Vec<String> = daemon
+        .journal()
+        .iter()
+        .filter_map(|record| record["id"].as_str().map(str::to_owned))
+        .collect();
+    let expected: Vec<String> = ["first", "waiting", "during"]
+        .iter()
+        .flat_map(|wave| (0..3).map(move |index| format!("{wave}-{index}")))
+        .collect();
+    assert_eq!(ids, expected, "lost or doubled");
 }

@@ -1,13 +1,16 @@
 //! The health endpoints over real TCP, across the daemon's states, and the
 //! server's resistance to clients that misbehave.
 
-use std::io::Write;
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::kit::daemon::{Builder, Daemon};
 use crate::kit::health_file::{health_record, probe, wait_path};
-use crate::kit::http::{exchange, metric};
+use tradingbot::http::route::{Auth, Declared, Methods, Path};
+
+use crate::kit::http::{exchange, metric, read_answer, walk_routes};
+use crate::kit::journal::signal_line;
 use crate::kit::notify::NotifySocket;
 use crate::kit::wait::{wait_until, SOON};
 
@@ -199,29 +202,123 @@ fn head_answers_like_get_without_a_body() {
     }
 }
 
+/// The one port's routes: the test knows each, and fails on one it does
+/// not, so a new route comes with its line here.
+fn main_routes() -> Vec<Declared> {
+    let get = |path, auth| Declared {
+        path: Path::Is(path),
+        methods: Methods::Get,
+        auth,
+    };
+    let signals = |path| Declared {
+        path,
+        methods: Methods::Post,
+        auth: Auth::Write,
+    };
+    vec![
+        get("/livez", Auth::None),
+        get("/readyz", Auth::None),
+        get("/health", Auth::None),
+        get("/healthz", Auth::None),
+        get("/", Auth::None),
+        get("/metrics", Auth::None),
+        signals(Path::Is("/signals")),
+        signals(Path::Below {
+            prefix: "/signals/",
+            label: "/signals",
+        }),
+        get("/api/v1/status", Auth::Read),
+        get("/api/v1/positions", Auth::Read),
+        get("/api/v1/fills", Auth::Read),
+        get("/api/v1/rejects", Auth::Read),
+        get("/ws", Auth::Read),
+        get("/events", Auth::Read),
+    ]
+}
+
 #[test]
-fn other_methods_get_405_and_unknown_paths_404() {
-    let daemon = Builder::new().spawn();
+fn every_route_takes_only_its_methods_and_nothing_beside_it_answers() {
+    assert_eq!(tradingbot::http::routes::declared(), main_routes());
+    let daemon = Builder::new()
+        .arg("--source")
+        .arg("webhook")
+        .env("WEBHOOK_TOKEN", "write-token")
+        .env("API_TOKEN", "read-token")
+        .spawn();
     daemon.wait_ready();
-    for method in ["POST", "PUT", "DELETE", "PATCH"] {
-        for path in ["/health", "/livez", "/metrics"] {
-            let (code, _) = daemon.request(method, path).unwrap();
-            assert_eq!(code, 405, "{method} {path}");
-        }
-    }
-    let request: &[u8] =
-        b"POST /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-    let response = String::from_utf8(exchange(daemon.addr(), request).unwrap()).unwrap();
-    assert!(
-        response
-            .to_ascii_lowercase()
-            .contains("\r\nallow: get, head\r\n"),
-        "405 without Allow: {response}"
-    );
-    for path in ["/nope", "/health/", "/healthzz", "/signals"] {
-        assert_eq!(status_of(&daemon, path), 404, "{path}");
-    }
+    walk_routes(daemon.addr(), &main_routes());
     assert_eq!(status_of(&daemon, "/health?verbose=1"), 200);
+}
+
+/// A client posting over a kept-alive connection with a pause between
+/// requests (a bot posting its own signals) across the maximum age: the
+/// response after the age says `Connection: close`, the client opens a new
+/// connection, and no request is ever lost to a connection closed under
+/// it, which a server that closes an idle connection at its age does.
+#[test]
+fn a_connection_past_its_age_is_retired_by_its_next_response_and_no_request_is_lost() {
+    let mut daemon = Builder::new()
+        .arg("--source")
+        .arg("webhook")
+        .env("WEBHOOK_TOKEN", "age-token")
+        .env("HTTP_MAX_CONNECTION_AGE", "1s")
+        .spawn();
+    daemon.wait_ready();
+    let connect = || {
+        let stream = TcpStream::connect(daemon.addr()).unwrap();
+        stream.set_read_timeout(Some(SOON)).unwrap();
+        (Instant::now(), BufReader::new(stream))
+    };
+    let started = Instant::now();
+    let (mut opened, mut reader) = connect();
+    let mut retired_at = Vec::new();
+    let mut sent = 0;
+    while retired_at.len() < 3 {
+        assert!(started.elapsed() < SOON, "retired at {retired_at:?} only");
+        let line = signal_line(
+            &format!("age-{sent}"),
+            "BTC",
+            ["buy", "sell"][sent % 2],
+            1.0,
+            Some(100.0),
+        );
+        let request = format!(
+            "POST /signals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer age-token\r\nContent-Length: {}\r\n\r\n{line}",
+            line.len()
+        );
+        reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .unwrap_or_else(|error| panic!("request {sent}: {error}"));
+        let answer =
+            read_answer(&mut reader).unwrap_or_else(|error| panic!("request {sent}: {error}"));
+        assert_eq!(answer.code, 202, "request {sent}: {answer:?}");
+        sent += 1;
+        if answer
+            .headers
+            .get("connection")
+            .is_some_and(|value| value == "close")
+        {
+            retired_at.push(opened.elapsed());
+            (opened, reader) = connect();
+        }
+        // Idle between two requests: when a server that closes at the age
+        // without a word would close, losing the next request.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for age in &retired_at {
+        assert!(
+            *age >= Duration::from_secs(1),
+            "retired before its age: {retired_at:?}"
+        );
+    }
+    assert!(daemon.stop().success());
+    let fills = daemon
+        .journal()
+        .iter()
+        .filter(|record| record["t"] == "fill")
+        .count();
+    assert_eq!(fills, sent, "{sent} requests answered 202");
 }
 
 #[test]

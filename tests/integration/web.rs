@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::json;
 
+use tradingbot::http::route::{Auth, Declared, Methods, Path};
+
 use crate::kit::daemon::BIN;
+use crate::kit::http::walk_routes;
 use crate::kit::process::SIGTERM;
 use crate::kit::wait::{wait_until, SOON};
 use crate::kit::web::*;
@@ -94,6 +97,53 @@ fn web_guards_everything_but_health_with_its_token() {
     assert_eq!(web.get("/bot/a", &[("Cookie", &cookie)]).0, 200);
     assert_eq!(web.get("/bot/nobody", &[("Cookie", &cookie)]).0, 404);
     assert_eq!(web.daemon.log.count(TOKEN), 0, "a token in the log");
+}
+
+/// The dashboard's routes: the test knows each, and fails on one it does
+/// not, so a new route comes with its line here.
+fn dashboard_routes() -> Vec<Declared> {
+    let get = |path, auth| Declared {
+        path,
+        methods: Methods::Get,
+        auth,
+    };
+    vec![
+        get(Path::Is("/health"), Auth::None),
+        get(Path::Is("/"), Auth::Read),
+        get(
+            Path::Below {
+                prefix: "/bot/",
+                label: "/bot",
+            },
+            Auth::Read,
+        ),
+        get(Path::Is("/assets/app.js"), Auth::Read),
+        get(Path::Is("/assets/style.css"), Auth::Read),
+        get(Path::Is("/api/fleet"), Auth::Read),
+        get(
+            Path::Below {
+                prefix: "/api/bot/",
+                label: "/api/bot",
+            },
+            Auth::Read,
+        ),
+    ]
+}
+
+#[test]
+fn every_dashboard_route_takes_only_its_methods_and_nothing_beside_it_answers() {
+    assert_eq!(tradingbot::dashboard_routes(), dashboard_routes());
+    let dir = tempfile::tempdir().unwrap();
+    let file = token_file(&dir, "web-token", TOKEN);
+    let bot = FakeBot::start(Mode::Good, None);
+    let web = Web::start(
+        &["--bot", &format!("x={}", bot.url()), "--token-file", &file],
+        &[],
+    );
+    walk_routes(
+        std::net::SocketAddr::from(([127, 0, 0, 1], web.port)),
+        &dashboard_routes(),
+    );
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! HTTP/1.1 spoken by hand over real TCP, as probes and clients speak it,
 //! and the daemon's HTTP surface: health, metrics, status codes.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+
+use tradingbot::http::route::{Auth, Declared, Methods, Path};
 
 use super::daemon::Daemon;
 use super::wait::{wait_until, SOON};
@@ -15,34 +18,62 @@ pub fn http(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<(u16, String)> {
-    request_once(addr, method, path, headers, None)
+    answer(addr, method, path, headers, None).map(|answer| (answer.code, answer.body))
+}
+
+/// What a server answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub code: u16,
+    /// Names lowercased; a repeated header's last value.
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
 }
 
 /// Reads one response off a kept-alive connection: the status line, the
-/// headers, and the `Content-Length` body (dropped). Returns the status
-/// code, 0 if the status line is not HTTP.
-pub fn read_response(reader: &mut BufReader<TcpStream>) -> u16 {
+/// headers, and the `Content-Length` body. The code is 0 if the status
+/// line is not HTTP.
+pub fn read_answer(reader: &mut BufReader<TcpStream>) -> std::io::Result<Answer> {
+    let (code, headers) = read_head(reader)?;
+    let length = headers
+        .get("content-length")
+        .and_then(|length| length.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Answer {
+        code,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn read_head(
+    reader: &mut BufReader<TcpStream>,
+) -> std::io::Result<(u16, BTreeMap<String, String>)> {
     let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
+    reader.read_line(&mut status)?;
     let code = status
         .get(9..12)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let mut length = 0;
+    let mut headers = BTreeMap::new();
     loop {
         let mut header = String::new();
-        reader.read_line(&mut header).unwrap();
+        reader.read_line(&mut header)?;
         if header == "\r\n" || header.is_empty() {
             break;
         }
         if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
+            headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
         }
     }
-    reader.read_exact(&mut vec![0; length]).unwrap();
-    code
+    Ok((code, headers))
+}
+
+/// [`read_answer`]'s status code, for a client that needs nothing else.
+pub fn read_response(reader: &mut BufReader<TcpStream>) -> u16 {
+    read_answer(reader).unwrap().code
 }
 
 /// A request with a body and `Connection: close`: (status, body).
@@ -53,17 +84,18 @@ pub fn http_with_body(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
-    request_once(addr, method, path, headers, Some(body))
+    answer(addr, method, path, headers, Some(body)).map(|answer| (answer.code, answer.body))
 }
 
-/// One request on a fresh connection; `Content-Length` only with a body.
-fn request_once(
+/// One request on a fresh connection with `Connection: close`;
+/// `Content-Length` only with a body.
+pub fn answer(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
-) -> std::io::Result<(u16, String)> {
+) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -76,17 +108,79 @@ fn request_once(
     request.push_str("\r\n");
     stream.write_all(request.as_bytes())?;
     stream.write_all(body.unwrap_or_default())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let code = response
-        .get(9..12)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_owned();
-    Ok((code, body))
+    let mut reader = BufReader::new(stream);
+    let (code, headers) = read_head(&mut reader)?;
+    let mut body = String::new();
+    reader.read_to_string(&mut body)?;
+    if code == 0 {
+        return Err(std::io::Error::other(format!("not HTTP: {body:?}")));
+    }
+    Ok(Answer {
+        code,
+        headers,
+        body,
+    })
+}
+
+/// For every route of a port: a path beside it is 404 whatever the
+/// method, a method it does not take is 405 with its `Allow`, `HEAD` is
+/// taken wherever `GET` is (without a body), and a route with no auth asks
+/// for no token while one with auth does.
+pub fn walk_routes(addr: SocketAddr, routes: &[Declared]) {
+    let request = |method: &str, path: &str| {
+        answer(addr, method, path, &[], Some(b""))
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
+    };
+    for route in routes {
+        let (path, beside) = match route.path {
+            Path::Is(path) => (path.to_owned(), [format!("{path}x"), format!("{path}/x")]),
+            Path::Below { prefix, .. } => (
+                format!("{prefix}x"),
+                [prefix.to_owned(), format!("{prefix}x/y")],
+            ),
+        };
+        let undeclared = beside
+            .iter()
+            .filter(|beside| !routes.iter().any(|other| other.path.matches(beside)));
+        for beside in undeclared {
+            for method in ["GET", "HEAD", "POST", "PUT", "DELETE"] {
+                assert_eq!(request(method, beside).code, 404, "{method} {beside}");
+            }
+        }
+        let refused: &[&str] = match route.methods {
+            Methods::Get => &["POST", "PUT", "DELETE", "PATCH"],
+            Methods::Post => &["GET", "HEAD", "PUT", "DELETE"],
+        };
+        for method in refused {
+            let answer = request(method, &path);
+            assert_eq!(answer.code, 405, "{method} {path}");
+            assert_eq!(
+                answer.headers.get("allow").map(String::as_str),
+                Some(route.methods.allowed()),
+                "{method} {path}"
+            );
+        }
+        let method = match route.methods {
+            Methods::Get => "HEAD",
+            Methods::Post => "POST",
+        };
+        let answer = request(method, &path);
+        match route.auth {
+            Auth::None => assert!(
+                matches!(answer.code, 200 | 503),
+                "{method} {path}: {answer:?}"
+            ),
+            Auth::Read | Auth::Write => {
+                assert_eq!(answer.code, 401, "{method} {path}: {answer:?}")
+            }
+        }
+        if method == "HEAD" {
+            assert!(
+                answer.body.is_empty(),
+                "HEAD {path} sent a body: {answer:?}"
+            );
+        }
+    }
 }
 
 /// Writes `request` as is and reads until the server closes. A write that

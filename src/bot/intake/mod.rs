@@ -2,11 +2,12 @@
 //! hands it an [`Outlet`] and it runs on its own (a task or a thread),
 //! splits and parses what it reads, and sends the loop [`Batch`]es of
 //! parsed lines over one of two [`Channels`] (bulk, or waited on by a
-//! client); the loop alone decides and journals them. Every source stops
-//! on the one shutdown token and then drops its sender (exec once its
-//! process group is gone, the webhook once the requests in flight are
-//! answered), so both channels closing is the sign that the whole intake
-//! has stopped.
+//! client); the loop alone decides and journals them. A source that
+//! receives whole messages from a transport (the webhook's requests) is
+//! the [`Submit`] handle that transport holds. Every source stops on the
+//! one shutdown token and then drops its sender (exec once its process
+//! group is gone, the webhook once the bodies in flight are answered), so
+//! both channels closing is the sign that the whole intake has stopped.
 
 pub mod decode;
 mod exec;
@@ -23,11 +24,10 @@ mod pump;
 mod settings;
 mod sources_file;
 mod stdin;
-pub mod webhook;
+pub mod submit;
 mod ws;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -40,16 +40,12 @@ use crate::bot::events::{self, Events};
 use crate::health::{Component, HealthState};
 use decode::Decoder;
 use parsed::ParsedLines;
-pub(crate) use settings::{Settings, SourceSpec, WebhookSettings};
+pub(crate) use settings::{Settings, SourceSpec};
+pub(crate) use submit::{Gate, Submit, Unavailable};
 
 /// Why the intake could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
-    #[error("cannot listen for webhooks on --webhook-bind (WEBHOOK_BIND) {addr}: {source}")]
-    WebhookBind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("cannot start the {what}: {source}")]
     Start {
         what: &'static str,
@@ -58,12 +54,6 @@ pub enum IntakeError {
 }
 
 impl IntakeError {
-    /// A configuration mistake (exit 2) rather than a runtime failure: a
-    /// webhook address that cannot be bound is one the operator must change.
-    pub(crate) fn is_config(&self) -> bool {
-        matches!(self, IntakeError::WebhookBind { .. })
-    }
-
     fn start(what: &'static str) -> impl FnOnce(std::io::Error) -> IntakeError {
         move |source| IntakeError::Start { what, source }
     }
@@ -72,36 +62,13 @@ impl IntakeError {
 /// The sources, configured and not yet started.
 pub(crate) struct Intake {
     settings: Settings,
-    /// The webhook's own listener (`WEBHOOK_BIND`), bound by [`Intake::bind`].
-    listener: Option<TcpListener>,
-    /// Otherwise the webhook is served on the main port, through this.
-    route: webhook::Route,
+    /// Where the webhook's bodies come in, from whichever listener serves it.
+    submit: Submit,
 }
 
 impl Intake {
-    /// Binds the webhook's own listener if it has one, the one part of
-    /// starting that a setting can make fail: done at init, before the bot
-    /// reports ready.
-    pub(crate) fn bind(settings: Settings, route: webhook::Route) -> Result<Intake, IntakeError> {
-        let listener = match settings.webhook.as_ref().and_then(|webhook| webhook.bind) {
-            Some(asked) => {
-                let listener =
-                    TcpListener::bind(asked).map_err(|source| IntakeError::WebhookBind {
-                        addr: asked,
-                        source,
-                    })?;
-                // The address bound, not the one asked for: port 0 picks one.
-                let addr = listener.local_addr().unwrap_or(asked);
-                tracing::info!(%addr, port = addr.port(), "webhook listening on POST /signals (WEBHOOK_BIND)");
-                Some(listener)
-            }
-            None => None,
-        };
-        Ok(Intake {
-            settings,
-            listener,
-            route,
-        })
+    pub(crate) fn new(settings: Settings, submit: Submit) -> Intake {
+        Intake { settings, submit }
     }
 
     /// Starts every source. File sources resume from their entry in
@@ -115,11 +82,7 @@ impl Intake {
         feed: Arc<FeedHealth>,
         shutdown: &CancellationToken,
     ) -> Result<(), IntakeError> {
-        let Intake {
-            settings,
-            mut listener,
-            route,
-        } = self;
+        let Intake { settings, submit } = self;
         for (index, spec) in settings.sources.iter().enumerate() {
             let batches = match spec {
                 SourceSpec::Webhook => &channels.waited_on,
@@ -146,18 +109,8 @@ impl Intake {
                 ),
                 SourceSpec::Stdin => stdin::spawn(outlet),
                 SourceSpec::Webhook => {
-                    let Some(webhook) = &settings.webhook else {
-                        continue;
-                    };
-                    let handler = webhook::Handler::new(outlet, webhook.clone());
-                    match listener.take() {
-                        Some(listener) => webhook::spawn(handler, listener)
-                            .map_err(IntakeError::start("webhook thread"))?,
-                        None => {
-                            route.install(handler);
-                            tracing::info!("webhook on the main port: POST /signals");
-                        }
-                    }
+                    submit.open(outlet);
+                    tracing::info!("webhook source open: POST /signals");
                 }
             }
         }
@@ -253,10 +206,6 @@ impl FeedHealth {
             alerts,
             events,
         })
-    }
-
-    pub(crate) fn alerts(&self) -> &Alerts {
-        &self.alerts
     }
 
     /// Records (or clears) `who`'s problem; true when that changed it.

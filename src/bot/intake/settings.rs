@@ -1,14 +1,12 @@
-//! What the intake reads and how. A leaf (std and [`Secret`] only): the
-//! command line builds these, and nothing here knows how it was spelled.
+//! What the intake reads and how. A leaf (std only): the command line
+//! builds these, and nothing here knows how it was spelled. How the
+//! webhook is reached and who may use it are the port's (`http::settings`).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::decode::Decoder;
 use crate::bot::signal::Ids;
-use crate::http::settings::Cidr;
-use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -21,20 +19,6 @@ pub(crate) struct Settings {
     /// with each restart up to `exec_backoff_max`.
     pub(crate) exec_backoff: Duration,
     pub(crate) exec_backoff_max: Duration,
-    /// Present exactly when a webhook source is.
-    pub(crate) webhook: Option<WebhookSettings>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct WebhookSettings {
-    /// A listener of its own (`WEBHOOK_BIND`); `None`: the main port.
-    pub(crate) bind: Option<SocketAddr>,
-    pub(crate) token: Secret,
-    pub(crate) body_limit: usize,
-    /// Networks signals may come from (`WEBHOOK_ALLOW`); empty: any.
-    pub(crate) allow: Vec<Cidr>,
-    /// Proxies whose forwarding headers say who the client is.
-    pub(crate) trusted_proxies: Vec<Cidr>,
 }
 
 /// One `--source` value.
@@ -44,7 +28,7 @@ pub(crate) enum SourceSpec {
     File(PathBuf),
     /// `exec:COMMAND ARGS...`: read a feed process's stdout.
     Exec(Vec<String>),
-    /// `webhook`: authenticated `POST /signals`, on the main port or `WEBHOOK_BIND`.
+    /// `webhook`: bodies posted to `POST /signals`, on the main port or `WEBHOOK_BIND`.
     Webhook,
     /// `stdin`.
     Stdin,

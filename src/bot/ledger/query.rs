@@ -18,7 +18,7 @@ use super::journal::{JournalError, Record};
 use super::reader::{Mode, Scan};
 use super::snapshot::{self, Header};
 use super::{restore_engine, segments, took_id, State};
-use crate::bot::engine::{Engine, PaperExecution, Position};
+use crate::bot::engine::{Engine, Held, PaperExecution, Position};
 use crate::bot::settings::RiskLimits;
 
 /// What `tradingbot journal` was asked, validated by `cli`.
@@ -361,15 +361,13 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
     let positions = replay.engine.positions();
     if request.json {
         for (symbol, position) in &positions {
-            writeln!(
-                out,
-                "{}",
-                json!({
-                    "symbol": symbol, "qty": position.qty, "avg_price": position.avg_price,
-                    "realized_pnl": position.realized_pnl, "cash": position.cash,
-                    "last_price": position.last_price, "seq": last_seq,
-                })
-            )?;
+            let held = Held {
+                symbol: symbol.clone(),
+                position: position.clone(),
+            };
+            let mut line = serde_json::to_value(held).map_err(io::Error::other)?;
+            line["seq"] = json!(last_seq);
+            writeln!(out, "{line}")?;
         }
     } else {
         writeln!(

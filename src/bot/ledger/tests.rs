@@ -101,7 +101,6 @@ fn settings(
             file_poll_interval: Duration::from_secs(1),
             exec_backoff: Duration::from_secs(1),
             exec_backoff_max: Duration::from_secs(1),
-            webhook: None,
         },
         symbols: symbols.clone(),
         ledger: settings::Settings {

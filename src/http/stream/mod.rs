@@ -42,11 +42,10 @@ use self::client::Ending;
 pub use self::client::{Subscription, Timing};
 use self::hub::Hub;
 use self::message::{record_json, Kind};
-use super::server::{Body, LongLived};
+use super::response::{text, Body};
 use crate::bot::events;
 use crate::bot::ledger::journal::Record;
 use crate::bot::ledger::reader::JournalReader;
-use crate::health::api::text;
 use crate::health::HealthState;
 use crate::metrics::{Kind as MetricKind, MetricsSource, Sample};
 
@@ -307,11 +306,7 @@ impl Stream {
 
     /// `GET /events`: the SSE response, its body fed by the stream thread;
     /// `None` when there is no room for another client ([`busy`]).
-    pub fn events(
-        &self,
-        subscription: Subscription,
-        long_lived: Option<&LongLived>,
-    ) -> Option<Response<SseBody>> {
+    pub fn events(&self, subscription: Subscription) -> Option<Response<SseBody>> {
         let slot = self.reserve()?;
         let (body, receiver) = mpsc::channel(4);
         self.commands
@@ -321,9 +316,6 @@ impl Stream {
                 slot,
             })
             .ok()?;
-        if let Some(long_lived) = long_lived {
-            long_lived.mark();
-        }
         let mut response = Response::new(SseBody(receiver));
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
