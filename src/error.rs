@@ -55,6 +55,7 @@ impl Error {
         match self {
             Error::Config(_) => Exit::Usage,
             Error::WebhookBind { .. } => Exit::Usage,
+            Error::Bot(error) if error.is_config() => Exit::Usage,
             Error::Lock(LockError::Held { .. }) => Exit::Locked,
             _ => Exit::Failure,
         }

@@ -37,7 +37,6 @@ pub(crate) fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'stat
 /// A rustls client config trusting the bundled roots and `extra`, with
 /// ring named as its crypto provider: rustls panics at the first connect
 /// when it has to choose between two providers by itself.
-#[allow(dead_code)] // wired in by issue 22's intake round
 pub(crate) fn rustls_client(
     extra: &[Certificate<'static>],
 ) -> Result<Arc<rustls::ClientConfig>, String> {

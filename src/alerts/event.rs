@@ -59,14 +59,17 @@ pub(crate) enum Event {
         reason: &'static str,
         detail: String,
     },
-    /// A source has a problem: an exec feed died, a file source lost its
-    /// file, no signal for MAX_SIGNAL_AGE.
+    /// A source (by its name) went down (a feed died, a socket closed, a
+    /// file was lost) or quiet (no signal for its `quiet_after`, or from
+    /// any source for MAX_SIGNAL_AGE).
     SourceDown {
-        source: &'static str,
+        source: String,
+        /// `down` or `quiet`.
+        status: &'static str,
         problem: String,
     },
-    /// That source's problem is gone.
-    SourceUp { source: &'static str },
+    /// That source is up again.
+    SourceUp { source: String },
     /// The webhook refused a burst of requests with a wrong token.
     TokensRefused { count: u64, within: Duration },
     /// More trade events of one kind (fill, reject) than were sent one by
@@ -227,7 +230,7 @@ impl Event {
             Event::Exiting { code, .. } => format!("EXITING with code {code}"),
             Event::Fill { .. } => "Fill".into(),
             Event::RiskReject { .. } => "Risk limit reject".into(),
-            Event::SourceDown { source, .. } => format!("{source} source down"),
+            Event::SourceDown { source, status, .. } => format!("{source} source {status}"),
             Event::SourceUp { source } => format!("{source} source back"),
             Event::TokensRefused { .. } => "Webhook refused bad tokens".into(),
             Event::Counted { kind, .. } => format!("More {}", kind.name()),
@@ -342,9 +345,11 @@ impl Event {
                 reason,
                 detail,
             } => json!({ "id": id, "symbol": symbol, "reason": reason, "detail": detail }),
-            Event::SourceDown { source, problem } => {
-                json!({ "source": source, "status": "down", "problem": problem })
-            }
+            Event::SourceDown {
+                source,
+                status,
+                problem,
+            } => json!({ "source": source, "status": status, "problem": problem }),
             Event::SourceUp { source } => json!({ "source": source, "status": "up" }),
             Event::TokensRefused { count, within } => {
                 json!({ "count": count, "within_seconds": within.as_secs_f64() })

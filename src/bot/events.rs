@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 
 use super::figures::{BotMetrics, Figures};
+use super::intake::{SourceView, Sources};
 
 /// Events queued for the stream before more are dropped (duplicates
 /// counted one by one): a stream thread this far behind is told how many
@@ -30,6 +31,7 @@ pub struct Shared {
     wake: Notify,
     queue: Mutex<Queue>,
     figures: OnceLock<Arc<BotMetrics>>,
+    sources: OnceLock<Arc<Sources>>,
 }
 
 #[derive(Default)]
@@ -44,9 +46,11 @@ struct Queue {
 #[derive(Debug)]
 pub(crate) enum Event {
     Duplicates(Duplicates),
-    /// A source went down (with its problem) or came back (`None`).
+    /// A source (by its name) changed status: connecting, up, quiet or
+    /// down, with what is wrong while quiet or down.
     Source {
-        source: &'static str,
+        source: String,
+        status: &'static str,
         problem: Option<String>,
     },
     Start {
@@ -103,6 +107,7 @@ impl Events {
             wake: Notify::new(),
             queue: Mutex::default(),
             figures: OnceLock::new(),
+            sources: OnceLock::new(),
         })))
     }
 
@@ -137,10 +142,12 @@ impl Events {
         }
     }
 
-    /// The bot's figures, published once per iteration, for the read API.
-    pub(crate) fn set_figures(&self, figures: Arc<BotMetrics>) {
+    /// The bot's figures, published once per iteration, and its sources'
+    /// truth, for the read API.
+    pub(crate) fn set_figures(&self, figures: Arc<BotMetrics>, sources: Arc<Sources>) {
         if let Some(shared) = &self.0 {
             let _ = shared.figures.set(figures);
+            let _ = shared.sources.set(sources);
         }
     }
 }
@@ -189,6 +196,13 @@ impl Shared {
     /// The bot's figures as last published, once it has published any.
     pub(crate) fn figures(&self) -> Option<Arc<Figures>> {
         self.figures.get().map(|metrics| metrics.get())
+    }
+
+    /// Every source as it is now (none before the bot has started).
+    pub(crate) fn sources(&self) -> Vec<SourceView> {
+        self.sources
+            .get()
+            .map_or_else(Vec::new, |sources| sources.views())
     }
 }
 

@@ -20,7 +20,7 @@ use super::engine::{Engine, PaperExecution};
 use super::events::{self, Duplicates, Events};
 use super::figures::{BotMetrics, Figures, SymbolSeries, Tally};
 use super::intake::{
-    Batch, Channels, Decision, FeedHealth, Gate, Intake, IntakeError, Outcome, SourceSpec, Submit,
+    Batch, Channels, Decision, Gate, Intake, IntakeError, Outcome, SourceSettings, Sources, Submit,
 };
 use super::ledger::journal::JournalError;
 use super::ledger::snapshot::Checkpoint;
@@ -48,12 +48,21 @@ pub enum BotError {
     Intake(#[from] IntakeError),
 }
 
+impl BotError {
+    /// A configuration mistake (exit 2) rather than a runtime failure.
+    pub(crate) fn is_config(&self) -> bool {
+        matches!(self, BotError::Intake(error) if error.is_config())
+    }
+}
+
 pub(crate) struct Bot {
-    feed: Arc<FeedHealth>,
+    sources: Arc<Sources>,
     metrics: Arc<BotMetrics>,
     figures: Figures,
     /// Each source's name, as journal records carry it, by its index.
     names: Vec<String>,
+    /// Where each source's position is journaled, by its index.
+    resume_keys: Vec<String>,
     /// Whether each source, by its index, can deliver its lines again after
     /// a restart (see `leave_rereadable`).
     rereadable: Vec<bool>,
@@ -97,15 +106,37 @@ impl Bot {
             Engine::new(config.risk, Box::new(PaperExecution)).with_symbols(&config.symbols);
         let (ledger, recovery) = Ledger::recover(config, Arc::clone(health), &mut engine)?;
         let mut bot = Bot {
-            feed: FeedHealth::new(Arc::clone(health), alerts.clone(), events.clone()),
+            sources: Sources::new(
+                Arc::clone(health),
+                alerts.clone(),
+                events.clone(),
+                &config.intake.sources,
+            ),
             metrics: BotMetrics::new(),
-            figures: Figures::new(config.intake.sources.iter().map(SourceSpec::kind)),
-            names: config.intake.sources.iter().map(SourceSpec::name).collect(),
+            figures: Figures::new(
+                config
+                    .intake
+                    .sources
+                    .iter()
+                    .map(|source| source.kind.label()),
+            ),
+            names: config
+                .intake
+                .sources
+                .iter()
+                .map(|source| source.name.clone())
+                .collect(),
+            resume_keys: config
+                .intake
+                .sources
+                .iter()
+                .map(SourceSettings::resume_key)
+                .collect(),
             rereadable: config
                 .intake
                 .sources
                 .iter()
-                .map(SourceSpec::rereadable)
+                .map(SourceSettings::rereadable)
                 .collect(),
             intake: None,
             gate: submit.gate(),
@@ -142,16 +173,21 @@ impl Bot {
         bot.ledger.publish();
         bot.events
             .publish(bot.ledger.durable_seq(), &mut bot.duplicates);
-        bot.events.set_figures(bot.metrics.clone());
+        bot.events
+            .set_figures(bot.metrics.clone(), Arc::clone(&bot.sources));
         bot.events.send(events::Event::Start {
             journal_records: bot.ledger.last_seq(),
             recovered_fills: recovery.fills,
         });
-        // The ledger's and the notifier's figures beside the bot's.
-        let mut sources: Vec<Arc<dyn MetricsSource>> =
-            vec![bot.metrics.clone(), bot.ledger.metrics()];
-        sources.extend(bot.alerts.metrics());
-        health.set_bot_metrics(Arc::new(Combined(sources)));
+        // The sources', the ledger's and the notifier's figures beside the
+        // bot's.
+        let mut figures: Vec<Arc<dyn MetricsSource>> = vec![
+            bot.metrics.clone(),
+            bot.sources.clone(),
+            bot.ledger.metrics(),
+        ];
+        figures.extend(bot.alerts.metrics());
+        health.set_bot_metrics(Arc::new(Combined(figures)));
         bot.alerts.send(Event::Started {
             version: env!("CARGO_PKG_VERSION"),
             journal_records: bot.ledger.last_seq(),
@@ -171,7 +207,7 @@ impl Bot {
             intake.start(
                 self.ledger.checkpoints(),
                 channels,
-                Arc::clone(&self.feed),
+                Arc::clone(&self.sources),
                 &shutdown,
             )?;
         }
@@ -222,7 +258,7 @@ impl Bot {
     fn end_iteration(&mut self, more: bool) {
         for (source, checkpoint) in std::mem::take(&mut self.moved) {
             self.ledger
-                .append_checkpoint(&self.names[source], checkpoint);
+                .append_checkpoint(&self.resume_keys[source], checkpoint);
         }
         self.trades.send(&self.alerts);
         // A client waiting on this commit (a webhook) is answered at
@@ -357,7 +393,10 @@ impl Bot {
         }
     }
 
+    /// Each source's own quiet (its `quiet_after`), and the whole feed's
+    /// (`MAX_SIGNAL_AGE`).
     fn check_quiet(&mut self) {
+        self.sources.check_quiet();
         let Some(max_age) = self.max_signal_age else {
             return;
         };
@@ -368,16 +407,13 @@ impl Bot {
         let quiet = age > max_age;
         if quiet != self.quiet {
             self.quiet = quiet;
-            self.feed.set(
-                "signals",
-                quiet.then(|| {
-                    format!(
-                        "no signal for {}s (MAX_SIGNAL_AGE {})",
-                        age.as_secs(),
-                        humantime::format_duration(max_age)
-                    )
-                }),
-            );
+            self.sources.set_overall(quiet.then(|| {
+                format!(
+                    "no signal for {}s (MAX_SIGNAL_AGE {})",
+                    age.as_secs(),
+                    humantime::format_duration(max_age)
+                )
+            }));
         }
     }
 }

@@ -4,6 +4,7 @@
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command};
 
+use crate::bot::intake::sources_file;
 use crate::daemon::settings::Config;
 
 /// KEY=VALUE lines (an env file), grouped by where each value came from;
@@ -63,6 +64,8 @@ pub(super) fn report(definitions: &Command, matches: &ArgMatches, config: &Confi
     for (key, value) in derived(config) {
         report.push_str(&format!("{key}={value}\n"));
     }
+    report.push_str("# sources, as a SOURCES_FILE would list them (secrets redacted)\n");
+    report.push_str(&sources_file::describe(&config.bot.intake.sources));
     report
 }
 

@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use super::alerts::AlertArgs;
 use super::values::{parse_duration, parse_positive, parse_size};
 use super::{invalid, ConfigError};
-use crate::bot::intake::{self, SourceSpec};
+use crate::bot::intake::{self, sources_file, Kind, SourceSettings};
 use crate::bot::ledger::settings as ledger;
 use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits};
 use crate::bot::symbols::{SymbolSettings, DEFAULT_MAX_SYMBOLS, DEFAULT_METRICS_MAX_SYMBOLS};
@@ -49,10 +49,11 @@ pub(crate) struct RunArgs {
 impl RunArgs {
     pub(super) fn into_config(self) -> Result<Config, ConfigError> {
         let service = ServiceEnv::from_env()?;
-        let webhook = self.intake.webhook_settings(&self.routes)?;
+        let sources = self.intake.source_settings()?;
+        let webhook = self.intake.webhook_settings(&self.routes, &sources)?;
         let bot = self
             .bot
-            .into_settings(self.intake, self.ledger.into_settings())?;
+            .into_settings(self.intake, sources, self.ledger.into_settings())?;
         Ok(Config {
             http: self.routes.into_settings(webhook)?,
             daemon: self.daemon.into_settings(&bot.state_dir),
@@ -268,6 +269,7 @@ impl BotArgs {
     fn into_settings(
         self,
         intake: IntakeArgs,
+        sources: Vec<SourceSettings>,
         ledger: ledger::Settings,
     ) -> Result<bot::Settings, ConfigError> {
         if self.live_trading {
@@ -287,15 +289,6 @@ impl BotArgs {
         let symbols =
             SymbolSettings::new(&self.symbols, self.max_symbols, self.metrics_max_symbols)
                 .map_err(|error| invalid(error.flag, error.env, error.problem))?;
-        for (index, source) in intake.sources.iter().enumerate() {
-            if intake.sources[..index].contains(source) {
-                return Err(invalid(
-                    "source",
-                    "SIGNAL_SOURCE",
-                    format_args!("{} is listed twice", source.name()),
-                ));
-            }
-        }
         if intake.exec_backoff_max < intake.exec_backoff {
             return Err(invalid(
                 "exec-backoff-max",
@@ -314,7 +307,7 @@ impl BotArgs {
             max_signal_age: self.max_signal_age,
             snapshot_interval: self.snapshot_interval,
             intake: intake::Settings {
-                sources: intake.sources,
+                sources,
                 file_poll_interval: intake.file_poll_interval,
                 exec_backoff: intake.exec_backoff,
                 exec_backoff_max: intake.exec_backoff_max,
@@ -361,10 +354,19 @@ impl LedgerArgs {
 
 #[derive(Debug, Clone, Args)]
 struct IntakeArgs {
-    /// Signal source, repeatable: file:PATH, exec:COMMAND ARGS..., webhook, stdin.
+    /// Signal source, repeatable: file:PATH, exec:COMMAND ARGS..., webhook,
+    /// stdin, or a feed already in the bot's own format, ws:URL or poll:URL.
     /// In SIGNAL_SOURCE, separate several with ';'. No source: the bot idles.
-    #[arg(long = "source", env = "SIGNAL_SOURCE", value_delimiter = ';', value_parser = SourceSpec::parse, value_name = "SOURCE")]
-    sources: Vec<SourceSpec>,
+    /// For names, mappings and a feed's settings, use --sources-file.
+    #[arg(long = "source", env = "SIGNAL_SOURCE", value_delimiter = ';', value_parser = sources_file::parse_plain, value_name = "SOURCE")]
+    sources: Vec<Kind>,
+
+    /// A TOML file of sources, one [[source]] table each: name, kind
+    /// (file, exec, stdin, webhook, ws, poll), its settings, quiet_after and
+    /// a [source.map] for a feed's own JSON (README, "Feeds"). Instead of
+    /// --source.
+    #[arg(long, env = "SOURCES_FILE", value_name = "PATH")]
+    sources_file: Option<PathBuf>,
 
     /// How often a file source looks for appends, rotation and truncation at end of file.
     #[arg(long, env = "FILE_POLL_INTERVAL", default_value = "200ms", value_parser = parse_duration, value_name = "DURATION")]
@@ -400,11 +402,41 @@ struct IntakeArgs {
 }
 
 impl IntakeArgs {
-    /// The webhook's settings, with `--source webhook`; its own listener
-    /// or its access rules without it are refused (a listener nobody asked
+    /// The sources, from --sources-file or --source (not both: which would
+    /// be meant?), each named.
+    fn source_settings(&self) -> Result<Vec<SourceSettings>, ConfigError> {
+        if let Some(path) = &self.sources_file {
+            if !self.sources.is_empty() {
+                return Err(invalid(
+                    "sources-file",
+                    "SOURCES_FILE",
+                    "is set and so is --source (SIGNAL_SOURCE): list every source in the file",
+                ));
+            }
+            return sources_file::load(path)
+                .map_err(|error| ConfigError::Invalid(error.to_string()));
+        }
+        for (index, source) in self.sources.iter().enumerate() {
+            if self.sources[..index].contains(source) {
+                return Err(invalid(
+                    "source",
+                    "SIGNAL_SOURCE",
+                    format_args!("a {} source is listed twice", source.label()),
+                ));
+            }
+        }
+        Ok(sources_file::from_plain(self.sources.clone()))
+    }
+
+    /// The webhook's settings, with a webhook source; its own listener or
+    /// its access rules without one are refused (a listener nobody asked
     /// for, or a webhook without a token, is a mistake).
-    fn webhook_settings(&self, routes: &RouteArgs) -> Result<Option<WebhookSettings>, ConfigError> {
-        if !self.sources.contains(&SourceSpec::Webhook) {
+    fn webhook_settings(
+        &self,
+        routes: &RouteArgs,
+        sources: &[SourceSettings],
+    ) -> Result<Option<WebhookSettings>, ConfigError> {
+        if !sources.iter().any(|source| source.kind == Kind::Webhook) {
             if self.webhook_bind.is_some() {
                 return Err(invalid(
                     "webhook-bind",

@@ -79,6 +79,7 @@ impl Api {
             "duplicates_total": figures.duplicates,
             "last_seq": self.events.durable(),
             "fsync_seconds": fsync,
+            "sources": self.events.sources(),
         })
     }
 

@@ -259,8 +259,8 @@ fn health_endpoints_reveal_status_and_figures_only() {
     let shown = wait_until(SOON, || {
         health = daemon.health().1;
         let feed = health["checks"]["feed"]["reason"].as_str().unwrap_or("");
-        feed.contains("file: cannot open")
-            && feed.contains("exec: feed process")
+        feed.contains("file: down: cannot open")
+            && feed.contains("exec: down: feed process")
             && health["checks"]["journal"]["status"] == "failed"
     });
     assert!(shown, "{health}");

@@ -1,37 +1,99 @@
 //! How a source's input becomes items for the loop. A source delivers
 //! either bytes to split into lines (a file, an exec feed's stdout, stdin:
-//! each line one item) or whole messages (a webhook body; a WebSocket frame
-//! or a polled page next); both end as one [`ParsedLines`] in a batch,
-//! decoded on the source's own thread or task so the loop only decides.
+//! each line one message) or whole messages (a webhook body, a WebSocket
+//! frame, a polled page); a message is in the bot's own signal format or
+//! mapped by the source's `[source.map]`. Either way it ends as one
+//! [`ParsedLines`] in a batch, decoded on the source's own thread or task
+//! so the loop only decides.
+
+use std::sync::Arc;
 
 use serde::de::IgnoredAny;
 
-use super::lines::{LineSplitter, Lines};
-use super::parsed::ParsedLines;
-use crate::bot::signal::Ids;
+use super::lines::{Line, LineSplitter, Lines};
+use super::map::{self, Map, Mapped};
+use super::parsed::{too_long, ParsedLines};
+use crate::bot::signal::{self, Ids};
 
 /// How one source's input is read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Decoder {
     /// The bot's own signal format; `Ids` says whether a signal without an
     /// id is refused or given one derived from its content.
     Own(Ids),
+    /// Any JSON, mapped to signals.
+    Mapped(Arc<Map>),
 }
 
 impl Decoder {
-    /// The lines of a byte stream, an item each.
+    /// The lines of a byte stream, a message each.
     pub(crate) fn lines(&self, lines: Lines) -> ParsedLines {
         match self {
             Decoder::Own(ids) => ParsedLines::new(lines, *ids),
+            Decoder::Mapped(map) => {
+                let mut items = ParsedLines::default();
+                for line in lines.iter() {
+                    match line {
+                        Line::Bytes(bytes) => {
+                            map.map(bytes, &mut |mapped| take(&mut items, mapped))
+                        }
+                        Line::TooLong(length) => items.push(b"", Err(too_long(length))),
+                    }
+                }
+                items
+            }
         }
     }
 
-    /// One whole message.
+    /// One whole message (a webhook body). In the bot's own format, one
+    /// JSON document is one signal (so an array is refused as one), and
+    /// anything else one signal a line (JSONL).
     pub(crate) fn message(&self, message: &[u8]) -> ParsedLines {
         match self {
             Decoder::Own(ids) => ParsedLines::new(split_body(message), *ids),
+            Decoder::Mapped(_) => {
+                let mut items = ParsedLines::default();
+                self.message_into(message, &mut items);
+                items
+            }
         }
     }
+
+    /// One whole message's items, added to `items` (a socket's frame, a
+    /// poller's page). In the bot's own format a feed's JSON array is a
+    /// list of signals, any other JSON document one signal, and anything
+    /// else one signal a line (JSONL).
+    pub(crate) fn message_into(&self, message: &[u8], items: &mut ParsedLines) {
+        match self {
+            Decoder::Own(ids) if is_array(message) => {
+                map::own_format(message, *ids, &mut |mapped| take(items, mapped));
+            }
+            Decoder::Own(ids) => {
+                for line in split_body(message).iter() {
+                    match line {
+                        Line::Bytes(bytes) => items.push(bytes, signal::parse_with(bytes, *ids)),
+                        Line::TooLong(length) => items.push(b"", Err(too_long(length))),
+                    }
+                }
+            }
+            Decoder::Mapped(map) => map.map(message, &mut |mapped| take(items, mapped)),
+        }
+    }
+}
+
+fn take(items: &mut ParsedLines, mapped: Mapped<'_>) {
+    match mapped {
+        Mapped::Message { raw, signal } => items.push(raw, signal),
+        Mapped::Garbage { raw, reject } => items.push(raw, Err(reject)),
+        Mapped::Ignored { .. } => items.ignore(),
+    }
+}
+
+fn is_array(message: &[u8]) -> bool {
+    message
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|first| *first == b'[')
 }
 
 /// How a body becomes signals. One JSON document, whatever whitespace and

@@ -13,6 +13,7 @@ use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
+use super::feed::Status;
 use super::lines::{Line, LineSplitter, Lines};
 use super::pump::{self, Pumped};
 use super::Outlet;
@@ -38,11 +39,12 @@ struct ExecSource {
 
 impl ExecSource {
     async fn run(self, mut backoff: Backoff) {
+        let mut restarts = 0;
         loop {
             let started = Instant::now();
             let problem = match self.spawn() {
                 Ok(child) => {
-                    self.outlet.feed.set(&self.outlet.name, None);
+                    self.outlet.set_status(Status::Up);
                     match self.feed_from(child).await {
                         None => return,
                         Some(Ok(status)) => format!("feed process exited ({status})"),
@@ -54,14 +56,17 @@ impl ExecSource {
             backoff.settle(started.elapsed(), STABLE_RUN);
             let within = humantime::format_duration(backoff.ceiling());
             tracing::warn!(source = %self.outlet.name, problem = %problem, "exec source: restarting within {within}");
-            self.outlet.feed.set(
-                &self.outlet.name,
-                Some(format!("{problem}; restarting within {within}")),
-            );
+            let wait = backoff.next_wait();
+            self.outlet.set_status(Status::Down {
+                error: format!("{problem}; restarting within {within}"),
+                retry_in: wait,
+            });
             tokio::select! {
                 () = self.outlet.shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff.next_wait()) => {}
+                () = tokio::time::sleep(wait) => {}
             }
+            restarts += 1;
+            self.outlet.sources.reconnected(self.outlet.index, restarts);
         }
     }
 

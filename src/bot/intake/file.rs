@@ -16,6 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::feed::Status;
 use super::pump::Pump;
 use super::{Batch, Outlet};
 use crate::bot::ledger::snapshot::Checkpoint;
@@ -79,12 +80,15 @@ impl FileSource {
             let Some(current) = &mut open else {
                 match self.open() {
                     Ok(opened) => {
-                        self.outlet.feed.set(&self.outlet.name, None);
+                        self.outlet.set_status(Status::Up);
                         open = Some(opened);
                     }
                     Err(error) => {
-                        let problem = format!("cannot open the file: {error}");
-                        if self.outlet.feed.set(&self.outlet.name, Some(problem)) {
+                        let down = Status::Down {
+                            error: format!("cannot open the file: {error}"),
+                            retry_in: self.poll,
+                        };
+                        if self.outlet.set_status(down) {
                             tracing::warn!(path = %self.path.display(), %error, "file source: cannot open the file; retrying");
                         }
                         self.pause(runtime);

@@ -46,7 +46,7 @@ impl Lines {
         self.spans.is_empty()
     }
 
-    fn push(&mut self, line: &[u8]) {
+    pub(crate) fn push(&mut self, line: &[u8]) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(line);
         self.spans.push(Span::Bytes(start..self.bytes.len()));

@@ -21,26 +21,27 @@ pub mod map;
 mod parsed;
 mod poll;
 mod pump;
+mod remote;
 mod settings;
-mod sources_file;
+mod sources;
+pub(crate) mod sources_file;
 mod stdin;
 pub mod submit;
 mod ws;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::ledger::snapshot::Checkpoint;
-use crate::alerts::{Alerts, Event};
 use crate::backoff::Backoff;
-use crate::bot::events::{self, Events};
-use crate::health::{Component, HealthState};
 use decode::Decoder;
 use parsed::ParsedLines;
-pub(crate) use settings::{Settings, SourceSpec};
+pub(crate) use settings::Settings;
+pub(crate) use sources::{SourceView, Sources};
+pub(crate) use sources_file::{Kind, SourceSettings};
 pub(crate) use submit::{Gate, Submit, Unavailable};
 
 /// Why the intake could not start.
@@ -51,9 +52,19 @@ pub enum IntakeError {
         what: &'static str,
         source: std::io::Error,
     },
+    /// A source's settings that only starting it could check (its CA
+    /// file's certificates, its URL as a request).
+    #[error("source {name:?}: {problem}")]
+    Source { name: String, problem: String },
 }
 
 impl IntakeError {
+    /// A configuration mistake (exit 2) rather than a runtime failure: a
+    /// source's settings the operator must change.
+    pub(crate) fn is_config(&self) -> bool {
+        matches!(self, IntakeError::Source { .. })
+    }
+
     fn start(what: &'static str) -> impl FnOnce(std::io::Error) -> IntakeError {
         move |source| IntakeError::Start { what, source }
     }
@@ -71,44 +82,47 @@ impl Intake {
         Intake { settings, submit }
     }
 
-    /// Starts every source. File sources resume from their entry in
-    /// `checkpoints` (keyed by source name). Must be called inside the
-    /// bot's runtime: exec and stdin run as its tasks, and the file thread
-    /// waits on its timers.
+    /// Starts every source. A source that can resume does so from its
+    /// entry in `checkpoints` (a file by its path, a poller by its name).
+    /// Must be called inside the bot's runtime: exec, stdin and ws run as
+    /// its tasks, and the file and poll threads wait on its timers.
     pub(crate) fn start(
         self,
         checkpoints: &BTreeMap<String, Checkpoint>,
         channels: Channels,
-        feed: Arc<FeedHealth>,
+        sources: Arc<Sources>,
         shutdown: &CancellationToken,
     ) -> Result<(), IntakeError> {
         let Intake { settings, submit } = self;
-        for (index, spec) in settings.sources.iter().enumerate() {
-            let batches = match spec {
-                SourceSpec::Webhook => &channels.waited_on,
+        for (index, source) in settings.sources.iter().enumerate() {
+            let batches = match source.kind {
+                Kind::Webhook => &channels.waited_on,
                 _ => &channels.bulk,
             };
             let outlet = Outlet {
                 index,
-                name: spec.name(),
-                decoder: spec.decoder(),
+                name: source.name.clone(),
+                decoder: source.decoder(),
                 batches: batches.clone(),
-                feed: Arc::clone(&feed),
+                sources: Arc::clone(&sources),
                 shutdown: shutdown.clone(),
             };
-            match spec {
-                SourceSpec::File(path) => {
-                    let resume = checkpoints.get(&outlet.name).copied();
+            let resume = checkpoints.get(&source.resume_key()).cloned();
+            match &source.kind {
+                Kind::File { path } => {
                     file::spawn(outlet, path.clone(), settings.file_poll_interval, resume)
                         .map_err(IntakeError::start("file source thread"))?;
                 }
-                SourceSpec::Exec(command) => exec::spawn(
+                Kind::Exec { command } => exec::spawn(
                     outlet,
                     command.clone(),
                     Backoff::new(settings.exec_backoff, settings.exec_backoff_max),
                 ),
-                SourceSpec::Stdin => stdin::spawn(outlet),
-                SourceSpec::Webhook => {
+                Kind::Stdin => stdin::spawn(outlet),
+                Kind::Ws(ws) => remote::spawn_ws(outlet, ws, source.quiet_after)?,
+                Kind::Poll(poll) => remote::spawn_poll(outlet, poll, source.quiet_after)?,
+                Kind::Webhook => {
+                    outlet.set_status(feed::Status::Up);
                     submit.open(outlet);
                     tracing::info!("webhook source open: POST /signals");
                 }
@@ -130,15 +144,53 @@ pub(crate) struct Channels {
 
 /// What every source is given: its place in the loop's table, where its
 /// batches go, where it reports a problem, and when to stop.
+#[derive(Clone)]
 pub(crate) struct Outlet {
     /// The index its batches carry.
     index: usize,
-    /// The name journal records carry (see [`SourceSpec::name`]).
+    /// Its label, which journal records carry as their `src`.
     name: String,
     decoder: Decoder,
     batches: mpsc::Sender<Batch>,
-    feed: Arc<FeedHealth>,
+    /// Where it reports its status and counts what it received.
+    sources: Arc<Sources>,
     shutdown: CancellationToken,
+}
+
+impl Outlet {
+    /// A batch of `items`, counted as this source's.
+    fn batch(&self, items: ParsedLines) -> Batch {
+        self.sources.received(self.index, &items);
+        Batch::of(self.index, items)
+    }
+
+    /// Whether that changed its status.
+    fn set_status(&self, status: feed::Status) -> bool {
+        self.sources.set(self.index, status)
+    }
+
+    /// A webhook source's outlet, alone in its intake.
+    #[cfg(test)]
+    fn webhook_for_test(batches: mpsc::Sender<Batch>, shutdown: CancellationToken) -> Outlet {
+        let settings = sources_file::from_plain(vec![Kind::Webhook]);
+        let health = crate::health::HealthState::new(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(1),
+        );
+        Outlet {
+            index: 0,
+            name: settings[0].name.clone(),
+            decoder: settings[0].decoder(),
+            batches,
+            sources: Sources::new(
+                health,
+                crate::alerts::Alerts::disabled(),
+                crate::bot::events::Events::default(),
+                &settings,
+            ),
+            shutdown,
+        }
+    }
 }
 
 /// Lines from one source, in order, as the loop receives them.
@@ -184,95 +236,4 @@ pub(crate) enum Decision {
     Duplicate,
     /// The line is not a valid signal (rejected before the engine saw it).
     Invalid,
-}
-
-/// The `feed` health component, combined from every source's problem
-/// (a feed process down, a file missing, a quiet feed): degraded while any
-/// has one.
-pub(crate) struct FeedHealth {
-    health: Arc<HealthState>,
-    problems: Mutex<BTreeMap<String, String>>,
-    /// A source going down or coming back is also an alert, and an event.
-    alerts: Alerts,
-    events: Events,
-}
-
-impl FeedHealth {
-    pub(crate) fn new(health: Arc<HealthState>, alerts: Alerts, events: Events) -> Arc<Self> {
-        health.set_component("feed", Component::Ok);
-        Arc::new(FeedHealth {
-            health,
-            problems: Mutex::new(BTreeMap::new()),
-            alerts,
-            events,
-        })
-    }
-
-    /// Records (or clears) `who`'s problem; true when that changed it.
-    /// `/health` names each source by its kind only: a source's name holds
-    /// a path or a command line, which may carry a credential.
-    pub(crate) fn set(&self, who: &str, problem: Option<String>) -> bool {
-        let mut problems = self
-            .problems
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let was_down = problems.contains_key(who);
-        let changed = match &problem {
-            Some(problem) => {
-                problems.insert(who.to_owned(), problem.clone()).as_ref() != Some(problem)
-            }
-            None => problems.remove(who).is_some(),
-        };
-        if !changed {
-            return false;
-        }
-        // On going down and coming back, not on each new wording of a
-        // problem (an exec feed's growing backoff).
-        let source = source_kind(who);
-        match problem {
-            Some(problem) if !was_down => {
-                self.events.send(events::Event::Source {
-                    source,
-                    problem: Some(problem.clone()),
-                });
-                self.alerts.send(Event::SourceDown { source, problem });
-            }
-            None => {
-                self.events.send(events::Event::Source {
-                    source,
-                    problem: None,
-                });
-                self.alerts.send(Event::SourceUp { source });
-            }
-            Some(_) => {}
-        }
-        let component = if problems.is_empty() {
-            Component::Ok
-        } else {
-            Component::Degraded(
-                problems
-                    .iter()
-                    .map(|(who, problem)| {
-                        let kind = who.split_once(':').map_or(who.as_str(), |(kind, _)| kind);
-                        format!("{kind}: {problem}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        };
-        self.health.set_component("feed", component);
-        true
-    }
-}
-
-/// A source's kind from its name (`exec:...` is `exec`): the name itself
-/// may hold a credential; the quiet-feed check reports as `signals`.
-fn source_kind(who: &str) -> &'static str {
-    match who.split_once(':').map_or(who, |(kind, _)| kind) {
-        "file" => "file",
-        "exec" => "exec",
-        "webhook" => "webhook",
-        "stdin" => "stdin",
-        _ => "signals",
-    }
 }

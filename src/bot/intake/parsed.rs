@@ -20,6 +20,9 @@ pub(crate) struct ParsedLines {
     parsed: Vec<Result<Located, Reject>>,
     /// The parsed signals' strings.
     text: String,
+    /// Messages a mapping ignored (not for it: an acknowledgement, another
+    /// topic): counted, not decided.
+    ignored: u64,
 }
 
 impl ParsedLines {
@@ -32,20 +35,41 @@ impl ParsedLines {
                 Line::Bytes(bytes) => {
                     signal::parse_with(bytes, ids).map(|signal| Located::new(signal, &mut text))
                 }
-                Line::TooLong(length) => Err(Reject::new(
-                    Reason::LineTooLong,
-                    format!(
-                        "line of {length} bytes is over the {}-byte limit",
-                        signal::MAX_LINE_BYTES
-                    ),
-                )),
+                Line::TooLong(length) => Err(too_long(length)),
             })
             .collect();
         ParsedLines {
             lines,
             parsed,
             text,
+            ignored: 0,
         }
+    }
+
+    /// Adds one item as received and what it parsed or mapped to.
+    pub(crate) fn push(&mut self, bytes: &[u8], parsed: Result<Signal<'_>, Reject>) {
+        self.lines.push(bytes);
+        self.parsed
+            .push(parsed.map(|signal| Located::new(signal, &mut self.text)));
+    }
+
+    /// Counts a message a mapping ignored.
+    pub(crate) fn ignore(&mut self) {
+        self.ignored += 1;
+    }
+
+    /// Messages received: the items, and those ignored.
+    pub(crate) fn messages(&self) -> u64 {
+        self.parsed.len() as u64 + self.ignored
+    }
+
+    /// Items that are signals; the rest of the items are rejects.
+    pub(crate) fn signals(&self) -> u64 {
+        self.parsed.iter().filter(|parsed| parsed.is_ok()).count() as u64
+    }
+
+    pub(crate) fn ignored(&self) -> u64 {
+        self.ignored
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -71,6 +95,17 @@ impl ParsedLines {
             (bytes, signal)
         })
     }
+}
+
+/// The reject of a line over [`signal::MAX_LINE_BYTES`], by its length.
+pub(crate) fn too_long(length: usize) -> Reject {
+    Reject::new(
+        Reason::LineTooLong,
+        format!(
+            "line of {length} bytes is over the {}-byte limit",
+            signal::MAX_LINE_BYTES
+        ),
+    )
 }
 
 /// A [`Signal`] with its strings as positions in the batch's `text`.

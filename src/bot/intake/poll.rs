@@ -34,6 +34,7 @@ use ureq::tls::{Certificate, TlsConfig};
 
 use super::feed::{Counts, Delivered, Delivery, FeedSink, Status};
 use super::headers::Headers;
+use super::sources_file::Cursor;
 use crate::backoff::Backoff;
 
 /// The largest page read; a bigger answer is a failure.
@@ -58,15 +59,6 @@ pub(crate) struct PollConfig {
     /// `None`: a feed is never quiet (a quiet market is not a fault).
     pub(crate) quiet_after: Option<Duration>,
     pub(crate) backoff: Backoff,
-}
-
-/// Where an answer says the next page starts, and how to ask for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Cursor {
-    /// A JSON pointer into the answer (`/next_cursor`).
-    pub(crate) from: String,
-    /// The query parameter that sends it back (`cursor`).
-    pub(crate) param: String,
 }
 
 /// A `poll` source, checked and ready to [`spawn`](Poller::spawn).
@@ -293,7 +285,7 @@ impl<S: FeedSink> Run<'_, S> {
         let next = config
             .cursor
             .as_ref()
-            .and_then(|spec| cursor_in(&body, &spec.from));
+            .and_then(|spec| cursor_in(&body, spec.from.as_str()));
         Ok(Page::Body { body, next })
     }
 

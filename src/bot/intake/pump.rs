@@ -9,7 +9,6 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::decode::Decoder;
 use super::lines::{LineSplitter, Lines};
 use super::{Batch, Outlet};
 
@@ -19,8 +18,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// A stream's buffer and its line splitter; what it hands out are batches.
 pub(crate) struct Pump {
-    source: usize,
-    decoder: Decoder,
+    outlet: Outlet,
     buffer: Box<[u8]>,
     splitter: LineSplitter,
 }
@@ -28,8 +26,7 @@ pub(crate) struct Pump {
 impl Pump {
     pub(crate) fn new(outlet: &Outlet) -> Self {
         Pump {
-            source: outlet.index,
-            decoder: outlet.decoder,
+            outlet: outlet.clone(),
             buffer: vec![0; CHUNK].into_boxed_slice(),
             splitter: LineSplitter::default(),
         }
@@ -65,7 +62,7 @@ impl Pump {
     }
 
     fn batch_of(&self, lines: Lines) -> Option<Batch> {
-        (!lines.is_empty()).then(|| Batch::of(self.source, self.decoder.lines(lines)))
+        (!lines.is_empty()).then(|| self.outlet.batch(self.outlet.decoder.lines(lines)))
     }
 }
 

@@ -5,24 +5,22 @@
 //! already in the bot's own format) become the same list of
 //! [`SourceSettings`].
 //!
-//! Secrets come from files (`headers_file`) and are held as [`Secret`]s;
+//! Secrets come from files (`headers_file`) and are held as secrets;
 //! [`describe`] shows every source with them redacted, and URLs with
 //! their credentials and query values redacted, since a feed's key often
 //! rides in its URL.
 
-#![allow(dead_code)] // wired in by issue 22's intake round
-
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 
+use super::headers::Headers;
 use super::map::{toml_string, Map, MapSettings, Pointer};
-use super::settings::SourceSpec;
-use crate::secret::Secret;
 
 /// A WebSocket source's ping, when the file says none.
 pub(crate) const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
@@ -33,7 +31,7 @@ pub(crate) const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_MAX_PAGES: u32 = 10;
 
 /// One source, from either form.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SourceSettings {
     /// Its label in `/health`, metrics, alerts and the dashboard: letters,
     /// digits, `-`, `_` and `.`, so never a path, a command or a secret.
@@ -43,10 +41,10 @@ pub(crate) struct SourceSettings {
     /// never (a quiet market is not a fault).
     pub(crate) quiet_after: Option<Duration>,
     /// `None`: messages are in the bot's own signal format.
-    pub(crate) map: Option<Map>,
+    pub(crate) map: Option<Arc<Map>>,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Kind {
     File { path: PathBuf },
     Exec { command: Vec<String> },
@@ -56,7 +54,7 @@ pub(crate) enum Kind {
     Poll(PollSettings),
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct WsSettings {
     pub(crate) url: String,
     /// Sent as text frames after every connect.
@@ -65,17 +63,17 @@ pub(crate) struct WsSettings {
     /// An application's ping text (RTDS wants `ping`); `None`: WebSocket
     /// ping frames.
     pub(crate) ping_text: Option<String>,
-    pub(crate) headers: Headers,
+    pub(crate) headers: HeadersFile,
     /// PEM certificates trusted besides the bundled roots.
     pub(crate) ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct PollSettings {
     pub(crate) url: String,
     pub(crate) interval: Duration,
     pub(crate) timeout: Duration,
-    pub(crate) headers: Headers,
+    pub(crate) headers: HeadersFile,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) cursor: Option<Cursor>,
     pub(crate) max_pages: u32,
@@ -90,12 +88,19 @@ pub(crate) struct Cursor {
     pub(crate) param: String,
 }
 
-/// Request headers from a file, one `Name: value` a line: their values
-/// are credentials, so only the names are ever shown.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Headers {
+/// A source's `headers_file`, read at start: their values are
+/// credentials, so only the names are ever shown.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HeadersFile {
     pub(crate) file: Option<PathBuf>,
-    pub(crate) headers: Vec<(String, Secret)>,
+    pub(crate) headers: Headers,
+}
+
+impl PartialEq for HeadersFile {
+    /// Two are the same file; what a secret holds is never compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file
+    }
 }
 
 /// A mistake in a source's settings: where, and what.
@@ -410,7 +415,7 @@ impl SourceToml {
                     .map_or(DEFAULT_PING_INTERVAL, |interval| interval.0),
                 ping_text: self.ping_text,
                 headers: read_headers(self.headers_file)?,
-                ca_file: check_file("ca_file", self.ca_file)?,
+                ca_file: check_ca_file(self.ca_file)?,
             }),
             KindName::Poll => Kind::Poll(PollSettings {
                 url: check_url(self.url.ok_or_else(|| required("url"))?, &["http", "https"])?,
@@ -421,7 +426,7 @@ impl SourceToml {
                     .timeout
                     .map_or(DEFAULT_POLL_TIMEOUT, |timeout| timeout.0),
                 headers: read_headers(self.headers_file)?,
-                ca_file: check_file("ca_file", self.ca_file)?,
+                ca_file: check_ca_file(self.ca_file)?,
                 cursor: self.cursor,
                 max_pages: match self.max_pages {
                     Some(0) => return Err(("max_pages".into(), "must be at least 1".into())),
@@ -434,7 +439,8 @@ impl SourceToml {
             .map
             .map(Map::new)
             .transpose()
-            .map_err(|error| (error.key, error.message))?;
+            .map_err(|error| (error.key, error.message))?
+            .map(Arc::new);
         Ok(SourceSettings {
             name: self.name.0,
             kind,
@@ -461,51 +467,30 @@ fn check_url(url: String, schemes: &[&str]) -> Result<String, KeyError> {
     Ok(url)
 }
 
-fn check_file(key: &str, path: Option<PathBuf>) -> Result<Option<PathBuf>, KeyError> {
-    match &path {
-        Some(file) if !file.is_file() => Err((
-            key.to_owned(),
-            format!("{} is not a readable file", file.display()),
-        )),
-        _ => Ok(path),
+/// A `ca_file` that holds PEM certificates, checked here so a wrong file
+/// stops the start (exit 2) rather than failing every connect.
+fn check_ca_file(path: Option<PathBuf>) -> Result<Option<PathBuf>, KeyError> {
+    let Some(file) = &path else {
+        return Ok(path);
+    };
+    let bad = |why: String| ("ca_file".to_owned(), format!("{} {why}", file.display()));
+    if !file.is_file() {
+        return Err(bad("is not a readable file".into()));
     }
+    let pem = std::fs::read(file).map_err(|error| bad(format!("cannot be read: {error}")))?;
+    crate::tls::parse_pem_certificates(&pem)
+        .map_err(|error| bad(format!("holds no usable certificate: {error}")))?;
+    Ok(path)
 }
 
-/// Reads `Name: value` lines (blank lines and `#` comments skipped). An
-/// error names the file and the line, never the value.
-fn read_headers(file: Option<PathBuf>) -> Result<Headers, KeyError> {
+/// Reads a `headers_file` ([`Headers::load`]: an error names the file
+/// and the line, never a value).
+fn read_headers(file: Option<PathBuf>) -> Result<HeadersFile, KeyError> {
     let Some(file) = file else {
-        return Ok(Headers::default());
+        return Ok(HeadersFile::default());
     };
-    let bad = |message: String| {
-        (
-            "headers_file".to_owned(),
-            format!("{}: {message}", file.display()),
-        )
-    };
-    let text = std::fs::read_to_string(&file).map_err(|error| bad(error.to_string()))?;
-    let mut headers = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let at = |why: &str| bad(format!("line {}: {why}", index + 1));
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| at("expected Name: value"))?;
-        let name = name.trim();
-        let token = !name.is_empty()
-            && name
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
-        if !token {
-            return Err(at("the header's name is not a valid HTTP header name"));
-        }
-        let value = Secret::parse(value).map_err(|_| at("the header's value is empty"))?;
-        headers.push((name.to_owned(), value));
-    }
-    Ok(Headers {
+    let headers = Headers::load(&file).map_err(|error| ("headers_file".to_owned(), error))?;
+    Ok(HeadersFile {
         file: Some(file),
         headers,
     })
@@ -524,7 +509,7 @@ pub(crate) fn parse_plain(text: &str) -> Result<Kind, String> {
             subscribe: Vec::new(),
             ping_interval: DEFAULT_PING_INTERVAL,
             ping_text: None,
-            headers: Headers::default(),
+            headers: HeadersFile::default(),
             ca_file: None,
         }));
     }
@@ -533,20 +518,35 @@ pub(crate) fn parse_plain(text: &str) -> Result<Kind, String> {
             url: url_kind(url, &["http", "https"])?,
             interval: DEFAULT_POLL_INTERVAL,
             timeout: DEFAULT_POLL_TIMEOUT,
-            headers: Headers::default(),
+            headers: HeadersFile::default(),
             ca_file: None,
             cursor: None,
             max_pages: DEFAULT_MAX_PAGES,
         }));
     }
-    SourceSpec::parse(text)
-        .map(|spec| match spec {
-            SourceSpec::File(path) => Kind::File { path },
-            SourceSpec::Exec(command) => Kind::Exec { command },
-            SourceSpec::Webhook => Kind::Webhook,
-            SourceSpec::Stdin => Kind::Stdin,
-        })
-        .map_err(|error| error.replace("webhook or stdin", "webhook, stdin, ws:URL or poll:URL"))
+    if let Some(path) = text.strip_prefix("file:") {
+        if path.is_empty() {
+            return Err("file: needs a path, as in file:/var/lib/feed/signals.jsonl".into());
+        }
+        return Ok(Kind::File { path: path.into() });
+    }
+    if let Some(command) = text.strip_prefix("exec:") {
+        let command: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
+        if command.is_empty() {
+            return Err(
+                "exec: needs a command, as in exec:/usr/local/bin/feed --symbol BTC".into(),
+            );
+        }
+        return Ok(Kind::Exec { command });
+    }
+    match text {
+        "webhook" => Ok(Kind::Webhook),
+        "stdin" | "-" => Ok(Kind::Stdin),
+        _ => Err(format!(
+            "{text:?} is not a source: use file:PATH, exec:COMMAND ARGS..., webhook, stdin, \
+             ws:URL or poll:URL (or a SOURCES_FILE)"
+        )),
+    }
 }
 
 /// The plain forms named as the sources file would name them: by kind,
@@ -686,13 +686,13 @@ pub(crate) fn describe(sources: &[SourceSettings]) -> String {
     out
 }
 
-fn describe_files(out: &mut String, headers: &Headers, ca_file: Option<&Path>) {
+fn describe_files(out: &mut String, headers: &HeadersFile, ca_file: Option<&Path>) {
     let _ = match &headers.file {
         Some(file) => {
             let names: Vec<&str> = headers
                 .headers
                 .iter()
-                .map(|(name, _)| name.as_str())
+                .map(|header| header.name.as_str())
                 .collect();
             writeln!(
                 out,

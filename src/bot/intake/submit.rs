@@ -14,12 +14,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::{Batch, Outcome, Outlet};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
-
-use super::decode::Decoder;
-use super::{Batch, Outcome, Outlet};
 
 /// Cloned by every transport that submits; the loop holds its [`Gate`].
 #[derive(Clone, Default)]
@@ -44,12 +41,7 @@ impl Default for Shared {
 enum State {
     #[default]
     Starting,
-    Open {
-        source: usize,
-        decoder: Decoder,
-        batches: mpsc::Sender<Batch>,
-        shutdown: CancellationToken,
-    },
+    Open(Outlet),
     Stopped,
 }
 
@@ -70,19 +62,20 @@ impl Submit {
     /// that holds no signal is decided at once: no outcome.
     pub(crate) async fn submit(&self, body: Bytes) -> Result<Vec<Outcome>, Unavailable> {
         let mut paused = self.0.paused.subscribe();
-        let (source, decoder, batches) = self.target()?;
+        let outlet = self.target()?;
         if let Some(reason) = paused.borrow().clone() {
             return Err(Unavailable::Paused(reason));
         }
-        let items = decoder.message(&body);
+        let items = outlet.decoder.message(&body);
         if items.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
         let batch = Batch {
             reply: Some(reply),
-            ..Batch::of(source, items)
+            ..outlet.batch(items)
         };
+        let batches = outlet.batches;
         tokio::select! {
             biased;
             sent = batches.send(batch) => sent.map_err(|_| Unavailable::Stopping)?,
@@ -104,10 +97,12 @@ impl Submit {
     /// waits for it: the body still arriving then gets its answer
     /// (`Stopping`) rather than a reset.
     pub(crate) fn ready(&self) -> Result<InFlight, Unavailable> {
-        let (_, _, batches) = self.target()?;
+        let outlet = self.target()?;
         match self.0.paused.borrow().clone() {
             Some(reason) => Err(Unavailable::Paused(reason)),
-            None => Ok(InFlight { _batches: batches }),
+            None => Ok(InFlight {
+                _batches: outlet.batches,
+            }),
         }
     }
 
@@ -120,12 +115,7 @@ impl Submit {
     /// runtime.
     pub(super) fn open(&self, outlet: Outlet) {
         let shutdown = outlet.shutdown.clone();
-        *self.state() = State::Open {
-            source: outlet.index,
-            decoder: outlet.decoder,
-            batches: outlet.batches,
-            shutdown: outlet.shutdown,
-        };
+        *self.state() = State::Open(outlet);
         let submit = self.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
@@ -136,16 +126,11 @@ impl Submit {
     /// Where a body's batch goes, while bodies are taken. A body that
     /// finished arriving after the stop began is refused rather than
     /// raced against the drain.
-    fn target(&self) -> Result<(usize, Decoder, mpsc::Sender<Batch>), Unavailable> {
+    fn target(&self) -> Result<Outlet, Unavailable> {
         match &*self.state() {
-            State::Open {
-                source,
-                decoder,
-                batches,
-                shutdown,
-            } if !shutdown.is_cancelled() => Ok((*source, *decoder, batches.clone())),
+            State::Open(outlet) if !outlet.shutdown.is_cancelled() => Ok(outlet.clone()),
             State::Starting => Err(Unavailable::Starting),
-            State::Open { .. } | State::Stopped => Err(Unavailable::Stopping),
+            State::Open(_) | State::Stopped => Err(Unavailable::Stopping),
         }
     }
 
@@ -195,18 +180,14 @@ async fn until_paused(paused: &mut watch::Receiver<Option<String>>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
-    use crate::bot::signal::Ids;
 
     fn open(submit: &Submit) -> (mpsc::Receiver<Batch>, CancellationToken) {
         let (batches, received) = mpsc::channel(4);
         let shutdown = CancellationToken::new();
-        *submit.state() = State::Open {
-            source: 0,
-            decoder: Decoder::Own(Ids::Derived),
-            batches,
-            shutdown: shutdown.clone(),
-        };
+        *submit.state() = State::Open(Outlet::webhook_for_test(batches, shutdown.clone()));
         (received, shutdown)
     }
 

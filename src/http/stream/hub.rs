@@ -200,8 +200,11 @@ impl Hub {
                     );
                 }
             }
-            Event::Source { source, problem } => {
-                let status = if problem.is_some() { "down" } else { "up" };
+            Event::Source {
+                source,
+                status,
+                problem,
+            } => {
                 self.push(
                     Kind::Source,
                     now,

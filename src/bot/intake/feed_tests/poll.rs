@@ -7,7 +7,9 @@ use super::{ms, recorder, Heard, Running, QUIET_ONCE};
 use crate::backoff::Backoff;
 use crate::bot::intake::feed::Status;
 use crate::bot::intake::headers::Headers;
-use crate::bot::intake::poll::{Cursor, PollConfig, Poller, LONGEST_RETRY_AFTER};
+use crate::bot::intake::map::Pointer;
+use crate::bot::intake::poll::{PollConfig, Poller, LONGEST_RETRY_AFTER};
+use crate::bot::intake::sources_file::Cursor;
 
 /// Every 200 ms, the fake's token and cursor, ten pages a round at most.
 fn config(url: String) -> PollConfig {
@@ -18,7 +20,7 @@ fn config(url: String) -> PollConfig {
         headers: Headers::parse(&format!("Authorization: Bearer {TOKEN}")).unwrap(),
         ca_certificates: Vec::new(),
         cursor: Some(Cursor {
-            from: "/next_cursor".into(),
+            from: Pointer::parse("/next_cursor").unwrap(),
             param: "cursor".into(),
         }),
         max_pages: 10,
