@@ -7,6 +7,7 @@ pub(crate) mod events;
 pub(crate) mod figures;
 pub mod intake;
 pub(crate) mod ledger;
+pub mod money;
 mod run;
 pub mod settings;
 pub mod signal;
