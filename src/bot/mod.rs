@@ -2,6 +2,7 @@
 //! (engine), records the decision (journal) and beats the heartbeat on every
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
+pub(crate) mod account;
 pub mod engine;
 pub(crate) mod events;
 pub(crate) mod figures;
