@@ -9,6 +9,7 @@ pub(crate) mod figures;
 pub mod intake;
 pub(crate) mod ledger;
 pub mod money;
+pub(crate) mod report;
 mod run;
 pub mod settings;
 pub mod signal;
