@@ -32,6 +32,17 @@ pub const WHOLE_DIGITS: u32 = 19;
 const ONE: u128 = 10u128.pow(PLACES);
 const LIMIT: u128 = 10u128.pow(PLACES + WHOLE_DIGITS);
 
+/// 10^0 to 10^18: a table, where `pow` would multiply in a loop.
+const POWERS_OF_TEN: [u128; PLACES as usize + 1] = {
+    let mut powers = [1; PLACES as usize + 1];
+    let mut index = 1;
+    while index < powers.len() {
+        powers[index] = powers[index - 1] * 10;
+        index += 1;
+    }
+    powers
+};
+
 /// What a value counts, so a quantity is never added to a price.
 pub mod kind {
     #[derive(Debug)]
@@ -234,13 +245,16 @@ impl<K> Decimal<K> {
     /// The text [`fmt::Display`] writes, into `buffer`: no exponent, no
     /// trailing zeros, `0` for zero.
     fn format(self, buffer: &mut [u8; 40]) -> &str {
-        let magnitude = self.raw.unsigned_abs();
-        let mut fraction = (magnitude % ONE) as u64;
-        // Below 10^19, which a u64 holds.
-        let mut whole = (magnitude / ONE) as u64;
+        let (whole, fraction) = split(self.raw.unsigned_abs());
+        // Below 10^19 and 10^18, which a u64 holds.
+        let (mut whole, mut fraction) = (whole as u64, fraction as u64);
         let mut at = buffer.len();
         if fraction != 0 {
             let mut places = PLACES;
+            while fraction % 10_000 == 0 {
+                fraction /= 10_000;
+                places -= 4;
+            }
             while fraction % 10 == 0 {
                 fraction /= 10;
                 places -= 1;
@@ -364,38 +378,59 @@ impl<K> Decimal<K> {
     }
 }
 
-/// `a` × `b` of two raw values, as a raw value: split at the point so no
-/// step leaves a `u128` (both are below 10^37, so each half is below 10^19
-/// and 10^18), the part below 10^-18 rounded half-to-even.
+/// `a` × `b` of two raw values, as a raw value: split at the point into
+/// `u64` halves (both are below 10^37, so a whole part is below 10^19 and
+/// a fraction below 10^18), so no step leaves a `u128`; the product of
+/// the fractions (36 places) is rounded half-to-even to 18.
 fn multiply(a: u128, b: u128) -> Result<u128, Overflow> {
-    let (a_whole, a_fraction) = (a / ONE, a % ONE);
-    let (b_whole, b_fraction) = (b / ONE, b % ONE);
+    const WHOLE_LIMIT: u128 = LIMIT / ONE;
+    let (a_whole, a_fraction) = split(a);
+    let (b_whole, b_fraction) = split(b);
+    let whole = a_whole * b_whole;
+    if whole >= WHOLE_LIMIT {
+        return Err(Overflow);
+    }
+    let cross = a_whole * b_fraction + a_fraction * b_whole;
     let tiny = a_fraction * b_fraction;
-    let whole = a_whole
-        .checked_mul(b_whole)
-        .and_then(|product| product.checked_mul(ONE))
-        .ok_or(Overflow)?;
-    let sum = whole + a_whole * b_fraction + a_fraction * b_whole;
-    // The 36-place product of the fractions, to 18 places.
-    let sum = sum.checked_add(tiny / ONE).ok_or(Overflow)?;
-    round_quotient(sum, tiny % ONE, ONE, PLACES)
+    let (tiny_whole, tiny_rest) = split(tiny);
+    round_quotient(whole * ONE + cross + tiny_whole, tiny_rest, ONE, PLACES)
+}
+
+/// A raw magnitude's whole units and fraction, each below 2^64.
+fn split(raw: u128) -> (u128, u128) {
+    let whole = div_one(raw);
+    (whole, raw - whole * ONE)
+}
+
+/// ⌈2^187 / 10^18⌉, which a `u128` just holds.
+const RECIPROCAL_OF_ONE: u128 = 0x9392_ee8e_921d_5d07_3aff_322e_6243_9fd0;
+
+/// `n` / 10^18, for `n` below 2^123 (any raw magnitude), as a product
+/// with the reciprocal: a `u128` division is a library call, and a
+/// quantity × a price would take three. Exact, because the reciprocal's
+/// excess (it × 10^18 − 2^187, below 10^18) times any such `n` stays
+/// below 2^187, too little to reach the next whole quotient.
+fn div_one(n: u128) -> u128 {
+    widening_multiply(n, RECIPROCAL_OF_ONE).0 >> (187 - 128)
 }
 
 /// `n` / `d` with `places` decimal places, rounded half-to-even, as a raw
 /// value. Long division a few digits at a time, as many as `u128` has room
 /// for beside the divisor (below 10^37, so always at least one); a
-/// divisor of a few units takes a single step.
+/// divisor below a hundred units takes a single step.
 fn divide(n: u128, d: u128, places: u32) -> Result<u128, Overflow> {
-    if d == 0 {
+    // Any raw magnitude is below 2^123; the room below needs the bound.
+    if d == 0 || d >= 1 << 123 {
         return Err(Overflow);
     }
     let mut quotient = n / d;
     let mut remainder = n % d;
-    let room = (u128::MAX / d).ilog10();
+    // 10^room × d fits: 2^(zeros − 1) ≥ 10^room, log10(2) taken as 0.3.
+    let room = (d.leading_zeros() - 1) * 3 / 10;
     let mut left = places;
     while left > 0 {
         let digits = room.min(left);
-        let widen = 10u128.pow(digits);
+        let widen = POWERS_OF_TEN[digits as usize];
         let widened = remainder * widen;
         quotient = quotient
             .checked_mul(widen)
@@ -406,7 +441,7 @@ fn divide(n: u128, d: u128, places: u32) -> Result<u128, Overflow> {
     }
     let rounded = round_quotient(quotient, remainder, d, PLACES)?;
     rounded
-        .checked_mul(10u128.pow(PLACES - places))
+        .checked_mul(POWERS_OF_TEN[(PLACES - places) as usize])
         .filter(|raw| *raw < LIMIT)
         .ok_or(Overflow)
 }
@@ -419,21 +454,23 @@ fn round_quotient(
     divisor: u128,
     places: u32,
 ) -> Result<u128, Overflow> {
-    let step = 10u128.pow(PLACES - places.min(PLACES));
-    let (kept, rest) = (quotient / step, quotient % step);
-    let up = if step == 1 {
+    if places >= PLACES {
         // The remainder is below the divisor (below 2^127), so twice it fits.
-        match (2 * remainder).cmp(&divisor) {
+        let up = match (2 * remainder).cmp(&divisor) {
             Ordering::Less => false,
-            Ordering::Equal => kept % 2 == 1,
+            Ordering::Equal => quotient % 2 == 1,
             Ordering::Greater => true,
-        }
-    } else {
-        match rest.cmp(&(step / 2)) {
-            Ordering::Less => false,
-            Ordering::Equal => remainder > 0 || kept % 2 == 1,
-            Ordering::Greater => true,
-        }
+        };
+        return Some(quotient + u128::from(up))
+            .filter(|raw| *raw < LIMIT)
+            .ok_or(Overflow);
+    }
+    let step = POWERS_OF_TEN[(PLACES - places) as usize];
+    let (kept, rest) = (quotient / step, quotient % step);
+    let up = match rest.cmp(&(step / 2)) {
+        Ordering::Less => false,
+        Ordering::Equal => remainder > 0 || kept % 2 == 1,
+        Ordering::Greater => true,
     };
     (kept + u128::from(up))
         .checked_mul(step)
@@ -552,6 +589,41 @@ impl Digits {
 
 /// The JSON number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
 fn parse_raw(bytes: &[u8]) -> Result<i128, NumberError> {
+    plain(bytes).map_or_else(|| general(bytes), Ok)
+}
+
+/// What nearly every number looks like (`0.25`, `64415.13`, `-3`): no
+/// exponent, at most 19 digits and 18 of them after the point, so the
+/// digits fit a `u64` unchecked. `None` sends anything else, errors
+/// included, to [`general`].
+fn plain(bytes: &[u8]) -> Option<i128> {
+    let negative = bytes.first() == Some(&b'-');
+    let digits = &bytes[usize::from(negative)..];
+    let point = digits.iter().position(|byte| *byte == b'.');
+    let (whole, fraction) = match point {
+        Some(point) => (&digits[..point], &digits[point + 1..]),
+        None => (digits, &digits[digits.len()..]),
+    };
+    let leading_zero = whole.len() > 1 && whole[0] == b'0';
+    let fits = whole.len() + fraction.len() <= 19 && fraction.len() <= PLACES as usize;
+    if whole.is_empty() || (point.is_some() && fraction.is_empty()) || leading_zero || !fits {
+        return None;
+    }
+    let mut mantissa = 0u64;
+    for byte in whole.iter().chain(fraction) {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        mantissa = mantissa * 10 + u64::from(digit);
+    }
+    // Below 10^19 × 10^18.
+    let raw = (u128::from(mantissa) * POWERS_OF_TEN[PLACES as usize - fraction.len()]) as i128;
+    Some(if negative { -raw } else { raw })
+}
+
+/// Any JSON number, digit by digit, with the limits checked.
+fn general(bytes: &[u8]) -> Result<i128, NumberError> {
     let negative = bytes.first() == Some(&b'-');
     let mut at = usize::from(negative);
     let mut digits = Digits::default();
@@ -1056,6 +1128,29 @@ mod tests {
     }
 
     #[test]
+    fn the_reciprocal_of_one_is_the_least_above_two_to_the_187() {
+        let over = widening_multiply(RECIPROCAL_OF_ONE, ONE);
+        let under = widening_multiply(RECIPROCAL_OF_ONE - 1, ONE);
+        assert!(over >= (1 << (187 - 128), 0) && under < (1 << (187 - 128), 0));
+        for n in [
+            0,
+            1,
+            ONE - 1,
+            ONE,
+            ONE + 1,
+            LIMIT - 1,
+            LIMIT,
+            (1 << 123) - 1,
+        ] {
+            assert_eq!(div_one(n), n / ONE, "{n}");
+        }
+        for whole in [1u128, 7, 10u128.pow(18), 10u128.pow(19) - 1] {
+            let n = whole * ONE;
+            assert_eq!((div_one(n - 1), div_one(n)), (whole - 1, whole));
+        }
+    }
+
+    #[test]
     fn the_wide_division_agrees_with_the_narrow_one() {
         // Products past u128: check q × d + r = a × b through 256 bits.
         let cases = [
@@ -1076,12 +1171,26 @@ mod tests {
 
     proptest! {
         #[test]
+        fn dividing_by_the_reciprocal_is_exact(n in 0u128..(1 << 123)) {
+            prop_assert_eq!(div_one(n), n / ONE);
+        }
+
+        #[test]
         fn text_round_trips(raw in -(LIMIT as i128 - 1)..(LIMIT as i128)) {
             let value = Amount::from_raw(raw);
             let text = value.to_string();
             prop_assert_eq!(Amount::parse(&text), Ok(value));
             prop_assert!(!text.contains('e'));
             prop_assert!(!(text.contains('.') && text.ends_with('0')), "{}", text);
+        }
+
+        #[test]
+        fn the_fast_path_agrees_with_the_general_one(text in "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,20})?") {
+            let general = general(text.as_bytes());
+            match plain(text.as_bytes()) {
+                Some(raw) => prop_assert_eq!(Ok(raw), general),
+                None => prop_assert!(text.len() > 19 || general.is_err(), "{}", text),
+            }
         }
 
         #[test]
