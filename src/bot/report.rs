@@ -781,4 +781,65 @@ mod tests {
         assert_eq!(report.total.max_drawdown, amount("30.87"));
         assert_eq!(report.total.drawdown_from_ms, Some(60_000));
     }
+
+    proptest::proptest! {
+        /// The round trips and the open positions add up to what the
+        /// account made: its equity less its starting cash, exactly.
+        #[test]
+        fn round_trips_add_up_to_the_account(
+            steps in proptest::collection::vec((0usize..2, proptest::bool::ANY, 1u32..2000, 1u32..5000), 1..80),
+            fee in 0u32..100,
+            slippage in 0u32..100,
+        ) {
+            use crate::bot::account::{Account, Order, Position, Terms};
+            use crate::bot::money::BasisPoints;
+
+            let terms = Terms {
+                fee: BasisPoints::parse(&fee.to_string()).unwrap(),
+                slippage: BasisPoints::parse(&slippage.to_string()).unwrap(),
+                ..Terms::default()
+            };
+            let mut account = Account::new(terms);
+            let mut positions = [Position::default(), Position::default()];
+            let mut builder = Builder::new(Window::default(), terms.rounding);
+            for (at, (symbol, buy, qty, price)) in steps.into_iter().enumerate() {
+                let order = Order {
+                    symbol: ["A", "B"][symbol],
+                    side: if buy { Side::Buy } else { Side::Sell },
+                    qty: Quantity::parse(&format!("{}.{:02}", qty / 100, qty % 100)).unwrap(),
+                    price: Some(Price::parse(&format!("{}.{:01}", price / 10, price % 10)).unwrap()),
+                };
+                let decision = account.decide(&positions[symbol], &order, at as i64).unwrap();
+                let fill = decision.fill;
+                account.commit(&mut positions[symbol], decision);
+                builder.fill(&Trade {
+                    symbol: order.symbol,
+                    at_ms: at as i64,
+                    side: fill.side,
+                    qty: fill.qty,
+                    asked: fill.asked,
+                    price: fill.price,
+                    fee: fill.fee,
+                }).unwrap();
+            }
+            let report = builder.finish().unwrap();
+            let made = report
+                .round_trips
+                .iter()
+                .map(|trip| trip.pnl)
+                .chain(report.open.iter().map(|open| open.pnl))
+                .try_fold(Amount::ZERO, Amount::checked_add)
+                .unwrap();
+            let summary = account.summary(&positions).unwrap();
+            proptest::prop_assert_eq!(made, summary.equity);
+            let fees = report
+                .round_trips
+                .iter()
+                .map(|trip| trip.fees)
+                .try_fold(Amount::ZERO, Amount::checked_add)
+                .unwrap();
+            proptest::prop_assert_eq!(report.total.fees, fees);
+            proptest::prop_assert!(fees <= summary.fees);
+        }
+    }
 }
