@@ -494,18 +494,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    fn quantity(text: &str) -> Quantity {
-        Quantity::parse(text).unwrap()
-    }
-
-    fn price(text: &str) -> Price {
-        Price::parse(text).unwrap()
-    }
-
-    fn amount(text: &str) -> Amount {
-        Amount::parse(text).unwrap()
-    }
+    use crate::bot::money::literals::{amount, price, quantity};
 
     fn order<'a>(side: Side, qty: &str, asked: Option<&str>) -> Order<'a> {
         Order {

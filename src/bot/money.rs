@@ -791,23 +791,38 @@ fn clip(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
+/// Values written in tests, where a typo should fail loudly.
+#[cfg(test)]
+pub(crate) mod literals {
+    use super::{Amount, Decimal, Price, Quantity, Ratio};
+
+    fn literal<K>(text: &str) -> Decimal<K> {
+        Decimal::parse(text).unwrap_or_else(|error| panic!("{text:?} {error}"))
+    }
+
+    pub(crate) fn quantity(text: &str) -> Quantity {
+        literal(text)
+    }
+
+    pub(crate) fn price(text: &str) -> Price {
+        literal(text)
+    }
+
+    pub(crate) fn amount(text: &str) -> Amount {
+        literal(text)
+    }
+
+    pub(crate) fn ratio(text: &str) -> Ratio {
+        literal(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
+    use super::literals::{amount, price, quantity};
     use super::*;
-
-    fn quantity(text: &str) -> Quantity {
-        Quantity::parse(text).unwrap()
-    }
-
-    fn price(text: &str) -> Price {
-        Price::parse(text).unwrap()
-    }
-
-    fn amount(text: &str) -> Amount {
-        Amount::parse(text).unwrap()
-    }
 
     #[test]
     fn a_tenth_and_two_tenths_are_three_tenths() {

@@ -532,22 +532,7 @@ impl Drawdown {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn quantity(text: &str) -> Quantity {
-        Quantity::parse(text).unwrap()
-    }
-
-    fn price(text: &str) -> Price {
-        Price::parse(text).unwrap()
-    }
-
-    fn amount(text: &str) -> Amount {
-        Amount::parse(text).unwrap()
-    }
-
-    fn ratio(text: &str) -> Ratio {
-        Ratio::parse(text).unwrap()
-    }
+    use crate::bot::money::literals::{amount, price, quantity, ratio};
 
     /// A fill at its asked price: symbol, time, side, qty, price, fee.
     fn trade<'a>(
