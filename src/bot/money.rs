@@ -45,13 +45,9 @@ const POWERS_OF_TEN: [u128; PLACES as usize + 1] = {
 
 /// What a value counts, so a quantity is never added to a price.
 pub mod kind {
-    #[derive(Debug)]
     pub enum Quantity {}
-    #[derive(Debug)]
     pub enum Price {}
-    #[derive(Debug)]
     pub enum Amount {}
-    #[derive(Debug)]
     pub enum Ratio {}
 }
 
