@@ -150,4 +150,164 @@ fn feed_mapping(c: &mut Criterion) {
 }
 
 criterion_group!(feeds, feed_mapping);
-criterion_main!(benches, feeds);
+
+/// Issue 21: the money types (fixed-point i128 at 18 places) beside
+/// rust_decimal, the alternative they were chosen over, and beside the
+/// f64 of today, for what the engine does per fill: read a signal's qty
+/// and price, add, multiply qty × price, compare with a limit, write.
+fn money(c: &mut Criterion) {
+    use std::fmt::Write;
+    use std::hint::black_box;
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal as RustDecimal;
+    use tradingbot::bot::money::{Amount, BasisPoints, Price, Quantity, Rounding};
+
+    const QTY: &str = "0.25";
+    const PRICE: &str = "64415.13";
+
+    let mut group = c.benchmark_group("money");
+    group.bench_function("parse qty and price: f64 (today)", |b| {
+        b.iter(|| {
+            (
+                black_box(QTY).parse::<f64>(),
+                black_box(PRICE).parse::<f64>(),
+            )
+        })
+    });
+    group.bench_function("parse qty and price: fixed i128", |b| {
+        b.iter(|| {
+            (
+                Quantity::parse(black_box(QTY)),
+                Price::parse(black_box(PRICE)),
+            )
+        })
+    });
+    group.bench_function("parse qty and price: rust_decimal", |b| {
+        b.iter(|| {
+            (
+                RustDecimal::from_str_exact(black_box(QTY)),
+                RustDecimal::from_str_exact(black_box(PRICE)),
+            )
+        })
+    });
+
+    let (qty_f, price_f) = (0.25_f64, 64415.13_f64);
+    let (qty, price) = (Quantity::parse(QTY).unwrap(), Price::parse(PRICE).unwrap());
+    let (qty_d, price_d) = (
+        RustDecimal::from_str(QTY).unwrap(),
+        RustDecimal::from_str(PRICE).unwrap(),
+    );
+    let cash = Amount::parse("-22109.75").unwrap();
+    let cash_d = RustDecimal::from_str("-22109.75").unwrap();
+
+    group.bench_function("add: f64", |b| b.iter(|| black_box(qty_f) + black_box(0.1)));
+    let tenth = Quantity::parse("0.1").unwrap();
+    group.bench_function("add: fixed i128", |b| {
+        b.iter(|| black_box(qty).checked_add(black_box(tenth)))
+    });
+    let tenth_d = RustDecimal::from_str("0.1").unwrap();
+    group.bench_function("add: rust_decimal", |b| {
+        b.iter(|| black_box(qty_d).checked_add(black_box(tenth_d)))
+    });
+
+    group.bench_function("qty × price, added to cash: f64", |b| {
+        b.iter(|| black_box(-22109.75) + black_box(qty_f) * black_box(price_f))
+    });
+    group.bench_function("qty × price, added to cash: fixed i128", |b| {
+        b.iter(|| {
+            black_box(qty)
+                .times(black_box(price))
+                .and_then(|notional| black_box(cash).checked_add(notional))
+        })
+    });
+    group.bench_function("qty × price, added to cash: rust_decimal", |b| {
+        b.iter(|| {
+            black_box(qty_d)
+                .checked_mul(black_box(price_d))
+                .and_then(|notional| black_box(cash_d).checked_add(notional))
+        })
+    });
+
+    group.bench_function("compare: f64", |b| {
+        b.iter(|| black_box(price_f) > black_box(64000.0))
+    });
+    let limit = Price::parse("64000").unwrap();
+    group.bench_function("compare: fixed i128", |b| {
+        b.iter(|| black_box(price) > black_box(limit))
+    });
+    let limit_d = RustDecimal::from_str("64000").unwrap();
+    group.bench_function("compare: rust_decimal", |b| {
+        b.iter(|| black_box(price_d) > black_box(limit_d))
+    });
+
+    // What a fill rounds: its fee (10 bps of the notional) and the new
+    // average price (the cost over the quantity), half-to-even to 8 places.
+    let fee = BasisPoints::parse("10").unwrap();
+    let (cost, held) = (
+        Amount::parse("96622.695").unwrap(),
+        Quantity::parse("1.5").unwrap(),
+    );
+    group.bench_function("fee and average price, rounded: f64", |b| {
+        b.iter(|| {
+            (
+                black_box(16103.7825) * black_box(10.0) / 10_000.0,
+                black_box(96622.695) / black_box(1.5),
+            )
+        })
+    });
+    group.bench_function("fee and average price, rounded: fixed i128", |b| {
+        b.iter(|| {
+            (
+                black_box(cash).bps(black_box(fee), Rounding::DEFAULT),
+                black_box(cost).per(black_box(held), Rounding::DEFAULT),
+            )
+        })
+    });
+    let (fee_d, cost_d, held_d) = (
+        RustDecimal::from_str("0.001").unwrap(),
+        RustDecimal::from_str("96622.695").unwrap(),
+        RustDecimal::from_str("1.5").unwrap(),
+    );
+    group.bench_function("fee and average price, rounded: rust_decimal", |b| {
+        b.iter(|| {
+            let even = rust_decimal::RoundingStrategy::MidpointNearestEven;
+            (
+                black_box(cash_d)
+                    .checked_mul(black_box(fee_d))
+                    .map(|fee| fee.round_dp_with_strategy(8, even)),
+                black_box(cost_d)
+                    .checked_div(black_box(held_d))
+                    .map(|average| average.round_dp_with_strategy(8, even)),
+            )
+        })
+    });
+
+    let mut text = String::with_capacity(64);
+    group.bench_function("format a price: f64 (zmij, as the journal does)", |b| {
+        b.iter(|| {
+            text.clear();
+            text.push_str(zmij::Buffer::new().format_finite(black_box(price_f)));
+            text.len()
+        })
+    });
+    group.bench_function("format a price: fixed i128", |b| {
+        b.iter(|| {
+            text.clear();
+            let _ = write!(text, "{}", black_box(price));
+            text.len()
+        })
+    });
+    group.bench_function("format a price: rust_decimal", |b| {
+        b.iter(|| {
+            text.clear();
+            let _ = write!(text, "{}", black_box(price_d));
+            text.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(money_benches, money);
+
+criterion_main!(benches, feeds, money_benches);

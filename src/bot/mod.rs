@@ -2,12 +2,15 @@
 //! (engine), records the decision (journal) and beats the heartbeat on every
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
+pub(crate) mod account;
 pub(crate) mod decide;
 pub mod engine;
 pub(crate) mod events;
 pub(crate) mod figures;
 pub mod intake;
 pub(crate) mod ledger;
+pub mod money;
+pub(crate) mod report;
 mod run;
 pub mod settings;
 pub mod signal;
