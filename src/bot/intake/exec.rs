@@ -113,7 +113,7 @@ impl ExecSource {
 }
 
 /// SIGTERM to the feed's process group, SIGKILL if it lingers.
-async fn terminate(child: &mut Child) {
+pub(super) async fn terminate(child: &mut Child) {
     let Some(pid) = child.id().and_then(|pid| Pid::from_raw(pid as i32)) else {
         return;
     };

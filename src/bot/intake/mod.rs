@@ -23,6 +23,7 @@ mod poll;
 mod pump;
 mod remote;
 mod settings;
+pub(crate) mod source_test;
 mod sources;
 pub(crate) mod sources_file;
 mod stdin;

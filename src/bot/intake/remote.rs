@@ -58,22 +58,7 @@ pub(crate) fn spawn_ws(
     settings: &WsSettings,
     quiet_after: Option<Duration>,
 ) -> Result<(), IntakeError> {
-    let refused = |problem: String| IntakeError::Source {
-        name: outlet.name.clone(),
-        problem,
-    };
-    let certificates = ca_certificates(settings.ca_file.as_deref()).map_err(refused)?;
-    let config = WsConfig {
-        url: settings.url.clone(),
-        subscribe: settings.subscribe.clone(),
-        ping: settings.ping_text.clone().map_or(Ping::Frames, Ping::Text),
-        ping_interval: settings.ping_interval,
-        quiet_after,
-        headers: settings.headers.headers.clone(),
-        tls: crate::tls::rustls_client(&certificates).map_err(refused)?,
-        backoff: Backoff::new(FIRST_WAIT, LONGEST_WAIT),
-    };
-    let client = WsClient::new(config).map_err(refused)?;
+    let client = ws_client(&outlet.name, settings, quiet_after)?;
     let shutdown = outlet.shutdown.clone();
     tokio::spawn(client.run(Sink { outlet }, shutdown));
     Ok(())
@@ -85,27 +70,62 @@ pub(crate) fn spawn_poll(
     settings: &PollSettings,
     quiet_after: Option<Duration>,
 ) -> Result<(), IntakeError> {
-    let refused = |problem: String| IntakeError::Source {
-        name: outlet.name.clone(),
-        problem,
-    };
-    let config = PollConfig {
-        url: settings.url.clone(),
-        interval: settings.interval,
-        timeout: settings.timeout,
-        headers: settings.headers.headers.clone(),
-        ca_certificates: ca_certificates(settings.ca_file.as_deref()).map_err(refused)?,
-        cursor: settings.cursor.clone(),
-        max_pages: settings.max_pages,
-        quiet_after,
-        backoff: Backoff::new(FIRST_WAIT, LONGEST_WAIT),
-    };
-    let poller = Poller::new(config).map_err(refused)?;
+    let poller = poller(&outlet.name, settings, quiet_after)?;
     let shutdown = outlet.shutdown.clone();
     poller
         .spawn(Sink { outlet }, None, shutdown)
         .map_err(IntakeError::start("poll source thread"))?;
     Ok(())
+}
+
+/// Source `name`'s WebSocket client, its files read.
+pub(crate) fn ws_client(
+    name: &str,
+    settings: &WsSettings,
+    quiet_after: Option<Duration>,
+) -> Result<WsClient, IntakeError> {
+    let refused = refused(name);
+    let certificates = ca_certificates(settings.ca_file.as_deref()).map_err(&refused)?;
+    let config = WsConfig {
+        url: settings.url.clone(),
+        subscribe: settings.subscribe.clone(),
+        ping: settings.ping_text.clone().map_or(Ping::Frames, Ping::Text),
+        ping_interval: settings.ping_interval,
+        quiet_after,
+        headers: settings.headers.headers.clone(),
+        tls: crate::tls::rustls_client(&certificates).map_err(&refused)?,
+        backoff: Backoff::new(FIRST_WAIT, LONGEST_WAIT),
+    };
+    WsClient::new(config).map_err(refused)
+}
+
+/// Source `name`'s poller, its files read.
+pub(crate) fn poller(
+    name: &str,
+    settings: &PollSettings,
+    quiet_after: Option<Duration>,
+) -> Result<Poller, IntakeError> {
+    let refused = refused(name);
+    let config = PollConfig {
+        url: settings.url.clone(),
+        interval: settings.interval,
+        timeout: settings.timeout,
+        headers: settings.headers.headers.clone(),
+        ca_certificates: ca_certificates(settings.ca_file.as_deref()).map_err(&refused)?,
+        cursor: settings.cursor.clone(),
+        max_pages: settings.max_pages,
+        quiet_after,
+        backoff: Backoff::new(FIRST_WAIT, LONGEST_WAIT),
+    };
+    Poller::new(config).map_err(refused)
+}
+
+/// A source's settings that only starting it could check, refused.
+fn refused(name: &str) -> impl Fn(String) -> IntakeError + '_ {
+    move |problem| IntakeError::Source {
+        name: name.to_owned(),
+        problem,
+    }
 }
 
 fn ca_certificates(file: Option<&Path>) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
