@@ -14,6 +14,7 @@ mod client;
 mod fleet;
 mod poller;
 pub(crate) mod settings;
+mod sources;
 
 use std::sync::{mpsc, Arc};
 
