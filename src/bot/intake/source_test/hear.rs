@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::super::decode::Came;
-use super::super::exec::terminate;
+use super::super::exec::{self, terminate};
 use super::super::feed::{Counts, Delivered, Delivery, FeedSink, Status};
 use super::super::lines::{Line, LineSplitter, Lines};
 use super::super::remote;
@@ -143,20 +142,10 @@ fn read_failed(path: &Path, error: &io::Error) -> String {
 /// A feed process's stdout lines, until it ends or the test does; its
 /// stderr is the test's.
 async fn exec(command: Vec<String>, heard: mpsc::Sender<Heard>, shutdown: CancellationToken) {
-    let Some((program, args)) = command.split_first() else {
-        return;
-    };
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0);
-    crate::sys::terminate_with_parent(&mut command);
-    let mut child = match command.spawn() {
+    let mut child = match exec::start(&command, Stdio::inherit()) {
         Ok(child) => child,
         Err(error) => {
+            let program = command.first().map_or("", String::as_str);
             let failed = format!("cannot start the feed process {program}: {error}");
             let _ = heard.send(Heard::Failed(failed)).await;
             return;
