@@ -6,7 +6,7 @@ pub mod engine;
 pub(crate) mod events;
 pub(crate) mod figures;
 pub mod intake;
-pub(crate) mod ledger;
+pub mod ledger;
 mod run;
 pub mod settings;
 pub mod signal;

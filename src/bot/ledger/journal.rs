@@ -68,7 +68,7 @@ const MAX_UNSYNCED_BYTES: usize = 8 << 20;
 /// journaled without copying the signal's strings) and own when read back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
-pub(crate) enum Record<'a> {
+pub enum Record<'a> {
     Fill {
         id: Cow<'a, str>,
         src: Cow<'a, str>,
@@ -411,48 +411,8 @@ impl Journal {
     /// before [`Journal::commit`].
     pub(crate) fn append(&mut self, record: &Record<'_>) -> u64 {
         let before = self.pending.len();
-        let written = match record {
-            Record::Fill {
-                id,
-                src,
-                ts,
-                at,
-                symbol,
-                side,
-                qty,
-                price,
-                source,
-            } => {
-                let out = &mut self.pending;
-                out.extend_from_slice(b"{\"t\":\"fill\",\"id\":");
-                string(out, id);
-                out.extend_from_slice(b",\"src\":");
-                string(out, src);
-                out.extend_from_slice(b",\"ts\":");
-                out.extend_from_slice(itoa::Buffer::new().format(*ts).as_bytes());
-                out.extend_from_slice(b",\"at\":");
-                out.extend_from_slice(itoa::Buffer::new().format(*at).as_bytes());
-                out.extend_from_slice(b",\"symbol\":");
-                string(out, symbol);
-                out.extend_from_slice(b",\"side\":\"");
-                out.extend_from_slice(side.as_str().as_bytes());
-                out.extend_from_slice(b"\",\"qty\":");
-                number(out, *qty);
-                out.extend_from_slice(b",\"price\":");
-                number(out, *price);
-                if let Some(source) = source {
-                    out.extend_from_slice(b",\"source\":");
-                    string(out, source);
-                }
-                out.push(b'}');
-                true
-            }
-            _ => serde_json::to_writer(&mut self.pending, record).is_ok(),
-        };
-        if written {
-            self.pending.push(b'\n');
-            self.last_seq += 1;
-        }
+        write_record(record, &mut self.pending);
+        self.last_seq += 1;
         self.appended += (self.pending.len() - before) as u64;
         if self.pending.len() - self.written >= EARLY_WRITE_BYTES {
             self.write_early();
@@ -864,6 +824,50 @@ impl Journal {
         self.active.file = Some(Arc::new(file));
         Ok(())
     }
+}
+
+/// Writes `record` as its journal line, newline included, at the end of `out`.
+pub fn write_record(record: &Record<'_>, out: &mut Vec<u8>) {
+    match record {
+        Record::Fill {
+            id,
+            src,
+            ts,
+            at,
+            symbol,
+            side,
+            qty,
+            price,
+            source,
+        } => {
+            out.extend_from_slice(b"{\"t\":\"fill\",\"id\":");
+            string(out, id);
+            out.extend_from_slice(b",\"src\":");
+            string(out, src);
+            out.extend_from_slice(b",\"ts\":");
+            out.extend_from_slice(itoa::Buffer::new().format(*ts).as_bytes());
+            out.extend_from_slice(b",\"at\":");
+            out.extend_from_slice(itoa::Buffer::new().format(*at).as_bytes());
+            out.extend_from_slice(b",\"symbol\":");
+            string(out, symbol);
+            out.extend_from_slice(b",\"side\":\"");
+            out.extend_from_slice(side.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"qty\":");
+            number(out, *qty);
+            out.extend_from_slice(b",\"price\":");
+            number(out, *price);
+            if let Some(source) = source {
+                out.extend_from_slice(b",\"source\":");
+                string(out, source);
+            }
+            out.push(b'}');
+        }
+        // Into a Vec: serialization cannot fail.
+        _ => {
+            let _ = serde_json::to_writer(&mut *out, record);
+        }
+    }
+    out.push(b'\n');
 }
 
 /// A JSON string, byte for byte as serde_json writes it. Fills are most of

@@ -10,10 +10,10 @@
 //! record as it is appended and as it is replayed: the live window and a
 //! recovered one cannot disagree.
 
-pub(crate) mod journal;
+pub mod journal;
 pub(crate) mod metrics;
 pub(crate) mod query;
-pub(crate) mod reader;
+pub mod reader;
 pub(crate) mod segments;
 pub(crate) mod settings;
 pub(crate) mod snapshot;

@@ -377,7 +377,7 @@ impl JournalReader {
 /// optional fields rather than serde's internally tagged enum, which
 /// buffers every field before it looks at the tag: recovery reads a
 /// record in a third of the time.
-pub(crate) fn parse(line: &[u8]) -> Result<Record<'_>, String> {
+pub fn parse(line: &[u8]) -> Result<Record<'_>, String> {
     let flat: Flat<'_> = serde_json::from_slice(line).map_err(|error| error.to_string())?;
     let missing = |field: &str| format!("a {} record without {field:?}", flat.t);
     let record = match flat.t.as_ref() {
