@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tradingbot::bot::engine::{Engine, PaperExecution};
-use tradingbot::bot::ledger::journal::{write_record, Record};
-use tradingbot::bot::ledger::reader::parse as parse_record;
+use tradingbot::bot::ledger::record::{parse as parse_record, write_line, Record};
 use tradingbot::bot::signal::{parse, parse_general, Side};
 use tradingbot::bot::RiskLimits;
 use tradingbot::health::api::HealthApi;
@@ -151,7 +150,7 @@ fn journal(c: &mut Criterion) {
         c.bench_function(&format!("journal: write a {name} record"), |b| {
             b.iter(|| {
                 out.clear();
-                write_record(record, &mut out);
+                write_line(record, &mut out);
             })
         });
         let line = &out[..out.len() - 1];

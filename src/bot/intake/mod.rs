@@ -126,7 +126,7 @@ impl Intake {
             };
             match spec {
                 SourceSpec::File(path) => {
-                    let resume = checkpoints.get(&outlet.name).copied();
+                    let resume = checkpoints.get(&outlet.name).cloned();
                     file::spawn(outlet, path.clone(), settings.file_poll_interval, resume)
                         .map_err(IntakeError::start("file source thread"))?;
                 }

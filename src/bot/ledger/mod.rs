@@ -10,10 +10,12 @@
 //! record as it is appended and as it is replayed: the live window and a
 //! recovered one cannot disagree.
 
+pub(crate) mod checkpoint;
 pub mod journal;
 pub(crate) mod metrics;
 pub(crate) mod query;
 pub mod reader;
+pub mod record;
 pub(crate) mod segments;
 pub(crate) mod settings;
 pub(crate) mod snapshot;
@@ -29,10 +31,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
-use self::journal::{Journal, JournalError, Record};
+use self::checkpoint::Checkpoint;
+use self::journal::{Journal, JournalError};
 use self::metrics::{Figures, LedgerMetrics};
 use self::reader::{Mode, Scan};
-use self::snapshot::{Checkpoint, Header, Job, Totals};
+use self::record::Record;
+use self::snapshot::{Header, Job, Totals};
 use self::window::Window;
 use super::engine::{Engine, Fill, Position as Holding};
 use super::intake::Outcome;
@@ -114,19 +118,12 @@ impl State {
                     }
                 }
             }
-            Record::Ckpt { src, dev, ino, off } => {
-                let checkpoint = Checkpoint {
-                    dev: *dev,
-                    ino: *ino,
-                    offset: *off,
-                };
-                match self.checkpoints.get_mut(src.as_ref()) {
-                    Some(known) => *known = checkpoint,
-                    None => {
-                        self.checkpoints.insert(src.to_string(), checkpoint);
-                    }
+            Record::Ckpt { src, checkpoint } => match self.checkpoints.get_mut(src.as_ref()) {
+                Some(known) => known.clone_from(checkpoint),
+                None => {
+                    self.checkpoints.insert(src.to_string(), checkpoint.clone());
                 }
-            }
+            },
         }
         if let Some((id, ts)) = taken {
             match hash {
@@ -342,6 +339,14 @@ impl Ledger {
                 "journal ends with a torn line (a crash mid-write); it is cut away"
             );
         }
+        if let Some(seq) = scan.unchecked().first_after_checked {
+            tracing::warn!(
+                first_seq = seq,
+                records = scan.unchecked().records,
+                "journal records without a checksum after records with one: an earlier release \
+                 wrote on after this one; they are read unchecked"
+            );
+        }
         let end = scan.end();
         let journal = Journal::resume(state_dir, config.fsync, config.ledger.segment_size, &end);
         let mut closed = BTreeMap::new();
@@ -496,14 +501,12 @@ impl Ledger {
         self.journal.policy() == super::settings::FsyncPolicy::Always
     }
 
-    /// One checkpoint per file source per iteration, after every decision
-    /// of the iteration: the journal's order is what makes it safe.
+    /// One checkpoint per source per iteration, after every decision of
+    /// the iteration: the journal's order is what makes it safe.
     pub(crate) fn append_checkpoint(&mut self, source: &str, checkpoint: Checkpoint) {
         self.append(&Record::Ckpt {
             src: Cow::Borrowed(source),
-            dev: checkpoint.dev,
-            ino: checkpoint.ino,
-            off: checkpoint.offset,
+            checkpoint,
         });
     }
 

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::checkpoint::Checkpoint;
 use super::journal::sync_dir;
 use super::reader::Position;
 use super::segments;
@@ -48,15 +49,6 @@ pub(crate) struct Totals {
     pub(crate) rejects: BTreeMap<String, u64>,
     /// Records that took their signal's id.
     pub(crate) ids_taken: u64,
-}
-
-/// How far a file source has been read: a byte offset in one file, named
-/// by device and inode so a rotated or replaced file is not mistaken for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Checkpoint {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) offset: u64,
 }
 
 /// The snapshot's first line.

@@ -38,6 +38,8 @@ enum Step {
     Overflow,
     Garbage,
     Checkpoint(u8, u16),
+    /// A poller's cursor, by source.
+    Cursor(u8, u16),
     Commit,
     Snapshot,
 }
@@ -52,6 +54,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Overflow),
         1 => Just(Step::Garbage),
         1 => (0u8..2, any::<u16>()).prop_map(|(source, offset)| Step::Checkpoint(source, offset)),
+        1 => (0u8..2, any::<u16>()).prop_map(|(source, page)| Step::Cursor(source, page)),
         2 => Just(Step::Commit),
         1 => Just(Step::Snapshot),
     ]
@@ -241,11 +244,15 @@ proptest! {
                 }
                 Step::Garbage => "{\"id\":\"g\",\"qty\":".to_owned(),
                 Step::Checkpoint(source, offset) => {
-                    live.ledger.append_checkpoint(&format!("file:{source}"), Checkpoint {
+                    live.ledger.append_checkpoint(&format!("file:{source}"), Checkpoint::File {
                         dev: 1,
                         ino: u64::from(*source),
                         offset: u64::from(*offset),
                     });
+                    continue;
+                }
+                Step::Cursor(source, page) => {
+                    live.ledger.append_checkpoint(&format!("poll:{source}"), Checkpoint::Cursor(format!("page-{page}")));
                     continue;
                 }
                 Step::Commit => {
