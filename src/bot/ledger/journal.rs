@@ -311,22 +311,23 @@ impl Journal {
     }
 
     /// Where the last record ends, and its length; `None` while records
-    /// are not all written.
+    /// are not all written, or while where the last one is is not known.
     pub(crate) fn position(&self) -> Option<(Position, usize)> {
         if self.written < self.pending.len() {
             return None;
         }
-        Some(match self.tail {
-            Some((segment, offset, len)) if self.last_seq > 0 => (
+        match self.tail {
+            _ if self.last_seq == 0 => Some((Position::default(), 0)),
+            Some((segment, offset, len)) => Some((
                 Position {
                     seq: self.last_seq,
                     segment,
                     offset,
                 },
                 len,
-            ),
-            _ => (Position::default(), 0),
-        })
+            )),
+            None => None,
+        }
     }
 
     /// Segments closed by a roll since the last call: first seq, length.

@@ -464,6 +464,56 @@ mod tests {
         assert_eq!(scan.end().last_seq, 3);
     }
 
+    /// A checksummed ckpt line, at `offset`.
+    fn checked_ckpt(offset: u64) -> String {
+        let mut line = Vec::new();
+        record::write_line(
+            &Record::Ckpt {
+                src: "s".into(),
+                checkpoint: Checkpoint::File {
+                    dev: 1,
+                    ino: 2,
+                    offset,
+                },
+            },
+            &mut line,
+        );
+        String::from_utf8(line).unwrap()
+    }
+
+    #[test]
+    fn a_damaged_record_is_named_and_records_without_a_checksum_are_counted() {
+        let state = tempfile::tempdir().unwrap();
+        let first = ckpt(1) + &checked_ckpt(2) + &checked_ckpt(3) + &checked_ckpt(4);
+        write(state.path(), 1, &first);
+        // An earlier release wrote on after this one.
+        write(state.path(), 5, &ckpt(5));
+        let mut scan = Scan::new(segments::list(state.path()).unwrap(), Mode::Strict);
+        let mut read = Vec::new();
+        while let Some((seq, record)) = scan.record().unwrap() {
+            read.push((seq, record.into_owned()));
+        }
+        assert_eq!(offsets(&read), [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]);
+        let unchecked = scan.unchecked();
+        assert_eq!(
+            (unchecked.records, unchecked.first_after_checked),
+            (2, Some(5))
+        );
+
+        // One digit changed on disk in the closed segment: seq 3 is named,
+        // where it is, and nothing from it on is read.
+        let damaged = first.replacen("\"off\":3", "\"off\":8", 1);
+        write(state.path(), 1, &damaged);
+        let start = ckpt(1).len() + checked_ckpt(2).len();
+        let error = all(state.path(), Mode::Strict).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!(
+                "00000000000000000001.jsonl is corrupt at line 3, byte {start}: record seq 3: checksum mismatch"
+            )),
+            "{error}"
+        );
+    }
+
     #[test]
     fn retained_segments_start_late_and_a_gap_is_an_error() {
         let state = tempfile::tempdir().unwrap();

@@ -76,6 +76,13 @@ pub(crate) struct Header {
     pub(crate) totals: Totals,
     pub(crate) window_ids: usize,
     pub(crate) window_bytes: usize,
+    /// The DEDUPE_WINDOW and MAX_CLOCK_SKEW it was taken with, ms
+    /// (`tradingbot journal verify` checks with them; snapshots of the
+    /// releases before have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dedupe_window_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_clock_skew_ms: Option<u64>,
 }
 
 impl Header {
@@ -105,6 +112,7 @@ pub(crate) struct Job {
     pub(crate) checkpoints: BTreeMap<String, Checkpoint>,
     pub(crate) totals: Totals,
     pub(crate) window: WindowView,
+    pub(crate) max_clock_skew_ms: i64,
 }
 
 pub(crate) fn dir(state_dir: &Path) -> PathBuf {
@@ -189,6 +197,8 @@ pub(crate) fn write(state_dir: &Path, job: &Job) -> io::Result<(PathBuf, u64)> {
         totals: job.totals.clone(),
         window_ids: job.window.ids,
         window_bytes: job.window.bytes(),
+        dedupe_window_ms: u64::try_from(job.window.span_ms).ok(),
+        max_clock_skew_ms: u64::try_from(job.max_clock_skew_ms).ok(),
     };
     if let Some((symbol, _)) = header.positions.iter().find(|(_, held)| {
         ![

@@ -20,7 +20,10 @@ use crate::bot::settings::{FsyncPolicy, RiskLimits};
 use crate::bot::signal;
 use crate::bot::symbols::SymbolSettings;
 
-const T0: i64 = 1_800_000_000_000;
+/// Far ahead of the wall clock, which the ledger reads itself (a
+/// snapshot and a start move the window on to it): these tests drive the
+/// window with their own times alone.
+const T0: i64 = 4_000_000_000_000;
 const WINDOW_MS: u64 = 1_000;
 const SKEW_MS: u64 = 100;
 
