@@ -668,12 +668,9 @@ fn a_digit_changed_in_a_closed_segment_is_named_and_never_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let start = || {
-        Builder::new()
+        stdin_bot()
             .env("STATE_DIR", &state)
             .env("JOURNAL_SEGMENT_SIZE", "1KiB")
-            .arg("--source")
-            .arg("stdin")
-            .piped_stdin()
             .spawn()
     };
     let positions = |daemon: &Daemon| -> Vec<Option<f64>> {

@@ -201,40 +201,30 @@ impl<'a> Value<'a> for String {
     }
 }
 
-impl<'a> Value<'a> for i64 {
-    type Owned = i64;
+/// Integers, written with itoa.
+macro_rules! integer_values {
+    ($($integer:ty),*) => {$(
+        impl<'a> Value<'a> for $integer {
+            type Owned = $integer;
 
-    #[inline]
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes());
-    }
+            #[inline]
+            fn write(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes());
+            }
 
-    #[inline]
-    fn read<D: Deserializer<'a>>(from: D) -> Result<Self, D::Error> {
-        i64::deserialize(from)
-    }
+            #[inline]
+            fn read<D: Deserializer<'a>>(from: D) -> Result<Self, D::Error> {
+                <$integer>::deserialize(from)
+            }
 
-    fn into_owned(self) -> i64 {
-        self
-    }
+            fn into_owned(self) -> $integer {
+                self
+            }
+        }
+    )*};
 }
 
-impl<'a> Value<'a> for u64 {
-    type Owned = u64;
-
-    #[inline]
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes());
-    }
-
-    fn read<D: Deserializer<'a>>(from: D) -> Result<Self, D::Error> {
-        u64::deserialize(from)
-    }
-
-    fn into_owned(self) -> u64 {
-        self
-    }
-}
+integer_values!(i64, u64);
 
 impl<'a> Value<'a> for f64 {
     type Owned = f64;
