@@ -10,7 +10,7 @@
 use serde::de::MapAccess;
 use serde::{Deserialize, Serialize};
 
-use super::record::{member, take_once, Field, Value};
+use super::record::{take_once, Field, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Stored", into = "Stored")]
@@ -61,16 +61,20 @@ impl<'a> Field<'a> for Checkpoint {
     type Owned = Checkpoint;
     type Partial = Fields;
 
-    fn write(&self, _name: &str, out: &mut Vec<u8>) {
+    fn write(&self, _member: &str, out: &mut Vec<u8>) {
         match self {
             Checkpoint::File { dev, ino, offset } => {
-                for (name, value) in [("dev", dev), ("ino", ino), ("off", offset)] {
-                    member(out, name);
+                for (member, value) in [
+                    (",\"dev\":", dev),
+                    (",\"ino\":", ino),
+                    (",\"off\":", offset),
+                ] {
+                    out.extend_from_slice(member.as_bytes());
                     Value::write(value, out);
                 }
             }
             Checkpoint::Cursor(cursor) => {
-                member(out, "cursor");
+                out.extend_from_slice(b",\"cursor\":");
                 Value::write(cursor, out);
             }
         }

@@ -57,8 +57,9 @@ pub(crate) trait Field<'a>: Sized {
     type Owned;
     /// What the fields read so far hold of it.
     type Partial: Default;
-    /// Writes `,"name":value` (or a group's fields).
-    fn write(&self, name: &str, out: &mut Vec<u8>);
+    /// Writes `member` (`,"name":`, made at compile time) and the value,
+    /// or a group's fields.
+    fn write(&self, member: &str, out: &mut Vec<u8>);
     /// Reads the value of `key` if it is one of its fields; false if not.
     fn take<A: MapAccess<'a>>(
         partial: &mut Self::Partial,
@@ -77,9 +78,9 @@ impl<'a, T: Value<'a>> Field<'a> for T {
     type Partial = Option<T>;
 
     #[inline]
-    fn write(&self, name: &str, out: &mut Vec<u8>) {
+    fn write(&self, member: &str, out: &mut Vec<u8>) {
         if self.is_written() {
-            member(out, name);
+            out.extend_from_slice(member.as_bytes());
             Value::write(self, out);
         }
     }
@@ -112,14 +113,6 @@ impl<'a, T: Value<'a>> Field<'a> for T {
     fn into_owned(self) -> T::Owned {
         Value::into_owned(self)
     }
-}
-
-/// Writes `,"name":`.
-#[inline]
-pub(crate) fn member(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
 }
 
 /// Reads a `T` where serde asks for a seed.
@@ -371,7 +364,13 @@ macro_rules! records {
                 match self {
                     $( $name::$kind { $($field,)* } => {
                         out.extend_from_slice(concat!("{\"t\":\"", $tag, "\"").as_bytes());
-                        $( $crate::bot::ledger::record::Field::write($field, stringify!($field), out); )*
+                        $(
+                            $crate::bot::ledger::record::Field::write(
+                                $field,
+                                concat!(",\"", stringify!($field), "\":"),
+                                out,
+                            );
+                        )*
                     } )*
                 }
             }
@@ -448,19 +447,18 @@ fn other_key<'a, M: MapAccess<'a>>(
 /// Writes `record` as its journal line, checksum and newline included, at
 /// the end of `out`.
 pub fn write_line<'a, R: Kinds<'a>>(record: &R, out: &mut Vec<u8>) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let start = out.len();
     record.write_fields(out);
     let crc = crc32c::crc32c(&out[start..]);
-    out.extend_from_slice(CRC_PREFIX);
-    hex(out, crc);
-    out.extend_from_slice(b"\"}\n");
-}
-
-fn hex(out: &mut Vec<u8>, value: u32) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..8).rev() {
-        out.push(DIGITS[(value >> (shift * 4) & 0xf) as usize]);
+    let mut end = *b",\"crc\":\"00000000\"}\n";
+    for (at, digit) in end[CRC_PREFIX.len()..CRC_PREFIX.len() + 8]
+        .iter_mut()
+        .enumerate()
+    {
+        *digit = DIGITS[(crc >> (28 - 4 * at) & 0xf) as usize];
     }
+    out.extend_from_slice(&end);
 }
 
 /// The checksum a line ends with, and where its member starts; `None`
