@@ -10,7 +10,7 @@
 //! Why this gives an exactly-once effect across crashes:
 //! 1. Recovery keeps the longest prefix of whole lines; a torn last line is
 //!    cut away (it was never acknowledged: acknowledgement follows commit).
-//! 2. A file source's checkpoint is appended after the decisions for the
+//! 2. A source's checkpoint is appended after the decisions for the
 //!    lines it covers, so a checkpoint in the prefix implies those decisions
 //!    are in it too. Resuming from it re-reads only lines whose decision may
 //!    be missing.
@@ -31,6 +31,9 @@
 //!    to the length that fsync covered (which also drops those pages from
 //!    the page cache), the bytes are written again from memory, and only a
 //!    later successful fsync acknowledges them.
+//! 8. Every line carries the CRC32C of its bytes (`record.rs`): a record
+//!    changed on disk after it was written is named by the reader and never
+//!    replayed into a state the journal did not hold.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

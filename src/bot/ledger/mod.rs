@@ -1,5 +1,5 @@
 //! The Ledger: the exactly-once unit. It owns the journal (segments), the
-//! exactly-once window, the file sources' checkpoints and the snapshots;
+//! exactly-once window, the sources' checkpoints and the snapshots;
 //! it answers a waiting client only once the decision it waits for is
 //! durable; and it recovers all of it at start from the newest valid
 //! snapshot and the records after it.
@@ -237,9 +237,11 @@ impl Ledger {
     /// newest snapshot that passes every check (a damaged one is set aside
     /// loudly, and the next older one tried), then the records after it,
     /// into `engine` and the ledger; with no snapshot usable, every record
-    /// from the first. Never a state it cannot vouch for: a gap, a corrupt
-    /// record, or a journal whose start was deleted with no snapshot to
-    /// stand in for it stops the start.
+    /// from the first. Never a state it cannot vouch for: a gap, a record
+    /// it replays that is corrupt or fails its checksum, or a journal whose
+    /// start was deleted with no snapshot to stand in for it stops the
+    /// start. The window's clock is moved on to the wall clock, so ids
+    /// that left the window while the bot was down are not loaded.
     pub(crate) fn recover(
         config: &super::settings::Settings,
         health: Arc<HealthState>,
@@ -440,7 +442,7 @@ impl Ledger {
         Arc::clone(&self.metrics)
     }
 
-    /// Where each file source, by name, may resume reading.
+    /// Where each source, by name, may resume reading.
     pub(crate) fn checkpoints(&self) -> &BTreeMap<String, Checkpoint> {
         &self.state.checkpoints
     }
