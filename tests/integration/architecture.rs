@@ -19,7 +19,7 @@ use std::path::Path;
 use crate::kit::shipped::shipped;
 
 /// What a module must not import: the domain knows no transport and no
-/// flags (DESIGN.md, "Layout").
+/// flags (ARCHITECTURE.md, "Invariants").
 const MUST_NOT_IMPORT: &[(&str, &[&str])] = &[
     ("bot", &["http", "web", "cli"]),
     ("health", &["http", "bot", "cli"]),
