@@ -8,7 +8,7 @@ pub mod engine;
 pub(crate) mod events;
 pub(crate) mod figures;
 pub mod intake;
-pub(crate) mod ledger;
+pub mod ledger;
 pub mod money;
 pub(crate) mod report;
 mod run;
