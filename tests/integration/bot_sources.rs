@@ -1,10 +1,11 @@
-//! The file and exec sources, end to end.
+//! The file, exec and poll sources, end to end.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
 use crate::kit::daemon::{Builder, Daemon};
+use crate::kit::feeds::paged::{self, Paged};
 use crate::kit::journal::signal_line;
 use crate::kit::wait::{wait_until, SOON};
 
@@ -179,4 +180,95 @@ fn a_missing_file_degrades_the_feed_until_it_appears() {
     daemon.wait_metric("signals_total", &[("result", "filled")], 1.0);
     assert!(wait_until(SOON, || feed_check(&daemon)["status"] == "ok"));
     assert!(daemon.stop().success());
+}
+
+/// A poll source over the kit's cursor-paged list (Whop-like), its alerts
+/// read by a regular expression.
+fn paged_sources(url: &str, headers: &Path) -> String {
+    format!(
+        r#"
+[[source]]
+name = "whop"
+kind = "poll"
+url = "{url}"
+interval = "100ms"
+headers_file = {headers:?}
+
+[source.cursor]
+from = "/next_cursor"
+param = "cursor"
+
+[source.map]
+items = "/data"
+id = "/id"
+ts = "/created_at"
+ts_unit = "s"
+symbol = {{ group = "symbol" }}
+side = {{ group = "side" }}
+qty = {{ group = "qty" }}
+price = {{ group = "price" }}
+
+[source.map.text]
+from = "/content"
+regex = '(?P<side>BUY|SELL) (?P<qty>[0-9.]+) (?P<symbol>[A-Z-]+) @ (?P<price>[0-9.]+)'
+"#,
+        headers = headers.display().to_string(),
+    )
+}
+
+#[test]
+fn poll_source_resumes_from_its_journaled_cursor_and_fills_nothing_twice() {
+    let fake = Paged::start(2);
+    for number in 1..=5 {
+        fake.post(&format!("BUY {number} BTC-USD @ 100"));
+    }
+    let builder = Builder::new();
+    let headers = builder.dir().join("whop.headers");
+    std::fs::write(
+        &headers,
+        format!("Authorization: Bearer {}\n", paged::TOKEN),
+    )
+    .unwrap();
+    let sources = builder.dir().join("sources.toml");
+    std::fs::write(&sources, paged_sources(&fake.url(), &headers)).unwrap();
+    let mut daemon = builder.env("SOURCES_FILE", &sources).spawn();
+    daemon.wait_ready();
+    daemon.wait_metric("signals_total", &[("result", "filled")], 5.0);
+    // Rounds go on from the last cursor; it is journaled once, not at each.
+    let asked = fake.asked().len();
+    fake.wait("more rounds", |seen| seen.len() >= asked + 3);
+    assert!(daemon.stop().success());
+    let cursors: Vec<String> = daemon
+        .journal()
+        .iter()
+        .filter(|record| record["t"] == "ckpt")
+        .map(|record| record["cursor"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        cursors,
+        ["2", "4", "5"],
+        "one checkpoint per page that moved it"
+    );
+
+    // Posted while the bot was down: read from the cursor, nothing before it.
+    fake.post("SELL 6 BTC-USD @ 101");
+    fake.post("SELL 7 BTC-USD @ 102");
+    let asked = fake.asked().len();
+    let mut restarted = Builder::new()
+        .env("STATE_DIR", daemon.state_dir())
+        .env("SOURCES_FILE", &sources)
+        .spawn();
+    restarted.wait_ready();
+    restarted.wait_metric("signals_total", &[("result", "filled")], 2.0);
+    assert_eq!(
+        fake.asked()[asked].cursor.as_deref(),
+        Some("5"),
+        "the first request after the restart"
+    );
+    assert_eq!(restarted.metric("duplicates_total", &[]), Some(0.0));
+    assert!(restarted.stop().success());
+    assert_eq!(
+        filled_ids(&daemon),
+        ["msg_1", "msg_2", "msg_3", "msg_4", "msg_5", "msg_6", "msg_7"]
+    );
 }

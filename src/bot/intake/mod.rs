@@ -121,7 +121,9 @@ impl Intake {
                 ),
                 Kind::Stdin => stdin::spawn(outlet),
                 Kind::Ws(ws) => remote::spawn_ws(outlet, ws, source.quiet_after)?,
-                Kind::Poll(poll) => remote::spawn_poll(outlet, poll, source.quiet_after)?,
+                Kind::Poll(poll) => {
+                    remote::spawn_poll(outlet, poll, source.quiet_after, resume)?;
+                }
                 Kind::Webhook => {
                     outlet.set_status(feed::Status::Up);
                     submit.open(outlet);
