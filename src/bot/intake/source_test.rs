@@ -94,31 +94,41 @@ async fn test(request: &Request, out: &mut dyn Write) -> Result<bool, SourceTest
     let shutdown = CancellationToken::new();
     let hearing = hear::start(request, sender, &shutdown)?;
     let mut report = Report::new(request, out);
-    report.header()?;
-    let deadline = Instant::now() + request.timeout;
-    let outcome = loop {
-        if report.tally.messages >= request.count {
-            break Outcome::Shown;
-        }
-        let next = tokio::select! {
-            next = heard.recv() => next,
-            () = sleep_until(deadline) => break Outcome::TimedOut,
-        };
-        match next {
-            Some(Heard::Status(status)) => report.status(&status)?,
-            Some(Heard::Message(message)) => report.message(&message, hearing.came)?,
-            Some(Heard::TooLong(length)) => report.rejected(b"", &too_long(length))?,
-            Some(Heard::End(why)) => break Outcome::End(why),
-            Some(Heard::Failed(why)) => break Outcome::Failed(why),
-            None => break Outcome::Failed("the source stopped".to_owned()),
-        }
-    };
+    let listened = listen(&mut report, &mut heard, hearing.came, request.timeout).await;
+    // Whatever ended it (stdout gone too), a feed process is not left behind.
     shutdown.cancel();
     drop(heard);
     if let Some(cleanup) = hearing.cleanup {
         let _ = timeout(STOP_GRACE, cleanup).await;
     }
-    report.finish(outcome)
+    report.finish(listened?)
+}
+
+/// Shows what is heard until the count, the end of the source, or the
+/// timeout.
+async fn listen(
+    report: &mut Report<'_>,
+    heard: &mut mpsc::Receiver<Heard>,
+    came: Came,
+    within: Duration,
+) -> Result<Outcome, SourceTestError> {
+    report.header()?;
+    let deadline = Instant::now() + within;
+    while report.tally.messages < report.count {
+        let next = tokio::select! {
+            next = heard.recv() => next,
+            () = sleep_until(deadline) => return Ok(Outcome::TimedOut),
+        };
+        match next {
+            Some(Heard::Status(status)) => report.status(&status)?,
+            Some(Heard::Message(message)) => report.message(&message, came)?,
+            Some(Heard::TooLong(length)) => report.rejected(b"", &too_long(length))?,
+            Some(Heard::End(why)) => return Ok(Outcome::End(why)),
+            Some(Heard::Failed(why)) => return Ok(Outcome::Failed(why)),
+            None => return Ok(Outcome::Failed("the source stopped".to_owned())),
+        }
+    }
+    Ok(Outcome::Shown)
 }
 
 /// What was shown, by result.
