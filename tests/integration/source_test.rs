@@ -4,7 +4,7 @@
 //! the messages did not come, 2 for a bad name or setting), no secret
 //! printed, and nothing written (no journal, lock, health file or port).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::{json, Value};
@@ -184,14 +184,12 @@ fn source_test_over_tls_needs_the_ca_file() {
     );
 }
 
-#[test]
-fn source_test_polls_a_whop_shaped_list_and_reads_alerts_by_regex() {
-    let fake = Paged::start(2);
-    fake.post("BUY 0.5 BTC-USD @ 64000");
-    fake.post("good morning everyone");
-    fake.post("short 2 ETH-USD");
-    let builder = Builder::new();
-    let headers = builder.dir().join("whop.headers");
+/// A sources file in `dir` with one poll source, `whop-alerts`, over the
+/// kit's cursor-paged list at `url`: its token in a headers file, its
+/// alerts ("BUY 0.5 BTC-USD @ 64000") read by the whop sample's regular
+/// expression. Returns the file.
+pub(crate) fn whop_sources(dir: &Path, url: &str) -> PathBuf {
+    let headers = dir.join("whop.headers");
     std::fs::write(
         &headers,
         format!("Authorization: Bearer {}\n", paged::TOKEN),
@@ -202,8 +200,8 @@ fn source_test_polls_a_whop_shaped_list_and_reads_alerts_by_regex() {
 [[source]]
 name = "whop-alerts"
 kind = "poll"
-url = "{url}?channel_id=chat_1"
-interval = "200ms"
+url = "{url}"
+interval = "100ms"
 headers_file = {headers:?}
 
 [source.cursor]
@@ -225,11 +223,21 @@ side_values = {{ long = "buy", short = "sell" }}
 from = "/content"
 regex = '(?i)^\s*(?P<side>buy|sell|long|short)\s+(?P<qty>[0-9]+(?:\.[0-9]+)?)\s+(?P<symbol>[A-Z0-9]+(?:[-/][A-Z0-9]+)?)(?:\s*@\s*(?P<price>[0-9]+(?:\.[0-9]+)?))?'
 "#,
-        url = fake.url(),
         headers = headers.display().to_string(),
     );
-    let file = builder.dir().join("sources.toml");
+    let file = dir.join("sources.toml");
     std::fs::write(&file, sources).unwrap();
+    file
+}
+
+#[test]
+fn source_test_polls_a_whop_shaped_list_and_reads_alerts_by_regex() {
+    let fake = Paged::start(2);
+    fake.post("BUY 0.5 BTC-USD @ 64000");
+    fake.post("good morning everyone");
+    fake.post("short 2 ETH-USD");
+    let builder = Builder::new();
+    let file = whop_sources(builder.dir(), &format!("{}?channel_id=chat_1", fake.url()));
     let builder = builder.env("SOURCES_FILE", file);
 
     let (code, stdout, stderr) = source_test(
