@@ -23,12 +23,17 @@ fn with_sources(toml: &str) -> Builder {
 }
 
 fn source_test(builder: Builder, args: &[&str]) -> (i32, String, String) {
+    piped(builder, args, b"")
+}
+
+/// `source-test ARGS`, `input` piped to its stdin.
+fn piped(builder: Builder, args: &[&str], input: &[u8]) -> (i32, String, String) {
     let dir = builder.dir().to_owned();
     let mut builder = builder.arg("source-test");
     for arg in args {
         builder = builder.arg(arg);
     }
-    said(&dir, &builder.output())
+    said(&dir, &builder.output_with_stdin(input))
 }
 
 /// The exit code, stdout and stderr of a test that wrote nothing.
@@ -353,16 +358,11 @@ fn source_test_a_feed_process_that_exits_early_fails_the_test() {
 
 #[test]
 fn source_test_stdin_and_a_mapped_webhook_read_what_is_piped_in() {
-    let builder = Builder::new()
-        .arg("source-test")
-        .arg("stdin")
-        .arg("--source")
-        .arg("stdin");
-    let dir = builder.dir().to_owned();
-    let output = builder.output_with_stdin(
+    let (code, stdout, stderr) = piped(
+        Builder::new(),
+        &["stdin", "--source", "stdin"],
         b"{\"id\":\"s1\",\"symbol\":\"SOL\",\"side\":\"buy\",\"qty\":3,\"price\":20}\n",
     );
-    let (code, stdout, stderr) = said(&dir, &output);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains("   signal: id=s1 symbol=SOL side=buy qty=3 price=20"),
@@ -389,14 +389,12 @@ qty = "/amount"
 side_values = { long = "buy", short = "sell" }
 "#,
     )
-    .env("WEBHOOK_TOKEN", "hooktokenfragment-77")
-    .arg("source-test")
-    .arg("whop-hook");
-    let dir = builder.dir().to_owned();
-    let output = builder.output_with_stdin(
+    .env("WEBHOOK_TOKEN", "hooktokenfragment-77");
+    let (code, stdout, stderr) = piped(
+        builder,
+        &["whop-hook"],
         br#"{"action":"alert.created","data":{"alerts":[{"id":"a1","ticker":"BTC-USD","direction":"long","amount":"0.1"},{"id":"a2","ticker":"BTC-USD","direction":"sideways","amount":"0.1"}]}}"#,
     );
-    let (code, stdout, stderr) = said(&dir, &output);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains("(webhook: one body piped in, as if POSTed), mapped by its [source.map]"),
