@@ -16,7 +16,7 @@ use super::stream::{Stream, MAX_PAGE};
 use crate::bot::engine::Held;
 use crate::bot::events;
 use crate::bot::figures::Tally;
-use crate::health::report::seconds;
+use crate::health::report::{fine_seconds, seconds};
 use crate::health::HealthState;
 
 pub struct Api {
@@ -61,7 +61,9 @@ impl Api {
         let verdict = view.verdict();
         let figures = self.events.figures().unwrap_or_default();
         let fsync = match (figures.fsync.quantile(0.5), figures.fsync.quantile(0.99)) {
-            (Some(p50), Some(p99)) => json!({ "p50": p50, "p99": p99 }),
+            (Some(p50), Some(p99)) => {
+                json!({ "p50": fine_seconds(p50), "p99": fine_seconds(p99) })
+            }
             _ => serde_json::Value::Null,
         };
         json!({
