@@ -19,6 +19,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
+
 use super::money::{Amount, Overflow, Price, Quantity, Ratio, Rounding};
 use super::signal::Side;
 
@@ -42,8 +45,9 @@ pub(crate) struct Trade<'a> {
 /// are still read (a round trip that closes in the window may have opened
 /// before it); the drawdown is measured from the equity the window starts
 /// with.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Window {
+    #[serde(rename = "since")]
     pub(crate) since_ms: Option<i64>,
     pub(crate) symbol: Option<String>,
 }
@@ -58,7 +62,8 @@ impl Window {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Direction {
     Long,
     Short,
@@ -108,22 +113,44 @@ impl RoundTrip {
     }
 }
 
+/// Times as epoch milliseconds, as a fill's `at`; amounts as strings.
+impl Serialize for RoundTrip {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut trip = serializer.serialize_struct("RoundTrip", 12)?;
+        trip.serialize_field("symbol", &self.symbol)?;
+        trip.serialize_field("direction", &self.direction)?;
+        trip.serialize_field("opened_at", &self.opened_ms)?;
+        trip.serialize_field("closed_at", &self.closed_ms)?;
+        trip.serialize_field("duration_ms", &self.duration_ms())?;
+        trip.serialize_field("qty", &self.qty)?;
+        trip.serialize_field("entry_price", &self.entry_price)?;
+        trip.serialize_field("exit_price", &self.exit_price)?;
+        trip.serialize_field("entry_notional", &self.entry_notional)?;
+        trip.serialize_field("exit_notional", &self.exit_notional)?;
+        trip.serialize_field("fees", &self.fees)?;
+        trip.serialize_field("pnl", &self.pnl)?;
+        trip.end()
+    }
+}
+
 /// A position not yet back to flat, valued at its mark.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct OpenTrip {
     pub(crate) symbol: String,
     pub(crate) direction: Direction,
+    #[serde(rename = "opened_at")]
     pub(crate) opened_ms: i64,
     /// Held now.
     pub(crate) qty: Quantity,
     pub(crate) entry_price: Price,
+    #[serde(rename = "mark_price")]
     pub(crate) mark: Price,
     /// If it were closed at the mark, with no further fee.
     pub(crate) pnl: Amount,
 }
 
 /// The figures over a set of round trips (a symbol's, or all of them).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Summary {
     pub(crate) trades: u64,
     /// PnL above zero.
@@ -146,21 +173,23 @@ pub(crate) struct Summary {
     /// The largest fall of equity from a peak within the window: from
     /// `drawdown_from_ms` (the peak) to `drawdown_to_ms` (the trough).
     pub(crate) max_drawdown: Amount,
+    #[serde(rename = "max_drawdown_start")]
     pub(crate) drawdown_from_ms: Option<i64>,
+    #[serde(rename = "max_drawdown_end")]
     pub(crate) drawdown_to_ms: Option<i64>,
     pub(crate) fees: Amount,
     /// The notional of every entry and exit.
     pub(crate) volume: Amount,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Report {
+    pub(crate) total: Summary,
+    pub(crate) by_symbol: BTreeMap<String, Summary>,
     /// In the order they closed.
     pub(crate) round_trips: Vec<RoundTrip>,
     /// In symbol order.
     pub(crate) open: Vec<OpenTrip>,
-    pub(crate) by_symbol: BTreeMap<String, Summary>,
-    pub(crate) total: Summary,
 }
 
 /// Builds a [`Report`] from the journal read once, in order.
@@ -209,6 +238,43 @@ impl Builder {
                 ..trip
             });
         }
+        Ok(())
+    }
+
+    /// A position held where the read of the journal starts (retention
+    /// deleted the fills that opened it; a snapshot holds it): its round
+    /// trip is taken as opened at `at_ms`, at its exact `cost` (signed like
+    /// `qty`), with no fee before. The equity starts with it at `mark`.
+    pub(crate) fn carry(
+        &mut self,
+        symbol: &str,
+        qty: Quantity,
+        cost: Amount,
+        mark: Price,
+        at_ms: i64,
+    ) -> Result<(), Overflow> {
+        if qty.is_zero() || !self.window.has_symbol(symbol) {
+            return Ok(());
+        }
+        let book = self.books.entry(symbol.to_owned()).or_default();
+        let was = book.equity()?;
+        book.qty = book.qty.checked_add(qty)?;
+        book.flow = book.flow.checked_sub(cost)?;
+        book.mark = Some(mark);
+        book.open = Some(Open {
+            direction: if qty.is_negative() {
+                Direction::Short
+            } else {
+                Direction::Long
+            },
+            opened_ms: at_ms,
+            held: qty.abs(),
+            entry_qty: qty.abs(),
+            entry_notional: cost.abs(),
+            ..Open::default()
+        });
+        let now = book.equity()?;
+        self.equity = self.equity.checked_sub(was)?.checked_add(now)?;
         Ok(())
     }
 
@@ -765,6 +831,60 @@ mod tests {
         // 140), then 67.07 as the mark rose to 145.
         assert_eq!(report.total.max_drawdown, amount("30.87"));
         assert_eq!(report.total.drawdown_from_ms, Some(60_000));
+    }
+
+    #[test]
+    fn a_position_carried_from_a_snapshot_closes_its_round_trip() {
+        let mut builder = Builder::new(Window::default(), Rounding::DEFAULT);
+        builder
+            .carry("BTC", quantity("2"), amount("210"), price("110"), 3_000)
+            .unwrap();
+        builder
+            .carry("ETH", quantity("-1"), amount("-12"), price("12"), 3_000)
+            .unwrap();
+        // Equity starts at the carried positions' worth (10 up, 0): the
+        // first fill's fall is measured from there.
+        builder
+            .fill(&trade("BTC", 5_000, Side::Sell, "2", "100", "0.2"))
+            .unwrap();
+        let report = builder.finish().unwrap();
+        let [btc] = &report.round_trips[..] else {
+            panic!("{:?}", report.round_trips);
+        };
+        assert_eq!((btc.direction, btc.opened_ms), (Direction::Long, 3_000));
+        assert_eq!(
+            (btc.entry_price, btc.exit_price),
+            (price("105"), price("100"))
+        );
+        // 200 − 210 − 0.2: no fee known before the carry.
+        assert_eq!(btc.pnl, amount("-10.2"));
+        assert_eq!(report.total.max_drawdown, amount("20.2"));
+        let [eth] = &report.open[..] else {
+            panic!("{:?}", report.open);
+        };
+        assert_eq!((eth.direction, eth.qty), (Direction::Short, quantity("1")));
+        assert_eq!(eth.pnl, Amount::ZERO);
+    }
+
+    #[test]
+    fn the_json_has_exact_strings_and_epoch_milliseconds() {
+        let report = report(Window::default(), &three_round_trips()[..3]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["round_trips"][0],
+            serde_json::json!({
+                "symbol": "BTC", "direction": "long", "opened_at": 1_000, "closed_at": 5_000,
+                "duration_ms": 4_000, "qty": "2", "entry_price": "105", "exit_price": "120",
+                "entry_notional": "210", "exit_notional": "240", "fees": "0.45", "pnl": "29.55",
+            })
+        );
+        assert_eq!(json["total"]["win_rate"], "1");
+        assert_eq!(json["total"]["profit_factor"], serde_json::Value::Null);
+        // The first fee, the only fall.
+        assert_eq!(json["total"]["max_drawdown"], "0.1");
+        assert_eq!(json["total"]["max_drawdown_start"], 1_000);
+        assert_eq!(json["by_symbol"]["BTC"]["volume"], "450");
+        assert_eq!(json["open"], serde_json::json!([]));
     }
 
     proptest::proptest! {

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use super::values::parse_duration;
 use crate::bot::ledger::query::{Query, Request};
+use crate::bot::report::Window;
 use crate::bot::signal::Reason;
 
 #[derive(Debug, Clone, Args)]
@@ -52,6 +53,19 @@ enum JournalCommand {
     Pnl {
         #[arg(long, value_enum, default_value = "symbol")]
         by: PnlBy,
+    },
+    /// The trade report: round trips (a position from flat back to flat)
+    /// and, per symbol and in total, win rate, profit factor, average win
+    /// and loss, largest loss, maximum drawdown of equity, fees and PnL
+    /// net of fees.
+    Report {
+        /// The round trips that closed from this time on (RFC 3339, epoch
+        /// milliseconds, or a duration ago: 90m, 2h, 7d).
+        #[arg(long, value_parser = parse_instant, value_name = "TIME")]
+        since: Option<i64>,
+        /// Only this symbol.
+        #[arg(long, value_name = "SYMBOL")]
+        symbol: Option<String>,
     },
     /// Checks the journal: torn, corrupt or damaged records (a checksum
     /// that does not match), sequence gaps, ids decided twice within the
@@ -119,6 +133,10 @@ impl JournalArgs {
             JournalCommand::Pnl { by } => Query::Pnl {
                 by_day: matches!(by, PnlBy::Day),
             },
+            JournalCommand::Report { since, symbol } => Query::Report(Window {
+                since_ms: since,
+                symbol,
+            }),
             JournalCommand::Verify { dedupe_window } => Query::Verify { dedupe_window },
         };
         Request {

@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::json;
 
 use super::journal::JournalError;
@@ -21,6 +22,8 @@ use super::snapshot::{self, Header};
 use super::window::Window;
 use super::{restore_engine, segments, settings, took_id, State};
 use crate::bot::engine::{Engine, Held, PaperExecution, Position};
+use crate::bot::money::{Amount, Decimal, Price, Quantity, Ratio, Rounding};
+use crate::bot::report::{self, Report, RoundTrip, Summary, Trade};
 use crate::bot::settings::RiskLimits;
 
 /// What `tradingbot journal` was asked, validated by `cli`.
@@ -48,6 +51,8 @@ pub(crate) enum Query {
     Pnl {
         by_day: bool,
     },
+    /// The trade report over the round trips that closed in the window.
+    Report(report::Window),
     Verify {
         /// The window of the records no snapshot records one for.
         dedupe_window: Option<Duration>,
@@ -60,6 +65,8 @@ pub enum QueryError {
     Journal(#[from] JournalError),
     #[error("cannot write the answer: {0}")]
     Output(#[from] io::Error),
+    #[error("the fill at seq {seq} takes an amount beyond what a value holds: no report")]
+    Beyond { seq: u64 },
 }
 
 /// Answers `request` on `out`. False when it found a problem (`verify`, or
@@ -79,6 +86,7 @@ pub(crate) fn run(request: &Request, out: &mut dyn Write) -> Result<bool, QueryE
         } => rejects(request, *since, *until, reason.as_deref(), &mut out).map(|()| true),
         Query::Positions => positions(request, &mut out),
         Query::Pnl { by_day } => pnl(request, *by_day, &mut out).map(|()| true),
+        Query::Report(window) => trade_report(request, window, &mut out).map(|()| true),
         Query::Verify { dedupe_window } => verify(request, *dedupe_window, &mut out),
     };
     let flushed = out.flush().map_err(QueryError::from);
@@ -541,6 +549,215 @@ fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), Query
         }
     }
     Ok(())
+}
+
+/// The trade report as the read API and `tradingbot journal report
+/// --json` give it: the window, how far the journal was read, and the
+/// report.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReportDocument {
+    #[serde(flatten)]
+    pub(crate) window: report::Window,
+    /// The last record read.
+    pub(crate) last_seq: u64,
+    /// Set when retention deleted the journal's start: the round trips
+    /// open at this snapshot's seq are taken from its positions, as opened
+    /// then, without the fees paid before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) carried_from_seq: Option<u64>,
+    #[serde(flatten)]
+    pub(crate) report: Report,
+}
+
+/// The trade report over the fills of the journal in `state_dir` up to
+/// `up_to` (the API reads only what is durable), from the first record
+/// or, when retention deleted the journal's start, from the positions of
+/// the oldest snapshot that checks.
+pub(crate) fn report_of(
+    state_dir: &Path,
+    window: report::Window,
+    up_to: u64,
+) -> Result<ReportDocument, QueryError> {
+    let (replay, mut scan) = start(state_dir, Duration::MAX)?;
+    let mut builder = report::Builder::new(window.clone(), Rounding::DEFAULT);
+    if let Some(header) = &replay.from {
+        for (symbol, position) in &header.positions {
+            let (qty, cost, mark) = carried(position);
+            builder
+                .carry(symbol, qty, cost, mark, header.clock)
+                .map_err(|_| QueryError::Beyond { seq: header.seq })?;
+        }
+    }
+    let mut last_seq = scan.seq();
+    while let Some((seq, record)) = scan.record()? {
+        if seq > up_to {
+            break;
+        }
+        last_seq = seq;
+        if let Some(trade) = trade(&record) {
+            builder
+                .fill(&trade)
+                .map_err(|_| QueryError::Beyond { seq })?;
+        }
+    }
+    let report = builder
+        .finish()
+        .map_err(|_| QueryError::Beyond { seq: last_seq })?;
+    Ok(ReportDocument {
+        window,
+        last_seq,
+        carried_from_seq: replay.from.map(|header| header.seq),
+        report,
+    })
+}
+
+/// A fill record as the report reads it.
+fn trade<'r>(record: &'r Record<'_>) -> Option<Trade<'r>> {
+    let Record::Fill {
+        at,
+        symbol,
+        side,
+        qty,
+        price,
+        ..
+    } = record
+    else {
+        return None;
+    };
+    let price = Price::parse(&price.to_string()).ok()?;
+    Some(Trade {
+        symbol,
+        at_ms: *at,
+        side: *side,
+        qty: Quantity::parse(&qty.to_string()).ok()?,
+        asked: price,
+        price,
+        fee: Amount::ZERO,
+    })
+}
+
+/// A snapshot's position as the report carries it: its quantity, exact
+/// cost and mark.
+fn carried(position: &Position) -> (Quantity, Amount, Price) {
+    fn decimal<K>(value: f64) -> Decimal<K> {
+        Decimal::parse(&value.to_string()).unwrap_or_default()
+    }
+    let qty: Quantity = decimal(position.qty);
+    let cost: Amount = decimal(position.qty * position.avg_price);
+    (qty, cost, decimal(position.last_price))
+}
+
+fn trade_report(
+    request: &Request,
+    window: &report::Window,
+    out: &mut dyn Write,
+) -> Result<(), QueryError> {
+    let document = report_of(&request.state_dir, window.clone(), u64::MAX)?;
+    if request.json {
+        let line = serde_json::to_string(&document).map_err(io::Error::other)?;
+        writeln!(out, "{line}")?;
+        return Ok(());
+    }
+    let report = &document.report;
+    writeln!(
+        out,
+        "{:<12}  {:>6}  {:>8}  {:>13}  {:>14}  {:>14}  {:>14}  {:>14}  {:>12}  {:>16}",
+        "SYMBOL",
+        "TRADES",
+        "WIN RATE",
+        "PROFIT FACTOR",
+        "AVG WIN",
+        "AVG LOSS",
+        "LARGEST LOSS",
+        "MAX DRAWDOWN",
+        "FEES",
+        "PNL NET OF FEES"
+    )?;
+    for (symbol, summary) in &report.by_symbol {
+        summary_row(out, symbol, summary)?;
+    }
+    summary_row(out, "total", &report.total)?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<12}  {:<9}  {:<24}  {:<24}  {:>12}  {:>14}  {:>14}  {:>14}  {:>16}",
+        "SYMBOL",
+        "DIRECTION",
+        "OPENED (UTC)",
+        "CLOSED (UTC)",
+        "DURATION",
+        "QTY",
+        "ENTRY PRICE",
+        "EXIT PRICE",
+        "PNL NET OF FEES"
+    )?;
+    for trip in &report.round_trips {
+        round_trip_row(out, trip)?;
+    }
+    if report.round_trips.is_empty() {
+        writeln!(out, "no round trip closed in the window")?;
+    }
+    for open in &report.open {
+        writeln!(
+            out,
+            "open: {} {} {} since {}, entry {}, mark {}, {} net of fees if closed at the mark",
+            open.symbol,
+            open.direction.as_str(),
+            open.qty,
+            time(open.opened_ms),
+            open.entry_price,
+            open.mark,
+            open.pnl
+        )?;
+    }
+    writeln!(out, "read up to seq {}", document.last_seq)?;
+    if let Some(seq) = document.carried_from_seq {
+        writeln!(
+            out,
+            "(the journal before seq {} was deleted by retention: positions held then open their round trips at snapshot seq {seq}, without the fees paid before)",
+            seq + 1
+        )?;
+    }
+    Ok(())
+}
+
+fn summary_row(out: &mut dyn Write, label: &str, summary: &Summary) -> io::Result<()> {
+    let or_dash = |figure: Option<String>| figure.unwrap_or_else(|| "-".into());
+    let percent = Rounding::new(2).unwrap_or_default();
+    let win_rate = (summary.trades > 0)
+        .then(|| Ratio::of(summary.wins.saturating_mul(100), summary.trades, percent).ok())
+        .flatten()
+        .map(|rate| format!("{rate}%"));
+    writeln!(
+        out,
+        "{label:<12}  {:>6}  {:>8}  {:>13}  {:>14}  {:>14}  {:>14}  {:>14}  {:>12}  {:>16}",
+        summary.trades,
+        or_dash(win_rate),
+        or_dash(summary.profit_factor.map(|ratio| ratio.to_string())),
+        or_dash(summary.avg_win.map(|amount| amount.to_string())),
+        or_dash(summary.avg_loss.map(|amount| amount.to_string())),
+        or_dash(summary.largest_loss.map(|amount| amount.to_string())),
+        summary.max_drawdown,
+        summary.fees,
+        summary.pnl
+    )
+}
+
+fn round_trip_row(out: &mut dyn Write, trip: &RoundTrip) -> io::Result<()> {
+    let duration = Duration::from_millis(u64::try_from(trip.duration_ms()).unwrap_or(0));
+    writeln!(
+        out,
+        "{:<12}  {:<9}  {:<24}  {:<24}  {:>12}  {:>14}  {:>14}  {:>14}  {:>16}",
+        trip.symbol,
+        trip.direction.as_str(),
+        time(trip.opened_ms),
+        time(trip.closed_ms),
+        humantime::format_duration(duration).to_string(),
+        trip.qty,
+        trip.entry_price,
+        trip.exit_price,
+        trip.pnl
+    )
 }
 
 /// The UTC day of an epoch-ms time, `YYYY-MM-DD`.
