@@ -10,10 +10,11 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::json;
+use time::format_description::well_known::Rfc3339;
 
 use super::journal::JournalError;
 use super::reader::{Mode, Scan};
@@ -112,6 +113,25 @@ fn each_record(
         visit(seq, &record)?;
     }
     Ok(())
+}
+
+/// An instant as epoch milliseconds: RFC 3339, epoch ms, or a duration
+/// ago (`2h`, `7d`), as `--since` and the read API's `?since=` take it.
+pub(crate) fn instant(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let ago = humantime::parse_duration(text).map_err(|_| {
+        "expected an RFC 3339 time, epoch milliseconds, or a duration ago like 2h".to_owned()
+    })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(now.saturating_sub(ago).as_millis() as i64)
 }
 
 fn within(at: i64, since: Option<i64>, until: Option<i64>) -> bool {
@@ -1023,5 +1043,26 @@ fn record_at(record: &Record<'_>) -> i64 {
     match record {
         Record::Fill { at, .. } | Record::Reject { at, .. } => *at,
         Record::Ckpt { .. } => i64::MIN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_in_three_forms() {
+        assert_eq!(instant("1714557600250"), Ok(1_714_557_600_250));
+        assert_eq!(
+            instant("2024-05-01T12:00:00.250+02:00"),
+            Ok(1_714_557_600_250)
+        );
+        let hour_ago = instant("1h").unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now - 3_600_000 - hour_ago).abs() < 5_000);
+        assert!(instant("yesterday").is_err());
     }
 }
