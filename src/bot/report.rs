@@ -38,6 +38,10 @@ pub(crate) struct Trade<'a> {
     /// The price it filled at.
     pub(crate) price: Price,
     pub(crate) fee: Amount,
+    /// The account's rounding when it filled (`MONEY_DECIMALS`, which the
+    /// record keeps): a fee shared by a fill through zero and the average
+    /// prices shown are rounded as the account rounded them.
+    pub(crate) rounding: Rounding,
 }
 
 /// What the report covers: the round trips that closed at or after
@@ -206,8 +210,8 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
-    /// `rounding`: the account's, for a fee shared by a fill through zero
-    /// and for the average prices shown.
+    /// `rounding`: for the average prices shown until a fill says the
+    /// account's (each fill's own is used from then on).
     pub(crate) fn new(window: Window, rounding: Rounding) -> Self {
         Builder {
             window,
@@ -226,6 +230,7 @@ impl Builder {
         }
         let book = self.books.entry(trade.symbol.to_owned()).or_default();
         let was = book.equity()?;
+        self.rounding = trade.rounding;
         let closed = book.trade(trade, self.rounding)?;
         let now = book.equity()?;
         self.moved(trade.symbol, was, now, trade.at_ms)?;
@@ -617,6 +622,7 @@ mod tests {
             asked: price(at),
             price: price(at),
             fee: amount(fee),
+            rounding: Rounding::DEFAULT,
         }
     }
 
@@ -925,6 +931,7 @@ mod tests {
                     asked: fill.asked,
                     price: fill.price,
                     fee: fill.fee,
+                    rounding: terms.rounding,
                 }).unwrap();
             }
             let report = builder.finish().unwrap();

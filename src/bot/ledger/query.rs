@@ -653,6 +653,7 @@ fn trade<'r>(record: &'r Record<'_>) -> Option<Trade<'r>> {
         asked: price,
         price,
         fee: Amount::ZERO,
+        rounding: Rounding::DEFAULT,
     })
 }
 
