@@ -36,6 +36,7 @@ mod oneport_api;
 mod oneport_stream;
 mod oneport_tradingview;
 mod packaging_files;
+mod report;
 mod signals;
 #[cfg(feature = "failpoints")]
 mod stall;
