@@ -16,12 +16,7 @@ use crate::kit::wait::{wait_until, SOON};
 const API_TOKEN: &str = "report-Re4d-t0ken-0123456789";
 
 fn get(daemon: &Daemon, path: &str) -> (u16, Value) {
-    let bearer = format!("Bearer {API_TOKEN}");
-    let (code, body) = daemon
-        .request_with("GET", path, &[("Authorization", &bearer)])
-        .unwrap();
-    let json = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    (code, json)
+    daemon.read_api(API_TOKEN, path)
 }
 
 fn line(id: &str, symbol: &str, side: &str, qty: &str, price: &str) -> String {

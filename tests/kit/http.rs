@@ -226,6 +226,17 @@ impl Daemon {
             .unwrap_or_else(|error| panic!("GET {path}: {error}"))
     }
 
+    /// A GET of the read API with `token` as a bearer: the status and the
+    /// body as JSON (a body that is not JSON as a JSON string).
+    pub fn read_api(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let bearer = format!("Bearer {token}");
+        let (code, body) = self
+            .request_with("GET", path, &[("Authorization", &bearer)])
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+        (code, json)
+    }
+
     /// `/health` parsed as JSON.
     pub fn health(&self) -> (u16, serde_json::Value) {
         let (code, body) = self.get("/health");
