@@ -88,14 +88,11 @@ impl Api {
         let positions: Vec<Held> = figures
             .positions
             .iter()
-            .map(|(symbol, position)| Held {
-                symbol: symbol.clone(),
-                position: position.clone(),
-            })
+            .map(|(symbol, position)| Held::of(symbol, position))
             .collect();
         json!({
-            "realized_pnl": positions.iter().map(|held| held.position.realized_pnl).sum::<f64>(),
-            "cash": positions.iter().map(|held| held.position.cash).sum::<f64>(),
+            "realized_pnl": figures.account.realized_pnl.to_f64(),
+            "cash": figures.account.cash.to_f64(),
             "positions": positions,
             "last_seq": self.events.durable(),
         })

@@ -20,8 +20,8 @@ use super::record::Record;
 use super::snapshot::{self, Header};
 use super::window::Window;
 use super::{restore_engine, segments, settings, took_id, State};
-use crate::bot::engine::{Engine, Held, PaperExecution, Position};
-use crate::bot::settings::RiskLimits;
+use crate::bot::account::{Position, Terms};
+use crate::bot::engine::{Engine, Held, PaperExecution};
 
 /// What `tradingbot journal` was asked, validated by `cli`.
 #[derive(Debug, Clone)]
@@ -139,6 +139,7 @@ fn fills(
             qty,
             price,
             source,
+            ..
         } = record
         else {
             return Ok(());
@@ -149,7 +150,7 @@ fn fills(
         if request.json {
             let mut item = json!({
                 "seq": seq, "id": id, "ts": ts, "at": at, "symbol": symbol,
-                "side": side.as_str(), "qty": qty, "price": price, "src": src,
+                "side": side.as_str(), "qty": qty.to_f64(), "price": price.to_f64(), "src": src,
             });
             if let Some(source) = source {
                 item["source"] = json!(source);
@@ -228,7 +229,7 @@ impl Replay {
     fn new(dedupe_window: Duration) -> Replay {
         Replay {
             state: State::new(dedupe_window),
-            engine: Engine::new(RiskLimits::default(), Box::new(PaperExecution)),
+            engine: Engine::new(Terms::default(), Box::new(PaperExecution)),
             from: None,
         }
     }
@@ -240,7 +241,7 @@ impl Replay {
     /// Takes the state of `loaded`.
     fn restore(&mut self, loaded: &snapshot::Loaded) -> Result<(), String> {
         self.state.restore(loaded, i64::MIN)?;
-        restore_engine(&loaded.header, &mut self.engine);
+        restore_engine(&loaded.header, &mut self.engine)?;
         self.from = Some(loaded.header.clone());
         Ok(())
     }
@@ -312,8 +313,8 @@ fn describe(position: Option<&Position>) -> String {
         || "nothing".into(),
         |position| {
             format!(
-                "qty {} avg {} realized {} cash {}",
-                position.qty, position.avg_price, position.realized_pnl, position.cash
+                "qty {} avg {} realized {} cost {}",
+                position.qty, position.avg_price, position.realized_pnl, position.cost
             )
         },
     )
@@ -384,10 +385,7 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
     let positions = replay.engine.positions();
     if request.json {
         for (symbol, position) in &positions {
-            let held = Held {
-                symbol: symbol.clone(),
-                position: position.clone(),
-            };
+            let held = Held::of(symbol, position);
             let mut line = serde_json::to_value(held).map_err(io::Error::other)?;
             line["seq"] = json!(last_seq);
             writeln!(out, "{line}")?;
@@ -396,7 +394,7 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
         writeln!(
             out,
             "{:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>14}",
-            "SYMBOL", "QTY", "AVG PRICE", "REALIZED PNL", "CASH", "LAST PRICE"
+            "SYMBOL", "QTY", "AVG PRICE", "REALIZED PNL", "COST", "MARK"
         )?;
         for (symbol, position) in &positions {
             writeln!(
@@ -405,8 +403,10 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
                 position.qty,
                 position.avg_price,
                 position.realized_pnl,
-                position.cash,
-                position.last_price
+                position.cost,
+                position
+                    .mark
+                    .map_or_else(|| "-".to_owned(), |mark| mark.to_string())
             )?;
         }
         writeln!(out, "replayed up to seq {last_seq}")?;
@@ -460,7 +460,7 @@ fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), Query
             header
                 .positions
                 .values()
-                .map(|held| held.realized_pnl)
+                .map(|held| held.realized_pnl.to_f64())
                 .sum::<f64>(),
         )
     });
@@ -483,7 +483,7 @@ fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), Query
             replay
                 .engine
                 .position(symbol)
-                .map_or(0.0, |held| held.realized_pnl)
+                .map_or(0.0, |held| held.realized_pnl.to_f64())
         };
         let was = realized(&replay);
         replay.apply(&record);
@@ -491,12 +491,12 @@ fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), Query
         let tally = tallies.entry(key).or_default();
         tally.realized += realized(&replay) - was;
         tally.fills += 1;
-        tally.volume += qty * price;
+        tally.volume += qty.to_f64() * price.to_f64();
     }
     if !by_day {
         // Lifetime realized PnL per symbol, those not traded since included.
         for (symbol, held) in replay.engine.positions() {
-            tallies.entry(symbol).or_default().realized = held.realized_pnl;
+            tallies.entry(symbol).or_default().realized = held.realized_pnl.to_f64();
         }
     }
     let label = if by_day { "DAY (UTC)" } else { "SYMBOL" };

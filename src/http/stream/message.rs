@@ -122,6 +122,7 @@ pub fn record_json(seq: u64, record: &Record<'_>, typed: bool) -> Option<(Kind, 
             qty,
             price,
             source,
+            ..
         } => (
             Kind::Fill,
             serde_json::to_string(&FillItem {
@@ -132,8 +133,8 @@ pub fn record_json(seq: u64, record: &Record<'_>, typed: bool) -> Option<(Kind, 
                 at: *at,
                 symbol,
                 side: *side,
-                qty: *qty,
-                price: *price,
+                qty: qty.to_f64(),
+                price: price.to_f64(),
                 src,
                 source: source.as_deref(),
             }),
@@ -198,8 +199,11 @@ mod tests {
             at: 2,
             symbol: Cow::Borrowed("BTC"),
             side: Side::Sell,
-            qty: 0.5,
-            price: 100.0,
+            qty: "0.5".parse().unwrap(),
+            price: "100".parse().unwrap(),
+            asked: None,
+            fee: None,
+            places: crate::bot::money::Rounding::DEFAULT,
             source: None,
         };
         let (kind, item) = record_json(7, &fill, false).unwrap();
