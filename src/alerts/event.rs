@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::bot::money::{Amount, Price, Quantity};
+
 /// One thing worth telling an operator.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Event {
@@ -44,13 +46,16 @@ pub(crate) enum Event {
     /// The process is about to exit non-zero (70 after a stall, 1 on a
     /// runtime failure); sent before the exit, with a bounded wait.
     Exiting { code: i32, reason: String },
-    /// A paper fill.
+    /// A paper fill: exact decimals.
     Fill {
         id: String,
         symbol: String,
         side: &'static str,
-        qty: f64,
-        price: f64,
+        qty: Quantity,
+        /// What it filled at: `asked`, slipped.
+        price: Price,
+        asked: Price,
+        fee: Amount,
     },
     /// A signal refused by a risk limit.
     RiskReject {
@@ -277,7 +282,24 @@ impl Event {
                 side,
                 qty,
                 price,
-            } => format!("{} {qty} {symbol} @ {price} (id {id})", side.to_uppercase()),
+                asked,
+                fee,
+            } => {
+                let asked = if asked == price {
+                    String::new()
+                } else {
+                    format!(" (asked {asked})")
+                };
+                let fee = if fee.is_zero() {
+                    String::new()
+                } else {
+                    format!(", fee {fee}")
+                };
+                format!(
+                    "{} {qty} {symbol} @ {price}{asked}{fee} (id {id})",
+                    side.to_uppercase()
+                )
+            }
             Event::RiskReject {
                 id,
                 symbol,
@@ -338,7 +360,12 @@ impl Event {
                 side,
                 qty,
                 price,
-            } => json!({ "id": id, "symbol": symbol, "side": side, "qty": qty, "price": price }),
+                asked,
+                fee,
+            } => json!({
+                "id": id, "symbol": symbol, "side": side,
+                "qty": qty, "price": price, "asked": asked, "fee": fee,
+            }),
             Event::RiskReject {
                 id,
                 symbol,
@@ -409,6 +436,42 @@ mod tests {
         assert_eq!(
             event.detail(),
             "heartbeat fresh again after a stall of 3.4s"
+        );
+    }
+
+    #[test]
+    fn a_fill_says_its_exact_figures_and_what_slipped() {
+        let fill = |price: &str, fee: &str| Event::Fill {
+            id: "s1".into(),
+            symbol: "BTC".into(),
+            side: "buy",
+            qty: "0.3".parse().unwrap(),
+            price: price.parse().unwrap(),
+            asked: "64415.13".parse().unwrap(),
+            fee: fee.parse().unwrap(),
+        };
+        let plain = fill("64415.13", "0");
+        assert_eq!(plain.detail(), "BUY 0.3 BTC @ 64415.13 (id s1)");
+        let slipped = fill("64434.45", "14.49");
+        assert_eq!(
+            slipped.detail(),
+            "BUY 0.3 BTC @ 64434.45 (asked 64415.13), fee 14.49 (id s1)"
+        );
+        let fields = slipped.fields();
+        assert_eq!(
+            (
+                &fields["qty"],
+                &fields["price"],
+                &fields["asked"],
+                &fields["fee"]
+            ),
+            (
+                &"0.3".into(),
+                &"64434.45".into(),
+                &"64415.13".into(),
+                &"14.49".into()
+            ),
+            "strings, exact"
         );
     }
 }

@@ -11,38 +11,18 @@
 //! trips that closed in it.
 //!
 //! Equity, for the drawdown, is marked to market: every fill's cash flow
-//! (fees included) plus each position at its mark, the last price seen (a
-//! fill's asked price or a price update). docs/money.md compares the
-//! figures with freqtrade's.
-// Wired in by issue 21's integration.
-#![allow(dead_code)]
+//! (fees included) plus each position at its mark, the last price seen
+//! (its last fill's asked price: price updates are not journaled one by
+//! one). docs/money.md compares the figures with freqtrade's.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 
+use super::account::{Fill, Position};
 use super::money::{Amount, Overflow, Price, Quantity, Ratio, Rounding};
 use super::signal::Side;
-
-/// A fill, as the journal records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Trade<'a> {
-    pub(crate) symbol: &'a str,
-    /// When it filled, epoch milliseconds.
-    pub(crate) at_ms: i64,
-    pub(crate) side: Side,
-    pub(crate) qty: Quantity,
-    /// The price the order asked: the symbol's mark after the fill.
-    pub(crate) asked: Price,
-    /// The price it filled at.
-    pub(crate) price: Price,
-    pub(crate) fee: Amount,
-    /// The account's rounding when it filled (`MONEY_DECIMALS`, which the
-    /// record keeps): a fee shared by a fill through zero and the average
-    /// prices shown are rounded as the account rounded them.
-    pub(crate) rounding: Rounding,
-}
 
 /// What the report covers: the round trips that closed at or after
 /// `since_ms`, of `symbol` only if one is named. The fills before `since_ms`
@@ -224,22 +204,26 @@ impl Builder {
         }
     }
 
-    pub(crate) fn fill(&mut self, trade: &Trade<'_>) -> Result<(), Overflow> {
-        if !self.window.has_symbol(trade.symbol) {
+    /// A fill of `symbol`, as the journal records it. Its rounding (the
+    /// `MONEY_DECIMALS` the record keeps) is used for the fee a fill
+    /// through zero shares and the average prices shown: the report
+    /// rounds as the account did.
+    pub(crate) fn fill(&mut self, symbol: &str, fill: &Fill) -> Result<(), Overflow> {
+        if !self.window.has_symbol(symbol) {
             return Ok(());
         }
-        let book = self.books.entry(trade.symbol.to_owned()).or_default();
+        let book = self.books.entry(symbol.to_owned()).or_default();
         let was = book.equity()?;
-        self.rounding = trade.rounding;
-        let closed = book.trade(trade, self.rounding)?;
+        self.rounding = fill.rounding;
+        let closed = book.trade(fill, self.rounding)?;
         let now = book.equity()?;
-        self.moved(trade.symbol, was, now, trade.at_ms)?;
+        self.moved(symbol, was, now, fill.at_ms)?;
         if let Some(trip) = closed.filter(|trip| self.window.has_time(trip.closed_ms)) {
-            let book = self.books.get_mut(trade.symbol).ok_or(Overflow)?;
+            let book = self.books.get_mut(symbol).ok_or(Overflow)?;
             book.tally.count(&trip)?;
             self.tally.count(&trip)?;
             self.round_trips.push(RoundTrip {
-                symbol: trade.symbol.to_owned(),
+                symbol: symbol.to_owned(),
                 ..trip
             });
         }
@@ -248,19 +232,20 @@ impl Builder {
 
     /// A position held where the read of the journal starts (retention
     /// deleted the fills that opened it; a snapshot holds it): its round
-    /// trip is taken as opened at `at_ms`, at its exact `cost` (signed like
-    /// `qty`), with no fee before. The equity starts with it at `mark`.
+    /// trip is taken as opened at `at_ms`, at its exact cost, with no fee
+    /// before. The equity starts with it at its mark (its average price
+    /// before any).
     pub(crate) fn carry(
         &mut self,
         symbol: &str,
-        qty: Quantity,
-        cost: Amount,
-        mark: Price,
+        position: &Position,
         at_ms: i64,
     ) -> Result<(), Overflow> {
+        let (qty, cost) = (position.qty, position.cost);
         if qty.is_zero() || !self.window.has_symbol(symbol) {
             return Ok(());
         }
+        let mark = position.mark.unwrap_or(position.avg_price);
         let book = self.books.entry(symbol.to_owned()).or_default();
         let was = book.equity()?;
         book.qty = book.qty.checked_add(qty)?;
@@ -281,18 +266,6 @@ impl Builder {
         let now = book.equity()?;
         self.equity = self.equity.checked_sub(was)?.checked_add(now)?;
         Ok(())
-    }
-
-    /// A price update: moves the symbol's mark, and so its equity.
-    pub(crate) fn mark(&mut self, symbol: &str, price: Price, at_ms: i64) -> Result<(), Overflow> {
-        if !self.window.has_symbol(symbol) {
-            return Ok(());
-        }
-        let book = self.books.entry(symbol.to_owned()).or_default();
-        let was = book.equity()?;
-        book.mark = Some(price);
-        let now = book.equity()?;
-        self.moved(symbol, was, now, at_ms)
     }
 
     pub(crate) fn finish(self) -> Result<Report, Overflow> {
@@ -359,11 +332,7 @@ impl Book {
 
     /// Books the fill; the round trip it closes, if it does (its symbol
     /// left empty for the caller, who has it).
-    fn trade(
-        &mut self,
-        trade: &Trade<'_>,
-        rounding: Rounding,
-    ) -> Result<Option<RoundTrip>, Overflow> {
+    fn trade(&mut self, trade: &Fill, rounding: Rounding) -> Result<Option<RoundTrip>, Overflow> {
         let signed = match trade.side {
             Side::Buy => trade.qty,
             Side::Sell => -trade.qty,
@@ -613,23 +582,42 @@ mod tests {
         qty: &str,
         at: &str,
         fee: &str,
-    ) -> Trade<'a> {
-        Trade {
-            symbol,
-            at_ms,
+    ) -> (&'a str, Fill) {
+        let fill = Fill {
             side,
             qty: quantity(qty),
             asked: price(at),
             price: price(at),
             fee: amount(fee),
+            at_ms,
             rounding: Rounding::DEFAULT,
+        };
+        (symbol, fill)
+    }
+
+    impl Builder {
+        fn trade(&mut self, (symbol, fill): (&str, Fill)) -> Result<(), Overflow> {
+            self.fill(symbol, &fill)
+        }
+
+        /// A price update (not journaled, so only the tests give one):
+        /// moves the symbol's mark, and so its equity.
+        fn mark(&mut self, symbol: &str, price: Price, at_ms: i64) -> Result<(), Overflow> {
+            if !self.window.has_symbol(symbol) {
+                return Ok(());
+            }
+            let book = self.books.entry(symbol.to_owned()).or_default();
+            let was = book.equity()?;
+            book.mark = Some(price);
+            let now = book.equity()?;
+            self.moved(symbol, was, now, at_ms)
         }
     }
 
-    fn report(window: Window, trades: &[Trade<'_>]) -> Report {
+    fn report(window: Window, trades: &[(&str, Fill)]) -> Report {
         let mut builder = Builder::new(window, Rounding::DEFAULT);
         for trade in trades {
-            builder.fill(trade).unwrap();
+            builder.trade(*trade).unwrap();
         }
         builder.finish().unwrap()
     }
@@ -637,7 +625,7 @@ mod tests {
     /// Three round trips worked out by hand: a long built in two parts and
     /// sold in one, a long sold through zero into a short (its fee shared
     /// 2:1), and that short bought back.
-    fn three_round_trips() -> Vec<Trade<'static>> {
+    fn three_round_trips() -> Vec<(&'static str, Fill)> {
         vec![
             trade("BTC", 1_000, Side::Buy, "1", "100", "0.1"),
             trade("BTC", 2_000, Side::Buy, "1", "110", "0.11"),
@@ -749,16 +737,16 @@ mod tests {
     fn drawdown_is_of_equity_at_the_marks() {
         let mut builder = Builder::new(Window::default(), Rounding::DEFAULT);
         builder
-            .fill(&trade("BTC", 0, Side::Buy, "1", "100", "0"))
+            .trade(trade("BTC", 0, Side::Buy, "1", "100", "0"))
             .unwrap();
         builder.mark("BTC", price("120"), 10).unwrap();
         // From 20 up to −10: 30 down.
         builder.mark("BTC", price("90"), 20).unwrap();
         builder
-            .fill(&trade("BTC", 30, Side::Sell, "1", "95", "0"))
+            .trade(trade("BTC", 30, Side::Sell, "1", "95", "0"))
             .unwrap();
         builder
-            .fill(&trade("BTC", 40, Side::Buy, "1", "95", "0"))
+            .trade(trade("BTC", 40, Side::Buy, "1", "95", "0"))
             .unwrap();
         builder.mark("BTC", price("130"), 50).unwrap();
         // From 30 to 5: 25, less than the first.
@@ -797,13 +785,13 @@ mod tests {
             Rounding::DEFAULT,
         );
         since
-            .fill(&trade("BTC", 0, Side::Buy, "1", "100", "0"))
+            .trade(trade("BTC", 0, Side::Buy, "1", "100", "0"))
             .unwrap();
         since
-            .fill(&trade("BTC", 30, Side::Sell, "1", "95", "0"))
+            .trade(trade("BTC", 30, Side::Sell, "1", "95", "0"))
             .unwrap();
         since
-            .fill(&trade("BTC", 40, Side::Buy, "1", "95", "0"))
+            .trade(trade("BTC", 40, Side::Buy, "1", "95", "0"))
             .unwrap();
         since.mark("BTC", price("130"), 50).unwrap();
         since.mark("BTC", price("120"), 60).unwrap();
@@ -842,16 +830,22 @@ mod tests {
     #[test]
     fn a_position_carried_from_a_snapshot_closes_its_round_trip() {
         let mut builder = Builder::new(Window::default(), Rounding::DEFAULT);
+        let held = |qty: &str, cost: &str, mark: &str| Position {
+            qty: quantity(qty),
+            cost: amount(cost),
+            mark: Some(price(mark)),
+            ..Position::default()
+        };
         builder
-            .carry("BTC", quantity("2"), amount("210"), price("110"), 3_000)
+            .carry("BTC", &held("2", "210", "110"), 3_000)
             .unwrap();
         builder
-            .carry("ETH", quantity("-1"), amount("-12"), price("12"), 3_000)
+            .carry("ETH", &held("-1", "-12", "12"), 3_000)
             .unwrap();
         // Equity starts at the carried positions' worth (10 up, 0): the
         // first fill's fall is measured from there.
         builder
-            .fill(&trade("BTC", 5_000, Side::Sell, "2", "100", "0.2"))
+            .trade(trade("BTC", 5_000, Side::Sell, "2", "100", "0.2"))
             .unwrap();
         let report = builder.finish().unwrap();
         let [btc] = &report.round_trips[..] else {
@@ -923,16 +917,7 @@ mod tests {
                 let decision = account.decide(&positions[symbol], &order, at as i64).unwrap();
                 let fill = decision.fill;
                 account.commit(&mut positions[symbol], decision);
-                builder.fill(&Trade {
-                    symbol: order.symbol,
-                    at_ms: at as i64,
-                    side: fill.side,
-                    qty: fill.qty,
-                    asked: fill.asked,
-                    price: fill.price,
-                    fee: fill.fee,
-                    rounding: terms.rounding,
-                }).unwrap();
+                builder.fill(order.symbol, &fill).unwrap();
             }
             let report = builder.finish().unwrap();
             let made = report

@@ -113,17 +113,13 @@ impl Api {
         let positions: Vec<Held> = figures
             .positions
             .iter()
-            .map(|(symbol, position)| Held {
-                symbol: symbol.clone(),
-                position: position.clone(),
-            })
+            .map(|(symbol, position)| Held::of(symbol, position))
             .collect();
-        json!({
-            "realized_pnl": positions.iter().map(|held| held.position.realized_pnl).sum::<f64>(),
-            "cash": positions.iter().map(|held| held.position.cash).sum::<f64>(),
-            "positions": positions,
-            "last_seq": self.events.durable(),
-        })
+        // The account's figures (`cash`, `equity`, …) beside the positions.
+        let mut document = serde_json::to_value(figures.account).unwrap_or_default();
+        document["positions"] = json!(positions);
+        document["last_seq"] = json!(self.events.durable());
+        document
     }
 }
 

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::client::{clip_reasons, truncate, Event, Problem, Trade};
+use crate::bot::account::Summary;
 use crate::bot::engine::Held;
+use crate::bot::money::Amount;
 
 /// Fills and rejects kept per bot for the live table.
 const RING: usize = 200;
@@ -107,13 +109,13 @@ pub(crate) struct Fsync {
     pub(crate) p99: Option<f64>,
 }
 
-/// `GET /api/v1/positions`.
+/// `GET /api/v1/positions`: the positions and the account, exact.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct Positions {
     #[serde(default)]
     pub(crate) positions: Vec<Held>,
-    pub(crate) realized_pnl: f64,
-    pub(crate) cash: f64,
+    #[serde(flatten)]
+    pub(crate) account: Summary,
 }
 
 /// How a figure looks: green, amber, red.
@@ -170,7 +172,9 @@ struct Polled {
 struct Point {
     /// Unix milliseconds of the point's start.
     t: u64,
-    pnl: f64,
+    /// The account's equity, exact (the page makes it a float only to
+    /// place the point).
+    equity: Amount,
     fills_per_minute: Option<u64>,
     fsync_p99: Option<f64>,
 }
@@ -371,8 +375,12 @@ impl Bot {
             "per_minute": state.per_minute(),
             "totals": status.map(|status| status.totals),
             "fsync_seconds": status.and_then(|status| status.fsync_seconds),
-            "realized_pnl": polled.map(|polled| polled.positions.realized_pnl),
-            "cash": polled.map(|polled| polled.positions.cash),
+            "equity": polled.map(|polled| polled.positions.account.equity),
+            "cash": polled.map(|polled| polled.positions.account.cash),
+            "realized_pnl": polled.map(|polled| polled.positions.account.realized_pnl),
+            "unrealized_pnl": polled.map(|polled| polled.positions.account.unrealized_pnl),
+            "fees": polled.map(|polled| polled.positions.account.fees),
+            "starting_balance": polled.and_then(|polled| polled.positions.account.starting_balance),
             "positions": polled.map(|polled| &polled.positions.positions),
             "last_seq": status.map(|status| status.last_seq),
             "stream": {"connected": state.stream_connected, "error": state.stream_error},
@@ -441,7 +449,7 @@ impl BotState {
             .as_secs();
         let point = Point {
             t: now / POINT_SECONDS * POINT_SECONDS * 1000,
-            pnl: positions.realized_pnl,
+            equity: positions.account.equity,
             fills_per_minute: self
                 .window
                 .front()
@@ -541,8 +549,9 @@ mod tests {
     }
 
     fn positions() -> Positions {
-        serde_json::from_value(json!({"positions": [], "realized_pnl": 1.5, "cash": -10.0}))
-            .unwrap()
+        serde_json::from_value(json!({"positions": [], "cash": "-10", "equity": "-8.5",
+            "realized_pnl": "1.5", "unrealized_pnl": "0", "fees": "0"}))
+        .unwrap()
     }
 
     fn trade(seq: u64) -> Trade {
@@ -741,7 +750,7 @@ mod tests {
         assert_eq!(summary["state"], "unreachable");
         assert_eq!(summary["level"], "bad");
         assert_eq!(summary["error"], "connection refused");
-        assert_eq!(summary["realized_pnl"], 1.5, "the last figures stay");
+        assert_eq!(summary["realized_pnl"], "1.5", "the last figures stay");
         assert_eq!(summary["heartbeat_age_seconds"], Value::Null);
     }
 }

@@ -322,7 +322,7 @@ fn the_report_is_the_round_trips_worked_out_from_the_fills() {
     }
 
     let (_, all) = get(&daemon, "/api/v1/report");
-    assert_eq!(all["round_trips"].as_array().unwrap().len(), 6);
+    assert_eq!(all["round_trips"].as_array().unwrap().len(), 5);
     assert_eq!(all["by_symbol"]["ETH"]["trades"], 2);
     assert_eq!(all["open"][0]["symbol"], "SOL");
     assert_eq!(all["open"][0]["qty"], "3");

@@ -21,11 +21,12 @@ use super::reader::{Mode, Scan};
 use super::record::Record;
 use super::snapshot::{self, Header};
 use super::window::Window;
-use super::{restore_engine, segments, settings, took_id, State};
-use crate::bot::engine::{Engine, Held, PaperExecution, Position};
-use crate::bot::money::{Amount, Decimal, Price, Quantity, Ratio, Rounding};
-use crate::bot::report::{self, Report, RoundTrip, Summary, Trade};
-use crate::bot::settings::RiskLimits;
+use super::{fill_of, restore_engine, segments, settings, took_id, State};
+use crate::bot::account::{Position, Terms};
+use crate::bot::engine::{Engine, Held, PaperExecution};
+use crate::bot::money::{Amount, Overflow, Price, Quantity, Ratio, Rounding};
+use crate::bot::report::{self, Report, RoundTrip, Summary};
+use crate::bot::signal::Side;
 
 /// What `tradingbot journal` was asked, validated by `cli`.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ pub enum QueryError {
     Journal(#[from] JournalError),
     #[error("cannot write the answer: {0}")]
     Output(#[from] io::Error),
-    #[error("the fill at seq {seq} takes an amount beyond what a value holds: no report")]
+    #[error("the fill at seq {seq} takes the figures past what a value holds")]
     Beyond { seq: u64 },
 }
 
@@ -142,6 +143,70 @@ fn time(ms: i64) -> String {
     super::format_ms(ms)
 }
 
+/// A fill record as every JSON output shows it: the read API's items, the
+/// stream's messages (with `type`), `tradingbot journal fills --json`.
+/// Amounts are exact decimals as strings; `asked` and `fee` are always
+/// there (the journal leaves them out when equal to `price` and zero).
+#[derive(Serialize)]
+pub(crate) struct FillItem<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<&'static str>,
+    seq: u64,
+    id: &'a str,
+    /// The signal's own time, epoch milliseconds.
+    ts: i64,
+    /// When it filled, epoch milliseconds.
+    at: i64,
+    symbol: &'a str,
+    side: Side,
+    qty: Quantity,
+    /// What it filled at: `asked`, slipped.
+    price: Price,
+    asked: Price,
+    fee: Amount,
+    src: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+}
+
+impl<'a> FillItem<'a> {
+    /// The item of record `seq`, if it is a fill.
+    pub(crate) fn of(seq: u64, record: &'a Record<'_>) -> Option<FillItem<'a>> {
+        let Record::Fill {
+            id,
+            src,
+            ts,
+            at,
+            symbol,
+            side,
+            qty,
+            price,
+            asked,
+            fee,
+            source,
+            ..
+        } = record
+        else {
+            return None;
+        };
+        Some(FillItem {
+            kind: None,
+            seq,
+            id,
+            ts: *ts,
+            at: *at,
+            symbol,
+            side: *side,
+            qty: *qty,
+            price: *price,
+            asked: asked.unwrap_or(*price),
+            fee: fee.unwrap_or_default(),
+            src,
+            source: source.as_deref(),
+        })
+    }
+}
+
 fn fills(
     request: &Request,
     since: Option<i64>,
@@ -152,43 +217,32 @@ fn fills(
     if !request.json {
         writeln!(
             out,
-            "{:>8}  {:<24}  {:<24}  {:<10}  {:<4}  {:>12}  {:>14}  SRC",
-            "SEQ", "AT (UTC)", "ID", "SYMBOL", "SIDE", "QTY", "PRICE"
+            "{:>8}  {:<24}  {:<24}  {:<10}  {:<4}  {:>12}  {:>14}  {:>12}  SRC",
+            "SEQ", "AT (UTC)", "ID", "SYMBOL", "SIDE", "QTY", "PRICE", "FEE"
         )?;
     }
     each_record(&request.state_dir, |seq, record| {
-        let Record::Fill {
-            id,
-            src,
-            ts,
-            at,
-            symbol,
-            side,
-            qty,
-            price,
-            source,
-        } = record
-        else {
+        let Some(fill) = FillItem::of(seq, record) else {
             return Ok(());
         };
-        if !within(*at, since, until) || wanted.is_some_and(|wanted| wanted != symbol) {
+        if !within(fill.at, since, until) || wanted.is_some_and(|wanted| wanted != fill.symbol) {
             return Ok(());
         }
         if request.json {
-            let mut item = json!({
-                "seq": seq, "id": id, "ts": ts, "at": at, "symbol": symbol,
-                "side": side.as_str(), "qty": qty, "price": price, "src": src,
-            });
-            if let Some(source) = source {
-                item["source"] = json!(source);
-            }
-            writeln!(out, "{item}")
+            let line = serde_json::to_string(&fill).map_err(io::Error::other)?;
+            writeln!(out, "{line}")
         } else {
             writeln!(
                 out,
-                "{seq:>8}  {:<24}  {id:<24}  {symbol:<10}  {:<4}  {qty:>12}  {price:>14}  {src}",
-                time(*at),
-                side.as_str()
+                "{seq:>8}  {:<24}  {:<24}  {:<10}  {:<4}  {:>12}  {:>14}  {:>12}  {}",
+                time(fill.at),
+                fill.id,
+                fill.symbol,
+                fill.side.as_str(),
+                fill.qty,
+                fill.price,
+                fill.fee,
+                fill.src
             )
         }
     })
@@ -256,7 +310,7 @@ impl Replay {
     fn new(dedupe_window: Duration) -> Replay {
         Replay {
             state: State::new(dedupe_window),
-            engine: Engine::new(RiskLimits::default(), Box::new(PaperExecution)),
+            engine: Engine::new(Terms::default(), Box::new(PaperExecution)),
             from: None,
         }
     }
@@ -268,7 +322,7 @@ impl Replay {
     /// Takes the state of `loaded`.
     fn restore(&mut self, loaded: &snapshot::Loaded) -> Result<(), String> {
         self.state.restore(loaded, i64::MIN)?;
-        restore_engine(&loaded.header, &mut self.engine);
+        restore_engine(&loaded.header, &mut self.engine)?;
         self.from = Some(loaded.header.clone());
         Ok(())
     }
@@ -340,8 +394,8 @@ fn describe(position: Option<&Position>) -> String {
         || "nothing".into(),
         |position| {
             format!(
-                "qty {} avg {} realized {} cash {}",
-                position.qty, position.avg_price, position.realized_pnl, position.cash
+                "qty {} avg {} realized {} cost {}",
+                position.qty, position.avg_price, position.realized_pnl, position.cost
             )
         },
     )
@@ -412,10 +466,7 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
     let positions = replay.engine.positions();
     if request.json {
         for (symbol, position) in &positions {
-            let held = Held {
-                symbol: symbol.clone(),
-                position: position.clone(),
-            };
+            let held = Held::of(symbol, position);
             let mut line = serde_json::to_value(held).map_err(io::Error::other)?;
             line["seq"] = json!(last_seq);
             writeln!(out, "{line}")?;
@@ -423,18 +474,22 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
     } else {
         writeln!(
             out,
-            "{:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>14}",
-            "SYMBOL", "QTY", "AVG PRICE", "REALIZED PNL", "CASH", "LAST PRICE"
+            "{:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>16}  {:>12}  {:>16}",
+            "SYMBOL", "QTY", "AVG PRICE", "MARK", "UNREALIZED PNL", "REALIZED PNL", "FEES", "COST"
         )?;
+        let or_dash = |figure: Option<String>| figure.unwrap_or_else(|| "-".into());
         for (symbol, position) in &positions {
+            let held = Held::of(symbol, position);
             writeln!(
                 out,
-                "{symbol:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>14}",
+                "{symbol:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>16}  {:>12}  {:>16}",
                 position.qty,
                 position.avg_price,
+                or_dash(position.mark.map(|mark| mark.to_string())),
+                or_dash(held.unrealized_pnl.map(|pnl| pnl.to_string())),
                 position.realized_pnl,
-                position.cash,
-                position.last_price
+                position.fees,
+                position.cost
             )?;
         }
         writeln!(out, "replayed up to seq {last_seq}")?;
@@ -472,38 +527,46 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
     Ok(ok)
 }
 
+/// Realized PnL, fills, fees and volume over a day or a symbol, exact.
 #[derive(Default)]
 struct Tally {
-    realized: f64,
+    /// Before fees.
+    realized: Amount,
     fills: u64,
-    volume: f64,
+    fees: Amount,
+    volume: Amount,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) -> Result<(), Overflow> {
+        self.realized = self.realized.checked_add(other.realized)?;
+        self.fills += other.fills;
+        self.fees = self.fees.checked_add(other.fees)?;
+        self.volume = self.volume.checked_add(other.volume)?;
+        Ok(())
+    }
 }
 
 fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), QueryError> {
     let (mut replay, mut scan) = start(&request.state_dir, Duration::MAX)?;
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
-    let before = replay.from.as_ref().map(|header| {
-        (
-            format!("before seq {}", header.seq + 1),
-            header
-                .positions
-                .values()
-                .map(|held| held.realized_pnl)
-                .sum::<f64>(),
-        )
-    });
+    let before = match replay.from.as_ref() {
+        Some(header) => {
+            let mut realized = Amount::ZERO;
+            for position in header.positions.values() {
+                realized = realized
+                    .checked_add(position.realized_pnl)
+                    .map_err(|_| QueryError::Beyond { seq: header.seq })?;
+            }
+            Some((format!("before seq {}", header.seq + 1), realized))
+        }
+        None => None,
+    };
     if let (true, Some((label, realized))) = (by_day, &before) {
         tallies.entry(label.clone()).or_default().realized = *realized;
     }
-    while let Some((_, record)) = scan.record()? {
-        let Record::Fill {
-            at,
-            symbol,
-            qty,
-            price,
-            ..
-        } = &record
-        else {
+    while let Some((seq, record)) = scan.record()? {
+        let Some((_, symbol, fill)) = fill_of(&record) else {
             replay.apply(&record);
             continue;
         };
@@ -511,15 +574,27 @@ fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), Query
             replay
                 .engine
                 .position(symbol)
-                .map_or(0.0, |held| held.realized_pnl)
+                .map_or(Amount::ZERO, |held| held.realized_pnl)
         };
         let was = realized(&replay);
         replay.apply(&record);
-        let key = if by_day { day(*at) } else { symbol.to_string() };
-        let tally = tallies.entry(key).or_default();
-        tally.realized += realized(&replay) - was;
-        tally.fills += 1;
-        tally.volume += qty * price;
+        let key = if by_day {
+            day(fill.at_ms)
+        } else {
+            symbol.to_owned()
+        };
+        let beyond = |_: Overflow| QueryError::Beyond { seq };
+        let moved = Tally {
+            realized: realized(&replay).checked_sub(was).map_err(beyond)?,
+            fills: 1,
+            fees: fill.fee,
+            volume: fill.qty.times(fill.price).map_err(beyond)?,
+        };
+        tallies
+            .entry(key)
+            .or_default()
+            .add(&moved)
+            .map_err(beyond)?;
     }
     if !by_day {
         // Lifetime realized PnL per symbol, those not traded since included.
@@ -531,40 +606,41 @@ fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), Query
     if !request.json {
         writeln!(
             out,
-            "{label:<20}  {:>16}  {:>8}  {:>16}",
-            "REALIZED PNL", "FILLS", "VOLUME"
+            "{label:<20}  {:>18}  {:>8}  {:>14}  {:>18}",
+            "REALIZED PNL", "FILLS", "FEES", "VOLUME"
         )?;
     }
     let mut total = Tally::default();
     for (key, tally) in &tallies {
-        total.realized += tally.realized;
-        total.fills += tally.fills;
-        total.volume += tally.volume;
+        total
+            .add(tally)
+            .map_err(|_| QueryError::Beyond { seq: scan.seq() })?;
         if request.json {
             let key_name = if by_day { "day" } else { "symbol" };
             writeln!(
                 out,
                 "{}",
-                json!({ key_name: key, "realized_pnl": tally.realized, "fills": tally.fills, "volume": tally.volume })
+                json!({ key_name: key, "realized_pnl": tally.realized, "fills": tally.fills,
+                        "fees": tally.fees, "volume": tally.volume })
             )?;
         } else {
             writeln!(
                 out,
-                "{key:<20}  {:>16.4}  {:>8}  {:>16.4}",
-                tally.realized, tally.fills, tally.volume
+                "{key:<20}  {:>18}  {:>8}  {:>14}  {:>18}",
+                tally.realized, tally.fills, tally.fees, tally.volume
             )?;
         }
     }
     if !request.json {
         writeln!(
             out,
-            "{:<20}  {:>16.4}  {:>8}  {:>16.4}",
-            "total", total.realized, total.fills, total.volume
+            "{:<20}  {:>18}  {:>8}  {:>14}  {:>18}",
+            "total", total.realized, total.fills, total.fees, total.volume
         )?;
         if let Some((label, _)) = before {
             writeln!(
                 out,
-                "(fills and volume counted from the oldest snapshot on: {label} was deleted by retention)"
+                "(fills, fees and volume counted from the oldest snapshot on: {label} was deleted by retention)"
             )?;
         }
     }
@@ -602,9 +678,8 @@ pub(crate) fn report_of(
     let mut builder = report::Builder::new(window.clone(), Rounding::DEFAULT);
     if let Some(header) = &replay.from {
         for (symbol, position) in &header.positions {
-            let (qty, cost, mark) = carried(position);
             builder
-                .carry(symbol, qty, cost, mark, header.clock)
+                .carry(symbol, position, header.clock)
                 .map_err(|_| QueryError::Beyond { seq: header.seq })?;
         }
     }
@@ -614,9 +689,9 @@ pub(crate) fn report_of(
             break;
         }
         last_seq = seq;
-        if let Some(trade) = trade(&record) {
+        if let Some((_, symbol, fill)) = fill_of(&record) {
             builder
-                .fill(&trade)
+                .fill(symbol, &fill)
                 .map_err(|_| QueryError::Beyond { seq })?;
         }
     }
@@ -629,43 +704,6 @@ pub(crate) fn report_of(
         carried_from_seq: replay.from.map(|header| header.seq),
         report,
     })
-}
-
-/// A fill record as the report reads it.
-fn trade<'r>(record: &'r Record<'_>) -> Option<Trade<'r>> {
-    let Record::Fill {
-        at,
-        symbol,
-        side,
-        qty,
-        price,
-        ..
-    } = record
-    else {
-        return None;
-    };
-    let price = Price::parse(&price.to_string()).ok()?;
-    Some(Trade {
-        symbol,
-        at_ms: *at,
-        side: *side,
-        qty: Quantity::parse(&qty.to_string()).ok()?,
-        asked: price,
-        price,
-        fee: Amount::ZERO,
-        rounding: Rounding::DEFAULT,
-    })
-}
-
-/// A snapshot's position as the report carries it: its quantity, exact
-/// cost and mark.
-fn carried(position: &Position) -> (Quantity, Amount, Price) {
-    fn decimal<K>(value: f64) -> Decimal<K> {
-        Decimal::parse(&value.to_string()).unwrap_or_default()
-    }
-    let qty: Quantity = decimal(position.qty);
-    let cost: Amount = decimal(position.qty * position.avg_price);
-    (qty, cost, decimal(position.last_price))
 }
 
 fn trade_report(
