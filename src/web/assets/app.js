@@ -399,7 +399,7 @@
         figure('realized PnL', 'realized_pnl', bot.realized_pnl, decimal(bot.realized_pnl), true),
         figure('unrealized PnL', 'unrealized_pnl', bot.unrealized_pnl, decimal(bot.unrealized_pnl), true),
         figure('fees', 'fees', bot.fees, decimal(bot.fees)),
-        figure('starting balance', 'starting_balance', bot.starting_balance, decimal(bot.starting_balance)),
+        ...(bot.starting_balance ? [figure('starting balance', 'starting_balance', bot.starting_balance, decimal(bot.starting_balance))] : []),
         figure('signals', 'signals_total', totals.signals, count(totals.signals)),
         figure('fills', 'fills_total', totals.fills, count(totals.fills)),
         figure('rejects', 'rejects_total', totals.rejects, count(totals.rejects)),
