@@ -93,12 +93,13 @@
     }
   }, 250);
 
-  // One figure; money is green above zero and red below. Its value (a
-  // number, or a decimal's exact text) is in data-value.
-  function figure(label, field, value, text, isMoney) {
+  // One figure. Its value (a number, or a decimal's exact text) is in
+  // data-value. `kind`: 'amount' (money), or 'pnl' (money, green above
+  // zero and red below).
+  function figure(label, field, value, text, kind) {
     const given = typeof value === 'number' || typeof value === 'string';
-    return el('div', { 'data-field': field, 'data-value': given ? value : null },
-      el('dt', null, label), el('dd', { class: isMoney ? sign(value) : null }, text));
+    return el('div', { 'data-field': field, 'data-value': given ? value : null, class: kind ? 'amount' : null },
+      el('dt', null, label), el('dd', { class: kind === 'pnl' ? sign(value) : null }, text));
   }
 
   // ---- shared pieces of a bot ------------------------------------------
@@ -189,11 +190,11 @@
       figure('signals / min', 'signals_per_minute', perMinute(bot, 'signals'), count(perMinute(bot, 'signals'))),
       figure('fills / min', 'fills_per_minute', perMinute(bot, 'fills'), count(perMinute(bot, 'fills'))),
       figure('rejects / min', 'rejects_per_minute', perMinute(bot, 'rejects'), count(perMinute(bot, 'rejects'))),
-      figure('equity', 'equity', bot.equity, decimal(bot.equity)),
-      figure('realized PnL', 'realized_pnl', bot.realized_pnl, decimal(bot.realized_pnl), true),
-      figure('cash', 'cash', bot.cash, decimal(bot.cash)),
       figure('fsync p99', 'fsync_p99', bot.fsync_seconds ? bot.fsync_seconds.p99 : null,
-        millis(bot.fsync_seconds ? bot.fsync_seconds.p99 : null)));
+        millis(bot.fsync_seconds ? bot.fsync_seconds.p99 : null)),
+      figure('equity', 'equity', bot.equity, decimal(bot.equity), 'amount'),
+      figure('realized PnL', 'realized_pnl', bot.realized_pnl, decimal(bot.realized_pnl), 'pnl'),
+      figure('cash', 'cash', bot.cash, decimal(bot.cash), 'amount'));
     return el('article', { class: 'card', 'data-bot': bot.name, 'data-level': bot.level, 'data-state': bot.state },
       el('header', { 'data-level': bot.level },
         el('a', { href: '/bot/' + encodeURIComponent(bot.name) }, bot.name),
@@ -394,12 +395,12 @@
         figure('signals / min', 'signals_per_minute', perMinute(bot, 'signals'), count(perMinute(bot, 'signals'))),
         figure('fills / min', 'fills_per_minute', perMinute(bot, 'fills'), count(perMinute(bot, 'fills'))),
         figure('rejects / min', 'rejects_per_minute', perMinute(bot, 'rejects'), count(perMinute(bot, 'rejects'))),
-        figure('equity', 'equity', bot.equity, decimal(bot.equity)),
-        figure('cash', 'cash', bot.cash, decimal(bot.cash)),
-        figure('realized PnL', 'realized_pnl', bot.realized_pnl, decimal(bot.realized_pnl), true),
-        figure('unrealized PnL', 'unrealized_pnl', bot.unrealized_pnl, decimal(bot.unrealized_pnl), true),
-        figure('fees', 'fees', bot.fees, decimal(bot.fees)),
-        ...(bot.starting_balance ? [figure('starting balance', 'starting_balance', bot.starting_balance, decimal(bot.starting_balance))] : []),
+        figure('equity', 'equity', bot.equity, decimal(bot.equity), 'amount'),
+        figure('cash', 'cash', bot.cash, decimal(bot.cash), 'amount'),
+        figure('realized PnL', 'realized_pnl', bot.realized_pnl, decimal(bot.realized_pnl), 'pnl'),
+        figure('unrealized PnL', 'unrealized_pnl', bot.unrealized_pnl, decimal(bot.unrealized_pnl), 'pnl'),
+        figure('fees', 'fees', bot.fees, decimal(bot.fees), 'amount'),
+        ...(bot.starting_balance ? [figure('starting balance', 'starting_balance', bot.starting_balance, decimal(bot.starting_balance), 'amount')] : []),
         figure('signals', 'signals_total', totals.signals, count(totals.signals)),
         figure('fills', 'fills_total', totals.fills, count(totals.fills)),
         figure('rejects', 'rejects_total', totals.rejects, count(totals.rejects)),
