@@ -100,10 +100,10 @@ fn status_positions_fills_and_rejects_by_sequence_number() {
         .find(|position| position["symbol"] == "BTC")
         .unwrap();
     assert_eq!(
-        (btc["qty"].as_f64(), btc["avg_price"].as_f64()),
-        (Some(1.0), Some(100.0))
+        (&btc["qty"], &btc["avg_price"]),
+        (&"1".into(), &"100".into())
     );
-    assert_eq!(btc["realized_pnl"].as_f64(), Some(10.0));
+    assert_eq!(btc["realized_pnl"], "10");
     assert_eq!(positions["realized_pnl"].as_f64(), Some(10.0));
     assert_eq!(positions["last_seq"], 5);
 

@@ -173,8 +173,8 @@ fn web_reads_bots_only_through_their_api_and_stream() {
     let beta = FakeBot::start(Mode::Good, None);
     alpha.set_status(json!({"max_signal_age_seconds": 60.0, "last_signal_age_seconds": 75.0}));
     alpha.set_positions(json!({
-        "positions": [{"symbol": "BTC", "qty": 2.0, "avg_price": 100.5, "realized_pnl": 12.25,
-                       "cash": -201.0, "last_price": 101.0}],
+        "positions": [{"symbol": "BTC", "qty": "2", "cost": "201", "avg_price": "100.5",
+                       "realized_pnl": "12.25", "fees": "0", "mark_price": "101"}],
         "realized_pnl": 12.25, "cash": -201.0, "last_seq": 0,
     }));
     beta.push(
@@ -202,7 +202,7 @@ fn web_reads_bots_only_through_their_api_and_stream() {
         "past MAX_SIGNAL_AGE: {summary}"
     );
     assert_eq!(summary["realized_pnl"], 12.25);
-    assert_eq!(summary["positions"][0]["avg_price"], 100.5);
+    assert_eq!(summary["positions"][0]["avg_price"], "100.5");
     assert_eq!(summary["fsync_seconds"]["p99"], 0.0021);
 
     // The stream: a new fill reaches the dashboard's API within a second.
