@@ -42,15 +42,6 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn wait_decided(daemon: &Daemon, count: f64) {
-    assert!(
-        wait_until(SOON, || daemon.decided() >= count),
-        "{} of {count} decided; log:\n{}",
-        daemon.decided(),
-        daemon.log.all().join("\n")
-    );
-}
-
 fn files(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
@@ -129,14 +120,14 @@ fn an_old_release_state_dir_is_taken_over_with_nothing_lost() {
     // id, and the malformed lines are decided again as such.
     let feed = std::fs::read_to_string(Path::new(FIXTURE).join("feed.jsonl")).unwrap();
     daemon.write_stdin(feed.as_bytes());
-    wait_decided(&daemon, 11.0);
+    daemon.wait_decided(11.0);
     assert_eq!(daemon.metric("duplicates_total", &[]), Some(8.0));
     assert_eq!(
         daemon.metric("rejects_total", &[("reason", "bad_qty")]),
         Some(1.0)
     );
     daemon.write_stdin(signal_line("new-1", "BTC-USD", "buy", 0.1, Some(65000.0)).as_bytes());
-    wait_decided(&daemon, 12.0);
+    daemon.wait_decided(12.0);
     assert_eq!(daemon.metric("journal_last_seq", &[]), Some(15.0));
     daemon.close_stdin();
     assert!(daemon.stop().success());
@@ -178,10 +169,10 @@ fn recovery_trusts_the_newest_valid_snapshot_and_falls_back_loudly() {
     let mut daemon = start(&state);
     daemon.wait_ready();
     daemon.write_stdin(lines("a", 60).as_bytes());
-    wait_decided(&daemon, 60.0);
+    daemon.wait_decided(60.0);
     daemon.expect_log("snapshot written");
     daemon.write_stdin(lines("b", 60).as_bytes());
-    wait_decided(&daemon, 120.0);
+    daemon.wait_decided(120.0);
     let segments = daemon.metric("journal_segments", &[]).unwrap();
     assert!(segments >= 5.0, "{segments} segments");
     let on_disk: u64 = files(&state.join("journal"), "jsonl")
@@ -279,7 +270,7 @@ fn retention_deletes_what_no_recovery_needs_and_no_more() {
     let mut daemon = start();
     daemon.wait_ready();
     daemon.write_stdin(lines("r", 40).as_bytes());
-    wait_decided(&daemon, 40.0);
+    daemon.wait_decided(40.0);
     // Old enough only as time passes: a trickle of signals brings the
     // snapshots that apply retention.
     let mut sent = 40;
@@ -293,7 +284,7 @@ fn retention_deletes_what_no_recovery_needs_and_no_more() {
         "segment 1 never deleted; log:\n{}",
         daemon.log.all().join("\n")
     );
-    wait_decided(&daemon, sent as f64);
+    daemon.wait_decided(sent as f64);
     assert!(
         wait_until(SOON, || daemon.metric("journal_segments", &[])
             == Some(files(&state.join("journal"), "jsonl").len() as f64)),
@@ -355,7 +346,7 @@ fn the_journal_command_answers_beside_the_daemon_and_verify_names_problems() {
         ));
     }
     daemon.write_stdin(feed.as_bytes());
-    wait_decided(&daemon, 26.0);
+    daemon.wait_decided(26.0);
     assert_eq!(
         daemon.metric("rejects_total", &[("reason", "ts_in_future")]),
         Some(1.0)
@@ -476,7 +467,7 @@ fn a_failure_at_any_step_of_a_snapshot_or_a_roll_is_survived() {
         daemon.wait_ready();
         for wave in 0..4 {
             daemon.write_stdin(lines(&format!("w{wave}"), 10).as_bytes());
-            wait_decided(&daemon, 10.0 * (wave + 1) as f64);
+            daemon.wait_decided(10.0 * (wave + 1) as f64);
         }
         let failed = if step.contains("snapshot") {
             assert!(
@@ -534,7 +525,7 @@ fn the_window_refuses_signals_too_old_or_too_far_ahead() {
     ]
     .concat();
     daemon.write_stdin(feed.as_bytes());
-    wait_decided(&daemon, 5.0);
+    daemon.wait_decided(5.0);
     assert_eq!(daemon.metric("duplicates_total", &[]), Some(1.0));
     assert_eq!(
         daemon.metric("rejects_total", &[("reason", "too_old")]),
@@ -625,10 +616,10 @@ fn a_state_dir_of_the_release_before_checksums_recovers_exactly() {
     // duplicates; its 3 malformed lines are refused again.
     let feed = std::fs::read_to_string(Path::new(FIXTURE_D8).join("feed.jsonl")).unwrap();
     daemon.write_stdin(feed.as_bytes());
-    wait_decided(&daemon, 19.0);
+    daemon.wait_decided(19.0);
     assert_eq!(daemon.metric("duplicates_total", &[]), Some(16.0));
     daemon.write_stdin(signal_line("new-1", "BTC-USD", "buy", 0.1, Some(65000.0)).as_bytes());
-    wait_decided(&daemon, 20.0);
+    daemon.wait_decided(20.0);
     assert_eq!(daemon.metric("journal_last_seq", &[]), Some(23.0));
     daemon.close_stdin();
     assert!(daemon.stop().success());
@@ -707,7 +698,7 @@ fn a_digit_changed_in_a_closed_segment_is_named_and_never_replayed() {
     let mut daemon = start();
     daemon.wait_ready();
     daemon.write_stdin(lines("d", 30).as_bytes());
-    wait_decided(&daemon, 30.0);
+    daemon.wait_decided(30.0);
     let expected = positions(&daemon);
     daemon.close_stdin();
     assert!(daemon.stop().success());
@@ -767,7 +758,7 @@ fn verify_checks_with_the_window_the_state_records() {
         .map(|index| line_at(&format!("w{index}"), now))
         .collect();
     daemon.write_stdin(burst.as_bytes());
-    wait_decided(&daemon, 5.0);
+    daemon.wait_decided(5.0);
     // Forgotten as the wall clock moves on, with no signal to move it.
     assert!(
         wait_until(SOON, || daemon.metric("dedupe_window_ids", &[])
@@ -822,7 +813,7 @@ fn snapshots_and_restarts_follow_the_window() {
         .map(|index| line_at(&format!("b{index}"), ts))
         .collect();
     daemon.write_stdin(burst.as_bytes());
-    wait_decided(&daemon, 200.0);
+    daemon.wait_decided(200.0);
     assert!(
         wait_until(SOON, || !files(&state.join("snapshots"), "snap").is_empty()
             && latest_snapshot(&state)["window_ids"] == 200),

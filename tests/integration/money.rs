@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use crate::kit::daemon::{stdin_bot, Builder, Daemon};
 use crate::kit::journal::{journal_command, read_journal};
-use crate::kit::wait::{wait_until, SOON};
 
 const API_TOKEN: &str = "money-read-token";
 
@@ -36,13 +35,7 @@ fn feed(daemon: &mut Daemon, lines: &[String]) {
     for line in lines {
         daemon.write_stdin(line.as_bytes());
     }
-    let wanted = before + lines.len() as f64;
-    assert!(
-        wait_until(SOON, || daemon.decided() >= wanted),
-        "{} of {wanted} decided; log:\n{}",
-        daemon.decided(),
-        daemon.log.all().join("\n")
-    );
+    daemon.wait_decided(before + lines.len() as f64);
 }
 
 /// The journal's records of kind `kind`.
