@@ -131,6 +131,15 @@ impl Fill {
             Side::Sell => -self.qty,
         }
     }
+
+    /// What a fill of `notional` (qty × price) pays: positive for a buy,
+    /// negative (received) for a sell. One product per fill.
+    fn flow(&self, notional: Amount) -> Amount {
+        match self.side {
+            Side::Buy => notional,
+            Side::Sell => -notional,
+        }
+    }
 }
 
 /// An order the account accepted: the fill, and the position and cash
@@ -250,7 +259,11 @@ impl Account {
                 .map_err(beyond)?
         };
         let notional = order.qty.times(price).map_err(beyond)?;
-        let fee = notional.bps(terms.fee, terms.rounding).map_err(beyond)?;
+        let fee = if terms.fee.is_zero() {
+            Amount::ZERO
+        } else {
+            notional.bps(terms.fee, terms.rounding).map_err(beyond)?
+        };
         if let Some(max) = terms.limits.max_order_notional {
             if notional > max {
                 let slipped = if price == asked {
@@ -276,7 +289,8 @@ impl Account {
             at_ms: now_ms,
             rounding: terms.rounding,
         };
-        let after = position.after(&fill).map_err(beyond)?;
+        let flow = fill.flow(notional);
+        let after = position.after(&fill, flow).map_err(beyond)?;
         if let Some(max) = terms.limits.max_position_qty {
             if after.qty.abs() > max {
                 return Err(Reject::new(
@@ -299,7 +313,7 @@ impl Account {
                 ),
             ));
         }
-        let cash = self.cash_after(&fill).map_err(beyond)?;
+        let cash = self.cash_after(&fill, flow).map_err(beyond)?;
         if order.side == Side::Buy && terms.balance.is_some() && cash.is_negative() {
             let cost = notional.checked_add(fee).map_err(beyond)?;
             return Err(Reject::new(
@@ -338,8 +352,9 @@ impl Account {
     /// fill no decision could have made (amounts beyond the range) fails,
     /// and then nothing changes.
     pub(crate) fn apply(&mut self, position: &mut Position, fill: &Fill) -> Result<(), Overflow> {
-        let after = position.after(fill)?;
-        let cash = self.cash_after(fill)?;
+        let flow = fill.flow(fill.qty.times(fill.price)?);
+        let after = position.after(fill, flow)?;
+        let cash = self.cash_after(fill, flow)?;
         self.commit(
             position,
             Decision {
@@ -373,9 +388,9 @@ impl Account {
         Ok(summary)
     }
 
-    fn cash_after(&self, fill: &Fill) -> Result<Amount, Overflow> {
-        let paid = fill.signed_qty().times(fill.price)?;
-        self.cash.checked_sub(paid)?.checked_sub(fill.fee)
+    /// The cash once `fill`, whose cash flow is `flow`, is paid.
+    fn cash_after(&self, fill: &Fill, flow: Amount) -> Result<Amount, Overflow> {
+        self.cash.checked_sub(flow)?.checked_sub(fill.fee)
     }
 
     /// Fills in the minute up to `now_ms`, counted up to `max` (the rest
@@ -419,12 +434,11 @@ impl Position {
         self.value()?.checked_sub(self.cost)
     }
 
-    /// The position `fill` leaves.
-    fn after(&self, fill: &Fill) -> Result<Position, Overflow> {
+    /// The position `fill` leaves; `flow` is what the position pays for
+    /// it (negative: receives).
+    fn after(&self, fill: &Fill, flow: Amount) -> Result<Position, Overflow> {
         let rounding = fill.rounding;
         let signed = fill.signed_qty();
-        // What the position pays for the fill (negative: receives).
-        let flow = signed.times(fill.price)?;
         let mut next = Position {
             fees: self.fees.checked_add(fill.fee)?,
             mark: Some(fill.asked),

@@ -349,19 +349,19 @@ impl<'a> Raw<'a> {
         Raw::Number(text)
     }
 
-    /// A JSON value, from its own text (which serde_json has checked).
-    fn of(text: &'a str) -> Raw<'a> {
-        match text.as_bytes().first() {
+    /// A JSON value, from its own text (which serde_json has checked, but
+    /// for what a string's escapes decode to: a lone surrogate is not
+    /// text).
+    fn of(text: &'a str) -> Result<Raw<'a>, serde_json::Error> {
+        Ok(match text.as_bytes().first() {
             Some(b'"') => match text.get(1..text.len() - 1) {
                 Some(inner) if !inner.contains('\\') => Raw::Str(Cow::Borrowed(inner)),
-                _ => {
-                    serde_json::from_str(text).map_or(Raw::Other, |text| Raw::Str(Cow::Owned(text)))
-                }
+                _ => Raw::Str(Cow::Owned(serde_json::from_str(text)?)),
             },
             Some(b'-' | b'0'..=b'9') => Raw::number(text),
             Some(b'n') => Raw::Null,
             _ => Raw::Other,
-        }
+        })
     }
 }
 
@@ -370,7 +370,8 @@ impl<'a> Raw<'a> {
 /// enums and `flatten` elsewhere in the crate.
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        <&'de RawValue>::deserialize(deserializer).map(|value| Raw::of(value.get()))
+        let value = <&'de RawValue>::deserialize(deserializer)?;
+        Raw::of(value.get()).map_err(serde::de::Error::custom)
     }
 }
 

@@ -30,6 +30,7 @@ mod ledger;
 mod ledger_fsync;
 mod lock;
 mod logging;
+mod money;
 mod notify;
 mod oneport_abuse;
 mod oneport_api;

@@ -323,4 +323,14 @@ impl Daemon {
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+
+    /// Waits until `count` signals are decided.
+    pub fn wait_decided(&self, count: f64) {
+        assert!(
+            wait_until(SOON, || self.decided() >= count),
+            "{} of {count} decided; log:\n{}",
+            self.decided(),
+            self.log.all().join("\n")
+        );
+    }
 }
