@@ -354,3 +354,75 @@ fn the_report_is_the_round_trips_worked_out_from_the_fills() {
     let (code, _) = daemon.get("/api/v1/report");
     assert_eq!(code, 401, "the read token is required");
 }
+
+/// Retention deletes the journal's start while a position is open: the
+/// report reads on from the oldest snapshot, whose position opens the
+/// round trip that the later sale closes, at its exact cost.
+#[test]
+fn a_position_opened_before_retention_closes_its_round_trip_from_the_snapshot() {
+    let mut daemon = stdin_bot()
+        .env("API_TOKEN", API_TOKEN)
+        .env("JOURNAL_SEGMENT_SIZE", "1KiB")
+        .env("JOURNAL_RETENTION", "300ms")
+        .env("SNAPSHOT_INTERVAL", "50ms")
+        .spawn();
+    daemon.wait_ready();
+    daemon.write_stdin(line("open-1", "BTC", "buy", "0.5", "100").as_bytes());
+    daemon.write_stdin(line("open-2", "BTC", "buy", "1", "101.25").as_bytes());
+    // A trickle of flat ETH trades rolls segments and brings the
+    // snapshots that apply retention.
+    let first = daemon
+        .state_dir()
+        .join("journal/00000000000000000001.jsonl");
+    let mut sent = 0;
+    assert!(
+        wait_until(SOON, || {
+            let pair = [
+                line(&format!("e{sent}"), "ETH", "buy", "1", "10"),
+                line(&format!("e{sent}x"), "ETH", "sell", "1", "10"),
+            ];
+            daemon.write_stdin(pair.concat().as_bytes());
+            sent += 1;
+            !first.exists()
+        }),
+        "segment 1 never deleted; log:\n{}",
+        daemon.log.dump()
+    );
+    daemon.write_stdin(line("close", "BTC", "sell", "1.5", "110").as_bytes());
+    let closed = 2 + 2 * sent as u64 + 1;
+    assert!(
+        wait_until(SOON, || get(&daemon, "/api/v1/status").1["last_seq"]
+            == closed),
+        "never decided; log:\n{}",
+        daemon.log.dump()
+    );
+
+    let (code, report) = get(&daemon, "/api/v1/report?symbol=BTC");
+    assert_eq!(code, 200, "{report}");
+    let carried = report["carried_from_seq"].as_u64().expect("carried");
+    assert!((2..closed).contains(&carried), "{report}");
+    let [trip] = report["round_trips"].as_array().unwrap().as_slice() else {
+        panic!("{report}");
+    };
+    // 0.5 at 100 and 1 at 101.25 cost 151.25; sold at 110: 165.
+    assert_eq!(
+        (
+            &trip["qty"],
+            &trip["entry_notional"],
+            &trip["exit_notional"]
+        ),
+        (&"1.5".into(), &"151.25".into(), &"165".into())
+    );
+    assert_eq!(
+        (&trip["entry_price"], &trip["pnl"]),
+        (&"100.83333333".into(), &"13.75".into())
+    );
+    let (code, printed) = journal_command(&daemon.state_dir(), &["report", "--symbol", "BTC"]);
+    assert_eq!(code, 0, "{printed}");
+    assert!(
+        printed.contains(&format!(
+            "positions held then open their round trips at snapshot seq {carried}"
+        )),
+        "{printed}"
+    );
+}
