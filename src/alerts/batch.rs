@@ -159,17 +159,16 @@ fn counted(kind: Kind, count: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bot::money::Amount;
 
     fn fill(number: u32) -> Arc<Event> {
         Arc::new(Event::Fill {
             id: format!("s{number}"),
             symbol: "BTC".into(),
             side: "buy",
-            qty: "1".parse().unwrap(),
-            price: "100".parse().unwrap(),
-            asked: "100".parse().unwrap(),
-            fee: Amount::ZERO,
+            qty: "1".into(),
+            price: "100".into(),
+            asked: "100".into(),
+            fee: "0".into(),
         })
     }
 

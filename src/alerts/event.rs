@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::bot::money::{Amount, Price, Quantity};
-
 /// One thing worth telling an operator.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Event {
@@ -46,16 +44,18 @@ pub(crate) enum Event {
     /// The process is about to exit non-zero (70 after a stall, 1 on a
     /// runtime failure); sent before the exit, with a bounded wait.
     Exiting { code: i32, reason: String },
-    /// A paper fill: exact decimals.
+    /// A paper fill. Its amounts are exact decimals' text (`0.3`, no
+    /// exponent, no trailing zeros), as the bot writes them: the notifier
+    /// only shows them.
     Fill {
         id: String,
         symbol: String,
         side: &'static str,
-        qty: Quantity,
+        qty: String,
         /// What it filled at: `asked`, slipped.
-        price: Price,
-        asked: Price,
-        fee: Amount,
+        price: String,
+        asked: String,
+        fee: String,
     },
     /// A signal refused by a risk limit.
     RiskReject {
@@ -290,7 +290,7 @@ impl Event {
                 } else {
                     format!(" (asked {asked})")
                 };
-                let fee = if fee.is_zero() {
+                let fee = if fee == "0" {
                     String::new()
                 } else {
                     format!(", fee {fee}")
@@ -445,10 +445,10 @@ mod tests {
             id: "s1".into(),
             symbol: "BTC".into(),
             side: "buy",
-            qty: "0.3".parse().unwrap(),
-            price: price.parse().unwrap(),
-            asked: "64415.13".parse().unwrap(),
-            fee: fee.parse().unwrap(),
+            qty: "0.3".into(),
+            price: price.into(),
+            asked: "64415.13".into(),
+            fee: fee.into(),
         };
         let plain = fill("64415.13", "0");
         assert_eq!(plain.detail(), "BUY 0.3 BTC @ 64415.13 (id s1)");

@@ -287,17 +287,16 @@ pub(crate) const MAX_FLUSH: Duration = Duration::from_secs(2);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bot::money::Amount;
 
     fn fill() -> Arc<Event> {
         Arc::new(Event::Fill {
             id: "s".into(),
             symbol: "BTC".into(),
             side: "buy",
-            qty: "1".parse().unwrap(),
-            price: "1".parse().unwrap(),
-            asked: "1".parse().unwrap(),
-            fee: Amount::ZERO,
+            qty: "1".into(),
+            price: "1".into(),
+            asked: "1".into(),
+            fee: "0".into(),
         })
     }
 

@@ -370,10 +370,10 @@ impl Bot {
                     id: signal.id.to_string(),
                     symbol: signal.symbol.to_string(),
                     side: fill.side.as_str(),
-                    qty: fill.qty,
-                    price: fill.price,
-                    asked: fill.asked,
-                    fee: fill.fee,
+                    qty: fill.qty.to_string(),
+                    price: fill.price.to_string(),
+                    asked: fill.asked.to_string(),
+                    fee: fill.fee.to_string(),
                 });
             }
             Verdict::Marked => {
