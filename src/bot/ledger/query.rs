@@ -172,19 +172,9 @@ pub(crate) struct FillItem<'a> {
 impl<'a> FillItem<'a> {
     /// The item of record `seq`, if it is a fill.
     pub(crate) fn of(seq: u64, record: &'a Record<'_>) -> Option<FillItem<'a>> {
+        let (id, symbol, fill) = fill_of(record)?;
         let Record::Fill {
-            id,
-            src,
-            ts,
-            at,
-            symbol,
-            side,
-            qty,
-            price,
-            asked,
-            fee,
-            source,
-            ..
+            src, ts, source, ..
         } = record
         else {
             return None;
@@ -194,13 +184,13 @@ impl<'a> FillItem<'a> {
             seq,
             id,
             ts: *ts,
-            at: *at,
+            at: fill.at_ms,
             symbol,
-            side: *side,
-            qty: *qty,
-            price: *price,
-            asked: asked.unwrap_or(*price),
-            fee: fee.unwrap_or_default(),
+            side: fill.side,
+            qty: fill.qty,
+            price: fill.price,
+            asked: fill.asked,
+            fee: fill.fee,
             src,
             source: source.as_deref(),
         })
