@@ -207,6 +207,7 @@ impl Stream {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .max_blocking_threads(1)
+            .thread_name("stream-report")
             .build()?;
         let state_dir = state_dir.to_owned();
         let thread_shared = Arc::clone(&shared);
