@@ -165,8 +165,10 @@ mod tests {
             id: format!("s{number}"),
             symbol: "BTC".into(),
             side: "buy",
-            qty: 1.0,
-            price: 100.0,
+            qty: "1".into(),
+            price: "100".into(),
+            asked: "100".into(),
+            fee: "0".into(),
         })
     }
 

@@ -44,13 +44,18 @@ pub(crate) enum Event {
     /// The process is about to exit non-zero (70 after a stall, 1 on a
     /// runtime failure); sent before the exit, with a bounded wait.
     Exiting { code: i32, reason: String },
-    /// A paper fill.
+    /// A paper fill. Its amounts are exact decimals' text (`0.3`, no
+    /// exponent, no trailing zeros), as the bot writes them: the notifier
+    /// only shows them.
     Fill {
         id: String,
         symbol: String,
         side: &'static str,
-        qty: f64,
-        price: f64,
+        qty: String,
+        /// What it filled at: `asked`, slipped.
+        price: String,
+        asked: String,
+        fee: String,
     },
     /// A signal refused by a risk limit.
     RiskReject {
@@ -292,7 +297,24 @@ impl Event {
                 side,
                 qty,
                 price,
-            } => format!("{} {qty} {symbol} @ {price} (id {id})", side.to_uppercase()),
+                asked,
+                fee,
+            } => {
+                let asked = if asked == price {
+                    String::new()
+                } else {
+                    format!(" (asked {asked})")
+                };
+                let fee = if fee == "0" {
+                    String::new()
+                } else {
+                    format!(", fee {fee}")
+                };
+                format!(
+                    "{} {qty} {symbol} @ {price}{asked}{fee} (id {id})",
+                    side.to_uppercase()
+                )
+            }
             Event::RiskReject {
                 id,
                 symbol,
@@ -355,7 +377,12 @@ impl Event {
                 side,
                 qty,
                 price,
-            } => json!({ "id": id, "symbol": symbol, "side": side, "qty": qty, "price": price }),
+                asked,
+                fee,
+            } => json!({
+                "id": id, "symbol": symbol, "side": side,
+                "qty": qty, "price": price, "asked": asked, "fee": fee,
+            }),
             Event::RiskReject {
                 id,
                 symbol,
@@ -481,6 +508,42 @@ mod tests {
         assert_eq!(
             event.detail(),
             "heartbeat fresh again after a stall of 3.4s"
+        );
+    }
+
+    #[test]
+    fn a_fill_says_its_exact_figures_and_what_slipped() {
+        let fill = |price: &str, fee: &str| Event::Fill {
+            id: "s1".into(),
+            symbol: "BTC".into(),
+            side: "buy",
+            qty: "0.3".into(),
+            price: price.into(),
+            asked: "64415.13".into(),
+            fee: fee.into(),
+        };
+        let plain = fill("64415.13", "0");
+        assert_eq!(plain.detail(), "BUY 0.3 BTC @ 64415.13 (id s1)");
+        let slipped = fill("64434.45", "14.49");
+        assert_eq!(
+            slipped.detail(),
+            "BUY 0.3 BTC @ 64434.45 (asked 64415.13), fee 14.49 (id s1)"
+        );
+        let fields = slipped.fields();
+        assert_eq!(
+            (
+                &fields["qty"],
+                &fields["price"],
+                &fields["asked"],
+                &fields["fee"]
+            ),
+            (
+                &"0.3".into(),
+                &"64434.45".into(),
+                &"64415.13".into(),
+                &"14.49".into()
+            ),
+            "strings, exact"
         );
     }
 }

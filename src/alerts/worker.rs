@@ -293,8 +293,10 @@ mod tests {
             id: "s".into(),
             symbol: "BTC".into(),
             side: "buy",
-            qty: 1.0,
-            price: 1.0,
+            qty: "1".into(),
+            price: "1".into(),
+            asked: "1".into(),
+            fee: "0".into(),
         })
     }
 

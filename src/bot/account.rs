@@ -12,46 +12,48 @@
 //! cash flow: the sum of its sales less the sum of its purchases. Realized
 //! PnL is counted before fees; fees are their own figure, so
 //! `equity = starting cash + realized − fees + unrealized`, always exactly.
-// Wired in by issue 21's integration.
-#![allow(dead_code)]
+
+#[cfg(test)]
+pub(crate) mod model;
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
 use super::money::{Amount, BasisPoints, Overflow, Price, Quantity, Rounding};
-use super::signal::Side;
+use super::signal::{Reason, Reject, Side};
 
 const MINUTE_MS: i64 = 60_000;
 
 /// The limits an order must pass, each off when `None`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// `MAX_POSITION_QTY`: on the size of the position after the fill,
     /// long or short.
-    pub(crate) max_position_qty: Option<Quantity>,
+    pub max_position_qty: Option<Quantity>,
     /// `MAX_ORDER_NOTIONAL`: on qty × the price filled at (slippage
     /// included, fee not).
-    pub(crate) max_order_notional: Option<Amount>,
+    pub max_order_notional: Option<Amount>,
     /// `MAX_ORDERS_PER_MINUTE`: fills in the minute up to the order.
-    pub(crate) max_orders_per_minute: Option<u32>,
+    pub max_orders_per_minute: Option<u32>,
 }
 
 /// What the account is set up with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Terms {
+pub struct Terms {
     /// `PAPER_BALANCE`: the cash it starts with. `None`: cash starts at 0,
     /// may go below it, and no buy is refused for want of it.
-    pub(crate) balance: Option<Amount>,
+    pub balance: Option<Amount>,
     /// `FEE_BPS`, charged on every fill's notional.
-    pub(crate) fee: BasisPoints,
+    pub fee: BasisPoints,
     /// `SLIPPAGE_BPS`: every fill's price moved against the order.
-    pub(crate) slippage: BasisPoints,
+    pub slippage: BasisPoints,
     /// `ALLOW_SHORT`: a sell may take the position below zero.
-    pub(crate) allow_short: bool,
-    /// The places a fee, a slipped price and an average price are rounded to.
-    pub(crate) rounding: Rounding,
-    pub(crate) limits: Limits,
+    pub allow_short: bool,
+    /// `MONEY_DECIMALS`: the places a fee, a slipped price and an average
+    /// price are rounded to.
+    pub rounding: Rounding,
+    pub limits: Limits,
 }
 
 /// Today's account: unlimited cash, no fee, no slippage, shorts allowed.
@@ -84,7 +86,11 @@ pub(crate) struct Position {
     pub(crate) fees: Amount,
     /// The last price seen for the symbol: a fill's asked price or a price
     /// update. Market value and unrealized PnL are taken at it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "mark_price",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub(crate) mark: Option<Price>,
 }
 
@@ -101,7 +107,7 @@ pub(crate) struct Order<'a> {
 /// An executed order: what the journal records of it, and all that replay
 /// needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Fill {
+pub struct Fill {
     pub(crate) side: Side,
     pub(crate) qty: Quantity,
     /// The price the signal named, or the mark it filled at without one.
@@ -111,6 +117,10 @@ pub(crate) struct Fill {
     pub(crate) fee: Amount,
     /// Wall-clock milliseconds (`MAX_ORDERS_PER_MINUTE` counts them).
     pub(crate) at_ms: i64,
+    /// The places the position's average price is rounded to on this
+    /// fill: the account's when it was decided, so a replay rounds as the
+    /// decision did whatever `MONEY_DECIMALS` says by then.
+    pub(crate) rounding: Rounding,
 }
 
 impl Fill {
@@ -121,46 +131,14 @@ impl Fill {
             Side::Sell => -self.qty,
         }
     }
-}
 
-/// Why the account refused an order. The labels are the journal's and
-/// the metrics' reject reasons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
-    NoPrice,
-    /// An amount beyond what a value holds.
-    BadQty,
-    MaxOrderNotional,
-    MaxPositionQty,
-    InsufficientPosition,
-    InsufficientFunds,
-    MaxOrdersPerMinute,
-}
-
-impl Refused {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Refused::NoPrice => "no_price",
-            Refused::BadQty => "bad_qty",
-            Refused::MaxOrderNotional => "max_order_notional",
-            Refused::MaxPositionQty => "max_position_qty",
-            Refused::InsufficientPosition => "insufficient_position",
-            Refused::InsufficientFunds => "insufficient_funds",
-            Refused::MaxOrdersPerMinute => "max_orders_per_minute",
+    /// What a fill of `notional` (qty × price) pays: positive for a buy,
+    /// negative (received) for a sell. One product per fill.
+    fn flow(&self, notional: Amount) -> Amount {
+        match self.side {
+            Side::Buy => notional,
+            Side::Sell => -notional,
         }
-    }
-}
-
-/// A refusal and the sentence that explains it to the operator.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) reason: Refused,
-    pub(crate) detail: String,
-}
-
-impl Refusal {
-    fn new(reason: Refused, detail: String) -> Self {
-        Refusal { reason, detail }
     }
 }
 
@@ -173,9 +151,12 @@ pub(crate) struct Decision {
     cash: Amount,
 }
 
-/// The account's figures over its positions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+/// The account's figures over its positions (read back by the dashboard).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Summary {
+    /// `PAPER_BALANCE`, the cash it started with, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) starting_balance: Option<Amount>,
     pub(crate) cash: Amount,
     /// Cash plus every position at its mark.
     pub(crate) equity: Amount,
@@ -232,6 +213,7 @@ impl Account {
         &self.terms
     }
 
+    #[cfg(test)]
     pub(crate) fn cash(&self) -> Amount {
         self.cash
     }
@@ -249,11 +231,11 @@ impl Account {
         position: &Position,
         order: &Order<'_>,
         now_ms: i64,
-    ) -> Result<Decision, Refusal> {
+    ) -> Result<Decision, Reject> {
         let terms = &self.terms;
         let Some(asked) = order.price.or(position.mark) else {
-            return Err(Refusal::new(
-                Refused::NoPrice,
+            return Err(Reject::new(
+                Reason::NoPrice,
                 format!(
                     "no price in the signal and no last price for {}",
                     order.symbol
@@ -261,8 +243,8 @@ impl Account {
             ));
         };
         let beyond = |_: Overflow| {
-            Refusal::new(
-                Refused::BadQty,
+            Reject::new(
+                Reason::BadQty,
                 format!(
                     "qty {} at price {asked} is beyond any amount held",
                     order.qty
@@ -277,7 +259,11 @@ impl Account {
                 .map_err(beyond)?
         };
         let notional = order.qty.times(price).map_err(beyond)?;
-        let fee = notional.bps(terms.fee, terms.rounding).map_err(beyond)?;
+        let fee = if terms.fee.is_zero() {
+            Amount::ZERO
+        } else {
+            notional.bps(terms.fee, terms.rounding).map_err(beyond)?
+        };
         if let Some(max) = terms.limits.max_order_notional {
             if notional > max {
                 let slipped = if price == asked {
@@ -288,8 +274,8 @@ impl Account {
                         terms.slippage
                     )
                 };
-                return Err(Refusal::new(
-                    Refused::MaxOrderNotional,
+                return Err(Reject::new(
+                    Reason::MaxOrderNotional,
                     format!("order notional {notional}{slipped} is over MAX_ORDER_NOTIONAL {max}"),
                 ));
             }
@@ -301,12 +287,14 @@ impl Account {
             price,
             fee,
             at_ms: now_ms,
+            rounding: terms.rounding,
         };
-        let after = position.after(&fill, terms.rounding).map_err(beyond)?;
+        let flow = fill.flow(notional);
+        let after = position.after(&fill, flow).map_err(beyond)?;
         if let Some(max) = terms.limits.max_position_qty {
             if after.qty.abs() > max {
-                return Err(Refusal::new(
-                    Refused::MaxPositionQty,
+                return Err(Reject::new(
+                    Reason::MaxPositionQty,
                     format!(
                         "position in {} would be {}, beyond MAX_POSITION_QTY {max}",
                         order.symbol, after.qty
@@ -315,8 +303,8 @@ impl Account {
             }
         }
         if order.side == Side::Sell && after.qty.is_negative() && !terms.allow_short {
-            return Err(Refusal::new(
-                Refused::InsufficientPosition,
+            return Err(Reject::new(
+                Reason::InsufficientPosition,
                 format!(
                     "a sell of {} {} is more than the {} held, and ALLOW_SHORT is off",
                     order.qty,
@@ -325,11 +313,11 @@ impl Account {
                 ),
             ));
         }
-        let cash = self.cash_after(&fill).map_err(beyond)?;
+        let cash = self.cash_after(&fill, flow).map_err(beyond)?;
         if order.side == Side::Buy && terms.balance.is_some() && cash.is_negative() {
             let cost = notional.checked_add(fee).map_err(beyond)?;
-            return Err(Refusal::new(
-                Refused::InsufficientFunds,
+            return Err(Reject::new(
+                Reason::InsufficientFunds,
                 format!(
                     "a buy of {} {} at {price} costs {cost} with fees, more than the cash {}",
                     order.qty, order.symbol, self.cash
@@ -338,8 +326,8 @@ impl Account {
         }
         if let Some(max) = terms.limits.max_orders_per_minute {
             if self.fills_in_the_minute_to(now_ms, max) >= max {
-                return Err(Refusal::new(
-                    Refused::MaxOrdersPerMinute,
+                return Err(Reject::new(
+                    Reason::MaxOrdersPerMinute,
                     format!("{max} orders in the last minute already (MAX_ORDERS_PER_MINUTE)"),
                 ));
             }
@@ -364,8 +352,9 @@ impl Account {
     /// fill no decision could have made (amounts beyond the range) fails,
     /// and then nothing changes.
     pub(crate) fn apply(&mut self, position: &mut Position, fill: &Fill) -> Result<(), Overflow> {
-        let after = position.after(fill, self.terms.rounding)?;
-        let cash = self.cash_after(fill)?;
+        let flow = fill.flow(fill.qty.times(fill.price)?);
+        let after = position.after(fill, flow)?;
+        let cash = self.cash_after(fill, flow)?;
         self.commit(
             position,
             Decision {
@@ -383,6 +372,7 @@ impl Account {
         positions: impl IntoIterator<Item = &'a Position>,
     ) -> Result<Summary, Overflow> {
         let mut summary = Summary {
+            starting_balance: self.terms.balance,
             cash: self.cash,
             equity: self.cash,
             ..Summary::default()
@@ -398,9 +388,9 @@ impl Account {
         Ok(summary)
     }
 
-    fn cash_after(&self, fill: &Fill) -> Result<Amount, Overflow> {
-        let paid = fill.signed_qty().times(fill.price)?;
-        self.cash.checked_sub(paid)?.checked_sub(fill.fee)
+    /// The cash once `fill`, whose cash flow is `flow`, is paid.
+    fn cash_after(&self, fill: &Fill, flow: Amount) -> Result<Amount, Overflow> {
+        self.cash.checked_sub(flow)?.checked_sub(fill.fee)
     }
 
     /// Fills in the minute up to `now_ms`, counted up to `max` (the rest
@@ -444,11 +434,11 @@ impl Position {
         self.value()?.checked_sub(self.cost)
     }
 
-    /// The position `fill` leaves.
-    fn after(&self, fill: &Fill, rounding: Rounding) -> Result<Position, Overflow> {
+    /// The position `fill` leaves; `flow` is what the position pays for
+    /// it (negative: receives).
+    fn after(&self, fill: &Fill, flow: Amount) -> Result<Position, Overflow> {
+        let rounding = fill.rounding;
         let signed = fill.signed_qty();
-        // What the position pays for the fill (negative: receives).
-        let flow = signed.times(fill.price)?;
         let mut next = Position {
             fees: self.fees.checked_add(fill.fee)?,
             mark: Some(fill.asked),
@@ -493,6 +483,7 @@ impl Position {
 mod tests {
     use proptest::prelude::*;
 
+    use super::model::{self, Model};
     use super::*;
     use crate::bot::money::literals::{amount, price, quantity};
 
@@ -511,7 +502,7 @@ mod tests {
         position: &mut Position,
         order: &Order<'_>,
         now_ms: i64,
-    ) -> Result<Fill, Refused> {
+    ) -> Result<Fill, Reason> {
         let decision = account
             .decide(position, order, now_ms)
             .map_err(|refusal| refusal.reason)?;
@@ -548,7 +539,7 @@ mod tests {
         let refused = account
             .decide(&btc, &order(Side::Buy, "0.000000000000000001", None), 0)
             .unwrap_err();
-        assert_eq!(refused.reason, Refused::MaxPositionQty);
+        assert_eq!(refused.reason, Reason::MaxPositionQty);
         assert_eq!(
             refused.detail,
             "position in BTC would be 0.300000000000000001, beyond MAX_POSITION_QTY 0.3"
@@ -662,7 +653,7 @@ mod tests {
         let refused = account
             .decide(&btc, &order(Side::Buy, "10", Some("100")), 0)
             .unwrap_err();
-        assert_eq!(refused.reason, Refused::MaxOrderNotional);
+        assert_eq!(refused.reason, Reason::MaxOrderNotional);
         assert_eq!(
             refused.detail,
             "order notional 1000.5 (at 100.05: 100 and 5 bps of slippage) is over MAX_ORDER_NOTIONAL 1000"
@@ -709,7 +700,7 @@ mod tests {
         let refused = account
             .decide(&btc, &order(Side::Buy, "10", Some("100")), 0)
             .unwrap_err();
-        assert_eq!(refused.reason, Refused::InsufficientFunds);
+        assert_eq!(refused.reason, Reason::InsufficientFunds);
         assert_eq!(
             refused.detail,
             "a buy of 10 BTC at 100 costs 1001 with fees, more than the cash 1000"
@@ -725,7 +716,7 @@ mod tests {
         let refused = account
             .decide(&btc, &order(Side::Sell, "10", Some("100")), 0)
             .unwrap_err();
-        assert_eq!(refused.reason, Refused::InsufficientPosition);
+        assert_eq!(refused.reason, Reason::InsufficientPosition);
         assert_eq!(
             refused.detail,
             "a sell of 10 BTC is more than the 9.99 held, and ALLOW_SHORT is off"
@@ -742,7 +733,7 @@ mod tests {
                 .decide(&btc, &order(Side::Sell, "1", None), 0)
                 .unwrap_err()
                 .reason,
-            Refused::InsufficientPosition
+            Reason::InsufficientPosition
         );
         let mut shorting = Account::new(Terms {
             balance: Some(amount("1000")),
@@ -814,11 +805,11 @@ mod tests {
         };
         assert_eq!(
             reason(&account, &btc, order(Side::Buy, "1", None), 0),
-            Refused::NoPrice
+            Reason::NoPrice
         );
         assert_eq!(
             reason(&account, &btc, order(Side::Buy, "11", Some("100")), 0),
-            Refused::MaxOrderNotional
+            Reason::MaxOrderNotional
         );
         assert_eq!(
             reason(
@@ -827,7 +818,7 @@ mod tests {
                 order(Side::Buy, "9999999999", Some("9999999999")),
                 0
             ),
-            Refused::BadQty
+            Reason::BadQty
         );
         trade(
             &mut account,
@@ -838,7 +829,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             reason(&account, &btc, order(Side::Buy, "0.5", Some("100")), 1),
-            Refused::MaxPositionQty
+            Reason::MaxPositionQty
         );
         trade(
             &mut account,
@@ -849,7 +840,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             reason(&account, &btc, order(Side::Sell, "1", Some("100")), 3),
-            Refused::MaxOrdersPerMinute
+            Reason::MaxOrdersPerMinute
         );
         assert_eq!(
             reason(
@@ -858,7 +849,7 @@ mod tests {
                 order(Side::Sell, "1", Some("100")),
                 MINUTE_MS - 1
             ),
-            Refused::MaxOrdersPerMinute
+            Reason::MaxOrdersPerMinute
         );
         trade(
             &mut account,
@@ -888,6 +879,7 @@ mod tests {
                 price: price("10"),
                 fee: Amount::ZERO,
                 at_ms: second * 1000,
+                rounding: Rounding::DEFAULT,
             };
             account.apply(&mut position, &fill).unwrap();
         }
@@ -905,6 +897,7 @@ mod tests {
             price: price("9999999999"),
             fee: Amount::ZERO,
             at_ms: 0,
+            rounding: Rounding::DEFAULT,
         };
         assert_eq!(account.apply(&mut position, &fill), Err(Overflow));
         assert_eq!(
@@ -925,80 +918,9 @@ mod tests {
         let json = serde_json::to_string(&position).unwrap();
         assert_eq!(
             json,
-            r#"{"qty":"0.3","cost":"19324.539","avg_price":"64415.13","realized_pnl":"0","fees":"0","mark":"64420"}"#
+            r#"{"qty":"0.3","cost":"19324.539","avg_price":"64415.13","realized_pnl":"0","fees":"0","mark_price":"64420"}"#
         );
         assert_eq!(serde_json::from_str::<Position>(&json).unwrap(), position);
-    }
-
-    /// The property test's independent computation: the same account in
-    /// plain integers, quantities and prices in 10^-8, amounts in 10^-16,
-    /// with its own half-to-even division.
-    mod model {
-        pub(super) const QTY: i128 = 100_000_000;
-
-        pub(super) fn div_half_even(n: i128, d: i128) -> i128 {
-            let (quotient, remainder) = (n / d, n % d);
-            let twice = 2 * remainder.abs();
-            let away = twice > d.abs() || (twice == d.abs() && quotient % 2 != 0);
-            if away {
-                quotient + n.signum() * d.signum()
-            } else {
-                quotient
-            }
-        }
-
-        /// 10^-16 as decimal text.
-        pub(super) fn text(value: i128, places: u32) -> String {
-            let scale = 10i128.pow(places);
-            let sign = if value < 0 { "-" } else { "" };
-            let magnitude = value.abs();
-            format!(
-                "{sign}{}.{:0width$}",
-                magnitude / scale,
-                magnitude % scale,
-                width = places as usize
-            )
-        }
-
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub(super) struct Held {
-            pub(super) qty: i128,
-            pub(super) cost: i128,
-            pub(super) avg: i128,
-            pub(super) realized: i128,
-            pub(super) fees: i128,
-            pub(super) mark: Option<i128>,
-        }
-
-        impl Held {
-            /// A fill of `signed` at `price`, fee `fee` (10^-8).
-            pub(super) fn fill(&mut self, signed: i128, price: i128, fee: i128, asked: i128) {
-                let flow = signed * price;
-                self.fees += fee;
-                self.mark = Some(asked);
-                let remaining = self.qty + signed;
-                if self.qty == 0 || self.qty.signum() == signed.signum() {
-                    self.qty = remaining;
-                    self.cost += flow;
-                    self.avg = div_half_even(self.cost, self.qty);
-                } else if remaining == 0 {
-                    self.realized += -flow - self.cost;
-                    self.qty = 0;
-                    self.cost = 0;
-                    self.avg = 0;
-                } else if remaining.signum() == self.qty.signum() {
-                    let released = -signed * self.avg;
-                    self.realized += -flow - released;
-                    self.qty = remaining;
-                    self.cost -= released;
-                } else {
-                    self.realized += self.qty * price - self.cost;
-                    self.qty = remaining;
-                    self.cost = remaining * price;
-                    self.avg = price;
-                }
-            }
-        }
     }
 
     #[derive(Clone, Debug)]
@@ -1050,9 +972,7 @@ mod tests {
             };
             let mut account = Account::new(terms);
             let mut positions = vec![Position::default(); 3];
-            let mut held = [model::Held::default(); 3];
-            let start = balance.unwrap_or(0) * model::QTY * model::QTY;
-            let mut cash = start;
+            let mut integers = Model::new(3, balance, fee, slippage, allow_short);
             let mut fills = Vec::new();
             // Per symbol: realized PnL when its round trip opened, and the
             // trip's cash flow before fees since (10^-16).
@@ -1061,11 +981,11 @@ mod tests {
                 let (symbol, buy, qty, asked) = match step {
                     Step::Mark(symbol, price) => {
                         positions[symbol].mark_at(Price::parse(&model::text(price, 8)).unwrap());
-                        held[symbol].mark = Some(price);
+                        integers.held[symbol].mark = Some(price);
                         continue;
                     }
-                    Step::Close(symbol) if held[symbol].qty == 0 => continue,
-                    Step::Close(symbol) => (symbol, held[symbol].qty < 0, held[symbol].qty.abs(), None),
+                    Step::Close(symbol) if integers.held[symbol].qty == 0 => continue,
+                    Step::Close(symbol) => (symbol, integers.held[symbol].qty < 0, integers.held[symbol].qty.abs(), None),
                     Step::Trade(symbol, buy, qty, price) => (symbol, buy, qty, price),
                 };
                 let order = Order {
@@ -1075,32 +995,12 @@ mod tests {
                     price: asked.map(|price| Price::parse(&model::text(price, 8)).unwrap()),
                 };
                 let decided = account.decide(&positions[symbol], &order, at as i64);
-                // The model's own decision.
-                let Some(asked) = asked.or(held[symbol].mark) else {
-                    prop_assert_eq!(decided.unwrap_err().reason, Refused::NoPrice);
-                    continue;
-                };
-                let slip = i128::from(slippage);
-                let price = model::div_half_even(asked * (1_000_000 + if buy { slip } else { -slip }), 1_000_000);
-                let notional = qty * price;
-                let fee = model::div_half_even(notional * i128::from(fee), 100_000_000_000_000);
-                let signed = if buy { qty } else { -qty };
-                let cash_after = cash - signed * price - fee * model::QTY;
-                let short = !buy && held[symbol].qty - qty < 0;
-                let expected = if short && !allow_short {
-                    Err(Refused::InsufficientPosition)
-                } else if buy && balance.is_some() && cash_after < 0 {
-                    Err(Refused::InsufficientFunds)
-                } else {
-                    Ok(())
-                };
-                match (decided, expected) {
-                    (Ok(decision), Ok(())) => {
+                let was = integers.held[symbol].qty;
+                match (decided, integers.order(symbol, buy, qty, asked)) {
+                    (Ok(decision), Ok(filled)) => {
+                        let (signed, price) = (filled.signed, filled.price);
                         fills.push((symbol, decision.fill));
                         account.commit(&mut positions[symbol], decision);
-                        let was = held[symbol].qty;
-                        held[symbol].fill(signed, price, fee, asked);
-                        cash = cash_after;
                         let realized = positions[symbol].realized_pnl;
                         let (opened, flow) = &mut trips[symbol];
                         let through_zero = was != 0 && (was + signed) != 0 && (was + signed).signum() != was.signum();
@@ -1120,23 +1020,20 @@ mod tests {
                     (Err(refusal), Err(reason)) => prop_assert_eq!(refusal.reason, reason),
                     (decided, expected) => prop_assert!(false, "decided {:?}, expected {:?}", decided, expected),
                 }
-                let (position, model) = (&positions[symbol], &held[symbol]);
-                prop_assert_eq!(position.qty, Quantity::parse(&model::text(model.qty, 8)).unwrap());
-                prop_assert_eq!(position.cost, Amount::parse(&model::text(model.cost, 16)).unwrap());
-                prop_assert_eq!(position.avg_price, Price::parse(&model::text(model.avg, 8)).unwrap());
-                prop_assert_eq!(position.realized_pnl, Amount::parse(&model::text(model.realized, 16)).unwrap());
-                prop_assert_eq!(position.fees, Amount::parse(&model::text(model.fees, 8)).unwrap());
-                prop_assert_eq!(account.cash(), Amount::parse(&model::text(cash, 16)).unwrap());
-                if model.qty == 0 {
+                let (position, held) = (&positions[symbol], &integers.held[symbol]);
+                prop_assert_eq!(position.qty, Quantity::parse(&model::text(held.qty, 8)).unwrap());
+                prop_assert_eq!(position.cost, Amount::parse(&model::text(held.cost, 16)).unwrap());
+                prop_assert_eq!(position.avg_price, Price::parse(&model::text(held.avg, 8)).unwrap());
+                prop_assert_eq!(position.realized_pnl, Amount::parse(&model::text(held.realized, 16)).unwrap());
+                prop_assert_eq!(position.fees, Amount::parse(&model::text(held.fees, 8)).unwrap());
+                prop_assert_eq!(account.cash(), Amount::parse(&model::text(integers.cash, 16)).unwrap());
+                if held.qty == 0 {
                     prop_assert_eq!(position.cost, Amount::ZERO);
                     prop_assert_eq!(position.avg_price, Price::ZERO);
                 }
             }
             // Realized PnL is exactly what the fills moved, once flat.
-            let realized: i128 = held.iter().map(|held| held.realized).sum();
-            let fees: i128 = held.iter().map(|held| held.fees).sum();
-            let open_cost: i128 = held.iter().map(|held| held.cost).sum();
-            prop_assert_eq!(cash, start + realized - fees * model::QTY - open_cost);
+            prop_assert!(integers.cash_adds_up());
 
             let mut replayed = Account::new(terms);
             let mut replayed_positions = vec![Position::default(); 3];

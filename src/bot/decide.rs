@@ -1,23 +1,26 @@
 //! One item's decision, from admission to its record: a line that is not
 //! a signal is refused; a signal goes to the exactly-once window (already
 //! decided, too old, too far ahead), then to the engine (the symbol bound,
-//! the risk limits, the paper fill), and whatever became of it is appended
-//! to the journal under the window's one rule. Nothing else decides, live
-//! or in the ledger's property test, which drives exactly this function;
-//! the loop around it only batches, commits and publishes.
+//! the account: risk limits, cash, fees, slippage, the paper fill), and
+//! whatever became of it is appended to the journal under the window's one
+//! rule. A price update moves its symbol's mark and is not journaled.
+//! Nothing else decides, live or in the ledger's property test, which
+//! drives exactly this function; the loop around it only batches, commits
+//! and publishes.
 
 use std::borrow::Cow;
 
-use super::engine::{Engine, Fill};
+use super::account::Fill;
+use super::engine::Engine;
 use super::ledger::journal::Record;
 use super::ledger::{Ledger, Refusal};
-use super::signal::{Reject, Signal};
+use super::signal::{Item, PriceUpdate, Reject, Signal};
 
 /// Longest raw line kept in a reject record.
 const MAX_REJECT_LINE: usize = 1024;
 
-/// What became of one item; every outcome but a duplicate is journaled
-/// already (to be durable at the next commit).
+/// What became of one item; every outcome but a duplicate and a price
+/// update is journaled already (to be durable at the next commit).
 pub(crate) enum Verdict<'s> {
     /// Not a signal at all.
     Invalid(&'s Reject),
@@ -25,7 +28,13 @@ pub(crate) enum Verdict<'s> {
     Duplicate(&'s Signal<'s>),
     /// Refused by the window (too old, too far ahead) or by the engine.
     Rejected(&'s Signal<'s>, Reject),
-    Filled(&'s Signal<'s>, Fill<'s>),
+    Filled(&'s Signal<'s>, Fill),
+    /// A price update that moved its symbol's mark: nothing journaled.
+    Marked,
+    /// A price update the symbol bound refused: counted, not journaled (a
+    /// price feed for symbols the bot does not trade would fill the
+    /// journal with them).
+    Unmarked(&'s PriceUpdate<'s>, Reject),
 }
 
 /// Decides `item` (a parsed line of source `src`, `bytes` as received) at
@@ -35,11 +44,17 @@ pub(crate) fn decide<'s>(
     engine: &mut Engine,
     src: &str,
     bytes: &[u8],
-    item: Result<&'s Signal<'s>, &'s Reject>,
+    item: Result<&'s Item<'s>, &'s Reject>,
     now_ms: i64,
 ) -> Verdict<'s> {
     let signal = match item {
-        Ok(signal) => signal,
+        Ok(Item::Signal(signal)) => signal,
+        Ok(Item::Price(update)) => {
+            return match engine.mark(update) {
+                Ok(()) => Verdict::Marked,
+                Err(reject) => Verdict::Unmarked(update, reject),
+            }
+        }
         Err(reject) => {
             ledger.append(&reject_record(src, bytes, reject, None, now_ms));
             return Verdict::Invalid(reject);
@@ -62,7 +77,7 @@ pub(crate) fn decide<'s>(
     };
     match engine.decide(signal, now_ms) {
         Ok(fill) => {
-            tracing::debug!(id = %signal.id, symbol = %fill.symbol, side = fill.side.as_str(), qty = fill.qty, price = fill.price, "filled");
+            tracing::debug!(id = %signal.id, symbol = %signal.symbol, side = fill.side.as_str(), qty = %fill.qty, price = %fill.price, fee = %fill.fee, "filled");
             ledger.append_decision(&fill_record(src, signal, &fill), admitted);
             Verdict::Filled(signal, fill)
         }
@@ -84,16 +99,19 @@ fn with_id(refused: Reject, signal: &Signal<'_>) -> Reject {
     }
 }
 
-fn fill_record<'r>(src: &'r str, signal: &'r Signal<'_>, fill: &Fill<'r>) -> Record<'r> {
+fn fill_record<'r>(src: &'r str, signal: &'r Signal<'_>, fill: &Fill) -> Record<'r> {
     Record::Fill {
         id: Cow::Borrowed(&signal.id),
         src: Cow::Borrowed(src),
         ts: signal.ts_ms,
         at: fill.at_ms,
-        symbol: Cow::Borrowed(fill.symbol),
+        symbol: Cow::Borrowed(&signal.symbol),
         side: fill.side,
         qty: fill.qty,
         price: fill.price,
+        asked: (fill.asked != fill.price).then_some(fill.asked),
+        fee: (!fill.fee.is_zero()).then_some(fill.fee),
+        places: fill.rounding,
         source: signal.source.as_deref().map(Cow::Borrowed),
     }
 }

@@ -1,74 +1,65 @@
-//! Paper trading: risk limits, then a fill, then the position it changes.
+//! Paper trading: the symbol bound, then the account (risk limits, cash,
+//! fees, slippage, marks), then the fill and the position it changes.
 //!
-//! The engine's state is a pure function of the fills it has applied, in
-//! order, so replaying the fills journal rebuilds it exactly (same
-//! arithmetic, same order, same floating-point results).
+//! The engine keeps each symbol's book (its position, found with one
+//! lookup per signal) and hands it to [`Account`], which decides and books
+//! every fill with exact decimals. Its state is a function of the fills it
+//! has applied, in order, and of the marks it has seen: replaying the
+//! journal's fills rebuilds the positions exactly (the same arithmetic,
+//! [`Account::apply`]), and a snapshot keeps the marks that price updates,
+//! which are not journaled, moved.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::settings::RiskLimits;
-use super::signal::{Reason, Reject, Side, Signal};
+use super::account::{Account, Fill, Order, Position, Summary, Terms};
+use super::money::{Amount, Overflow};
+use super::signal::{PriceUpdate, Reject, Signal};
 use super::symbols::{self, SymbolBound, SymbolSettings};
 
-/// An order the engine decided to place.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Order<'a> {
-    pub(crate) symbol: &'a str,
-    pub(crate) side: Side,
-    pub(crate) qty: f64,
-    pub(crate) price: f64,
-}
-
-/// Where orders are executed. Paper trading fills at the asked price; a
-/// live broker would implement this trait without the loop changing.
+/// Where orders are executed. Paper trading fills every order as the
+/// account decided it; a live broker would implement this trait without
+/// the loop changing.
 pub trait Execution: Send {
-    /// The price the order filled at.
-    fn execute(&mut self, order: &Order<'_>) -> Result<f64, Reject>;
+    /// Executes the order `fill` describes, or refuses it.
+    fn execute(&mut self, symbol: &str, fill: &Fill) -> Result<(), Reject>;
 }
 
 pub struct PaperExecution;
 
 impl Execution for PaperExecution {
-    fn execute(&mut self, order: &Order<'_>) -> Result<f64, Reject> {
-        Ok(order.price)
+    fn execute(&mut self, _symbol: &str, _fill: &Fill) -> Result<(), Reject> {
+        Ok(())
     }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Position {
-    /// Signed: negative is short.
-    pub(crate) qty: f64,
-    pub(crate) avg_price: f64,
-    pub(crate) realized_pnl: f64,
-    pub(crate) cash: f64,
-    pub(crate) last_price: f64,
 }
 
 /// A position as every output shows it (the read API, `tradingbot
 /// journal positions --json`, the dashboard): its symbol beside the fields
-/// [`Position`] serializes, so they are written in one place.
+/// [`Position`] serializes, and what closing it at the mark would realize,
+/// so they are written in one place.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Held {
     pub(crate) symbol: String,
     #[serde(flatten)]
     pub(crate) position: Position,
+    /// Before fees; none past what a value holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) unrealized_pnl: Option<Amount>,
 }
 
-/// One executed order, as the journal records it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Fill<'a> {
-    pub(crate) symbol: &'a str,
-    pub(crate) side: Side,
-    pub(crate) qty: f64,
-    pub(crate) price: f64,
-    /// Wall-clock milliseconds of the fill; feeds the orders-per-minute window.
-    pub(crate) at_ms: i64,
+impl Held {
+    pub(crate) fn of(symbol: &str, position: &Position) -> Held {
+        Held {
+            symbol: symbol.to_owned(),
+            position: position.clone(),
+            unrealized_pnl: position.unrealized_pnl().ok(),
+        }
+    }
 }
 
 pub struct Engine {
-    limits: RiskLimits,
+    account: Account,
     execution: Box<dyn Execution>,
     /// By symbol. Hashed rather than ordered: a lookup on every signal
     /// compared the name against each symbol in a B-tree node in turn.
@@ -76,8 +67,9 @@ pub struct Engine {
     /// journal that held more (see `symbols`).
     books: HashMap<String, Book>,
     symbols: SymbolBound,
-    /// Fill times within the last minute, oldest first (see [`settle`]).
-    recent: VecDeque<i64>,
+    /// Price updates applied since the start: a stop's snapshot keeps the
+    /// marks they moved, though no record came.
+    marks: u64,
 }
 
 /// One symbol's position, and its fills by side (buy, sell) since this
@@ -95,9 +87,9 @@ pub(crate) struct Book {
 }
 
 impl Book {
-    fn new(listed: bool) -> Self {
+    fn new(position: Position, listed: bool) -> Self {
         Book {
-            position: Position::default(),
+            position,
             fills: [0; 2],
             filled: 0,
             listed,
@@ -105,18 +97,16 @@ impl Book {
     }
 }
 
-const MINUTE_MS: i64 = 60_000;
-
 impl Engine {
-    /// An engine with the default symbol bound (no allowlist, `MAX_SYMBOLS`
-    /// 1,000), as the daemon has without settings.
-    pub fn new(limits: RiskLimits, execution: Box<dyn Execution>) -> Self {
+    /// An engine on an account of `terms`, with the default symbol bound
+    /// (no allowlist, `MAX_SYMBOLS` 1,000).
+    pub fn new(terms: Terms, execution: Box<dyn Execution>) -> Self {
         Engine {
-            limits,
+            account: Account::new(terms),
             execution,
             books: HashMap::new(),
             symbols: SymbolBound::default(),
-            recent: VecDeque::new(),
+            marks: 0,
         }
     }
 
@@ -154,7 +144,7 @@ impl Engine {
         }
     }
 
-    /// Every position, in symbol order (for the snapshot and the metrics).
+    /// Every position, in symbol order (for the snapshot and the figures).
     pub(crate) fn positions(&self) -> BTreeMap<String, Position> {
         self.books
             .iter()
@@ -165,6 +155,12 @@ impl Engine {
     /// One symbol's position.
     pub(crate) fn position(&self, symbol: &str) -> Option<&Position> {
         self.books.get(symbol).map(|book| &book.position)
+    }
+
+    /// The account's figures over every position.
+    pub(crate) fn summary(&self) -> Result<Summary, Overflow> {
+        self.account
+            .summary(self.books.values().map(|book| &book.position))
     }
 
     /// Every fill of each symbol, the journal's included (for a snapshot:
@@ -180,35 +176,39 @@ impl Engine {
     /// Fill times within the last minute (MAX_ORDERS_PER_MINUTE), for a
     /// snapshot.
     pub(crate) fn recent_fills(&self) -> Vec<i64> {
-        self.recent.iter().copied().collect()
+        self.account.recent_fills().collect()
     }
 
-    /// Puts back the state a snapshot held: positions, each symbol's fill
-    /// count and recent fill times. Never refused, whatever the symbol
-    /// bound, like a replayed fill: the positions are history.
+    /// How many price updates moved a mark since the start.
+    pub(crate) fn marks_moved(&self) -> u64 {
+        self.marks
+    }
+
+    /// Puts back the state a snapshot held: positions (marks included),
+    /// each symbol's fill count and recent fill times; the cash follows
+    /// from the positions. Never refused, whatever the symbol bound, like
+    /// a replayed fill: the positions are history.
     pub(crate) fn restore(
         &mut self,
         positions: BTreeMap<String, Position>,
         symbol_fills: &BTreeMap<String, u64>,
         recent_fills: Vec<i64>,
-    ) {
+    ) -> Result<(), Overflow> {
+        self.account = Account::restore(*self.account.terms(), positions.values(), recent_fills)?;
         self.books = positions
             .into_iter()
             .map(|(symbol, position)| {
-                let book = Book {
-                    position,
-                    fills: [0; 2],
-                    filled: symbol_fills.get(&symbol).copied().unwrap_or(0),
-                    listed: self.symbols.listed(&symbol),
-                };
+                let mut book = Book::new(position, self.symbols.listed(&symbol));
+                book.filled = symbol_fills.get(&symbol).copied().unwrap_or(0);
                 (symbol, book)
             })
             .collect();
-        self.recent = recent_fills.into();
+        Ok(())
     }
 
-    /// Checks the limits, executes, and applies the fill; a refusal changes nothing.
-    pub fn decide<'s>(&mut self, signal: &'s Signal<'_>, now_ms: i64) -> Result<Fill<'s>, Reject> {
+    /// The symbol bound, then the account's checks, then the execution;
+    /// returns the fill and books it. A refusal changes nothing.
+    pub fn decide(&mut self, signal: &Signal<'_>, now_ms: i64) -> Result<Fill, Reject> {
         // One lookup for the checks and the fill (the symbol's name is
         // compared a few times per lookup, which shows at this rate).
         let held = self.books.len();
@@ -220,232 +220,180 @@ impl Engine {
             Some(_) => {}
             None => self.symbols.admit(&signal.symbol, held)?,
         }
-        let price = signal
-            .price
-            .or_else(|| book.as_ref().map(|book| book.position.last_price))
-            .ok_or_else(|| {
-                Reject::new(
-                    Reason::NoPrice,
-                    format!(
-                        "no price in the signal and no last price for {}",
-                        signal.symbol
-                    ),
-                )
-            })?;
-        let notional = signal.qty * price;
-        if !notional.is_finite() {
-            return Err(Reject::new(
-                Reason::BadQty,
-                format!("qty {} × price {price} is beyond any amount", signal.qty),
-            ));
-        }
-        if let Some(max) = self.limits.max_order_notional {
-            if notional > max {
-                return Err(Reject::new(
-                    Reason::MaxOrderNotional,
-                    format!("order notional {notional} is over MAX_ORDER_NOTIONAL {max}"),
-                ));
-            }
-        }
-        if let Some(max) = self.limits.max_position_qty {
-            let current = book.as_ref().map_or(0.0, |book| book.position.qty);
-            let after = match signal.side {
-                Side::Buy => current + signal.qty,
-                Side::Sell => current - signal.qty,
-            };
-            if after.abs() > max {
-                return Err(Reject::new(
-                    Reason::MaxPositionQty,
-                    format!(
-                        "position in {} would be {after}, beyond MAX_POSITION_QTY {max}",
-                        signal.symbol
-                    ),
-                ));
-            }
-        }
-        if let Some(max) = self.limits.max_orders_per_minute {
-            forget_before(&mut self.recent, now_ms - MINUTE_MS);
-            if self.recent.len() >= max as usize {
-                return Err(Reject::new(
-                    Reason::MaxOrdersPerMinute,
-                    format!("{max} orders in the last minute already (MAX_ORDERS_PER_MINUTE)"),
-                ));
-            }
-        }
         let order = Order {
             symbol: &signal.symbol,
             side: signal.side,
             qty: signal.qty,
-            price,
+            price: signal.price,
         };
-        let filled_at = self.execution.execute(&order)?;
-        let fill = Fill {
-            symbol: &signal.symbol,
-            side: signal.side,
-            qty: signal.qty,
-            price: filled_at,
-            at_ms: now_ms,
-        };
+        let flat = Position::default();
+        let position = book.as_ref().map_or(&flat, |book| &book.position);
+        let decision = self.account.decide(position, &order, now_ms)?;
+        self.execution.execute(&signal.symbol, &decision.fill)?;
+        let fill = decision.fill;
         let book = match book.take() {
             Some(book) => book,
             None => self
                 .books
-                .entry(fill.symbol.to_owned())
-                .or_insert(Book::new(true)),
+                .entry(signal.symbol.to_string())
+                .or_insert(Book::new(flat, true)),
         };
-        settle(book, &fill, &self.limits, &mut self.recent);
+        self.account.commit(&mut book.position, decision);
         book.fills[fill.side as usize] += 1;
+        book.filled += 1;
         Ok(fill)
+    }
+
+    /// Moves a symbol's mark (a price update): through the symbol bound
+    /// like a signal's symbol, so a price feed for symbols the bot does not
+    /// trade grows nothing.
+    pub(crate) fn mark(&mut self, update: &PriceUpdate<'_>) -> Result<(), Reject> {
+        let held = self.books.len();
+        let book = match self.books.get_mut(update.symbol.as_ref()) {
+            Some(book) if !book.listed => return Err(symbols::unlisted(&update.symbol)),
+            Some(book) => book,
+            None => {
+                self.symbols.admit(&update.symbol, held)?;
+                self.books
+                    .entry(update.symbol.to_string())
+                    .or_insert(Book::new(Position::default(), true))
+            }
+        };
+        book.position.mark_at(update.price);
+        self.marks += 1;
+        Ok(())
     }
 
     /// Applies a fill that has already happened (one replayed from the
     /// journal). Never refused, whatever the symbol bound: the fill is
-    /// history, and its position must be there.
-    pub(crate) fn apply(&mut self, fill: &Fill<'_>) {
+    /// history, and its position must be there. Only a fill no decision
+    /// could have made (amounts past what a value holds) fails, changing
+    /// nothing.
+    pub(crate) fn apply(&mut self, symbol: &str, fill: &Fill) -> Result<(), Overflow> {
         // A lookup before an insert: `entry` would copy the symbol for
         // every fill, and a symbol is new only once.
-        let book = match self.books.get_mut(fill.symbol) {
-            Some(book) => book,
-            None => {
-                let listed = self.symbols.listed(fill.symbol);
-                self.books
-                    .entry(fill.symbol.to_owned())
-                    .or_insert(Book::new(listed))
-            }
-        };
-        settle(book, fill, &self.limits, &mut self.recent);
-    }
-}
-
-/// Books a fill: average-cost accounting of the position, and the fill's
-/// time for MAX_ORDERS_PER_MINUTE (kept only under that limit: unlimited,
-/// a busy feed would grow it by every fill of the minute for nothing; and
-/// only for the minute up to the fill, so replaying a long journal does
-/// not keep every fill it ever made).
-fn settle(book: &mut Book, fill: &Fill<'_>, limits: &RiskLimits, recent: &mut VecDeque<i64>) {
-    if limits.max_orders_per_minute.is_some() {
-        recent.push_back(fill.at_ms);
-        forget_before(recent, fill.at_ms - MINUTE_MS);
-    }
-    book.filled += 1;
-    let position = &mut book.position;
-    let signed = match fill.side {
-        Side::Buy => fill.qty,
-        Side::Sell => -fill.qty,
-    };
-    position.cash -= signed * fill.price;
-    position.last_price = fill.price;
-    if position.qty == 0.0 || position.qty.signum() == signed.signum() {
-        let total = position.qty + signed;
-        position.avg_price =
-            (position.qty.abs() * position.avg_price + fill.qty * fill.price) / total.abs();
-        position.qty = total;
-        return;
-    }
-    let closed = fill.qty.min(position.qty.abs());
-    position.realized_pnl += closed * (fill.price - position.avg_price) * position.qty.signum();
-    let remaining = position.qty + signed;
-    if remaining == 0.0 || remaining.signum() == position.qty.signum() {
-        position.qty = remaining;
-        if remaining == 0.0 {
-            position.avg_price = 0.0;
+        if let Some(book) = self.books.get_mut(symbol) {
+            self.account.apply(&mut book.position, fill)?;
+            book.filled += 1;
+            return Ok(());
         }
-    } else {
-        position.qty = remaining;
-        position.avg_price = fill.price;
-    }
-}
-
-fn forget_before(recent: &mut VecDeque<i64>, cutoff_ms: i64) {
-    while recent.front().is_some_and(|at| *at <= cutoff_ms) {
-        recent.pop_front();
+        let mut position = Position::default();
+        self.account.apply(&mut position, fill)?;
+        let mut book = Book::new(position, self.symbols.listed(symbol));
+        book.filled = 1;
+        self.books.insert(symbol.to_owned(), book);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bot::account::Limits;
+    use crate::bot::money::literals::{amount, price, quantity};
+    use crate::bot::money::{Price, Quantity, Rounding};
+    use crate::bot::signal::{Reason, Side};
 
-    fn signal(id: &str, side: Side, qty: f64, price: Option<f64>) -> Signal<'_> {
+    fn signal<'a>(
+        id: &'a str,
+        symbol: &'a str,
+        side: Side,
+        qty: &str,
+        at: Option<&str>,
+    ) -> Signal<'a> {
         Signal {
             id: id.into(),
             ts_ms: 0,
-            symbol: "BTC".into(),
+            symbol: symbol.into(),
             side,
-            qty,
-            price,
+            qty: quantity(qty),
+            price: at.map(price),
             source: None,
         }
     }
 
-    fn engine(limits: RiskLimits) -> Engine {
-        Engine::new(limits, Box::new(PaperExecution))
+    fn priced<'a>(id: &'a str, symbol: &'a str) -> Signal<'a> {
+        signal(id, symbol, Side::Buy, "1", Some("10"))
     }
 
-    #[test]
-    fn long_then_flip_short_realizes_pnl() {
-        let mut engine = engine(RiskLimits::default());
-        engine
-            .decide(&signal("1", Side::Buy, 2.0, Some(100.0)), 0)
-            .unwrap();
-        engine
-            .decide(&signal("2", Side::Buy, 2.0, Some(110.0)), 0)
-            .unwrap();
-        let position = &engine.positions()["BTC"];
-        assert_eq!(position.qty, 4.0);
-        assert_eq!(position.avg_price, 105.0);
-        engine
-            .decide(&signal("3", Side::Sell, 5.0, Some(120.0)), 0)
-            .unwrap();
-        let position = &engine.positions()["BTC"];
-        assert_eq!(position.qty, -1.0);
-        assert_eq!(position.avg_price, 120.0);
-        assert_eq!(position.realized_pnl, 60.0);
-        assert_eq!(position.cash, -200.0 - 220.0 + 600.0);
-        engine
-            .decide(&signal("4", Side::Buy, 1.0, None), 0)
-            .unwrap();
-        let position = &engine.positions()["BTC"];
-        assert_eq!(position.qty, 0.0);
-        assert_eq!(position.avg_price, 0.0);
-        assert_eq!(position.realized_pnl, 60.0);
-    }
-
-    proptest::proptest! {
-        /// Average-cost accounting: cash plus the position at its average
-        /// price is the realized PnL, whatever the sequence of fills.
-        #[test]
-        fn cash_and_position_at_cost_add_up_to_realized_pnl(
-            orders in proptest::collection::vec((proptest::bool::ANY, 1u32..5, 50u32..150), 1..40)
-        ) {
-            let mut engine = engine(RiskLimits::default());
-            for (index, (buy, qty, price)) in orders.into_iter().enumerate() {
-                let side = if buy { Side::Buy } else { Side::Sell };
-                let id = index.to_string();
-                engine.decide(&signal(&id, side, f64::from(qty), Some(f64::from(price))), 0).unwrap();
-            }
-            let position = &engine.positions()["BTC"];
-            let at_cost = position.cash + position.qty * position.avg_price;
-            proptest::prop_assert!((at_cost - position.realized_pnl).abs() < 1e-6, "{:?}", position);
-        }
-    }
-
-    fn priced(id: &str, symbol: &str) -> Signal<'static> {
-        Signal {
-            id: id.to_owned().into(),
-            ts_ms: 0,
-            symbol: symbol.to_owned().into(),
-            side: Side::Buy,
-            qty: 1.0,
-            price: Some(10.0),
-            source: None,
-        }
+    fn engine(terms: Terms) -> Engine {
+        Engine::new(terms, Box::new(PaperExecution))
     }
 
     fn bounded(symbols: &[&str], max_symbols: u32) -> Engine {
         let list: Vec<String> = symbols.iter().map(|symbol| (*symbol).to_owned()).collect();
-        engine(RiskLimits::default())
-            .with_symbols(&SymbolSettings::new(&list, max_symbols, 0).unwrap())
+        engine(Terms::default()).with_symbols(&SymbolSettings::new(&list, max_symbols, 0).unwrap())
+    }
+
+    fn fill(qty: &str, at: &str) -> Fill {
+        Fill {
+            side: Side::Buy,
+            qty: quantity(qty),
+            asked: price(at),
+            price: price(at),
+            fee: Amount::ZERO,
+            at_ms: 0,
+            rounding: Rounding::DEFAULT,
+        }
+    }
+
+    #[test]
+    fn a_tenth_and_two_tenths_fill_under_three_tenths_and_close_to_exactly_flat() {
+        let mut engine = engine(Terms {
+            limits: Limits {
+                max_position_qty: Some(quantity("0.3")),
+                ..Limits::default()
+            },
+            ..Terms::default()
+        });
+        for (id, qty, at) in [("1", "0.1", "3000.1"), ("2", "0.2", "3000.2")] {
+            engine
+                .decide(&signal(id, "ETH", Side::Buy, qty, Some(at)), 0)
+                .unwrap();
+        }
+        engine
+            .decide(&signal("3", "ETH", Side::Sell, "0.3", Some("3000.3")), 0)
+            .unwrap();
+        let eth = &engine.positions()["ETH"];
+        assert_eq!((eth.qty, eth.cost), (Quantity::ZERO, Amount::ZERO));
+        assert_eq!(eth.realized_pnl, amount("0.04"));
+        assert_eq!(engine.summary().unwrap().cash, amount("0.04"));
+    }
+
+    #[test]
+    fn a_price_update_moves_the_mark_and_a_signal_without_price_fills_there() {
+        let mut engine = bounded(&["BTC", "ETH"], 2);
+        let no_price = signal("1", "BTC", Side::Buy, "1", None);
+        assert_eq!(
+            engine.decide(&no_price, 0).unwrap_err().reason,
+            Reason::NoPrice
+        );
+        assert_eq!(engine.symbols(), 0, "a refusal holds no symbol");
+        let update = PriceUpdate {
+            symbol: "BTC".into(),
+            price: price("64410.5"),
+        };
+        engine.mark(&update).unwrap();
+        assert_eq!(engine.marks_moved(), 1);
+        let fill = engine.decide(&no_price, 0).unwrap();
+        assert_eq!(fill.price, price("64410.5"));
+        engine
+            .mark(&PriceUpdate {
+                symbol: "BTC".into(),
+                price: price("64420.5"),
+            })
+            .unwrap();
+        let summary = engine.summary().unwrap();
+        assert_eq!(summary.unrealized_pnl, amount("10"));
+        assert_eq!(summary.equity, amount("10"));
+        assert_eq!(summary.cash, amount("-64410.5"));
+        let refused = engine
+            .mark(&PriceUpdate {
+                symbol: "SOL".into(),
+                price: price("1"),
+            })
+            .unwrap_err();
+        assert_eq!(refused.reason, Reason::UnknownSymbol);
     }
 
     #[test]
@@ -458,17 +406,14 @@ mod tests {
         assert_eq!(engine.symbols(), 2);
         // The symbols held still trade.
         engine.decide(&priced("4", "A"), 0).unwrap();
-        assert_eq!(engine.positions()["A"].qty, 2.0);
+        assert_eq!(engine.positions()["A"].qty, quantity("2"));
 
         let mut engine = bounded(&["A"], 2);
         let refused = engine.decide(&priced("5", "B"), 0).unwrap_err();
         assert_eq!(refused.reason, Reason::UnknownSymbol);
         assert_eq!(engine.symbols(), 0);
         // Refused for the symbol before any check of the signal itself.
-        let no_price = Signal {
-            price: None,
-            ..priced("6", "B")
-        };
+        let no_price = signal("6", "B", Side::Buy, "1", None);
         assert_eq!(
             engine.decide(&no_price, 0).unwrap_err().reason,
             Reason::UnknownSymbol
@@ -480,13 +425,7 @@ mod tests {
         // A journal written with no allowlist and a larger cap.
         let mut engine = bounded(&["A", "B"], 2);
         for symbol in ["A", "B", "C"] {
-            engine.apply(&Fill {
-                symbol,
-                side: Side::Buy,
-                qty: 1.0,
-                price: 10.0,
-                at_ms: 0,
-            });
+            engine.apply(symbol, &fill("1", "10")).unwrap();
         }
         assert_eq!(engine.symbols(), 3, "history is never refused");
         engine.decide(&priced("1", "A"), 0).unwrap();
@@ -497,13 +436,7 @@ mod tests {
         );
         let mut engine = bounded(&[], 2);
         for symbol in ["A", "B", "C"] {
-            engine.apply(&Fill {
-                symbol,
-                side: Side::Buy,
-                qty: 1.0,
-                price: 10.0,
-                at_ms: 0,
-            });
+            engine.apply(symbol, &fill("1", "10")).unwrap();
         }
         engine.decide(&priced("3", "C"), 0).unwrap();
         assert_eq!(
@@ -513,56 +446,37 @@ mod tests {
     }
 
     #[test]
-    fn replay_keeps_only_the_last_minute_of_fill_times() {
-        let mut engine = engine(RiskLimits {
-            max_orders_per_minute: Some(5),
-            ..RiskLimits::default()
-        });
-        for second in 0..10_000 {
-            engine.apply(&Fill {
-                symbol: "A",
-                side: Side::Buy,
-                qty: 1.0,
-                price: 10.0,
-                at_ms: second * 1000,
-            });
-        }
-        assert_eq!(engine.recent.len(), 60);
+    fn a_replayed_fill_past_any_amount_changes_nothing() {
+        let mut engine = bounded(&[], 10);
+        assert_eq!(
+            engine.apply("A", &fill("9999999999", "9999999999")),
+            Err(Overflow)
+        );
+        assert_eq!(engine.symbols(), 0);
     }
 
     #[test]
-    fn limits_reject_without_changing_state() {
-        let mut engine = engine(RiskLimits {
-            max_position_qty: Some(3.0),
-            max_order_notional: Some(1000.0),
-            max_orders_per_minute: Some(2),
+    fn restored_positions_give_back_the_cash_and_the_marks() {
+        let mut live = engine(Terms {
+            balance: Some(amount("1000")),
+            ..Terms::default()
         });
-        let reason = |result: Result<Fill<'_>, Reject>| result.unwrap_err().reason;
-        assert_eq!(
-            reason(engine.decide(&signal("a", Side::Buy, 1.0, None), 0)),
-            Reason::NoPrice
-        );
-        assert_eq!(
-            reason(engine.decide(&signal("b", Side::Buy, 11.0, Some(100.0)), 0)),
-            Reason::MaxOrderNotional
-        );
-        engine
-            .decide(&signal("c", Side::Buy, 3.0, Some(100.0)), 0)
+        live.decide(&signal("1", "A", Side::Buy, "2", Some("100")), 0)
             .unwrap();
-        assert_eq!(
-            reason(engine.decide(&signal("d", Side::Buy, 0.5, Some(100.0)), 1)),
-            Reason::MaxPositionQty
-        );
-        engine
-            .decide(&signal("e", Side::Sell, 1.0, Some(100.0)), 2)
+        live.mark(&PriceUpdate {
+            symbol: "A".into(),
+            price: price("110"),
+        })
+        .unwrap();
+        let mut restored = engine(*live.account.terms());
+        restored
+            .restore(live.positions(), &live.symbol_fills(), live.recent_fills())
             .unwrap();
+        assert_eq!(restored.summary(), live.summary());
+        assert_eq!(restored.summary().unwrap().equity, amount("1020"));
         assert_eq!(
-            reason(engine.decide(&signal("f", Side::Sell, 1.0, Some(100.0)), 3)),
-            Reason::MaxOrdersPerMinute
+            restored.positions()["A"].mark,
+            Some(Price::parse("110").unwrap())
         );
-        engine
-            .decide(&signal("g", Side::Sell, 1.0, Some(100.0)), MINUTE_MS + 1)
-            .unwrap();
-        assert_eq!(engine.positions()["BTC"].qty, 1.0);
     }
 }

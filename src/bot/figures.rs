@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::engine::{Book, Engine, Position};
+use super::account::{Position, Summary};
+use super::engine::{Book, Engine};
 use super::signal::{Reason, Side};
 use super::symbols::SymbolSettings;
 use crate::metrics::{Kind, MetricsSource, Published, Sample};
@@ -80,10 +81,17 @@ pub(crate) struct Figures {
     pub(crate) signals: Vec<(&'static str, [u64; 3])>,
     /// Per symbol, bounded: see [`SymbolSeries`].
     pub(crate) symbols: SymbolTally,
-    /// Every position the engine holds (at most `MAX_SYMBOLS`), for the
-    /// read API: rebuilt only after an iteration that filled, and shared,
-    /// so publishing the figures copies a pointer, not the map.
+    /// Every position the engine holds (at most `MAX_SYMBOLS`), exact,
+    /// with its mark (`Position::unrealized_pnl` is what closing it there
+    /// would realize), for the read API: rebuilt only after an iteration
+    /// that filled or moved a mark, and shared, so publishing the figures
+    /// copies a pointer, not the map.
     pub(crate) positions: Arc<BTreeMap<String, Position>>,
+    /// The account over those positions (cash, equity, realized and
+    /// unrealized PnL, fees, the starting balance): computed with them.
+    pub(crate) account: Summary,
+    /// Price updates that moved a mark.
+    pub(crate) price_updates: u64,
     pub(crate) rejects: [u64; Reason::ALL.len()],
     pub(crate) duplicates: u64,
     pub(crate) last_signal: Option<(Instant, SystemTime)>,
@@ -129,7 +137,7 @@ const OTHER: &str = "other";
 
 /// Which symbols have series of their own (`symbol="BTC"`), at most
 /// `METRICS_MAX_SYMBOLS` of them; every other symbol is summed under
-/// `symbol="other"`. So `/metrics` has at most 4 × (`METRICS_MAX_SYMBOLS`
+/// `symbol="other"`. So `/metrics` has at most 5 × (`METRICS_MAX_SYMBOLS`
 /// + 1) per-symbol series however many symbols the feed brings.
 ///
 /// The slots go to the `SYMBOLS` allowlist first (in its order), then,
@@ -153,20 +161,25 @@ pub(crate) struct SymbolTally {
     other: Option<Row>,
 }
 
+/// A Prometheus sample is a float (the format's): the exact figures are
+/// the read API's.
 #[derive(Clone, Copy, Default)]
 struct Row {
     /// This process's fills by side (buy, sell): counters start at zero.
     fills: [u64; 2],
     qty: f64,
     realized_pnl: f64,
+    unrealized_pnl: f64,
 }
 
 impl Row {
     fn add(&mut self, book: &Book) {
+        let position = &book.position;
         self.fills[0] += book.fills[0];
         self.fills[1] += book.fills[1];
-        self.qty += book.position.qty;
-        self.realized_pnl += book.position.realized_pnl;
+        self.qty += position.qty.to_f64();
+        self.realized_pnl += position.realized_pnl.to_f64();
+        self.unrealized_pnl += position.unrealized_pnl().map_or(0.0, |pnl| pnl.to_f64());
     }
 }
 
@@ -193,7 +206,7 @@ impl SymbolSeries {
 
     /// The engine's symbols, each in its own row or summed under `other`.
     /// A walk over every symbol held (at most `MAX_SYMBOLS`), after each
-    /// iteration that filled something.
+    /// iteration that filled something or moved a mark.
     pub(crate) fn tally(&mut self, engine: &Engine) -> SymbolTally {
         if self.names.len() < self.max {
             let mut candidates: Vec<(&str, u64)> = engine
@@ -330,12 +343,48 @@ impl MetricsSource for BotMetrics {
                 Sample::new(
                     "realized_pnl",
                     Kind::Gauge,
-                    "Realized profit and loss.",
+                    "Realized profit and loss (before fees).",
                     row.realized_pnl,
                 )
                 .label("symbol", *symbol),
             );
         }
+        for (symbol, row) in &symbols {
+            out.push(
+                Sample::new(
+                    "unrealized_pnl",
+                    Kind::Gauge,
+                    "What closing the position at its mark would realize (before fees).",
+                    row.unrealized_pnl,
+                )
+                .label("symbol", *symbol),
+            );
+        }
+        let account = &figures.account;
+        out.push(Sample::new(
+            "cash",
+            Kind::Gauge,
+            "Paper cash: PAPER_BALANCE (or 0) and every fill's cash flow and fee.",
+            account.cash.to_f64(),
+        ));
+        out.push(Sample::new(
+            "equity",
+            Kind::Gauge,
+            "Cash plus every position at its mark.",
+            account.equity.to_f64(),
+        ));
+        out.push(Sample::new(
+            "fees_total",
+            Kind::Counter,
+            "Fees charged on fills (FEE_BPS), the journal's included.",
+            account.fees.to_f64(),
+        ));
+        out.push(Sample::new(
+            "price_updates_total",
+            Kind::Counter,
+            "Price updates that moved a symbol's mark (not journaled).",
+            figures.price_updates as f64,
+        ));
         out.push(Sample::new(
             "last_signal_timestamp_seconds",
             Kind::Gauge,
@@ -402,12 +451,13 @@ impl MetricsSource for BotMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bot::account::Terms;
     use crate::bot::engine::PaperExecution;
-    use crate::bot::settings::RiskLimits;
+    use crate::bot::money::{Price, Quantity};
     use crate::bot::signal::Signal;
 
     fn engine(max_symbols: u32) -> Engine {
-        Engine::new(RiskLimits::default(), Box::new(PaperExecution))
+        Engine::new(Terms::default(), Box::new(PaperExecution))
             .with_symbols(&SymbolSettings::new(&[], max_symbols, 0).unwrap())
     }
 
@@ -417,8 +467,8 @@ mod tests {
             ts_ms: 0,
             symbol: symbol.into(),
             side: if id % 3 == 0 { Side::Sell } else { Side::Buy },
-            qty: 1.0,
-            price: Some(10.0 + (id % 7) as f64),
+            qty: Quantity::from_int(1).unwrap(),
+            price: Some(Price::from_int(10 + (id % 7) as i64).unwrap()),
             source: None,
         };
         engine.decide(&signal, 0).unwrap();
@@ -459,7 +509,7 @@ mod tests {
             .iter()
             .filter(|sample| sample.labels.iter().any(|(name, _)| *name == "symbol"))
             .collect();
-        assert_eq!(by_symbol.len(), 4 * 101);
+        assert_eq!(by_symbol.len(), 5 * 101);
         // Every fill is in exactly one series.
         let fills: f64 = by_symbol
             .iter()
@@ -475,7 +525,7 @@ mod tests {
         let held: f64 = engine
             .positions()
             .values()
-            .map(|position| position.qty)
+            .map(|position| position.qty.to_f64())
             .sum();
         assert_eq!(positions, held);
     }

@@ -2,7 +2,7 @@
 //! (engine), records the decision (journal) and beats the heartbeat on every
 //! iteration. The daemon only knows [`Bot::init`] and [`Bot::run`].
 
-pub(crate) mod account;
+pub mod account;
 pub(crate) mod decide;
 pub mod engine;
 pub(crate) mod events;
@@ -46,4 +46,3 @@ pub(crate) fn yield_cpu_to_health() {
 }
 
 pub(crate) use run::{Bot, BotError};
-pub use settings::RiskLimits;

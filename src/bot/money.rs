@@ -238,6 +238,12 @@ impl<K> Decimal<K> {
         self.raw as f64 / ONE as f64
     }
 
+    /// Appends the text [`fmt::Display`] writes to `out` (the journal's
+    /// writer, which writes no `fmt` machinery).
+    pub(crate) fn write_to(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.format(&mut [0; 40]).as_bytes());
+    }
+
     /// The text [`fmt::Display`] writes, into `buffer`: no exponent, no
     /// trailing zeros, `0` for zero.
     fn format(self, buffer: &mut [u8; 40]) -> &str {

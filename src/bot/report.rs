@@ -11,39 +11,27 @@
 //! trips that closed in it.
 //!
 //! Equity, for the drawdown, is marked to market: every fill's cash flow
-//! (fees included) plus each position at its mark, the last price seen (a
-//! fill's asked price or a price update). docs/money.md compares the
-//! figures with freqtrade's.
-// Wired in by issue 21's integration.
-#![allow(dead_code)]
+//! (fees included) plus each position at its mark, the last price seen
+//! (its last fill's asked price: price updates are not journaled one by
+//! one). docs/money.md compares the figures with freqtrade's.
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
+
+use super::account::{Fill, Position};
 use super::money::{Amount, Overflow, Price, Quantity, Ratio, Rounding};
 use super::signal::Side;
-
-/// A fill, as the journal records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Trade<'a> {
-    pub(crate) symbol: &'a str,
-    /// When it filled, epoch milliseconds.
-    pub(crate) at_ms: i64,
-    pub(crate) side: Side,
-    pub(crate) qty: Quantity,
-    /// The price the order asked: the symbol's mark after the fill.
-    pub(crate) asked: Price,
-    /// The price it filled at.
-    pub(crate) price: Price,
-    pub(crate) fee: Amount,
-}
 
 /// What the report covers: the round trips that closed at or after
 /// `since_ms`, of `symbol` only if one is named. The fills before `since_ms`
 /// are still read (a round trip that closes in the window may have opened
 /// before it); the drawdown is measured from the equity the window starts
 /// with.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Window {
+    #[serde(rename = "since")]
     pub(crate) since_ms: Option<i64>,
     pub(crate) symbol: Option<String>,
 }
@@ -58,7 +46,8 @@ impl Window {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Direction {
     Long,
     Short,
@@ -108,22 +97,44 @@ impl RoundTrip {
     }
 }
 
+/// Times as epoch milliseconds, as a fill's `at`; amounts as strings.
+impl Serialize for RoundTrip {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut trip = serializer.serialize_struct("RoundTrip", 12)?;
+        trip.serialize_field("symbol", &self.symbol)?;
+        trip.serialize_field("direction", &self.direction)?;
+        trip.serialize_field("opened_at", &self.opened_ms)?;
+        trip.serialize_field("closed_at", &self.closed_ms)?;
+        trip.serialize_field("duration_ms", &self.duration_ms())?;
+        trip.serialize_field("qty", &self.qty)?;
+        trip.serialize_field("entry_price", &self.entry_price)?;
+        trip.serialize_field("exit_price", &self.exit_price)?;
+        trip.serialize_field("entry_notional", &self.entry_notional)?;
+        trip.serialize_field("exit_notional", &self.exit_notional)?;
+        trip.serialize_field("fees", &self.fees)?;
+        trip.serialize_field("pnl", &self.pnl)?;
+        trip.end()
+    }
+}
+
 /// A position not yet back to flat, valued at its mark.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct OpenTrip {
     pub(crate) symbol: String,
     pub(crate) direction: Direction,
+    #[serde(rename = "opened_at")]
     pub(crate) opened_ms: i64,
     /// Held now.
     pub(crate) qty: Quantity,
     pub(crate) entry_price: Price,
+    #[serde(rename = "mark_price")]
     pub(crate) mark: Price,
     /// If it were closed at the mark, with no further fee.
     pub(crate) pnl: Amount,
 }
 
 /// The figures over a set of round trips (a symbol's, or all of them).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Summary {
     pub(crate) trades: u64,
     /// PnL above zero.
@@ -146,21 +157,23 @@ pub(crate) struct Summary {
     /// The largest fall of equity from a peak within the window: from
     /// `drawdown_from_ms` (the peak) to `drawdown_to_ms` (the trough).
     pub(crate) max_drawdown: Amount,
+    #[serde(rename = "max_drawdown_start")]
     pub(crate) drawdown_from_ms: Option<i64>,
+    #[serde(rename = "max_drawdown_end")]
     pub(crate) drawdown_to_ms: Option<i64>,
     pub(crate) fees: Amount,
     /// The notional of every entry and exit.
     pub(crate) volume: Amount,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Report {
+    pub(crate) total: Summary,
+    pub(crate) by_symbol: BTreeMap<String, Summary>,
     /// In the order they closed.
     pub(crate) round_trips: Vec<RoundTrip>,
     /// In symbol order.
     pub(crate) open: Vec<OpenTrip>,
-    pub(crate) by_symbol: BTreeMap<String, Summary>,
-    pub(crate) total: Summary,
 }
 
 /// Builds a [`Report`] from the journal read once, in order.
@@ -177,8 +190,8 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
-    /// `rounding`: the account's, for a fee shared by a fill through zero
-    /// and for the average prices shown.
+    /// `rounding`: for the average prices shown until a fill says the
+    /// account's (each fill's own is used from then on).
     pub(crate) fn new(window: Window, rounding: Rounding) -> Self {
         Builder {
             window,
@@ -191,37 +204,68 @@ impl Builder {
         }
     }
 
-    pub(crate) fn fill(&mut self, trade: &Trade<'_>) -> Result<(), Overflow> {
-        if !self.window.has_symbol(trade.symbol) {
+    /// A fill of `symbol`, as the journal records it. Its rounding (the
+    /// `MONEY_DECIMALS` the record keeps) is used for the fee a fill
+    /// through zero shares and the average prices shown: the report
+    /// rounds as the account did.
+    pub(crate) fn fill(&mut self, symbol: &str, fill: &Fill) -> Result<(), Overflow> {
+        if !self.window.has_symbol(symbol) {
             return Ok(());
         }
-        let book = self.books.entry(trade.symbol.to_owned()).or_default();
+        let book = self.books.entry(symbol.to_owned()).or_default();
         let was = book.equity()?;
-        let closed = book.trade(trade, self.rounding)?;
+        self.rounding = fill.rounding;
+        let closed = book.trade(fill, self.rounding)?;
         let now = book.equity()?;
-        self.moved(trade.symbol, was, now, trade.at_ms)?;
+        self.moved(symbol, was, now, fill.at_ms)?;
         if let Some(trip) = closed.filter(|trip| self.window.has_time(trip.closed_ms)) {
-            let book = self.books.get_mut(trade.symbol).ok_or(Overflow)?;
+            let book = self.books.get_mut(symbol).ok_or(Overflow)?;
             book.tally.count(&trip)?;
             self.tally.count(&trip)?;
             self.round_trips.push(RoundTrip {
-                symbol: trade.symbol.to_owned(),
+                symbol: symbol.to_owned(),
                 ..trip
             });
         }
         Ok(())
     }
 
-    /// A price update: moves the symbol's mark, and so its equity.
-    pub(crate) fn mark(&mut self, symbol: &str, price: Price, at_ms: i64) -> Result<(), Overflow> {
-        if !self.window.has_symbol(symbol) {
+    /// A position held where the read of the journal starts (retention
+    /// deleted the fills that opened it; a snapshot holds it): its round
+    /// trip is taken as opened at `at_ms`, at its exact cost, with no fee
+    /// before. The equity starts with it at its mark (its average price
+    /// before any).
+    pub(crate) fn carry(
+        &mut self,
+        symbol: &str,
+        position: &Position,
+        at_ms: i64,
+    ) -> Result<(), Overflow> {
+        let (qty, cost) = (position.qty, position.cost);
+        if qty.is_zero() || !self.window.has_symbol(symbol) {
             return Ok(());
         }
+        let mark = position.mark.unwrap_or(position.avg_price);
         let book = self.books.entry(symbol.to_owned()).or_default();
         let was = book.equity()?;
-        book.mark = Some(price);
+        book.qty = book.qty.checked_add(qty)?;
+        book.flow = book.flow.checked_sub(cost)?;
+        book.mark = Some(mark);
+        book.open = Some(Open {
+            direction: if qty.is_negative() {
+                Direction::Short
+            } else {
+                Direction::Long
+            },
+            opened_ms: at_ms,
+            held: qty.abs(),
+            entry_qty: qty.abs(),
+            entry_notional: cost.abs(),
+            ..Open::default()
+        });
         let now = book.equity()?;
-        self.moved(symbol, was, now, at_ms)
+        self.equity = self.equity.checked_sub(was)?.checked_add(now)?;
+        Ok(())
     }
 
     pub(crate) fn finish(self) -> Result<Report, Overflow> {
@@ -288,11 +332,7 @@ impl Book {
 
     /// Books the fill; the round trip it closes, if it does (its symbol
     /// left empty for the caller, who has it).
-    fn trade(
-        &mut self,
-        trade: &Trade<'_>,
-        rounding: Rounding,
-    ) -> Result<Option<RoundTrip>, Overflow> {
+    fn trade(&mut self, trade: &Fill, rounding: Rounding) -> Result<Option<RoundTrip>, Overflow> {
         let signed = match trade.side {
             Side::Buy => trade.qty,
             Side::Sell => -trade.qty,
@@ -542,22 +582,42 @@ mod tests {
         qty: &str,
         at: &str,
         fee: &str,
-    ) -> Trade<'a> {
-        Trade {
-            symbol,
-            at_ms,
+    ) -> (&'a str, Fill) {
+        let fill = Fill {
             side,
             qty: quantity(qty),
             asked: price(at),
             price: price(at),
             fee: amount(fee),
+            at_ms,
+            rounding: Rounding::DEFAULT,
+        };
+        (symbol, fill)
+    }
+
+    impl Builder {
+        fn trade(&mut self, (symbol, fill): (&str, Fill)) -> Result<(), Overflow> {
+            self.fill(symbol, &fill)
+        }
+
+        /// A price update (not journaled, so only the tests give one):
+        /// moves the symbol's mark, and so its equity.
+        fn mark(&mut self, symbol: &str, price: Price, at_ms: i64) -> Result<(), Overflow> {
+            if !self.window.has_symbol(symbol) {
+                return Ok(());
+            }
+            let book = self.books.entry(symbol.to_owned()).or_default();
+            let was = book.equity()?;
+            book.mark = Some(price);
+            let now = book.equity()?;
+            self.moved(symbol, was, now, at_ms)
         }
     }
 
-    fn report(window: Window, trades: &[Trade<'_>]) -> Report {
+    fn report(window: Window, trades: &[(&str, Fill)]) -> Report {
         let mut builder = Builder::new(window, Rounding::DEFAULT);
         for trade in trades {
-            builder.fill(trade).unwrap();
+            builder.trade(*trade).unwrap();
         }
         builder.finish().unwrap()
     }
@@ -565,7 +625,7 @@ mod tests {
     /// Three round trips worked out by hand: a long built in two parts and
     /// sold in one, a long sold through zero into a short (its fee shared
     /// 2:1), and that short bought back.
-    fn three_round_trips() -> Vec<Trade<'static>> {
+    fn three_round_trips() -> Vec<(&'static str, Fill)> {
         vec![
             trade("BTC", 1_000, Side::Buy, "1", "100", "0.1"),
             trade("BTC", 2_000, Side::Buy, "1", "110", "0.11"),
@@ -677,16 +737,16 @@ mod tests {
     fn drawdown_is_of_equity_at_the_marks() {
         let mut builder = Builder::new(Window::default(), Rounding::DEFAULT);
         builder
-            .fill(&trade("BTC", 0, Side::Buy, "1", "100", "0"))
+            .trade(trade("BTC", 0, Side::Buy, "1", "100", "0"))
             .unwrap();
         builder.mark("BTC", price("120"), 10).unwrap();
         // From 20 up to −10: 30 down.
         builder.mark("BTC", price("90"), 20).unwrap();
         builder
-            .fill(&trade("BTC", 30, Side::Sell, "1", "95", "0"))
+            .trade(trade("BTC", 30, Side::Sell, "1", "95", "0"))
             .unwrap();
         builder
-            .fill(&trade("BTC", 40, Side::Buy, "1", "95", "0"))
+            .trade(trade("BTC", 40, Side::Buy, "1", "95", "0"))
             .unwrap();
         builder.mark("BTC", price("130"), 50).unwrap();
         // From 30 to 5: 25, less than the first.
@@ -725,13 +785,13 @@ mod tests {
             Rounding::DEFAULT,
         );
         since
-            .fill(&trade("BTC", 0, Side::Buy, "1", "100", "0"))
+            .trade(trade("BTC", 0, Side::Buy, "1", "100", "0"))
             .unwrap();
         since
-            .fill(&trade("BTC", 30, Side::Sell, "1", "95", "0"))
+            .trade(trade("BTC", 30, Side::Sell, "1", "95", "0"))
             .unwrap();
         since
-            .fill(&trade("BTC", 40, Side::Buy, "1", "95", "0"))
+            .trade(trade("BTC", 40, Side::Buy, "1", "95", "0"))
             .unwrap();
         since.mark("BTC", price("130"), 50).unwrap();
         since.mark("BTC", price("120"), 60).unwrap();
@@ -767,6 +827,66 @@ mod tests {
         assert_eq!(report.total.drawdown_from_ms, Some(60_000));
     }
 
+    #[test]
+    fn a_position_carried_from_a_snapshot_closes_its_round_trip() {
+        let mut builder = Builder::new(Window::default(), Rounding::DEFAULT);
+        let held = |qty: &str, cost: &str, mark: &str| Position {
+            qty: quantity(qty),
+            cost: amount(cost),
+            mark: Some(price(mark)),
+            ..Position::default()
+        };
+        builder
+            .carry("BTC", &held("2", "210", "110"), 3_000)
+            .unwrap();
+        builder
+            .carry("ETH", &held("-1", "-12", "12"), 3_000)
+            .unwrap();
+        // Equity starts at the carried positions' worth (10 up, 0): the
+        // first fill's fall is measured from there.
+        builder
+            .trade(trade("BTC", 5_000, Side::Sell, "2", "100", "0.2"))
+            .unwrap();
+        let report = builder.finish().unwrap();
+        let [btc] = &report.round_trips[..] else {
+            panic!("{:?}", report.round_trips);
+        };
+        assert_eq!((btc.direction, btc.opened_ms), (Direction::Long, 3_000));
+        assert_eq!(
+            (btc.entry_price, btc.exit_price),
+            (price("105"), price("100"))
+        );
+        // 200 − 210 − 0.2: no fee known before the carry.
+        assert_eq!(btc.pnl, amount("-10.2"));
+        assert_eq!(report.total.max_drawdown, amount("20.2"));
+        let [eth] = &report.open[..] else {
+            panic!("{:?}", report.open);
+        };
+        assert_eq!((eth.direction, eth.qty), (Direction::Short, quantity("1")));
+        assert_eq!(eth.pnl, Amount::ZERO);
+    }
+
+    #[test]
+    fn the_json_has_exact_strings_and_epoch_milliseconds() {
+        let report = report(Window::default(), &three_round_trips()[..3]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["round_trips"][0],
+            serde_json::json!({
+                "symbol": "BTC", "direction": "long", "opened_at": 1_000, "closed_at": 5_000,
+                "duration_ms": 4_000, "qty": "2", "entry_price": "105", "exit_price": "120",
+                "entry_notional": "210", "exit_notional": "240", "fees": "0.45", "pnl": "29.55",
+            })
+        );
+        assert_eq!(json["total"]["win_rate"], "1");
+        assert_eq!(json["total"]["profit_factor"], serde_json::Value::Null);
+        // The first fee, the only fall.
+        assert_eq!(json["total"]["max_drawdown"], "0.1");
+        assert_eq!(json["total"]["max_drawdown_start"], 1_000);
+        assert_eq!(json["by_symbol"]["BTC"]["volume"], "450");
+        assert_eq!(json["open"], serde_json::json!([]));
+    }
+
     proptest::proptest! {
         /// The round trips and the open positions add up to what the
         /// account made: its equity less its starting cash, exactly.
@@ -797,15 +917,7 @@ mod tests {
                 let decision = account.decide(&positions[symbol], &order, at as i64).unwrap();
                 let fill = decision.fill;
                 account.commit(&mut positions[symbol], decision);
-                builder.fill(&Trade {
-                    symbol: order.symbol,
-                    at_ms: at as i64,
-                    side: fill.side,
-                    qty: fill.qty,
-                    asked: fill.asked,
-                    price: fill.price,
-                    fee: fill.fee,
-                }).unwrap();
+                builder.fill(order.symbol, &fill).unwrap();
             }
             let report = builder.finish().unwrap();
             let made = report

@@ -78,6 +78,8 @@ pub(crate) struct Bot {
     max_signal_age: Option<Duration>,
     started: Instant,
     quiet: bool,
+    /// A fill or a price update this iteration: the positions' figures
+    /// are made again at its end.
     positions_moved: bool,
     /// Which symbols have metrics series of their own.
     series: SymbolSeries,
@@ -103,7 +105,7 @@ impl Bot {
         submit: Submit,
     ) -> Result<Bot, BotError> {
         let mut engine =
-            Engine::new(config.risk, Box::new(PaperExecution)).with_symbols(&config.symbols);
+            Engine::new(config.account, Box::new(PaperExecution)).with_symbols(&config.symbols);
         let (ledger, recovery) = Ledger::recover(config, Arc::clone(health), &mut engine)?;
         let mut bot = Bot {
             sources: Sources::new(
@@ -165,8 +167,7 @@ impl Bot {
             "journal recovered"
         );
         bot.engine.warn_if_over_bound();
-        bot.figures.symbols = bot.series.tally(&bot.engine);
-        bot.figures.positions = Arc::new(bot.engine.positions());
+        bot.figure_positions();
         bot.commit(false);
         bot.intake = Some(Intake::new(config.intake.clone(), submit));
         bot.metrics.publish(&bot.figures);
@@ -267,8 +268,7 @@ impl Bot {
         self.events
             .publish(self.ledger.durable_seq(), &mut self.duplicates);
         if std::mem::take(&mut self.positions_moved) {
-            self.figures.symbols = self.series.tally(&self.engine);
-            self.figures.positions = Arc::new(self.engine.positions());
+            self.figure_positions();
         }
         let engine = &self.engine;
         self.ledger.snapshot_if_due(|| EngineState::of(engine));
@@ -279,6 +279,19 @@ impl Bot {
         // After the figures are published: /health never calls a feed
         // fresh before it can show the signal that made it so.
         self.check_quiet();
+    }
+
+    /// The positions' figures: per symbol, every position, the account.
+    /// After an iteration that moved them, never per scrape.
+    fn figure_positions(&mut self) {
+        self.figures.symbols = self.series.tally(&self.engine);
+        self.figures.positions = Arc::new(self.engine.positions());
+        match self.engine.summary() {
+            Ok(summary) => self.figures.account = summary,
+            Err(overflow) => {
+                tracing::warn!(%overflow, "the account's equity is past what an amount holds; its last figures stay")
+            }
+        }
     }
 
     /// The stop: the last commit and snapshot, then the stop's events.
@@ -355,11 +368,21 @@ impl Bot {
                 // Built only when it will be sent in full.
                 self.trades.add(&self.alerts, Kind::Fill, || Event::Fill {
                     id: signal.id.to_string(),
-                    symbol: fill.symbol.to_owned(),
+                    symbol: signal.symbol.to_string(),
                     side: fill.side.as_str(),
-                    qty: fill.qty,
-                    price: fill.price,
+                    qty: fill.qty.to_string(),
+                    price: fill.price.to_string(),
+                    asked: fill.asked.to_string(),
+                    fee: fill.fee.to_string(),
                 });
+            }
+            Verdict::Marked => {
+                self.figures.price_updates += 1;
+                self.positions_moved = true;
+            }
+            Verdict::Unmarked(update, reject) => {
+                tracing::debug!(symbol = %update.symbol, reason = reject.reason.label(), detail = %reject.detail, "price update refused");
+                self.figures.rejects[reject.reason.index()] += 1;
             }
             Verdict::Rejected(signal, reject) => {
                 self.count_reject(source, reject.reason);
@@ -429,6 +452,8 @@ fn outcome(verdict: &Verdict<'_>) -> Outcome {
             Some(reject),
         ),
         Verdict::Filled(signal, _) => (Some(signal.id.to_string()), Decision::Filled, None),
+        Verdict::Marked => (None, Decision::Marked, None),
+        Verdict::Unmarked(_, reject) => (None, Decision::Rejected, Some(reject)),
     };
     Outcome {
         id,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::account::Terms;
 use super::symbols::SymbolSettings;
 use super::{intake, ledger};
 
@@ -11,7 +12,9 @@ use super::{intake, ledger};
 pub(crate) struct Settings {
     /// The journal, the snapshot and the checkpoints.
     pub(crate) state_dir: PathBuf,
-    pub(crate) risk: RiskLimits,
+    /// The paper account: balance, fees, slippage, shorts, rounding and
+    /// the risk limits.
+    pub(crate) account: Terms,
     pub(crate) fsync: FsyncPolicy,
     /// No signal for this long shows the feed as degraded.
     pub(crate) max_signal_age: Option<Duration>,
@@ -20,14 +23,6 @@ pub(crate) struct Settings {
     pub(crate) symbols: SymbolSettings,
     /// Segments, the exactly-once window, retention.
     pub(crate) ledger: ledger::settings::Settings,
-}
-
-/// Limits a signal must pass to be filled; each off when `None`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RiskLimits {
-    pub max_position_qty: Option<f64>,
-    pub max_order_notional: Option<f64>,
-    pub max_orders_per_minute: Option<u32>,
 }
 
 /// When the journal is made durable.

@@ -4,13 +4,15 @@
 mod scan;
 
 use std::borrow::Cow;
-use std::marker::PhantomData;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+use super::money::{Decimal, NumberError, Price, Quantity};
 
 /// Longest signal line accepted; longer ones are rejected unread.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -44,9 +46,26 @@ pub struct Signal<'a> {
     pub ts_ms: i64,
     pub symbol: Cow<'a, str>,
     pub side: Side,
-    pub qty: f64,
-    pub price: Option<f64>,
+    /// Read from the line's own text, exactly (never through an `f64`).
+    pub qty: Quantity,
+    pub price: Option<Price>,
     pub source: Option<Cow<'a, str>>,
+}
+
+/// A price update (`"type":"price"`): the symbol's mark moves to `price`.
+/// It trades nothing and is not journaled; a `ts`, if sent, is checked as
+/// a signal's is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PriceUpdate<'a> {
+    pub symbol: Cow<'a, str>,
+    pub price: Price,
+}
+
+/// What one line holds: a signal, or a price update.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item<'a> {
+    Signal(Signal<'a>),
+    Price(PriceUpdate<'a>),
 }
 
 /// Why a line or a signal was refused. `label()` is the metric label, so
@@ -70,6 +89,10 @@ pub enum Reason {
     MaxPositionQty,
     MaxOrderNotional,
     MaxOrdersPerMinute,
+    /// A buy whose cost with fees is more than the cash (`PAPER_BALANCE`).
+    InsufficientFunds,
+    /// A sell of more than is held, with `ALLOW_SHORT` off.
+    InsufficientPosition,
     /// Not in the `SYMBOLS` allowlist.
     UnknownSymbol,
     /// A symbol past `MAX_SYMBOLS`.
@@ -84,7 +107,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 24] = [
         Reason::LineTooLong,
         Reason::InvalidUtf8,
         Reason::NotJson,
@@ -102,6 +125,8 @@ impl Reason {
         Reason::MaxPositionQty,
         Reason::MaxOrderNotional,
         Reason::MaxOrdersPerMinute,
+        Reason::InsufficientFunds,
+        Reason::InsufficientPosition,
         Reason::UnknownSymbol,
         Reason::TooManySymbols,
         Reason::TooOld,
@@ -128,6 +153,8 @@ impl Reason {
             Reason::MaxPositionQty => "max_position_qty",
             Reason::MaxOrderNotional => "max_order_notional",
             Reason::MaxOrdersPerMinute => "max_orders_per_minute",
+            Reason::InsufficientFunds => "insufficient_funds",
+            Reason::InsufficientPosition => "insufficient_position",
             Reason::UnknownSymbol => "unknown_symbol",
             Reason::TooManySymbols => "too_many_symbols",
             Reason::TooOld => "too_old",
@@ -146,11 +173,16 @@ impl Reason {
         self as usize
     }
 
-    /// A reject by one of the risk limits: what an operator is alerted to.
+    /// A reject by one of the risk limits or the account's own (funds, a
+    /// position to sell): what an operator is alerted to.
     pub(crate) fn is_risk_limit(self) -> bool {
         matches!(
             self,
-            Reason::MaxPositionQty | Reason::MaxOrderNotional | Reason::MaxOrdersPerMinute
+            Reason::MaxPositionQty
+                | Reason::MaxOrderNotional
+                | Reason::MaxOrdersPerMinute
+                | Reason::InsufficientFunds
+                | Reason::InsufficientPosition
         )
     }
 }
@@ -177,7 +209,7 @@ impl Reject {
 /// Parses one line (without its newline; a trailing `\r` and a leading
 /// UTF-8 byte order mark are tolerated: Windows tools write both, and RFC
 /// 8259 lets a parser ignore the mark).
-pub fn parse(line: &[u8]) -> Result<Signal<'_>, Reject> {
+pub fn parse(line: &[u8]) -> Result<Item<'_>, Reject> {
     parse_with(line, Ids::Required)
 }
 
@@ -215,24 +247,24 @@ impl Arrival {
 }
 
 /// [`parse`], with the rule for a missing `id`.
-pub fn parse_with(line: &[u8], ids: Ids) -> Result<Signal<'_>, Reject> {
+pub fn parse_with(line: &[u8], ids: Ids) -> Result<Item<'_>, Reject> {
     parse_at(line, ids, Arrival::Now)
 }
 
 /// [`parse_with`], arrived at `arrival`.
-pub fn parse_at(line: &[u8], ids: Ids, arrival: Arrival) -> Result<Signal<'_>, Reject> {
+pub fn parse_at(line: &[u8], ids: Ids, arrival: Arrival) -> Result<Item<'_>, Reject> {
     let text = text_of(line)?;
     let fields = match scan::fields(text) {
         Some(fields) => fields,
         None => general_fields(text)?,
     };
-    from_fields(fields, ids, arrival)
+    item(fields, ids, arrival)
 }
 
 /// [`parse_at`] without the fast scanner, ids required: every line through
 /// serde_json. The reference the scanner is tested and fuzzed against.
-pub fn parse_general(line: &[u8], arrival: Arrival) -> Result<Signal<'_>, Reject> {
-    from_fields(general_fields(text_of(line)?)?, Ids::Required, arrival)
+pub fn parse_general(line: &[u8], arrival: Arrival) -> Result<Item<'_>, Reject> {
+    item(general_fields(text_of(line)?)?, Ids::Required, arrival)
 }
 
 fn text_of(line: &[u8]) -> Result<&str, Reject> {
@@ -268,12 +300,17 @@ fn general_fields(text: &str) -> Result<Fields<'_>, Reject> {
 }
 
 /// The signal's fields as found, before they are checked. Parsing into
-/// this rather than a `serde_json::Value` tree borrows the strings from the
-/// line and skips most allocations; unknown fields are ignored, a repeated
-/// one is refused as not JSON. A feed's mapping fills it from the message
-/// it maps, so a mapped signal is checked as a line is.
+/// this rather than a `serde_json::Value` tree borrows the strings and the
+/// numbers' text from the line and skips most allocations; unknown fields
+/// are ignored, a repeated one is refused as not JSON. A feed's mapping
+/// fills it from the message it maps, so a mapped signal is checked as a
+/// line is.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 pub(crate) struct Fields<'a> {
+    /// `"price"` for a price update; anything else (or nothing) is a
+    /// signal, as before the field had a meaning.
+    #[serde(borrow, default, rename = "type")]
+    pub(crate) kind: Raw<'a>,
     #[serde(borrow, default)]
     pub(crate) id: Raw<'a>,
     #[serde(borrow, default)]
@@ -296,8 +333,11 @@ pub(crate) enum Raw<'a> {
     Absent,
     Null,
     Str(Cow<'a, str>),
+    /// A JSON number, as its own text: an exact decimal is read from it,
+    /// never through an `f64`.
+    Number(&'a str),
+    /// Epoch milliseconds a mapping computed (from seconds, say).
     Int(i64),
-    Float(f64),
     /// A boolean, an array or an object.
     Other,
 }
@@ -306,70 +346,51 @@ impl<'a> Raw<'a> {
     /// A JSON number, from its own text (a mapping found it as such): the
     /// one place a mapped number becomes what the checks read.
     pub(crate) fn number(text: &'a str) -> Raw<'a> {
-        serde_json::from_str(text).unwrap_or(Raw::Other)
+        Raw::Number(text)
+    }
+
+    /// A JSON value, from its own text (which serde_json has checked, but
+    /// for what a string's escapes decode to: a lone surrogate is not
+    /// text).
+    fn of(text: &'a str) -> Result<Raw<'a>, serde_json::Error> {
+        Ok(match text.as_bytes().first() {
+            Some(b'"') => match text.get(1..text.len() - 1) {
+                Some(inner) if !inner.contains('\\') => Raw::Str(Cow::Borrowed(inner)),
+                _ => Raw::Str(Cow::Owned(serde_json::from_str(text)?)),
+            },
+            Some(b'-' | b'0'..=b'9') => Raw::number(text),
+            Some(b'n') => Raw::Null,
+            _ => Raw::Other,
+        })
     }
 }
 
+/// Each field as its own text (serde_json's `raw_value`), so a number
+/// keeps its digits; never its `arbitrary_precision`, which breaks tagged
+/// enums and `flatten` elsewhere in the crate.
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(RawVisitor(PhantomData))
+        let value = <&'de RawValue>::deserialize(deserializer)?;
+        Raw::of(value.get()).map_err(serde::de::Error::custom)
     }
 }
 
-struct RawVisitor<'a>(PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
-    type Value = Raw<'a>;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("any JSON value")
+/// A line's item from its fields: a price update when its `type` says so,
+/// else a signal.
+fn item(fields: Fields<'_>, ids: Ids, arrival: Arrival) -> Result<Item<'_>, Reject> {
+    match &fields.kind {
+        Raw::Str(kind) if kind == "price" => price_update(fields).map(Item::Price),
+        _ => from_fields(fields, ids, arrival).map(Item::Signal),
     }
+}
 
-    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Raw<'a>, E> {
-        Ok(Raw::Str(Cow::Borrowed(value)))
+fn price_update(fields: Fields<'_>) -> Result<PriceUpdate<'_>, Reject> {
+    let symbol = name_field(fields.symbol, "symbol", Reason::BadSymbol)?;
+    let price = positive(&fields.price, "price", Reason::BadPrice)?;
+    if !matches!(fields.ts, Raw::Absent) {
+        timestamp(&fields.ts)?;
     }
-
-    fn visit_str<E>(self, value: &str) -> Result<Raw<'a>, E> {
-        Ok(Raw::Str(Cow::Owned(value.to_owned())))
-    }
-
-    fn visit_string<E>(self, value: String) -> Result<Raw<'a>, E> {
-        Ok(Raw::Str(Cow::Owned(value)))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Raw<'a>, E> {
-        Ok(Raw::Int(value))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Raw<'a>, E> {
-        Ok(i64::try_from(value).map_or(Raw::Float(value as f64), Raw::Int))
-    }
-
-    fn visit_f64<E>(self, value: f64) -> Result<Raw<'a>, E> {
-        Ok(Raw::Float(value))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Raw<'a>, E> {
-        Ok(Raw::Other)
-    }
-
-    fn visit_unit<E>(self) -> Result<Raw<'a>, E> {
-        Ok(Raw::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Raw<'a>, E> {
-        Ok(Raw::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Raw<'a>, A::Error> {
-        while items.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Raw::Other)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Raw<'a>, A::Error> {
-        while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Raw::Other)
-    }
+    Ok(PriceUpdate { symbol, price })
 }
 
 pub(crate) fn from_fields(
@@ -425,9 +446,17 @@ pub(crate) fn from_fields(
 /// The id of a signal sent without one: `auto-` and 96 bits of the SHA-256
 /// of what the signal says (symbol, side, qty, price, ts), so a delivery
 /// sent again is a duplicate rather than a second order. Numbers are
-/// hashed by value (`"0.50"` and `0.5` are one signal), and nothing random
-/// goes in, so the id is the same after a restart.
-pub fn derived_id(symbol: &str, side: Side, qty: f64, price: Option<f64>, ts_ms: i64) -> String {
+/// hashed by value (`"0.50"` and `0.5` are one signal) as their shortest
+/// text, which for any number of up to 17 significant digits is the text
+/// the float releases hashed: a retry across the upgrade is a duplicate.
+/// Nothing random goes in, so the id is the same after a restart.
+pub fn derived_id(
+    symbol: &str,
+    side: Side,
+    qty: Quantity,
+    price: Option<Price>,
+    ts_ms: i64,
+) -> String {
     use std::fmt::Write;
     let price = price.map_or_else(|| "-".to_owned(), |price| price.to_string());
     let content = format!("{symbol}\n{}\n{qty}\n{price}\n{ts_ms}", side.as_str());
@@ -477,76 +506,46 @@ fn name_field<'a>(value: Raw<'a>, field: &str, bad: Reason) -> Result<Cow<'a, st
     Ok(text)
 }
 
-fn positive(value: &Raw<'_>, field: &str, bad: Reason) -> Result<f64, Reject> {
-    let number = match value {
-        Raw::Int(number) => *number as f64,
-        Raw::Float(number) => *number,
-        // TradingView's templates quote their placeholders:
-        // "qty": "{{strategy.order.contracts}}" arrives as "qty": "0.5".
-        Raw::Str(text) => numeric_string(text).ok_or_else(|| {
-            Reject::new(
-                Reason::WrongType,
-                format!(
-                    "field {field:?} must be a number or a string holding one, not {:?}",
-                    clip(text)
-                ),
-            )
-        })?,
+/// An exact decimal above zero, from a JSON number's text or a string
+/// holding one (TradingView's templates quote their placeholders:
+/// `"qty": "{{strategy.order.contracts}}"` arrives as `"qty": "0.5"`).
+/// More digits than a value holds are refused naming the limit, never
+/// rounded.
+fn positive<K>(value: &Raw<'_>, field: &str, bad: Reason) -> Result<Decimal<K>, Reject> {
+    let text = match value {
+        Raw::Number(text) => text,
+        Raw::Str(text) => text.as_ref(),
         other => return Err(not_a(other, field, "a number")),
     };
-    if number.is_finite() && number > 0.0 {
-        Ok(number)
-    } else {
-        Err(Reject::new(
+    match Decimal::parse(text) {
+        Ok(number) if number.is_positive() => Ok(number),
+        Ok(number) => Err(Reject::new(
             bad,
-            format!("{field:?} must be a finite number above zero, not {number}"),
-        ))
+            format!("{field:?} must be above zero, not {number}"),
+        )),
+        Err(NumberError::NotANumber) => Err(Reject::new(
+            Reason::WrongType,
+            format!(
+                "field {field:?} must be a number or a string holding one, not {:?}",
+                clip(text)
+            ),
+        )),
+        Err(limit) => Err(Reject::new(
+            bad,
+            format!("{field:?} {} {limit}", clip(text)),
+        )),
     }
-}
-
-/// The value of a string that is exactly a JSON number (`"0.5"`, `"2"`,
-/// `"1e3"`, `"-1"`): no spaces, no sign but a leading minus, no `NaN` or
-/// `Infinity`. Infinity itself comes out of `"1e999"`, and the caller
-/// refuses it as it refuses any non-finite value.
-fn numeric_string(text: &str) -> Option<f64> {
-    let bytes = text.as_bytes();
-    let mut at = usize::from(bytes.first() == Some(&b'-'));
-    let digits = |at: &mut usize| {
-        let start = *at;
-        while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
-            *at += 1;
-        }
-        *at - start
-    };
-    let whole = digits(&mut at);
-    if whole == 0 || (whole > 1 && bytes[at - whole] == b'0') {
-        return None;
-    }
-    if bytes.get(at) == Some(&b'.') {
-        at += 1;
-        if digits(&mut at) == 0 {
-            return None;
-        }
-    }
-    if let Some(b'e' | b'E') = bytes.get(at) {
-        at += 1;
-        if let Some(b'+' | b'-') = bytes.get(at) {
-            at += 1;
-        }
-        if digits(&mut at) == 0 {
-            return None;
-        }
-    }
-    (at == bytes.len()).then(|| text.parse().ok()).flatten()
 }
 
 fn timestamp(value: &Raw<'_>) -> Result<i64, Reject> {
     match value {
         Raw::Int(ms) if *ms >= 0 => Ok(*ms),
-        Raw::Int(_) | Raw::Float(_) => Err(Reject::new(
-            Reason::BadTs,
-            "\"ts\" must be a non-negative whole number of epoch milliseconds",
-        )),
+        Raw::Number(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|ms| *ms >= 0)
+            .ok_or_else(negative_ms),
+        Raw::Int(_) => Err(negative_ms()),
         Raw::Str(text) => OffsetDateTime::parse(text, &Rfc3339)
             .ok()
             .and_then(|at| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())
@@ -569,6 +568,13 @@ fn timestamp(value: &Raw<'_>) -> Result<i64, Reject> {
     }
 }
 
+fn negative_ms() -> Reject {
+    Reject::new(
+        Reason::BadTs,
+        "\"ts\" must be a non-negative whole number of epoch milliseconds",
+    )
+}
+
 /// Keeps echoed input short in journals and logs.
 fn clip(text: &str) -> String {
     text.chars().take(40).collect()
@@ -577,30 +583,156 @@ fn clip(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bot::money::literals::{price, quantity};
 
     fn reason(line: &str) -> Reason {
         parse(line.as_bytes()).unwrap_err().reason
     }
 
+    fn detail(line: &str) -> String {
+        parse(line.as_bytes()).unwrap_err().detail
+    }
+
+    /// The signal a line holds.
+    fn signal(line: &[u8], ids: Ids) -> Signal<'_> {
+        match parse_with(line, ids) {
+            Ok(Item::Signal(signal)) => signal,
+            other => panic!("not a signal: {other:?}"),
+        }
+    }
+
     #[test]
     fn parses_a_full_signal() {
-        let signal = parse(br#"{"id":"a1","ts":"2024-05-01T12:00:00.250+02:00","symbol":"BTC-USD","side":"buy","qty":0.5,"price":64000,"source":"tv"}"#).unwrap();
+        let signal = signal(br#"{"id":"a1","ts":"2024-05-01T12:00:00.250+02:00","symbol":"BTC-USD","side":"buy","qty":0.5,"price":64000,"source":"tv"}"#, Ids::Required);
         assert_eq!(signal.id, "a1");
         assert_eq!(signal.ts_ms, 1_714_557_600_250);
         assert_eq!(signal.side, Side::Buy);
-        assert_eq!(signal.qty, 0.5);
-        assert_eq!(signal.price, Some(64000.0));
+        assert_eq!(signal.qty, quantity("0.5"));
+        assert_eq!(signal.price, Some(price("64000")));
         assert_eq!(signal.source.as_deref(), Some("tv"));
-        let signal =
-            parse(br#"{"id":"a2","ts":1714557600250,"symbol":"ETH","side":"sell","qty":2}"#)
-                .unwrap();
+        let signal = super::tests::signal(
+            br#"{"id":"a2","ts":1714557600250,"symbol":"ETH","side":"sell","qty":2}"#,
+            Ids::Required,
+        );
         assert_eq!(signal.ts_ms, 1_714_557_600_250);
         assert_eq!(signal.price, None);
-        let signal = parse(
+        let signal = super::tests::signal(
             b"\xef\xbb\xbf{\"id\":\"a3\",\"ts\":1,\"symbol\":\"E\",\"side\":\"buy\",\"qty\":1}\r",
-        )
-        .unwrap();
+            Ids::Required,
+        );
         assert_eq!(signal.id, "a3");
+    }
+
+    #[test]
+    fn numbers_are_read_exactly_from_their_own_text() {
+        for (qty, read) in [
+            ("0.1", "0.1"),
+            ("0.100000000000000005", "0.100000000000000005"),
+            ("\"0.30000000000000004\"", "0.30000000000000004"),
+            ("1e-7", "0.0000001"),
+            ("2.50", "2.5"),
+            ("\"64415.130\"", "64415.13"),
+            (
+                "9999999999999999999.999999999999999999",
+                "9999999999999999999.999999999999999999",
+            ),
+        ] {
+            let line = format!(
+                r#"{{"id":"x","ts":1,"symbol":"S","side":"buy","qty":{qty},"price":{qty}}}"#
+            );
+            let signal = signal(line.as_bytes(), Ids::Required);
+            assert_eq!(signal.qty, quantity(read), "{qty}");
+            assert_eq!(signal.price, Some(price(read)), "{qty}");
+        }
+        // More than a value holds is refused, naming the limit: never rounded.
+        let ok = r#""id":"x","ts":1,"symbol":"S","side":"buy""#;
+        for (field, number, limit) in [
+            (
+                "qty",
+                "0.0000000000000000001",
+                "more than 18 decimal places",
+            ),
+            ("qty", "\"1e-19\"", "more than 18 decimal places"),
+            (
+                "qty",
+                "10000000000000000000",
+                "more than 19 digits before the point",
+            ),
+            ("qty", "1e999", "more than 19 digits before the point"),
+            (
+                "price",
+                "64000.0000000000000000001",
+                "more than 18 decimal places",
+            ),
+        ] {
+            let line = if field == "qty" {
+                format!("{{{ok},\"qty\":{number}}}")
+            } else {
+                format!("{{{ok},\"qty\":1,\"price\":{number}}}")
+            };
+            let reject = parse(line.as_bytes()).unwrap_err();
+            let bad = if field == "qty" {
+                Reason::BadQty
+            } else {
+                Reason::BadPrice
+            };
+            assert_eq!(reject.reason, bad, "{line}");
+            assert!(reject.detail.contains(limit), "{}", reject.detail);
+            assert_eq!(parse_general(line.as_bytes(), Arrival::At(1)), Err(reject));
+        }
+        assert_eq!(
+            detail(&format!("{{{ok},\"qty\":-0.5}}")),
+            "\"qty\" must be above zero, not -0.5"
+        );
+    }
+
+    #[test]
+    fn a_price_update_moves_a_mark_and_is_no_signal() {
+        let update =
+            parse(br#"{"type":"price","symbol":"BTC-USD","price":"64410.5","ts":1714564800000}"#);
+        assert_eq!(
+            update,
+            Ok(Item::Price(PriceUpdate {
+                symbol: "BTC-USD".into(),
+                price: price("64410.5"),
+            }))
+        );
+        assert_eq!(
+            parse(br#"{"type":"price","symbol":"B","price":1}"#),
+            Ok(Item::Price(PriceUpdate {
+                symbol: "B".into(),
+                price: price("1"),
+            }))
+        );
+        assert_eq!(
+            reason(r#"{"type":"price","symbol":"B"}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"type":"price","symbol":"B","price":0}"#),
+            Reason::BadPrice
+        );
+        assert_eq!(
+            reason(r#"{"type":"price","price":1}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"type":"price","symbol":"B","price":1,"ts":"soon"}"#),
+            Reason::BadTs
+        );
+        // Any other type is a signal's business, as before it had a meaning.
+        let line = br#"{"type":"market","id":"m","ts":1,"symbol":"S","side":"buy","qty":1}"#;
+        assert_eq!(signal(line, Ids::Required).id, "m");
+        assert_eq!(
+            parse_general(
+                br#"{"type":"price","symbol":"B\u0031","price":2e1}"#,
+                Arrival::At(1)
+            ),
+            Ok(Item::Price(PriceUpdate {
+                symbol: "B1".into(),
+                price: price("20"),
+            }))
+        );
     }
 
     #[test]
@@ -630,7 +762,7 @@ mod tests {
         }
         assert_eq!(reason(&format!("{{{ok},\"qty\":-1}}")), Reason::BadQty);
         assert_eq!(reason(&format!("{{{ok},\"qty\":NaN}}")), Reason::NotJson);
-        assert_eq!(reason(&format!("{{{ok},\"qty\":1e999}}")), Reason::NotJson);
+        assert_eq!(reason(&format!("{{{ok},\"qty\":1e999}}")), Reason::BadQty);
         assert_eq!(
             reason(&format!("{{{ok},\"qty\":1,\"price\":0}}")),
             Reason::BadPrice
@@ -681,45 +813,49 @@ mod tests {
 
     #[test]
     fn numbers_may_come_quoted() {
-        let signal = parse(
+        let signal = signal(
             br#"{"id":"q","ts":1,"symbol":"BTC","side":"buy","qty":"0.5","price":"64000.25"}"#,
-        )
-        .unwrap();
-        assert_eq!((signal.qty, signal.price), (0.5, Some(64000.25)));
-        let signal =
-            parse(br#"{"id":"q","ts":1,"symbol":"BTC","side":"buy","qty":"1E2","price":"2"}"#)
-                .unwrap();
-        assert_eq!((signal.qty, signal.price), (100.0, Some(2.0)));
+            Ids::Required,
+        );
+        assert_eq!(
+            (signal.qty, signal.price),
+            (quantity("0.5"), Some(price("64000.25")))
+        );
+        let signal = super::tests::signal(
+            br#"{"id":"q","ts":1,"symbol":"BTC","side":"buy","qty":"1E2","price":"2"}"#,
+            Ids::Required,
+        );
+        assert_eq!(
+            (signal.qty, signal.price),
+            (quantity("100"), Some(price("2")))
+        );
     }
 
     #[test]
     fn a_missing_id_is_derived_from_the_content_where_allowed() {
         let pretty = b"{\n  \"symbol\": \"BTCUSDT\",\n  \"side\": \"buy\",\n  \"qty\": \"0.50\",\n  \"price\": \"64000\",\n  \"ts\": \"2026-11-30T19:30:00Z\"\n}";
         assert_eq!(parse(pretty).unwrap_err().reason, Reason::MissingField);
-        let signal = parse_with(pretty, Ids::Derived).unwrap();
-        let again = parse_with(
+        let signal = super::tests::signal(pretty, Ids::Derived);
+        let again = super::tests::signal(
             br#"{"ts":"2026-11-30T19:30:00Z","qty":0.5,"price":64000.0,"side":"buy","symbol":"BTCUSDT"}"#,
             Ids::Derived,
-        )
-        .unwrap();
+        );
         assert_eq!(signal.id, again.id, "the same content, however spelled");
         assert!(
             signal.id.starts_with("auto-") && signal.id.len() == 29,
             "{}",
             signal.id
         );
-        let other = parse_with(
+        let other = super::tests::signal(
             br#"{"ts":"2026-11-30T19:30:01Z","qty":0.5,"price":64000.0,"side":"buy","symbol":"BTCUSDT"}"#,
             Ids::Derived,
-        )
-        .unwrap();
+        );
         assert_ne!(signal.id, other.id);
         // A given id is kept as it is, and still checked.
-        let given = parse_with(
+        let given = super::tests::signal(
             br#"{"id":"mine","ts":1,"symbol":"S","side":"buy","qty":1}"#,
             Ids::Derived,
-        )
-        .unwrap();
+        );
         assert_eq!(given.id, "mine");
         assert_eq!(
             parse_with(
@@ -732,15 +868,110 @@ mod tests {
         );
     }
 
+    /// A TradingView retry across the upgrade must stay a duplicate: the
+    /// ids the float release derived (computed by d8cef8f's `derived_id`
+    /// from these values as `f64`s) are derived again from the decimals.
+    #[test]
+    fn derived_ids_are_the_float_releases_for_usual_values() {
+        for (symbol, side, qty, at, ts_ms, id) in [
+            (
+                "BTCUSDT",
+                Side::Buy,
+                "0.5",
+                Some("64000"),
+                1796073000000,
+                "auto-4f0a94313ecab62ccf72aa6e",
+            ),
+            (
+                "BTC-USD",
+                Side::Sell,
+                "0.1",
+                Some("64250.5"),
+                1714564801000,
+                "auto-56182106eb5b90123754eafd",
+            ),
+            (
+                "ETH-USD",
+                Side::Buy,
+                "2",
+                Some("3100.75"),
+                1714564802000,
+                "auto-02111c586d5aa7cc6d0de5cf",
+            ),
+            (
+                "SOL-USD",
+                Side::Buy,
+                "10",
+                None,
+                1714564804000,
+                "auto-1843a2a1b93480b4c10146b7",
+            ),
+            (
+                "DOGE-USD",
+                Side::Buy,
+                "1000",
+                Some("0.1234"),
+                1714564815000,
+                "auto-628bca22f92aefd44800275c",
+            ),
+            (
+                "ETH-USD",
+                Side::Buy,
+                "0.001",
+                Some("3333.33"),
+                1714564814000,
+                "auto-e18e1951e574aaa6a6802209",
+            ),
+            (
+                "BTC",
+                Side::Buy,
+                "0.00012345",
+                Some("65010.75"),
+                1714564813000,
+                "auto-d5435b29df2d17e2d7deadf8",
+            ),
+            (
+                "X",
+                Side::Sell,
+                "0.0000001",
+                Some("0.0000001"),
+                1,
+                "auto-2957799f14b1fc759287ca43",
+            ),
+            (
+                "AAPL",
+                Side::Buy,
+                "150",
+                Some("189.99"),
+                1764532800000,
+                "auto-1f4cab1f0dc6e7f20570e344",
+            ),
+        ] {
+            assert_eq!(
+                derived_id(symbol, side, quantity(qty), at.map(price), ts_ms),
+                id,
+                "{symbol}"
+            );
+        }
+        // Spelled as TradingView's templates do: quoted, trailing zeros.
+        let line = br#"{"symbol":"BTCUSDT","side":"buy","qty":"0.50","price":"64000.00","ts":1796073000000}"#;
+        assert_eq!(
+            signal(line, Ids::Derived).id,
+            "auto-4f0a94313ecab62ccf72aa6e"
+        );
+    }
+
     #[test]
     fn a_signal_with_an_id_and_no_ts_is_of_its_arrival() {
         let line = br#"{"id":"n","symbol":"S","side":"buy","qty":1}"#;
         for ids in [Ids::Required, Ids::Derived] {
-            let signal = parse_at(line, ids, Arrival::At(42)).unwrap();
+            let Ok(Item::Signal(signal)) = parse_at(line, ids, Arrival::At(42)) else {
+                panic!("not a signal");
+            };
             assert_eq!((signal.id.as_ref(), signal.ts_ms), ("n", 42));
         }
         let before = Arrival::Now.ms();
-        let signal = parse(line).unwrap();
+        let signal = signal(line, Ids::Required);
         assert!((before..=Arrival::Now.ms()).contains(&signal.ts_ms));
         // A derived id hashes the ts, so a signal without an id needs one.
         let reject = parse_at(
@@ -781,7 +1012,7 @@ mod tests {
             let arrival = Arrival::At(arrival);
             let parsed = parse_at(line.as_bytes(), Ids::Required, arrival);
             proptest::prop_assert_eq!(&parsed, &parse_general(line.as_bytes(), arrival));
-            if let Ok(signal) = parsed {
+            if let Ok(Item::Signal(signal)) = parsed {
                 let expected = if kept[1] { 1_714_564_800_000 } else { arrival.ms() };
                 proptest::prop_assert_eq!(signal.ts_ms, expected);
             }
@@ -793,9 +1024,13 @@ mod tests {
             let text = if exponent { format!("{number:e}") } else { number.to_string() };
             let quoted = format!(r#"{{"id":"n","ts":1,"symbol":"S","side":"buy","qty":"{text}"}}"#);
             let bare = format!(r#"{{"id":"n","ts":1,"symbol":"S","side":"buy","qty":{text}}}"#);
-            let quoted = parse(quoted.as_bytes()).map(|signal| signal.qty).map_err(|reject| reject.reason);
-            let bare = parse(bare.as_bytes()).map(|signal| signal.qty).map_err(|reject| reject.reason);
-            if bare.is_ok() {
+            let qty = |line: String| match parse(line.as_bytes()) {
+                Ok(Item::Signal(signal)) => Ok(signal.qty),
+                Ok(Item::Price(_)) => Err(None),
+                Err(reject) => Err(Some(reject.reason)),
+            };
+            let (quoted, bare) = (qty(quoted), qty(bare));
+            if bare != Err(Some(Reason::NotJson)) {
                 proptest::prop_assert_eq!(quoted, bare);
             }
         }

@@ -84,6 +84,8 @@ fn derived(config: &Config) -> Vec<(&'static str, String)> {
                 .map_or("off".into(), |watchdog| duration(watchdog.timeout)),
         ),
         ("TICK", duration(config.health.tick())),
+        // Its default follows PAPER_BALANCE: the value in effect.
+        ("ALLOW_SHORT", config.bot.account.allow_short.to_string()),
     ];
     // Labels and options only, never a URL.
     derived.extend(config.alerts.describe());

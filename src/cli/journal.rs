@@ -1,15 +1,14 @@
 //! `tradingbot journal`'s flags, converted into the query's plain request.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand, ValueEnum};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use super::values::parse_duration;
-use crate::bot::ledger::query::{Query, Request};
+use crate::bot::ledger::query::{instant, Query, Request};
+use crate::bot::report::Window;
 use crate::bot::signal::Reason;
 
 #[derive(Debug, Clone, Args)]
@@ -53,6 +52,19 @@ enum JournalCommand {
         #[arg(long, value_enum, default_value = "symbol")]
         by: PnlBy,
     },
+    /// The trade report: round trips (a position from flat back to flat)
+    /// and, per symbol and in total, win rate, profit factor, average win
+    /// and loss, largest loss, maximum drawdown of equity, fees and PnL
+    /// net of fees.
+    Report {
+        /// The round trips that closed from this time on (RFC 3339, epoch
+        /// milliseconds, or a duration ago: 90m, 2h, 7d).
+        #[arg(long, value_parser = instant, value_name = "TIME")]
+        since: Option<i64>,
+        /// Only this symbol.
+        #[arg(long, value_name = "SYMBOL")]
+        symbol: Option<String>,
+    },
     /// Checks the journal: torn, corrupt or damaged records (a checksum
     /// that does not match), sequence gaps, ids decided twice within the
     /// window, and every snapshot (intact, at a record of this journal,
@@ -71,10 +83,10 @@ enum JournalCommand {
 #[derive(Debug, Clone, Args)]
 struct Span {
     /// From this time on: RFC 3339, epoch milliseconds, or a duration ago (90m, 2h, 7d).
-    #[arg(long, value_parser = parse_instant, value_name = "TIME")]
+    #[arg(long, value_parser = instant, value_name = "TIME")]
     since: Option<i64>,
     /// Before this time (same forms).
-    #[arg(long, value_parser = parse_instant, value_name = "TIME")]
+    #[arg(long, value_parser = instant, value_name = "TIME")]
     until: Option<i64>,
 }
 
@@ -82,24 +94,6 @@ struct Span {
 enum PnlBy {
     Day,
     Symbol,
-}
-
-/// An instant as epoch milliseconds: RFC 3339, epoch ms, or a duration ago.
-fn parse_instant(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
-        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
-    }
-    let ago = humantime::parse_duration(text).map_err(|_| {
-        "expected an RFC 3339 time, epoch milliseconds, or a duration ago like 2h".to_owned()
-    })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Ok(now.saturating_sub(ago).as_millis() as i64)
 }
 
 impl JournalArgs {
@@ -119,6 +113,10 @@ impl JournalArgs {
             JournalCommand::Pnl { by } => Query::Pnl {
                 by_day: matches!(by, PnlBy::Day),
             },
+            JournalCommand::Report { since, symbol } => Query::Report(Window {
+                since_ms: since,
+                symbol,
+            }),
             JournalCommand::Verify { dedupe_window } => Query::Verify { dedupe_window },
         };
         Request {
@@ -126,26 +124,5 @@ impl JournalArgs {
             json: self.json,
             query,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instants_in_three_forms() {
-        assert_eq!(parse_instant("1714557600250"), Ok(1_714_557_600_250));
-        assert_eq!(
-            parse_instant("2024-05-01T12:00:00.250+02:00"),
-            Ok(1_714_557_600_250)
-        );
-        let hour_ago = parse_instant("1h").unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        assert!((now - 3_600_000 - hour_ago).abs() < 5_000);
-        assert!(parse_instant("yesterday").is_err());
     }
 }

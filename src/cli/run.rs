@@ -10,11 +10,13 @@ use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, ValueEnum};
 
 use super::alerts::AlertArgs;
-use super::values::{parse_duration, parse_positive, parse_size};
+use super::values::{parse_decimal, parse_duration, parse_positive, parse_size};
 use super::{invalid, ConfigError};
+use crate::bot::account::{Limits, Terms};
 use crate::bot::intake::{self, sources_file, Kind, SourceSettings};
 use crate::bot::ledger::settings as ledger;
-use crate::bot::settings::{self as bot, FsyncPolicy, RiskLimits};
+use crate::bot::money::{self, Amount, BasisPoints, Quantity, Rounding, PLACES};
+use crate::bot::settings::{self as bot, FsyncPolicy};
 use crate::bot::symbols::{SymbolSettings, DEFAULT_MAX_SYMBOLS, DEFAULT_METRICS_MAX_SYMBOLS};
 use crate::daemon::settings as daemon;
 use crate::daemon::settings::Config;
@@ -206,13 +208,42 @@ struct BotArgs {
     #[arg(long, env = "DRY_RUN", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set, value_name = "BOOL")]
     dry_run: bool,
 
-    /// Largest absolute position per symbol; a signal that would pass it is rejected. Off when unset.
-    #[arg(long, env = "MAX_POSITION_QTY", value_parser = parse_positive, value_name = "QTY")]
-    max_position_qty: Option<f64>,
+    /// Largest absolute position per symbol (exact decimal); a signal that
+    /// would pass it is rejected. Off when unset.
+    #[arg(long, env = "MAX_POSITION_QTY", value_parser = parse_positive::<money::kind::Quantity>, value_name = "QTY")]
+    max_position_qty: Option<Quantity>,
 
-    /// Largest qty × price of one order; a larger one is rejected. Off when unset.
-    #[arg(long, env = "MAX_ORDER_NOTIONAL", value_parser = parse_positive, value_name = "AMOUNT")]
-    max_order_notional: Option<f64>,
+    /// Largest qty × price of one order, at the price it fills at (slippage
+    /// included, fee not); a larger one is rejected. Off when unset.
+    #[arg(long, env = "MAX_ORDER_NOTIONAL", value_parser = parse_positive::<money::kind::Amount>, value_name = "AMOUNT")]
+    max_order_notional: Option<Amount>,
+
+    /// The paper account's starting cash, in the quote currency: a buy whose
+    /// cost with fees is more than the cash is rejected (insufficient_funds).
+    /// Unset: cash starts at 0 and may go below it (no such check).
+    #[arg(long, env = "PAPER_BALANCE", value_parser = parse_decimal::<money::kind::Amount>, value_name = "AMOUNT")]
+    paper_balance: Option<Amount>,
+
+    /// Fee on every fill's notional, in basis points (up to 2 decimals:
+    /// 7.5 is 0.075 %).
+    #[arg(long, env = "FEE_BPS", default_value = "0", value_parser = BasisPoints::parse, value_name = "BPS")]
+    fee_bps: BasisPoints,
+
+    /// Every fill's price moves this many basis points against the order (a
+    /// buy pays more, a sell gets less), before the risk limits are checked.
+    #[arg(long, env = "SLIPPAGE_BPS", default_value = "0", value_parser = BasisPoints::parse, value_name = "BPS")]
+    slippage_bps: BasisPoints,
+
+    /// A sell may take a position below zero (short); false rejects it as
+    /// insufficient_position. Default: true without --paper-balance (every
+    /// sell fills, as before accounts), false with one (a cash account).
+    #[arg(long, env = "ALLOW_SHORT", value_parser = BoolishValueParser::new(), action = ArgAction::Set, value_name = "BOOL")]
+    allow_short: Option<bool>,
+
+    /// Decimal places a fee, a slipped price and an average price are
+    /// rounded to (half to even), once per fill; 0 to 18.
+    #[arg(long, env = "MONEY_DECIMALS", default_value_t = Rounding::DEFAULT.places(), value_parser = clap::value_parser!(u32).range(0..=i64::from(PLACES)), value_name = "N")]
+    money_decimals: u32,
 
     /// Most fills in any 60 s; more are rejected. Off when unset.
     #[arg(long, env = "MAX_ORDERS_PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
@@ -256,9 +287,9 @@ struct BotArgs {
     max_symbols: u32,
 
     /// Most symbols with /metrics series of their own; the rest are summed
-    /// under symbol="other". Each symbol adds 4 series that Prometheus
+    /// under symbol="other". Each symbol adds 5 series that Prometheus
     /// stores on every scrape, so /metrics stays under
-    /// 4 × (N + 1) + 83 series (plus a fixed few with the webhook and the
+    /// 5 × (N + 1) + 89 series (plus a fixed few with the webhook and the
     /// read API). Slots go to the --symbols list first, then
     /// to the most active symbols, and are kept while the process runs.
     #[arg(long, env = "METRICS_MAX_SYMBOLS", default_value_t = DEFAULT_METRICS_MAX_SYMBOLS, value_parser = clap::value_parser!(u32).range(0..=1_000), value_name = "N")]
@@ -298,10 +329,18 @@ impl BotArgs {
         }
         Ok(bot::Settings {
             state_dir: self.state_dir,
-            risk: RiskLimits {
-                max_position_qty: self.max_position_qty,
-                max_order_notional: self.max_order_notional,
-                max_orders_per_minute: self.max_orders_per_minute,
+            account: Terms {
+                balance: self.paper_balance,
+                fee: self.fee_bps,
+                slippage: self.slippage_bps,
+                allow_short: self.allow_short.unwrap_or(self.paper_balance.is_none()),
+                rounding: Rounding::new(self.money_decimals)
+                    .map_err(|problem| invalid("money-decimals", "MONEY_DECIMALS", problem))?,
+                limits: Limits {
+                    max_position_qty: self.max_position_qty,
+                    max_order_notional: self.max_order_notional,
+                    max_orders_per_minute: self.max_orders_per_minute,
+                },
             },
             fsync: self.fsync,
             max_signal_age: self.max_signal_age,

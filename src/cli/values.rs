@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::bot::money::Decimal;
+
 /// Accepts `500ms`, `5s`, `2m`, `1h 30m`; a bare number or zero is refused.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text.trim())
@@ -38,10 +40,24 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-pub(crate) fn parse_positive(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        _ => Err("expected a finite number above zero".into()),
+/// An exact decimal above zero (see [`parse_decimal`]).
+pub(crate) fn parse_positive<K>(text: &str) -> Result<Decimal<K>, String> {
+    match parse_decimal(text)? {
+        value if value.is_positive() => Ok(value),
+        _ => Err("must be above zero".into()),
+    }
+}
+
+/// An exact decimal of zero or more (`10000`, `0.5`, `1e3`): the digits
+/// given, never read through a float, at most 18 after the point.
+pub(crate) fn parse_decimal<K>(text: &str) -> Result<Decimal<K>, String> {
+    match Decimal::parse(text.trim()) {
+        Ok(value) if !value.is_negative() => Ok(value),
+        Ok(_) => Err("must not be below zero".into()),
+        Err(error) => Err(format!(
+            "expected a decimal number: {:?} {error}",
+            text.trim()
+        )),
     }
 }
 

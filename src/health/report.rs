@@ -93,7 +93,22 @@ pub(crate) fn samples(state: &HealthState, view: &HealthView) -> Vec<Sample> {
 
 /// A duration in seconds as people read it: to the millisecond.
 pub(crate) fn seconds(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+    rounded(duration.as_secs_f64(), 3)
+}
+
+/// A measured latency in seconds, often below a millisecond (an fsync), to
+/// the microsecond: a quantile read off a histogram carries float noise
+/// (`0.00030000000000000003`) that means nothing to anyone.
+pub(crate) fn fine_seconds(seconds: f64) -> f64 {
+    rounded(seconds, 6)
+}
+
+/// `value` to `places` decimal places. A whole number of units divided by
+/// an exact power of ten is the float nearest that decimal, which JSON
+/// prints as the decimal itself.
+fn rounded(value: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (value * scale).round() / scale
 }
 
 /// The `/health` body, serialized straight from the view: building a
@@ -151,5 +166,19 @@ impl Serialize for Checks<'_> {
             map.serialize_entry(name, component)?;
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_for_people_carry_no_float_noise() {
+        let json = |value: f64| serde_json::to_string(&value).unwrap();
+        assert_eq!(json(fine_seconds(0.000_300_000_000_000_000_03)), "0.0003");
+        assert_eq!(json(fine_seconds(0.002_345_678_9)), "0.002346");
+        assert_eq!(json(seconds(Duration::from_micros(1_234_567))), "1.235");
+        assert_eq!(json(seconds(Duration::from_nanos(100_000_001))), "0.1");
     }
 }

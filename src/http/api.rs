@@ -1,7 +1,8 @@
 //! The read API, `/api/v1/…`: status and positions from the figures the
 //! bot publishes once per iteration (a copy, never a wait on the loop),
 //! fills and rejects from the journal by sequence number, read on the
-//! stream thread (a page is at most [`MAX_PAGE`] records).
+//! stream thread (a page is at most [`MAX_PAGE`] records), and the trade
+//! report, which the stream thread reads the journal for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,9 @@ use super::stream::{Stream, MAX_PAGE};
 use crate::bot::engine::Held;
 use crate::bot::events;
 use crate::bot::figures::Tally;
-use crate::health::report::seconds;
+use crate::bot::ledger::query::instant;
+use crate::bot::report;
+use crate::health::report::{fine_seconds, seconds};
 use crate::health::HealthState;
 
 pub struct Api {
@@ -56,12 +59,34 @@ impl Api {
         }
     }
 
+    /// `/api/v1/report`: the trade report over the durable journal, read
+    /// on the stream thread; `?since=` (RFC 3339, epoch ms, or a duration
+    /// ago) and `?symbol=` as `tradingbot journal report` takes them.
+    pub(crate) async fn report(&self, query: &Query<'_>) -> Response<Body> {
+        let window = match report_window(query) {
+            Ok(window) => window,
+            Err(error) => return bad_request(&error),
+        };
+        match self.stream.report(window).await {
+            Ok(body) => typed(StatusCode::OK, "application/json", body),
+            Err(error) => {
+                tracing::warn!(%error, "the trade report could not be made");
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the trade report cannot be made just now; try again\n",
+                )
+            }
+        }
+    }
+
     fn status_document(&self) -> serde_json::Value {
         let view = self.health.view();
         let verdict = view.verdict();
         let figures = self.events.figures().unwrap_or_default();
         let fsync = match (figures.fsync.quantile(0.5), figures.fsync.quantile(0.99)) {
-            (Some(p50), Some(p99)) => json!({ "p50": p50, "p99": p99 }),
+            (Some(p50), Some(p99)) => {
+                json!({ "p50": fine_seconds(p50), "p99": fine_seconds(p99) })
+            }
             _ => serde_json::Value::Null,
         };
         json!({
@@ -88,17 +113,13 @@ impl Api {
         let positions: Vec<Held> = figures
             .positions
             .iter()
-            .map(|(symbol, position)| Held {
-                symbol: symbol.clone(),
-                position: position.clone(),
-            })
+            .map(|(symbol, position)| Held::of(symbol, position))
             .collect();
-        json!({
-            "realized_pnl": positions.iter().map(|held| held.position.realized_pnl).sum::<f64>(),
-            "cash": positions.iter().map(|held| held.position.cash).sum::<f64>(),
-            "positions": positions,
-            "last_seq": self.events.durable(),
-        })
+        // The account's figures (`cash`, `equity`, …) beside the positions.
+        let mut document = serde_json::to_value(figures.account).unwrap_or_default();
+        document["positions"] = json!(positions);
+        document["last_seq"] = json!(self.events.durable());
+        document
     }
 }
 
@@ -107,6 +128,22 @@ fn page_params(query: &Query<'_>) -> Result<(u64, usize), QueryError> {
     let after = query.number("after", 0, 0..=u64::MAX, "a sequence number (0 or more)")?;
     let limit = query.number("limit", 100, 1..=MAX_PAGE as u64, "1 to 1000")?;
     Ok((after, limit as usize))
+}
+
+fn report_window(query: &Query<'_>) -> Result<report::Window, QueryError> {
+    let since = query
+        .one("since")?
+        .map(instant)
+        .transpose()
+        .map_err(|_| QueryError::Invalid {
+            name: "since",
+            expected: "an RFC 3339 time, epoch milliseconds, or a duration ago like 2h",
+        })?;
+    let symbol = query.one("symbol")?.map(str::to_owned);
+    Ok(report::Window {
+        since_ms: since,
+        symbol,
+    })
 }
 
 pub(crate) fn bad_request(error: &QueryError) -> Response<Body> {

@@ -74,6 +74,7 @@ const ROUTES: &[Route<Routes, RouteBody>] = &[
     ),
     get("/api/v1/fills", Auth::Read, Handler::Later(fills)),
     get("/api/v1/rejects", Auth::Read, Handler::Later(rejects)),
+    get("/api/v1/report", Auth::Read, Handler::Later(report)),
     get("/ws", Auth::Read, Handler::Later(websocket)),
     get("/events", Auth::Read, Handler::Later(events)),
 ];
@@ -203,6 +204,18 @@ fn page(routes: &Routes, request: Request<Incoming>, kind: Kind) -> Later<'_, Ro
         };
         match Query::parse(request.uri().query().unwrap_or_default()) {
             Ok(query) => whole(read.api.page(kind, &query).await),
+            Err(error) => whole(api::bad_request(&error)),
+        }
+    })
+}
+
+fn report(routes: &Routes, request: Request<Incoming>) -> Later<'_, RouteBody> {
+    Box::pin(async move {
+        let Some(read) = &routes.read else {
+            return whole(not_found());
+        };
+        match Query::parse(request.uri().query().unwrap_or_default()) {
+            Ok(query) => whole(read.api.report(&query).await),
             Err(error) => whole(api::bad_request(&error)),
         }
     })

@@ -15,6 +15,7 @@ use serde_json::Value;
 use ureq::tls::TlsConfig;
 
 use super::settings::BotSpec;
+use crate::bot::money::{Amount, Price, Quantity};
 use crate::secret::Secret;
 
 /// Status and positions fit in far less; a bot sending more is broken.
@@ -232,7 +233,8 @@ impl SseParser {
 /// The stream's events the dashboard uses.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Event {
-    Trade(Trade),
+    /// Boxed: its exact amounts make it several times the other events.
+    Trade(Box<Trade>),
     Health {
         status: String,
         reasons: Vec<String>,
@@ -255,7 +257,7 @@ impl Event {
     fn from_json(value: Value) -> Result<Event, Problem> {
         match value.get("type").and_then(Value::as_str) {
             Some("fill" | "reject") => Trade::deserialize(&value)
-                .map(|trade| Event::Trade(trade.clipped()))
+                .map(|trade| Event::Trade(Box::new(trade.clipped())))
                 .map_err(|error| invalid(&error)),
             Some("health") => {
                 let health = Health::deserialize(&value).map_err(|error| invalid(&error))?;
@@ -314,10 +316,16 @@ pub(crate) struct Trade {
     pub(crate) symbol: Option<String>,
     #[serde(default)]
     pub(crate) side: Option<String>,
+    /// Exact, as the bot sends them (strings; a number from an older bot
+    /// reads as the decimal its text says), and shown as given.
     #[serde(default)]
-    pub(crate) qty: Option<f64>,
+    pub(crate) qty: Option<Quantity>,
     #[serde(default)]
-    pub(crate) price: Option<f64>,
+    pub(crate) price: Option<Price>,
+    #[serde(default)]
+    pub(crate) asked: Option<Price>,
+    #[serde(default)]
+    pub(crate) fee: Option<Amount>,
     #[serde(default)]
     pub(crate) reason: Option<String>,
     #[serde(default)]
@@ -391,14 +399,23 @@ mod tests {
     #[test]
     fn events_parse_or_are_refused() {
         let fill = serde_json::json!({"type": "fill", "seq": 3, "id": "s1", "ts": 1, "at": 1700000000000_i64,
-            "symbol": "BTC", "side": "buy", "qty": 1.5, "price": 100.0, "src": "stdin"});
+            "symbol": "BTC", "side": "buy", "qty": "1.5", "price": "64415.13", "asked": "64400",
+            "fee": "0.04830885", "src": "stdin"});
         let Ok(Event::Trade(trade)) = Event::from_json(fill) else {
             panic!("a fill")
         };
+        assert_eq!((trade.kind, trade.seq), (TradeKind::Fill, 3));
+        let shown = serde_json::to_value(&trade).unwrap();
         assert_eq!(
-            (trade.kind, trade.seq, trade.qty),
-            (TradeKind::Fill, 3, Some(1.5))
+            (&shown["qty"], &shown["price"], &shown["fee"]),
+            (&"1.5".into(), &"64415.13".into(), &"0.04830885".into()),
+            "exact, as sent"
         );
+        let older = serde_json::json!({"type": "fill", "seq": 4, "qty": 0.1, "price": 100.0});
+        let Ok(Event::Trade(trade)) = Event::from_json(older) else {
+            panic!("a fill of an older bot")
+        };
+        assert_eq!(trade.qty.map(|qty| qty.to_string()).as_deref(), Some("0.1"));
         let reject = serde_json::json!({"type": "reject", "seq": 4, "id": null,
             "at": "2024-01-02T03:04:05.678Z", "reason": "bad_json", "detail": "x".repeat(5000), "src": "stdin"});
         let Ok(Event::Trade(trade)) = Event::from_json(reject) else {
@@ -413,6 +430,7 @@ mod tests {
         for garbage in [
             serde_json::json!({"seq": 1}),
             serde_json::json!({"type": "fill", "seq": "x"}),
+            serde_json::json!({"type": "fill", "seq": 1, "qty": "1e999"}),
             serde_json::json!({"type": "health"}),
             serde_json::json!([1, 2]),
         ] {

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -13,7 +13,9 @@ use tokio::sync::watch;
 
 use super::client::{clip_reasons, truncate, Event, Problem, Trade};
 use super::sources::{self, SourceRow};
+use crate::bot::account::Summary;
 use crate::bot::engine::Held;
+use crate::bot::money::Amount;
 
 /// Fills and rejects kept per bot for the live table.
 const RING: usize = 200;
@@ -22,9 +24,15 @@ const BACKFILL: u64 = 1_000;
 /// One chart point per this many seconds, for an hour.
 const POINT_SECONDS: u64 = 10;
 const POINTS: usize = 360;
-const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
-/// Position rows kept per bot (a page of thousands helps nobody).
+const MINUTE: Duration = Duration::from_secs(60);
+/// Position rows kept per bot (a page of thousands helps nobody); the
+/// report's symbols and open positions likewise.
 const MAX_POSITIONS: usize = 500;
+/// The trade report is asked for again only once the bot has filled
+/// since, and at most this often: the bot reads its journal for it.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// The latest round trips the bot page lists.
+const REPORT_ROUND_TRIPS: usize = 50;
 
 /// Every bot, in the configured order, and a revision that moves
 /// whenever any of them changes (the fleet page waits on it).
@@ -105,13 +113,13 @@ pub(crate) struct Fsync {
     pub(crate) p99: Option<f64>,
 }
 
-/// `GET /api/v1/positions`.
+/// `GET /api/v1/positions`: the positions and the account, exact.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct Positions {
     #[serde(default)]
     pub(crate) positions: Vec<Held>,
-    pub(crate) realized_pnl: f64,
-    pub(crate) cash: f64,
+    #[serde(flatten)]
+    pub(crate) account: Summary,
 }
 
 /// How a figure looks: green, amber, red.
@@ -150,6 +158,12 @@ struct BotState {
     restream: bool,
     stream_connected: bool,
     stream_error: Option<Problem>,
+    /// `GET /api/v1/report` as last answered, trimmed for the page.
+    report: Option<Value>,
+    report_error: Option<Problem>,
+    /// When the report was last asked for, and the fills it then had
+    /// (none after a failure: asked again once `REPORT_EVERY` has passed).
+    report_asked: Option<(Instant, Option<u64>)>,
 }
 
 struct Polled {
@@ -162,7 +176,9 @@ struct Polled {
 struct Point {
     /// Unix milliseconds of the point's start.
     t: u64,
-    pnl: f64,
+    /// The account's equity, exact (the page makes it a float only to
+    /// place the point).
+    equity: Amount,
     fills_per_minute: Option<u64>,
     fsync_p99: Option<f64>,
 }
@@ -211,6 +227,35 @@ impl Bot {
         });
     }
 
+    /// The fills the bot has made, when its trade report should be asked
+    /// for now: never yet, or after fills (or a failure) and not within
+    /// `REPORT_EVERY`.
+    pub(crate) fn report_due(&self, now: Instant) -> Option<u64> {
+        let state = self.lock();
+        let fills = state.polled.as_ref()?.status.totals.fills;
+        match state.report_asked {
+            Some((at, seen)) if seen == Some(fills) || now.duration_since(at) < REPORT_EVERY => {
+                None
+            }
+            _ => Some(fills),
+        }
+    }
+
+    /// Records the answer to a report asked for when the bot had `fills`.
+    pub(crate) fn reported(&self, outcome: Result<Value, Problem>, fills: u64, now: Instant) {
+        self.update(|state| match outcome.and_then(trimmed) {
+            Ok(report) => {
+                state.report = Some(report);
+                state.report_error = None;
+                state.report_asked = Some((now, Some(fills)));
+            }
+            Err(problem) => {
+                state.report_error = Some(problem);
+                state.report_asked = Some((now, None));
+            }
+        });
+    }
+
     /// Where the stream should resume, once the first status has said
     /// where the journal is.
     pub(crate) fn cursor(&self) -> Option<u64> {
@@ -241,7 +286,7 @@ impl Bot {
                     return !state.restream;
                 }
                 state.cursor = Some(trade.seq);
-                state.trades.push_back(trade);
+                state.trades.push_back(*trade);
                 while state.trades.len() > RING {
                     if let Some(oldest) = state.trades.pop_front() {
                         state.floor = oldest.seq;
@@ -308,6 +353,8 @@ impl Bot {
         detail["series"] = json!(state.series);
         detail["trades"] = json!(trades);
         detail["reset"] = json!(reset);
+        detail["report"] = json!(state.report);
+        detail["report_error"] = json!(state.report_error);
         detail
     }
 
@@ -344,8 +391,12 @@ impl Bot {
             "per_minute": state.per_minute(),
             "totals": status.map(|status| status.totals),
             "fsync_seconds": status.and_then(|status| status.fsync_seconds),
-            "realized_pnl": polled.map(|polled| polled.positions.realized_pnl),
-            "cash": polled.map(|polled| polled.positions.cash),
+            "equity": polled.map(|polled| polled.positions.account.equity),
+            "cash": polled.map(|polled| polled.positions.account.cash),
+            "realized_pnl": polled.map(|polled| polled.positions.account.realized_pnl),
+            "unrealized_pnl": polled.map(|polled| polled.positions.account.unrealized_pnl),
+            "fees": polled.map(|polled| polled.positions.account.fees),
+            "starting_balance": polled.and_then(|polled| polled.positions.account.starting_balance),
             "positions": polled.map(|polled| &polled.positions.positions),
             "last_seq": status.map(|status| status.last_seq),
             "stream": {"connected": state.stream_connected, "error": state.stream_error},
@@ -415,7 +466,7 @@ impl BotState {
             .as_secs();
         let point = Point {
             t: now / POINT_SECONDS * POINT_SECONDS * 1000,
-            pnl: positions.realized_pnl,
+            equity: positions.account.equity,
             fills_per_minute: self
                 .window
                 .front()
@@ -431,6 +482,42 @@ impl BotState {
             self.series.pop_front();
         }
     }
+}
+
+/// A bot's trade report as the page shows it: the latest round trips, and
+/// at most `MAX_POSITIONS` symbols and open positions, their names
+/// clipped; anything not shaped like a report is an invalid answer.
+fn trimmed(mut report: Value) -> Result<Value, Problem> {
+    let shaped = report.get("total").is_some_and(Value::is_object)
+        && report.get("by_symbol").is_some_and(Value::is_object)
+        && report.get("round_trips").is_some_and(Value::is_array)
+        && report.get("open").is_some_and(Value::is_array);
+    if !shaped {
+        return Err("invalid answer: not a trade report".into());
+    }
+    let clip = |items: &mut Vec<Value>| {
+        for item in items {
+            if let Some(symbol) = item.get("symbol").and_then(Value::as_str) {
+                item["symbol"] = truncate(symbol, 40).into();
+            }
+        }
+    };
+    if let Some(trips) = report["round_trips"].as_array_mut() {
+        trips.drain(..trips.len().saturating_sub(REPORT_ROUND_TRIPS));
+        clip(trips);
+    }
+    if let Some(open) = report["open"].as_array_mut() {
+        open.truncate(MAX_POSITIONS);
+        clip(open);
+    }
+    if let Some(symbols) = report["by_symbol"].as_object_mut() {
+        *symbols = std::mem::take(symbols)
+            .into_iter()
+            .take(MAX_POSITIONS)
+            .map(|(symbol, summary)| (truncate(&symbol, 40), summary))
+            .collect();
+    }
+    Ok(report)
 }
 
 /// The bot's colour and its last signal's: red when unreachable, when its
@@ -479,8 +566,9 @@ mod tests {
     }
 
     fn positions() -> Positions {
-        serde_json::from_value(json!({"positions": [], "realized_pnl": 1.5, "cash": -10.0}))
-            .unwrap()
+        serde_json::from_value(json!({"positions": [], "cash": "-10", "equity": "-8.5",
+            "realized_pnl": "1.5", "unrealized_pnl": "0", "fees": "0"}))
+        .unwrap()
     }
 
     fn trade(seq: u64) -> Trade {
@@ -493,6 +581,8 @@ mod tests {
             side: None,
             qty: None,
             price: None,
+            asked: None,
+            fee: None,
             reason: None,
             detail: None,
             src: None,
@@ -556,10 +646,10 @@ mod tests {
         );
         assert_eq!(bot.cursor(), Some(500));
         for seq in 501..=800 {
-            assert!(bot.event(Event::Trade(trade(seq))));
+            assert!(bot.event(Event::Trade(Box::new(trade(seq)))));
         }
         assert!(
-            bot.event(Event::Trade(trade(700))),
+            bot.event(Event::Trade(Box::new(trade(700)))),
             "a replayed one is skipped"
         );
         assert_eq!(bot.cursor(), Some(800));
@@ -582,9 +672,12 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(bot.cursor(), Some(0));
-        assert!(!bot.event(Event::Trade(trade(1))), "reopen after a reset");
+        assert!(
+            !bot.event(Event::Trade(Box::new(trade(1)))),
+            "reopen after a reset"
+        );
         bot.take_restream();
-        assert!(bot.event(Event::Trade(trade(2))));
+        assert!(bot.event(Event::Trade(Box::new(trade(2)))));
         assert_eq!(bot.detail(None)["trades"].as_array().unwrap().len(), 2);
     }
 
@@ -613,6 +706,55 @@ mod tests {
     }
 
     #[test]
+    fn the_report_is_asked_for_after_fills_and_not_too_often() {
+        let fleet = Fleet::new([("a".to_owned(), "http://a".to_owned())]);
+        let bot = &fleet.bots[0];
+        let start = Instant::now();
+        assert_eq!(bot.report_due(start), None, "nothing polled yet");
+        let poll = |fills: u64, at: Instant| {
+            bot.polled(
+                Ok((
+                    status(json!({"status": "healthy", "fills_total": fills})),
+                    positions(),
+                )),
+                at,
+            );
+        };
+        poll(3, start);
+        assert_eq!(bot.report_due(start), Some(3), "never asked");
+        let trips: Vec<Value> = (0..60)
+            .map(|index| json!({"symbol": format!("S{index}{}", "x".repeat(50)), "pnl": "1"}))
+            .collect();
+        let report =
+            json!({"total": {"trades": 60}, "by_symbol": {}, "round_trips": trips, "open": []});
+        bot.reported(Ok(report), 3, start);
+        let later = start + REPORT_EVERY;
+        assert_eq!(bot.report_due(later), None, "no fill since");
+        poll(4, start);
+        assert_eq!(bot.report_due(start), None, "asked too recently");
+        assert_eq!(bot.report_due(later), Some(4));
+        let shown = &bot.detail(None)["report"];
+        let trips = shown["round_trips"].as_array().unwrap();
+        assert_eq!(trips.len(), REPORT_ROUND_TRIPS, "the latest only");
+        assert!(trips[0]["symbol"].as_str().unwrap().starts_with("S10"));
+        assert_eq!(trips[0]["symbol"].as_str().unwrap().chars().count(), 41);
+
+        bot.reported(Ok(json!({"total": 1})), 4, later);
+        let detail = bot.detail(None);
+        assert_eq!(detail["report_error"], "invalid answer: not a trade report");
+        assert_eq!(
+            detail["report"]["total"]["trades"], 60,
+            "the last one stays"
+        );
+        assert_eq!(bot.report_due(later), None);
+        assert_eq!(
+            bot.report_due(later + REPORT_EVERY),
+            Some(4),
+            "after a failure, again"
+        );
+    }
+
+    #[test]
     fn a_failed_poll_keeps_the_last_figures_and_turns_red() {
         let fleet = Fleet::new([("a".to_owned(), "http://a".to_owned())]);
         let bot = &fleet.bots[0];
@@ -636,9 +778,9 @@ mod tests {
                 ),
                 positions(),
             )),
-            start + std::time::Duration::from_secs(1),
+            start + Duration::from_secs(1),
         );
-        let summary = bot.summary(start + std::time::Duration::from_secs(1));
+        let summary = bot.summary(start + Duration::from_secs(1));
         assert_eq!(summary["level"], "ok");
         assert_eq!(
             summary["per_minute"],
@@ -649,7 +791,7 @@ mod tests {
         assert_eq!(summary["state"], "unreachable");
         assert_eq!(summary["level"], "bad");
         assert_eq!(summary["error"], "connection refused");
-        assert_eq!(summary["realized_pnl"], 1.5, "the last figures stay");
+        assert_eq!(summary["realized_pnl"], "1.5", "the last figures stay");
         assert_eq!(summary["heartbeat_age_seconds"], Value::Null);
     }
 }

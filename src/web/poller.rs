@@ -1,4 +1,5 @@
-//! Two OS threads per bot: one polls its status and positions, one follows
+//! Two OS threads per bot: one polls its status and positions (and its
+//! trade report, after fills), one follows
 //! its event stream. Blocking requests with their own timeouts, on threads
 //! of their own: a bot that hangs or answers garbage holds up only these
 //! two, never the page or the other bots.
@@ -52,6 +53,10 @@ fn poll_forever(bot: &Bot, client: &BotClient, interval: Duration) {
         }
         reachable = Some(outcome.is_ok());
         bot.polled(outcome, Instant::now());
+        if let Some(fills) = bot.report_due(Instant::now()) {
+            let report = client.get_json("/api/v1/report");
+            bot.reported(report, fills, Instant::now());
+        }
         thread::sleep(interval.saturating_sub(started.elapsed()));
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::kit::daemon::{Builder, Daemon, READY};
+use crate::kit::decimal;
 use crate::kit::journal::{journal_command, latest_snapshot, read_journal, signal_line};
 use crate::kit::port::Reserved;
 use crate::kit::process::SIGKILL;
@@ -48,7 +49,7 @@ fn assert_clean(state_dir: &Path, when: &str) {
 /// positions a replay of the fills.
 fn check_exactly_once(state_dir: &Path, expected: impl IntoIterator<Item = String>) -> usize {
     let mut decisions: BTreeMap<String, usize> = BTreeMap::new();
-    let mut replay: BTreeMap<String, f64> = BTreeMap::new();
+    let mut replay: BTreeMap<String, i128> = BTreeMap::new();
     for record in read_journal(state_dir) {
         if record["t"] == "ckpt" {
             continue;
@@ -57,10 +58,10 @@ fn check_exactly_once(state_dir: &Path, expected: impl IntoIterator<Item = Strin
             .entry(record["id"].as_str().unwrap_or_default().to_owned())
             .or_default() += 1;
         if record["t"] == "fill" {
-            let sign = if record["side"] == "buy" { 1.0 } else { -1.0 };
+            let sign = if record["side"] == "buy" { 1 } else { -1 };
             *replay
                 .entry(record["symbol"].as_str().unwrap().to_owned())
-                .or_default() += sign * record["qty"].as_f64().unwrap();
+                .or_default() += sign * decimal::of(&record["qty"]);
         }
     }
     let twice: Vec<_> = decisions.iter().filter(|(_, count)| **count != 1).collect();
@@ -70,11 +71,8 @@ fn check_exactly_once(state_dir: &Path, expected: impl IntoIterator<Item = Strin
     }
     let snapshot = latest_snapshot(state_dir);
     for (symbol, qty) in &replay {
-        let held = snapshot["positions"][symbol]["qty"].as_f64().unwrap();
-        assert!(
-            (held - qty).abs() < 1e-9,
-            "{symbol}: {held} held, {qty} replayed"
-        );
+        let held = decimal::of(&snapshot["positions"][symbol]["qty"]);
+        assert_eq!(held, *qty, "{symbol}: held, replayed");
     }
     decisions.len()
 }

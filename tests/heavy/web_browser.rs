@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::browser::*;
+use crate::kit::decimal::{text, times};
 use crate::kit::wait::{wait_until, SOON};
 use crate::kit::web::*;
 
@@ -21,11 +22,12 @@ fn card(name: &str) -> String {
          const signal = card.querySelector('[data-field=signal]');
          const value = (field) => {{
            const node = card.querySelector('[data-field=' + field + ']');
-           return node && node.dataset.value !== undefined ? Number(node.dataset.value) : null;
+           return node && node.dataset.value !== undefined ? node.dataset.value : null;
          }};
          return {{level: card.dataset.level, state: card.dataset.state,
                   signal: signal.dataset.level, text: card.innerText,
-                  realized_pnl: value('realized_pnl'), cash: value('cash')}};"
+                  equity: value('equity'), realized_pnl: value('realized_pnl'),
+                  cash: value('cash')}};"
     )
 }
 
@@ -96,13 +98,16 @@ fn browser_follows_contract_fakes_live_and_unslowed() {
     };
     let alpha = FakeBot::start(Mode::Good, Some("read-alpha"));
     alpha.set_positions(json!({
-        "positions": [{"symbol": "BTC", "qty": 0.5, "avg_price": 64000.25, "realized_pnl": 120.5,
-                       "cash": -31879.625, "last_price": 64100.0}],
-        "realized_pnl": 120.5, "cash": -31879.625, "last_seq": 0,
+        "positions": [{"symbol": "BTC", "qty": "0.5", "cost": "32000.125", "avg_price": "64000.25",
+                       "realized_pnl": "120.5", "fees": "0", "mark_price": "64100",
+                       "unrealized_pnl": "49.875"}],
+        "cash": "-31879.625", "equity": "170.375", "realized_pnl": "120.5",
+        "unrealized_pnl": "49.875", "fees": "0", "last_seq": 0,
     }));
     alpha.push(
         json!({"type": "fill", "id": "a1", "ts": 1, "at": 1714557600000_i64,
-        "symbol": "BTC", "side": "buy", "qty": 0.5, "price": 64000.25, "src": "webhook"}),
+        "symbol": "BTC", "side": "buy", "qty": "0.5", "price": "64000.25", "asked": "64000.25",
+        "fee": "0", "src": "webhook"}),
     );
     let beta = FakeBot::start(Mode::Good, None);
     beta.set_status(
@@ -140,9 +145,11 @@ fn browser_follows_contract_fakes_live_and_unslowed() {
         opened.elapsed()
     );
     assert_eq!(shown["level"], "ok");
-    assert_eq!(shown["realized_pnl"], 120.5);
+    assert_eq!(shown["realized_pnl"], "120.5", "as the bot gave it");
+    assert_eq!(shown["equity"], "170.375");
+    let text = shown["text"].as_str().unwrap();
     assert!(
-        shown["text"].as_str().unwrap().contains("120.50"),
+        text.contains("-31,879.625") && text.contains("170.375"),
         "{shown}"
     );
 
@@ -186,7 +193,8 @@ fn browser_follows_contract_fakes_live_and_unslowed() {
     let sent = Instant::now();
     alpha.push(
         json!({"type": "fill", "id": "a2", "ts": 2, "at": 1714557601000_i64,
-        "symbol": "BTC", "side": "sell", "qty": 0.25, "price": 64500.0, "src": "webhook"}),
+        "symbol": "BTC", "side": "sell", "qty": "0.25", "price": "64500", "asked": "64500",
+        "fee": "0", "src": "webhook"}),
     );
     let text = browser
         .wait_for(Duration::from_secs(1), &row("a2"))
@@ -196,9 +204,9 @@ fn browser_follows_contract_fakes_live_and_unslowed() {
     assert_eq!(browser.run(MARKED), true, "the page reloaded");
     let position = browser.run(
         "const row = document.querySelector('#positions tr[data-symbol=\"BTC\"]');
-         return row && Number(row.querySelector('[data-field=avg_price]').dataset.value);",
+         return row && row.querySelector('[data-field=avg_price]').dataset.value;",
     );
-    assert_eq!(position, 64000.25);
+    assert_eq!(position, "64000.25");
     browser.keep_screenshot("fake-bot.png");
 
     // Text from a bot is text, never markup.
@@ -258,16 +266,19 @@ fn wait_journal(bot: &RealBot, count: usize) -> Vec<Value> {
     records
 }
 
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
-}
-
 #[test]
 fn browser_shows_two_real_bots_as_their_journals_say() {
     let Some(browser) = Browser::open("browser_shows_two_real_bots_as_their_journals_say") else {
         return;
     };
-    let mut alpha = RealBot::start("read-alpha", &[("MAX_SIGNAL_AGE", "1h")]);
+    let mut alpha = RealBot::start(
+        "read-alpha",
+        &[
+            ("MAX_SIGNAL_AGE", "1h"),
+            ("FEE_BPS", "7.5"),
+            ("SLIPPAGE_BPS", "2"),
+        ],
+    );
     let mut beta = RealBot::start("read-beta", &[]);
     assert_has_read_api(&alpha);
     alpha.send(
@@ -298,24 +309,20 @@ fn browser_shows_two_real_bots_as_their_journals_say() {
     let web = &fleet.web;
     browser.goto(&web.url(&format!("/?token={TOKEN}")));
 
-    // The fleet page: each bot's PnL and cash as its journal says.
+    // The fleet page: each bot's equity, PnL and cash as its journal says,
+    // exactly.
     for (name, journal) in [("alpha", &alpha_journal), ("beta", &beta_journal)] {
-        let expected = positions_from(journal);
-        let pnl: f64 = expected.values().map(|book| book.2).sum();
-        let cash: f64 = expected.values().map(|book| book.3).sum();
+        let (books, cash) = positions_from(journal);
+        let realized: i128 = books.values().map(|book| book.realized_pnl).sum();
+        let held: i128 = books.values().map(|book| times(book.qty, book.mark)).sum();
         let script = card_if(name, "card.state === 'up'");
         let shown = browser
             .wait_for(SOON, &script)
             .unwrap_or_else(|| panic!("{name} never up: {}", browser.run(&card(name))));
         assert_eq!(shown["level"], "ok", "{shown}");
-        assert!(
-            close(shown["realized_pnl"].as_f64().unwrap(), pnl),
-            "{name}: {shown} vs {pnl}"
-        );
-        assert!(
-            close(shown["cash"].as_f64().unwrap(), cash),
-            "{name}: {shown} vs {cash}"
-        );
+        assert_eq!(shown["realized_pnl"], text(realized), "{name}: {shown}");
+        assert_eq!(shown["cash"], text(cash), "{name}: {shown}");
+        assert_eq!(shown["equity"], text(cash + held), "{name}: {shown}");
     }
     for name in ["garbage", "hang"] {
         let script = card_if(name, "card.level === 'bad'");
@@ -323,32 +330,30 @@ fn browser_shows_two_real_bots_as_their_journals_say() {
     }
     browser.keep_screenshot("fleet.png");
 
-    // One bot's page: every position as the journal says.
+    // One bot's page: every position as the journal says, exactly.
     browser.goto(&web.url("/bot/alpha"));
-    let expected = positions_from(&alpha_journal);
-    for (symbol, (qty, average, realized, cash)) in &expected {
+    let (books, _) = positions_from(&alpha_journal);
+    for (symbol, book) in &books {
         let script = format!(
             "const row = document.querySelector('#positions tr[data-symbol=\"{symbol}\"]');
              if (!row) return null;
-             const value = (field) => Number(row.querySelector('[data-field=' + field + ']').dataset.value);
-             return [value('qty'), value('avg_price'), value('realized_pnl'), value('cash')];"
+             const value = (field) => row.querySelector('[data-field=' + field + ']').dataset.value;
+             return [value('qty'), value('avg_price'), value('mark_price'),
+                     value('unrealized_pnl'), value('realized_pnl'), value('fees')];"
         );
         let shown = browser
             .wait_for(SOON, &script)
             .unwrap_or_else(|| panic!("no {symbol} row"));
-        let shown: Vec<f64> = shown
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        for (got, want) in shown.iter().zip([qty, average, realized, cash]) {
-            assert!(
-                close(*got, *want),
-                "{symbol}: shown {shown:?}, journal {:?}",
-                expected[symbol]
-            );
-        }
+        let expected = [
+            book.qty,
+            book.avg_price,
+            book.mark,
+            book.unrealized_pnl(),
+            book.realized_pnl,
+            book.fees,
+        ]
+        .map(text);
+        assert_eq!(shown, json!(expected), "{symbol}: {book:?}");
     }
     browser
         .wait_for(
@@ -359,6 +364,41 @@ fn browser_shows_two_real_bots_as_their_journals_say() {
                && row.innerText;",
         )
         .expect("the stdin source's row: up, with the age of its last signal");
+    // Its trade report, as the bot's own API gives it.
+    let (_, _, report) = get(
+        &format!("{}/api/v1/report", alpha.url()),
+        &[("Authorization", &format!("Bearer {}", alpha.token))],
+    );
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let total = browser
+        .wait_for(
+            SOON,
+            "const row = document.querySelector('#report tr[data-symbol=total]');
+             return row && [row.querySelector('[data-field=trades]').innerText,
+                            row.querySelector('[data-field=pnl]').dataset.value];",
+        )
+        .unwrap_or_else(|| panic!("no report on the page"));
+    assert_eq!(
+        total,
+        json!([
+            report["total"]["trades"].to_string(),
+            report["total"]["pnl"]
+        ]),
+        "{report}"
+    );
+    assert_eq!(
+        browser.run("return document.querySelectorAll('#round-trips tr[data-symbol]').length;"),
+        json!(report["round_trips"].as_array().unwrap().len())
+    );
+    assert!(
+        browser
+            .wait_for(
+                SOON,
+                "return document.querySelector('#chart-equity .line, #chart-equity .dot') !== null;"
+            )
+            .is_some(),
+        "no equity on the chart"
+    );
     assert!(browser.wait_for(SOON, &row("a5")).is_some());
     let reject = browser.run(
         "const row = document.querySelector('#trades tr.reject'); return row && row.innerText;",

@@ -285,6 +285,8 @@ fn alerts_fills_and_rejects_are_batched_per_min_interval() {
         )
         .env("NOTIFY_CA_FILE", &ca.pem_path)
         .env("MAX_POSITION_QTY", "100")
+        .env("FEE_BPS", "10")
+        .env("SLIPPAGE_BPS", "5")
         .spawn();
     daemon.wait_ready();
     daemon.write_stdin(signal_line("first", "BTC", "buy", 1.0, Some(100.0)).as_bytes());
@@ -292,6 +294,25 @@ fn alerts_fills_and_rejects_are_batched_per_min_interval() {
         .wait_for("BUY 1 BTC", SOON)
         .expect("the first fill at once");
     assert_eq!(first.body["event"]["kind"], "batch");
+    // Exact decimals, as strings: 100 slipped 5 bps up, a 10 bps fee.
+    let fill = &first.body["event"]["events"][0];
+    assert_eq!(
+        (&fill["qty"], &fill["price"], &fill["asked"], &fill["fee"]),
+        (
+            &"1".into(),
+            &"100.05".into(),
+            &"100".into(),
+            &"0.10005".into()
+        ),
+        "{fill}"
+    );
+    assert!(
+        first
+            .text
+            .contains("BUY 1 BTC @ 100.05 (asked 100), fee 0.10005"),
+        "{}",
+        first.text
+    );
     let mut burst = String::new();
     for number in 0..20 {
         burst.push_str(&signal_line(

@@ -163,6 +163,10 @@ fn risk_limits_and_pnl_match_a_hand_computed_scenario_and_survive_a_restart() {
             daemon.metric("realized_pnl", &[("symbol", "ETH")]),
             Some(5.0)
         );
+        // Flat, so every fill's cash flow is realized: -200 - 130 + 480 -
+        // 120 on BTC, -10 + 15 on ETH.
+        assert_eq!(daemon.metric("cash", &[]), Some(35.0));
+        assert_eq!(daemon.metric("equity", &[]), Some(35.0));
     };
     check(&first);
     assert_eq!(
@@ -180,11 +184,8 @@ fn risk_limits_and_pnl_match_a_hand_computed_scenario_and_survive_a_restart() {
     first.close_stdin();
     assert!(first.stop().success());
     let snapshot = latest_snapshot(&first.state_dir());
-    assert_eq!(snapshot["positions"]["BTC"]["realized_pnl"], 30.0);
-    assert_eq!(
-        snapshot["positions"]["BTC"]["cash"],
-        -200.0 - 130.0 + 480.0 - 120.0
-    );
+    assert_eq!(snapshot["positions"]["BTC"]["realized_pnl"], "30");
+    assert_eq!(snapshot["positions"]["BTC"]["cost"], "0");
 
     // The journal rebuilds positions and the dedupe index: the same feed
     // again is all duplicates, and nothing moves.

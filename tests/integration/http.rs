@@ -231,6 +231,7 @@ fn main_routes() -> Vec<Declared> {
         get("/api/v1/positions", Auth::Read),
         get("/api/v1/fills", Auth::Read),
         get("/api/v1/rejects", Auth::Read),
+        get("/api/v1/report", Auth::Read),
         get("/ws", Auth::Read),
         get("/events", Auth::Read),
     ]

@@ -30,12 +30,14 @@ mod ledger;
 mod ledger_fsync;
 mod lock;
 mod logging;
+mod money;
 mod notify;
 mod oneport_abuse;
 mod oneport_api;
 mod oneport_stream;
 mod oneport_tradingview;
 mod packaging_files;
+mod report;
 mod signals;
 mod source_test;
 #[cfg(feature = "failpoints")]

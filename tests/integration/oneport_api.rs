@@ -10,12 +10,7 @@ const API_TOKEN: &str = "api-Re4d-t0ken-0123456789";
 const WEBHOOK_TOKEN: &str = "hook-Wr1te-t0ken-9876543210";
 
 fn get(daemon: &Daemon, path: &str) -> (u16, Value) {
-    let bearer = format!("Bearer {API_TOKEN}");
-    let (code, body) = daemon
-        .request_with("GET", path, &[("Authorization", &bearer)])
-        .unwrap();
-    let json = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    (code, json)
+    daemon.read_api(API_TOKEN, path)
 }
 
 fn seqs(page: &Value, name: &str) -> Vec<u64> {
@@ -90,6 +85,14 @@ fn status_positions_fills_and_rejects_by_sequence_number() {
         status["fsync_seconds"]["p99"].as_f64().is_some(),
         "{status}"
     );
+    // Figures for people carry no float noise: seconds to the microsecond.
+    for quantile in ["p50", "p99"] {
+        let text = status["fsync_seconds"][quantile].to_string();
+        let places = text
+            .split_once('.')
+            .map_or(0, |(_, fraction)| fraction.len());
+        assert!(places <= 6, "{quantile} {text}");
+    }
 
     let (code, positions) = get(&daemon, "/api/v1/positions");
     assert_eq!(code, 200);
@@ -99,12 +102,37 @@ fn status_positions_fills_and_rejects_by_sequence_number() {
         .iter()
         .find(|position| position["symbol"] == "BTC")
         .unwrap();
+    // Exact decimals, as strings: 1 held of 2 bought at 100, 1 sold at 110.
     assert_eq!(
-        (btc["qty"].as_f64(), btc["avg_price"].as_f64()),
-        (Some(1.0), Some(100.0))
+        (&btc["qty"], &btc["avg_price"], &btc["cost"]),
+        (&"1".into(), &"100".into(), &"100".into())
     );
-    assert_eq!(btc["realized_pnl"].as_f64(), Some(10.0));
-    assert_eq!(positions["realized_pnl"].as_f64(), Some(10.0));
+    assert_eq!(
+        (&btc["mark_price"], &btc["unrealized_pnl"]),
+        (&"110".into(), &"10".into())
+    );
+    assert_eq!(btc["realized_pnl"], "10");
+    // The account: paid 200 + 10, got 110; BTC and ETH at their marks.
+    assert_eq!(
+        (
+            &positions["cash"],
+            &positions["equity"],
+            &positions["realized_pnl"],
+            &positions["unrealized_pnl"],
+            &positions["fees"]
+        ),
+        (
+            &"-100".into(),
+            &"20".into(),
+            &"10".into(),
+            &"10".into(),
+            &"0".into()
+        )
+    );
+    assert!(
+        positions.get("starting_balance").is_none(),
+        "no PAPER_BALANCE"
+    );
     assert_eq!(positions["last_seq"], 5);
 
     let (_, page) = get(&daemon, "/api/v1/fills");
@@ -112,10 +140,14 @@ fn status_positions_fills_and_rejects_by_sequence_number() {
     assert_eq!(page["next"], 4);
     let fill = &page["fills"][0];
     for field in [
-        "seq", "id", "ts", "at", "symbol", "side", "qty", "price", "src",
+        "seq", "id", "ts", "at", "symbol", "side", "qty", "price", "asked", "fee", "src",
     ] {
         assert!(fill.get(field).is_some(), "{field} missing: {fill}");
     }
+    assert_eq!(
+        (&fill["qty"], &fill["price"], &fill["asked"], &fill["fee"]),
+        (&"2".into(), &"100".into(), &"100".into(), &"0".into())
+    );
     assert_eq!(
         (fill["id"].as_str(), fill["src"].as_str()),
         (Some("a"), Some("stdin"))

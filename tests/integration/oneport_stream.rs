@@ -133,13 +133,18 @@ fn fills_rejects_and_duplicates_stream_live_in_order_and_replay_after_a_seq() {
     let mut replay = connect(addr, "after=2&types=fill").unwrap();
     let fill = replay.expect();
     for field in [
-        "seq", "id", "ts", "at", "symbol", "side", "qty", "price", "src",
+        "seq", "id", "ts", "at", "symbol", "side", "qty", "price", "asked", "fee", "src",
     ] {
         assert!(fill.get(field).is_some(), "{field} missing: {fill}");
     }
     assert_eq!(
         (fill["seq"].as_u64(), fill["id"].as_str()),
         (Some(3), Some("s2"))
+    );
+    assert_eq!(
+        (&fill["qty"], &fill["price"]),
+        (&"1".into(), &"100".into()),
+        "exact decimals, as strings"
     );
     assert_eq!(replay.fills(2).0, [4, 5]);
     daemon.write_stdin(lines(10, 11).as_bytes());

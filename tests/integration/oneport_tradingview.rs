@@ -90,8 +90,8 @@ fn a_tradingview_alert_fills_once_on_the_main_port() {
     assert_eq!(journaled[0]["id"], id.as_str());
     assert_eq!(journaled[0]["symbol"], "BTCUSDT");
     assert_eq!(journaled[0]["side"], "buy");
-    assert_eq!(journaled[0]["qty"], 0.5);
-    assert_eq!(journaled[0]["price"], 64000.5);
+    assert_eq!(journaled[0]["qty"], "0.5");
+    assert_eq!(journaled[0]["price"], "64000.5");
     assert_eq!(journaled[0]["source"], "tradingview");
 
     // The same delivery again (a retry): a duplicate, not a second fill.

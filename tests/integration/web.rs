@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use tradingbot::http::route::{Auth, Declared, Methods, Path};
 
@@ -174,10 +174,21 @@ fn web_reads_bots_only_through_their_api_and_stream() {
     let beta = FakeBot::start(Mode::Good, None);
     alpha.set_status(json!({"max_signal_age_seconds": 60.0, "last_signal_age_seconds": 75.0}));
     alpha.set_positions(json!({
-        "positions": [{"symbol": "BTC", "qty": 2.0, "avg_price": 100.5, "realized_pnl": 12.25,
-                       "cash": -201.0, "last_price": 101.0}],
-        "realized_pnl": 12.25, "cash": -201.0, "last_seq": 0,
+        "positions": [{"symbol": "BTC", "qty": "2", "cost": "201", "avg_price": "100.5",
+                       "realized_pnl": "12.25", "fees": "0.30150001", "mark_price": "101.25",
+                       "unrealized_pnl": "1.5"}],
+        "starting_balance": "1000", "cash": "811.24849999", "equity": "1013.74849999",
+        "realized_pnl": "12.25", "unrealized_pnl": "1.5", "fees": "0.30150001", "last_seq": 0,
     }));
+    let round_trip = json!({"symbol": "BTC", "direction": "long", "opened_at": 1714557600000_i64,
+        "closed_at": 1714557660000_i64, "duration_ms": 60000, "qty": "1", "entry_price": "100",
+        "exit_price": "112.25", "entry_notional": "100", "exit_notional": "112.25",
+        "fees": "0", "pnl": "12.25"});
+    alpha.set_report(json!({"since": null, "symbol": null, "last_seq": 2,
+        "total": {"trades": 1, "wins": 1, "losses": 0, "win_rate": "1", "pnl": "12.25",
+                  "max_drawdown": "0", "fees": "0"},
+        "by_symbol": {"BTC": {"trades": 1, "pnl": "12.25"}},
+        "round_trips": [round_trip], "open": []}));
     beta.push(
         json!({"type": "reject", "id": "r1", "at": 1714557600000_i64,
         "reason": "bad_json", "detail": "<b>not</b> json", "src": "stdin"}),
@@ -202,9 +213,33 @@ fn web_reads_bots_only_through_their_api_and_stream() {
         summary["signal_level"], "warn",
         "past MAX_SIGNAL_AGE: {summary}"
     );
-    assert_eq!(summary["realized_pnl"], 12.25);
-    assert_eq!(summary["positions"][0]["avg_price"], 100.5);
+    // Money as the bot gave it: exact strings, never through a float.
+    assert_eq!(summary["realized_pnl"], "12.25");
+    assert_eq!(summary["equity"], "1013.74849999");
+    assert_eq!(summary["cash"], "811.24849999");
+    assert_eq!(summary["positions"][0]["avg_price"], "100.5");
+    assert_eq!(summary["positions"][0]["mark_price"], "101.25");
+    assert_eq!(summary["positions"][0]["unrealized_pnl"], "1.5");
     assert_eq!(summary["fsync_seconds"]["p99"], 0.0021);
+
+    // The bot page: the trade report, and equity on the chart.
+    let mut detail = Value::Null;
+    assert!(
+        wait_until(SOON, || {
+            detail = web.json("/api/bot/alpha");
+            !detail["report"].is_null()
+        }),
+        "no report: {detail}"
+    );
+    assert_eq!(detail["report"]["round_trips"][0], round_trip);
+    assert_eq!(detail["report"]["total"]["pnl"], "12.25");
+    assert_eq!(detail["equity"], "1013.74849999");
+    let points = detail["series"].as_array().unwrap();
+    assert_eq!(
+        points.last().unwrap()["equity"],
+        "1013.74849999",
+        "{points:?}"
+    );
 
     // The stream: a new fill reaches the dashboard's API within a second.
     let detail = web.json("/api/bot/alpha");
@@ -212,15 +247,17 @@ fn web_reads_bots_only_through_their_api_and_stream() {
     let sent = Instant::now();
     let seq = alpha.push(
         json!({"type": "fill", "id": "f1", "ts": 1, "at": 1714557600000_i64,
-        "symbol": "BTC", "side": "buy", "qty": 1.0, "price": 101.0, "src": "stdin"}),
+        "symbol": "BTC", "side": "buy", "qty": "1", "price": "101.0505", "asked": "101",
+        "fee": "0.07578788", "src": "stdin"}),
     );
     let found = wait_until(Duration::from_secs(1), || {
         let detail = web.json(&format!("/api/bot/alpha?wait={revision}&after=0"));
-        detail["trades"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|trade| trade["seq"] == seq && trade["id"] == "f1")
+        detail["trades"].as_array().unwrap().iter().any(|trade| {
+            trade["seq"] == seq
+                && trade["id"] == "f1"
+                && trade["price"] == "101.0505"
+                && trade["fee"] == "0.07578788"
+        })
     });
     assert!(found, "the fill did not arrive within 1 s");
     assert!(sent.elapsed() < Duration::from_secs(1));
@@ -246,6 +283,7 @@ fn web_reads_bots_only_through_their_api_and_stream() {
             assert!(
                 path.starts_with("/api/v1/status")
                     || path.starts_with("/api/v1/positions")
+                    || path.starts_with("/api/v1/report")
                     || path.starts_with("/events?after="),
                 "{path}"
             );

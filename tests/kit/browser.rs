@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::kit::daemon::{stdin_bot, Daemon};
+use crate::kit::decimal::{ratio, scaled, times, PLACES_8};
 use crate::kit::log::Log;
 use crate::kit::process::{self, SIGKILL};
 use crate::kit::wait::{wait_until, SOON};
@@ -138,36 +139,74 @@ pub fn signal(id: &str, symbol: &str, side: &str, qty: f64, price: f64) -> Strin
     )
 }
 
-/// Positions from a journal's fills, computed here with average-cost
-/// accounting (independently of the bot's engine): symbol → (qty, average
-/// price, realized PnL, cash).
-pub fn positions_from(records: &[Value]) -> BTreeMap<String, (f64, f64, f64, f64)> {
-    let mut books: BTreeMap<String, (f64, f64, f64, f64)> = BTreeMap::new();
-    for fill in records.iter().filter(|record| record["t"] == "fill") {
-        let qty = fill["qty"].as_f64().unwrap();
-        let price = fill["price"].as_f64().unwrap();
-        let signed = if fill["side"] == "buy" { qty } else { -qty };
-        let book = books
-            .entry(fill["symbol"].as_str().unwrap().to_owned())
-            .or_default();
-        let (held, average, realized, cash) = book;
-        *cash -= signed * price;
-        if *held == 0.0 || held.signum() == signed.signum() {
-            *average = (held.abs() * *average + qty * price) / (*held + signed).abs();
-            *held += signed;
+/// A symbol's position from a journal's fills, worked out here with the
+/// README's average cost (independently of the bot's engine), in whole
+/// numbers of 10^-12 (`kit::decimal`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Book {
+    pub qty: i128,
+    pub cost: i128,
+    pub avg_price: i128,
+    pub realized_pnl: i128,
+    pub fees: i128,
+    pub mark: i128,
+}
+
+impl Book {
+    pub fn unrealized_pnl(&self) -> i128 {
+        times(self.qty, self.mark) - self.cost
+    }
+
+    /// Books a fill: its signed quantity, the price it filled at, the
+    /// price asked and its fee.
+    fn fill(&mut self, signed: i128, price: i128, asked: i128, fee: i128) {
+        let flow = times(signed, price);
+        let remaining = self.qty + signed;
+        self.fees += fee;
+        self.mark = asked;
+        if self.qty == 0 || self.qty.signum() == signed.signum() {
+            self.cost += flow;
+            self.qty = remaining;
+            self.avg_price = ratio(self.cost.abs(), remaining.abs(), PLACES_8);
+        } else if remaining == 0 {
+            self.realized_pnl += -flow - self.cost;
+            *self = Book {
+                qty: 0,
+                cost: 0,
+                avg_price: 0,
+                ..*self
+            };
+        } else if remaining.signum() == self.qty.signum() {
+            let released = times(-signed, self.avg_price);
+            self.realized_pnl += -flow - released;
+            self.cost -= released;
+            self.qty = remaining;
         } else {
-            let closed = qty.min(held.abs());
-            *realized += closed * (price - *average) * held.signum();
-            let left = *held + signed;
-            if left == 0.0 {
-                *average = 0.0;
-            } else if left.signum() != held.signum() {
-                *average = price;
-            }
-            *held = left;
+            self.realized_pnl += times(self.qty, price) - self.cost;
+            self.cost = times(remaining, price);
+            self.qty = remaining;
+            self.avg_price = ratio(self.cost.abs(), remaining.abs(), PLACES_8);
         }
     }
-    books
+}
+
+/// What a journal's fills leave, worked out here: each symbol's [`Book`]
+/// and the account's cash (no `PAPER_BALANCE`: it starts at 0).
+pub fn positions_from(records: &[Value]) -> (BTreeMap<String, Book>, i128) {
+    let mut books: BTreeMap<String, Book> = BTreeMap::new();
+    let mut cash = 0;
+    for fill in records.iter().filter(|record| record["t"] == "fill") {
+        let decimal = |field: &str| fill[field].as_str().map(scaled);
+        let (qty, price) = (decimal("qty").unwrap(), decimal("price").unwrap());
+        let signed = if fill["side"] == "buy" { qty } else { -qty };
+        let fee = decimal("fee").unwrap_or(0);
+        cash -= times(signed, price) + fee;
+        books
+            .entry(fill["symbol"].as_str().unwrap().to_owned())
+            .or_default()
+            .fill(signed, price, decimal("asked").unwrap_or(price), fee);
+    }
+    (books, cash)
 }
 
 /// One browser at a time: two Chromiums on two shared cores make every

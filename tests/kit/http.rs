@@ -226,6 +226,17 @@ impl Daemon {
             .unwrap_or_else(|error| panic!("GET {path}: {error}"))
     }
 
+    /// A GET of the read API with `token` as a bearer: the status and the
+    /// body as JSON (a body that is not JSON as a JSON string).
+    pub fn read_api(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let bearer = format!("Bearer {token}");
+        let (code, body) = self
+            .request_with("GET", path, &[("Authorization", &bearer)])
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+        (code, json)
+    }
+
     /// `/health` parsed as JSON.
     pub fn health(&self) -> (u16, serde_json::Value) {
         let (code, body) = self.get("/health");
@@ -311,5 +322,15 @@ impl Daemon {
             .filter(|line| line.starts_with("tradingbot_signals_total{"))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// Waits until `count` signals are decided.
+    pub fn wait_decided(&self, count: f64) {
+        assert!(
+            wait_until(SOON, || self.decided() >= count),
+            "{} of {count} decided; log:\n{}",
+            self.decided(),
+            self.log.all().join("\n")
+        );
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod abuse;
 pub mod daemon;
+pub mod decimal;
 // Until issue 22's daemon tests use them, only the lib's feed client
 // tests do (src/bot/intake/feed_tests/), with the lint on.
 #[allow(dead_code)]

@@ -144,6 +144,7 @@ struct Shared {
 struct FakeState {
     status: Value,
     positions: Value,
+    report: Value,
     trades: Vec<Value>,
     /// (method, target, Authorization) of every request.
     requests: Vec<(String, String, Option<String>)>,
@@ -184,7 +185,10 @@ impl FakeBot {
                         "rejects_total": 0, "duplicates_total": 0, "last_seq": 0,
                         "fsync_seconds": {"p50": 0.0004, "p99": 0.0021},
                     }),
-                    positions: json!({"positions": [], "realized_pnl": 0.0, "cash": 0.0, "last_seq": 0}),
+                    positions: json!({"positions": [], "cash": "0", "equity": "0",
+                        "realized_pnl": "0", "unrealized_pnl": "0", "fees": "0", "last_seq": 0}),
+                    report: json!({"since": null, "symbol": null, "last_seq": 0,
+                        "total": {"trades": 0}, "by_symbol": {}, "round_trips": [], "open": []}),
                     trades: Vec::new(),
                     requests: Vec::new(),
                 }),
@@ -228,6 +232,11 @@ impl FakeBot {
 
     pub fn set_positions(&self, positions: Value) {
         self.state().positions = positions;
+    }
+
+    /// What `/api/v1/report` answers.
+    pub fn set_report(&self, report: Value) {
+        self.state().report = report;
     }
 
     /// Appends a fill or a reject (`type` and its fields; `seq` is the
@@ -342,6 +351,10 @@ fn answer(shared: &Shared, mut stream: TcpStream) {
         }
         "/api/v1/positions" => {
             let body = state().positions.to_string();
+            respond(&mut stream, "200 OK", "application/json", &body);
+        }
+        "/api/v1/report" => {
+            let body = state().report.to_string();
             respond(&mut stream, "200 OK", "application/json", &body);
         }
         "/events" => {

@@ -239,4 +239,6 @@ pub(crate) enum Decision {
     Duplicate,
     /// The line is not a valid signal (rejected before the engine saw it).
     Invalid,
+    /// A price update: its symbol's mark moved.
+    Marked,
 }

@@ -2,16 +2,17 @@
 //! own thread (or task), so on a busy feed parsing runs beside the loop,
 //! which decides and journals the batch before while this one is parsed.
 //!
-//! A parsed signal borrows its strings from the line, which cannot travel
-//! with it; so its strings are copied end to end into one buffer of the
-//! batch (a few dozen bytes, no allocation per signal), and the loop
-//! borrows them from there, already checked UTF-8.
+//! A parsed item (a signal or a price update) borrows its strings from
+//! the line, which cannot travel with it; so its strings are copied end to
+//! end into one buffer of the batch (a few dozen bytes, no allocation per
+//! item), and the loop borrows them from there, already checked UTF-8.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use super::lines::{Line, Lines};
-use crate::bot::signal::{self, Ids, Reason, Reject, Side, Signal};
+use crate::bot::money::{Price, Quantity};
+use crate::bot::signal::{self, Ids, Item, PriceUpdate, Reason, Reject, Side, Signal};
 
 /// Lines with the outcome of parsing each.
 #[derive(Debug, Default)]
@@ -33,7 +34,7 @@ impl ParsedLines {
             .iter()
             .map(|line| match line {
                 Line::Bytes(bytes) => {
-                    signal::parse_with(bytes, ids).map(|signal| Located::new(signal, &mut text))
+                    signal::parse_with(bytes, ids).map(|item| Located::new(item, &mut text))
                 }
                 Line::TooLong(length) => Err(too_long(length)),
             })
@@ -47,10 +48,10 @@ impl ParsedLines {
     }
 
     /// Adds one item as received and what it parsed or mapped to.
-    pub(crate) fn push(&mut self, bytes: &[u8], parsed: Result<Signal<'_>, Reject>) {
+    pub(crate) fn push(&mut self, bytes: &[u8], parsed: Result<Item<'_>, Reject>) {
         self.lines.push(bytes);
         self.parsed
-            .push(parsed.map(|signal| Located::new(signal, &mut self.text)));
+            .push(parsed.map(|item| Located::new(item, &mut self.text)));
     }
 
     /// Counts a message a mapping ignored.
@@ -63,7 +64,7 @@ impl ParsedLines {
         self.parsed.len() as u64 + self.ignored
     }
 
-    /// Items that are signals; the rest of the items are rejects.
+    /// Items that are signals or price updates; the rest are rejects.
     pub(crate) fn signals(&self) -> u64 {
         self.parsed.iter().filter(|parsed| parsed.is_ok()).count() as u64
     }
@@ -81,18 +82,18 @@ impl ParsedLines {
     }
 
     /// Each line as received (empty for one too long to keep) and its
-    /// signal, or why it is not one.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Result<Signal<'_>, &Reject>)> {
+    /// item, or why it is not one.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Result<Item<'_>, &Reject>)> {
         self.lines.iter().zip(&self.parsed).map(|(line, parsed)| {
             let bytes = match line {
                 Line::Bytes(bytes) => bytes,
                 Line::TooLong(_) => &[],
             };
-            let signal = match parsed {
-                Ok(located) => Ok(located.signal(&self.text)),
+            let item = match parsed {
+                Ok(located) => Ok(located.item(&self.text)),
                 Err(reject) => Err(reject),
             };
-            (bytes, signal)
+            (bytes, item)
         })
     }
 }
@@ -108,48 +109,74 @@ pub(crate) fn too_long(length: usize) -> Reject {
     )
 }
 
-/// A [`Signal`] with its strings as positions in the batch's `text`.
+/// An [`Item`] with its strings as positions in the batch's `text`.
 #[derive(Debug)]
-struct Located {
-    id: Range<usize>,
-    ts_ms: i64,
-    symbol: Range<usize>,
-    side: Side,
-    qty: f64,
-    price: Option<f64>,
-    source: Option<Range<usize>>,
+enum Located {
+    Signal {
+        id: Range<usize>,
+        ts_ms: i64,
+        symbol: Range<usize>,
+        side: Side,
+        qty: Quantity,
+        price: Option<Price>,
+        source: Option<Range<usize>>,
+    },
+    Price {
+        symbol: Range<usize>,
+        price: Price,
+    },
 }
 
 impl Located {
-    fn new(signal: Signal<'_>, text: &mut String) -> Self {
+    fn new(item: Item<'_>, text: &mut String) -> Self {
         let mut keep = |string: &str| {
             let start = text.len();
             text.push_str(string);
             start..text.len()
         };
-        Located {
-            id: keep(&signal.id),
-            ts_ms: signal.ts_ms,
-            symbol: keep(&signal.symbol),
-            side: signal.side,
-            qty: signal.qty,
-            price: signal.price,
-            source: signal.source.as_deref().map(keep),
+        match item {
+            Item::Signal(signal) => Located::Signal {
+                id: keep(&signal.id),
+                ts_ms: signal.ts_ms,
+                symbol: keep(&signal.symbol),
+                side: signal.side,
+                qty: signal.qty,
+                price: signal.price,
+                source: signal.source.as_deref().map(keep),
+            },
+            Item::Price(update) => Located::Price {
+                symbol: keep(&update.symbol),
+                price: update.price,
+            },
         }
     }
 
     /// `text` is the one the strings were kept in.
-    fn signal<'a>(&self, text: &'a str) -> Signal<'a> {
+    fn item<'a>(&self, text: &'a str) -> Item<'a> {
         let string =
             |range: &Range<usize>| Cow::Borrowed(text.get(range.clone()).unwrap_or_default());
-        Signal {
-            id: string(&self.id),
-            ts_ms: self.ts_ms,
-            symbol: string(&self.symbol),
-            side: self.side,
-            qty: self.qty,
-            price: self.price,
-            source: self.source.as_ref().map(string),
+        match self {
+            Located::Signal {
+                id,
+                ts_ms,
+                symbol,
+                side,
+                qty,
+                price,
+                source,
+            } => Item::Signal(Signal {
+                id: string(id),
+                ts_ms: *ts_ms,
+                symbol: string(symbol),
+                side: *side,
+                qty: *qty,
+                price: *price,
+                source: source.as_ref().map(string),
+            }),
+            Located::Price { symbol, price } => Item::Price(PriceUpdate {
+                symbol: string(symbol),
+                price: *price,
+            }),
         }
     }
 }
@@ -166,13 +193,15 @@ mod tests {
             "\n",
             r#"{"id":"a\u0032","ts":2,"symbol":"ETH","side":"sell","qty":2,"price":3}"#,
             "\n",
+            r#"{"type":"price","symbol":"BTC","price":"64410.5"}"#,
+            "\n",
             "not json\n",
         );
         let mut lines = Lines::default();
         let mut splitter = LineSplitter::default();
         splitter.push(text.as_bytes(), &mut lines);
         let parsed = ParsedLines::new(lines, Ids::Required);
-        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed.len(), 4);
         for ((bytes, got), line) in parsed.iter().zip(text.lines()) {
             assert_eq!(bytes, line.as_bytes());
             assert_eq!(got.map_err(Clone::clone), signal::parse(line.as_bytes()));

@@ -23,7 +23,7 @@ use super::map::{Mapped, Unmatched};
 use super::parsed::too_long;
 use super::sources_file::{redact_url, Kind, SourceSettings};
 use super::IntakeError;
-use crate::bot::signal::{Reject, Signal};
+use crate::bot::signal::{Item, Reject, Signal};
 use hear::Heard;
 
 /// A raw message is shown up to this many characters: enough for any
@@ -136,6 +136,7 @@ async fn listen(
 struct Tally {
     messages: usize,
     signals: usize,
+    prices: usize,
     ignored: usize,
     rejected: usize,
 }
@@ -239,10 +240,21 @@ impl<'a> Report<'a> {
         let (raw, became) = match mapped {
             Mapped::Message {
                 raw,
-                signal: Ok(signal),
+                signal: Ok(Item::Signal(signal)),
             } => {
                 self.tally.signals += 1;
                 (*raw, format!("signal: {}", fields(signal)))
+            }
+            Mapped::Message {
+                raw,
+                signal: Ok(Item::Price(update)),
+            } => {
+                self.tally.prices += 1;
+                let price = format!(
+                    "price: symbol={} price={} (a mark: trades nothing)",
+                    update.symbol, update.price
+                );
+                (*raw, printable(&price, SHOWN_RAW))
             }
             Mapped::Message {
                 raw,
@@ -282,11 +294,16 @@ impl<'a> Report<'a> {
         let Tally {
             messages,
             signals,
+            prices,
             ignored,
             rejected,
         } = self.tally;
+        let prices = match prices {
+            0 => String::new(),
+            prices => format!(", {}", counted(prices, "price update")),
+        };
         self.line(format!(
-            "{}: {}, {ignored} ignored, {rejected} rejected",
+            "{}: {}{prices}, {ignored} ignored, {rejected} rejected",
             counted(messages, "message"),
             counted(signals, "signal")
         ))?;

@@ -773,8 +773,11 @@ pub(crate) fn test_fill(id: &str) -> Record<'static> {
         at: 2,
         symbol: "BTC".into(),
         side: Side::Buy,
-        qty: 1.0,
-        price: 10.0,
+        qty: crate::bot::money::Quantity::from_int(1).unwrap_or_default(),
+        price: crate::bot::money::Price::from_int(10).unwrap_or_default(),
+        asked: None,
+        fee: None,
+        places: crate::bot::money::Rounding::DEFAULT,
         source: None,
     }
 }

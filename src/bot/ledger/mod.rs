@@ -38,7 +38,8 @@ use self::reader::{Mode, Scan};
 use self::record::Record;
 use self::snapshot::{Header, Job, Totals};
 use self::window::Window;
-use super::engine::{Engine, Fill, Position as Holding};
+use super::account::{Fill, Position as Holding};
+use super::engine::Engine;
 use super::intake::Outcome;
 use super::signal::{Reason, Reject, Signal};
 use crate::health::{Component, HealthState};
@@ -153,35 +154,59 @@ impl State {
     }
 }
 
-/// The engine's state a snapshot holds.
-pub(crate) fn restore_engine(header: &Header, engine: &mut Engine) {
-    engine.restore(
-        header.positions.clone(),
-        &header.symbol_fills,
-        header.recent_fills.clone(),
-    );
+/// The engine's state a snapshot holds; what is wrong with it otherwise
+/// (the engine unchanged).
+pub(crate) fn restore_engine(header: &Header, engine: &mut Engine) -> Result<(), String> {
+    engine
+        .restore(
+            header.positions.clone(),
+            &header.symbol_fills,
+            header.recent_fills.clone(),
+        )
+        .map_err(|overflow| format!("its positions' cash is {overflow}"))
 }
 
-/// Replays a record into `engine` and `state`.
+/// Replays a record into `engine` and `state`. A fill no decision could
+/// have made (amounts past what a value holds: only a float release could
+/// journal one) is reported and not booked; its id is still taken.
 pub(crate) fn replay(record: &Record<'_>, state: &mut State, engine: &mut Engine) {
-    if let Record::Fill {
+    if let Some((id, symbol, fill)) = fill_of(record) {
+        if let Err(overflow) = engine.apply(symbol, &fill) {
+            let (qty, price) = (fill.qty, fill.price);
+            tracing::error!(%id, %symbol, %qty, %price, %overflow, "A JOURNALED FILL IS PAST WHAT AN AMOUNT HOLDS: not booked");
+        }
+    }
+    state.apply(record, None);
+}
+
+/// A fill record as the account books it (replay, the trade report): its
+/// id, its symbol and the fill.
+pub(crate) fn fill_of<'r>(record: &'r Record<'_>) -> Option<(&'r str, &'r str, Fill)> {
+    let Record::Fill {
+        id,
         at,
         symbol,
         side,
         qty,
         price,
+        asked,
+        fee,
+        places,
         ..
     } = record
-    {
-        engine.apply(&Fill {
-            symbol,
-            side: *side,
-            qty: *qty,
-            price: *price,
-            at_ms: *at,
-        });
-    }
-    state.apply(record, None);
+    else {
+        return None;
+    };
+    let fill = Fill {
+        side: *side,
+        qty: *qty,
+        asked: asked.unwrap_or(*price),
+        price: *price,
+        fee: fee.unwrap_or_default(),
+        at_ms: *at,
+        rounding: *places,
+    };
+    Some((id, symbol, fill))
 }
 
 /// A signal the window let through: its id is not remembered, and this
@@ -251,6 +276,7 @@ impl Ledger {
         let state_dir = &config.state_dir;
         let took_over = segments::take_over_legacy(state_dir)?;
         snapshot::remove_leftovers(state_dir);
+        let older_set_aside = snapshot::set_aside_older(state_dir);
         let list_error = |path: PathBuf| {
             move |source| JournalError::Io {
                 what: "cannot list",
@@ -279,12 +305,12 @@ impl Ledger {
                 .and_then(|loaded| {
                     let mut fresh = State::new(config.ledger.dedupe_window);
                     fresh.restore(&loaded, wall_ms())?;
+                    restore_engine(&loaded.header, engine)?;
                     Ok((loaded, fresh))
                 });
             match loaded {
                 Ok((loaded, fresh)) => {
                     state = fresh;
-                    restore_engine(&loaded.header, engine);
                     kept.push((*seq, loaded.header.segment));
                     from = Some(loaded.header);
                 }
@@ -303,14 +329,22 @@ impl Ledger {
             Some(header) => Scan::from(segments, header.position(), Mode::Strict)?,
             None => {
                 if let Some(first) = segments.first().filter(|first| first.first_seq > 1) {
+                    let older = if older_set_aside {
+                        " (those of an earlier format, set aside as *.old, hold floats and are \
+                         never trusted)"
+                    } else {
+                        ""
+                    };
                     return Err(JournalError::Corrupt {
                         path: first.path.clone(),
                         line: 0,
                         detail: format!(
                             "the journal starts at seq {} (older segments were deleted) and no \
-                             snapshot is usable, so the state before it cannot be rebuilt; \
-                             restore a snapshot into {}",
+                             snapshot is usable{older}, so the state before it cannot be rebuilt; \
+                             restore the deleted segments into {}, or a snapshot of this \
+                             release into {}",
                             first.first_seq,
+                            segments::dir(state_dir).display(),
                             snapshot::dir(state_dir).display()
                         ),
                     });
@@ -320,7 +354,7 @@ impl Ledger {
                         segments = segments.len(),
                         "NO USABLE SNAPSHOT: replaying the whole journal"
                     );
-                } else if !segments.is_empty() && !took_over {
+                } else if !segments.is_empty() && !took_over && !older_set_aside {
                     tracing::warn!(
                         segments = segments.len(),
                         "no snapshot yet: replaying the whole journal"
@@ -414,6 +448,7 @@ impl Ledger {
                     at: Instant::now(),
                     bytes: 0,
                     ids: window_ids,
+                    marks: 0,
                 }),
             },
             closed,
@@ -648,13 +683,16 @@ impl Ledger {
     }
 
     /// At stop: waits for a snapshot being written, then writes one of
-    /// everything if records came since or ids left the window since, and
-    /// waits for it.
+    /// everything if records came since, ids left the window since, or
+    /// price updates moved marks since (they are not journaled: only a
+    /// snapshot keeps them), and waits for it.
     pub(crate) fn finish(&mut self, engine: EngineState) {
         self.poll_snapshot(true);
         self.follow_wall_clock();
         let moved = self.last_snapshot.as_ref().is_none_or(|last| {
-            last.seq != self.journal.last_seq() || self.state.window.len() < last.ids
+            last.seq != self.journal.last_seq()
+                || self.state.window.len() < last.ids
+                || last.marks != engine.marks
         });
         if moved && self.start_snapshot(engine) {
             self.poll_snapshot(true);
@@ -679,6 +717,7 @@ impl Ledger {
         let Some((position, last_record_len)) = self.journal.position() else {
             return false;
         };
+        let marks = engine.marks;
         let job = Job {
             position,
             last_record_len,
@@ -697,6 +736,7 @@ impl Ledger {
                     at: Instant::now(),
                     bytes: self.journal.appended(),
                     ids: self.state.window.len(),
+                    marks,
                 });
                 true
             }
@@ -751,12 +791,16 @@ impl Ledger {
         // Tried again an interval later; the journal stays the truth
         // meanwhile, and recovery replays a little more.
         // The ids on disk are still those of the last snapshot written.
-        let ids = self.last_snapshot.as_ref().map_or(0, |last| last.ids);
+        let (ids, marks) = self
+            .last_snapshot
+            .as_ref()
+            .map_or((0, 0), |last| (last.ids, last.marks));
         self.last_snapshot = Some(Taken {
             seq: 0,
             at: Instant::now(),
             bytes: self.journal.appended(),
             ids,
+            marks,
         });
         tracing::warn!(%error, dir = %snapshot::dir(&self.state_dir).display(), "cannot write the snapshot (the journal stays the truth)");
     }
@@ -770,6 +814,8 @@ struct Taken {
     bytes: u64,
     /// The ids it holds.
     ids: usize,
+    /// The engine's count of price updates by then.
+    marks: u64,
 }
 
 /// The engine's part of a snapshot.
@@ -777,6 +823,8 @@ pub(crate) struct EngineState {
     pub(crate) positions: BTreeMap<String, Holding>,
     pub(crate) symbol_fills: BTreeMap<String, u64>,
     pub(crate) recent_fills: Vec<i64>,
+    /// Price updates applied since the start (see [`Ledger::finish`]).
+    pub(crate) marks: u64,
 }
 
 impl EngineState {
@@ -785,18 +833,14 @@ impl EngineState {
             positions: engine.positions(),
             symbol_fills: engine.symbol_fills(),
             recent_fills: engine.recent_fills(),
+            marks: engine.marks_moved(),
         }
     }
 }
 
 /// A snapshot's header alone (its first line), unchecked.
 fn header_only(path: &Path) -> Option<Header> {
-    use std::io::BufRead;
-    let mut line = Vec::new();
-    std::io::BufReader::new(std::fs::File::open(path).ok()?)
-        .read_until(b'\n', &mut line)
-        .ok()?;
-    serde_json::from_slice(&line).ok()
+    serde_json::from_slice(&snapshot::first_line(path)?).ok()
 }
 
 /// The wall clock, epoch ms.

@@ -10,18 +10,23 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
 use serde_json::json;
+use time::format_description::well_known::Rfc3339;
 
 use super::journal::JournalError;
 use super::reader::{Mode, Scan};
 use super::record::Record;
 use super::snapshot::{self, Header};
 use super::window::Window;
-use super::{restore_engine, segments, settings, took_id, State};
-use crate::bot::engine::{Engine, Held, PaperExecution, Position};
-use crate::bot::settings::RiskLimits;
+use super::{fill_of, restore_engine, segments, settings, took_id, State};
+use crate::bot::account::{Position, Terms};
+use crate::bot::engine::{Engine, Held, PaperExecution};
+use crate::bot::money::{Amount, Overflow, Price, Quantity, Ratio, Rounding};
+use crate::bot::report::{self, Report, RoundTrip, Summary};
+use crate::bot::signal::Side;
 
 /// What `tradingbot journal` was asked, validated by `cli`.
 #[derive(Debug, Clone)]
@@ -48,6 +53,8 @@ pub(crate) enum Query {
     Pnl {
         by_day: bool,
     },
+    /// The trade report over the round trips that closed in the window.
+    Report(report::Window),
     Verify {
         /// The window of the records no snapshot records one for.
         dedupe_window: Option<Duration>,
@@ -60,6 +67,8 @@ pub enum QueryError {
     Journal(#[from] JournalError),
     #[error("cannot write the answer: {0}")]
     Output(#[from] io::Error),
+    #[error("the fill at seq {seq} takes the figures past what a value holds")]
+    Beyond { seq: u64 },
 }
 
 /// Answers `request` on `out`. False when it found a problem (`verify`, or
@@ -79,6 +88,7 @@ pub(crate) fn run(request: &Request, out: &mut dyn Write) -> Result<bool, QueryE
         } => rejects(request, *since, *until, reason.as_deref(), &mut out).map(|()| true),
         Query::Positions => positions(request, &mut out),
         Query::Pnl { by_day } => pnl(request, *by_day, &mut out).map(|()| true),
+        Query::Report(window) => trade_report(request, window, &mut out).map(|()| true),
         Query::Verify { dedupe_window } => verify(request, *dedupe_window, &mut out),
     };
     let flushed = out.flush().map_err(QueryError::from);
@@ -106,12 +116,85 @@ fn each_record(
     Ok(())
 }
 
+/// An instant as epoch milliseconds: RFC 3339, epoch ms, or a duration
+/// ago (`2h`, `7d`), as `--since` and the read API's `?since=` take it.
+pub(crate) fn instant(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let ago = humantime::parse_duration(text).map_err(|_| {
+        "expected an RFC 3339 time, epoch milliseconds, or a duration ago like 2h".to_owned()
+    })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(now.saturating_sub(ago).as_millis() as i64)
+}
+
 fn within(at: i64, since: Option<i64>, until: Option<i64>) -> bool {
     since.is_none_or(|since| at >= since) && until.is_none_or(|until| at < until)
 }
 
 fn time(ms: i64) -> String {
     super::format_ms(ms)
+}
+
+/// A fill record as every JSON output shows it: the read API's items, the
+/// stream's messages (with `type`), `tradingbot journal fills --json`.
+/// Amounts are exact decimals as strings; `asked` and `fee` are always
+/// there (the journal leaves them out when equal to `price` and zero).
+#[derive(Serialize)]
+pub(crate) struct FillItem<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<&'static str>,
+    seq: u64,
+    id: &'a str,
+    /// The signal's own time, epoch milliseconds.
+    ts: i64,
+    /// When it filled, epoch milliseconds.
+    at: i64,
+    symbol: &'a str,
+    side: Side,
+    qty: Quantity,
+    /// What it filled at: `asked`, slipped.
+    price: Price,
+    asked: Price,
+    fee: Amount,
+    src: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+}
+
+impl<'a> FillItem<'a> {
+    /// The item of record `seq`, if it is a fill.
+    pub(crate) fn of(seq: u64, record: &'a Record<'_>) -> Option<FillItem<'a>> {
+        let (id, symbol, fill) = fill_of(record)?;
+        let Record::Fill {
+            src, ts, source, ..
+        } = record
+        else {
+            return None;
+        };
+        Some(FillItem {
+            kind: None,
+            seq,
+            id,
+            ts: *ts,
+            at: fill.at_ms,
+            symbol,
+            side: fill.side,
+            qty: fill.qty,
+            price: fill.price,
+            asked: fill.asked,
+            fee: fill.fee,
+            src,
+            source: source.as_deref(),
+        })
+    }
 }
 
 fn fills(
@@ -124,43 +207,32 @@ fn fills(
     if !request.json {
         writeln!(
             out,
-            "{:>8}  {:<24}  {:<24}  {:<10}  {:<4}  {:>12}  {:>14}  SRC",
-            "SEQ", "AT (UTC)", "ID", "SYMBOL", "SIDE", "QTY", "PRICE"
+            "{:>8}  {:<24}  {:<24}  {:<10}  {:<4}  {:>12}  {:>14}  {:>12}  SRC",
+            "SEQ", "AT (UTC)", "ID", "SYMBOL", "SIDE", "QTY", "PRICE", "FEE"
         )?;
     }
     each_record(&request.state_dir, |seq, record| {
-        let Record::Fill {
-            id,
-            src,
-            ts,
-            at,
-            symbol,
-            side,
-            qty,
-            price,
-            source,
-        } = record
-        else {
+        let Some(fill) = FillItem::of(seq, record) else {
             return Ok(());
         };
-        if !within(*at, since, until) || wanted.is_some_and(|wanted| wanted != symbol) {
+        if !within(fill.at, since, until) || wanted.is_some_and(|wanted| wanted != fill.symbol) {
             return Ok(());
         }
         if request.json {
-            let mut item = json!({
-                "seq": seq, "id": id, "ts": ts, "at": at, "symbol": symbol,
-                "side": side.as_str(), "qty": qty, "price": price, "src": src,
-            });
-            if let Some(source) = source {
-                item["source"] = json!(source);
-            }
-            writeln!(out, "{item}")
+            let line = serde_json::to_string(&fill).map_err(io::Error::other)?;
+            writeln!(out, "{line}")
         } else {
             writeln!(
                 out,
-                "{seq:>8}  {:<24}  {id:<24}  {symbol:<10}  {:<4}  {qty:>12}  {price:>14}  {src}",
-                time(*at),
-                side.as_str()
+                "{seq:>8}  {:<24}  {:<24}  {:<10}  {:<4}  {:>12}  {:>14}  {:>12}  {}",
+                time(fill.at),
+                fill.id,
+                fill.symbol,
+                fill.side.as_str(),
+                fill.qty,
+                fill.price,
+                fill.fee,
+                fill.src
             )
         }
     })
@@ -228,7 +300,7 @@ impl Replay {
     fn new(dedupe_window: Duration) -> Replay {
         Replay {
             state: State::new(dedupe_window),
-            engine: Engine::new(RiskLimits::default(), Box::new(PaperExecution)),
+            engine: Engine::new(Terms::default(), Box::new(PaperExecution)),
             from: None,
         }
     }
@@ -240,7 +312,7 @@ impl Replay {
     /// Takes the state of `loaded`.
     fn restore(&mut self, loaded: &snapshot::Loaded) -> Result<(), String> {
         self.state.restore(loaded, i64::MIN)?;
-        restore_engine(&loaded.header, &mut self.engine);
+        restore_engine(&loaded.header, &mut self.engine)?;
         self.from = Some(loaded.header.clone());
         Ok(())
     }
@@ -312,8 +384,8 @@ fn describe(position: Option<&Position>) -> String {
         || "nothing".into(),
         |position| {
             format!(
-                "qty {} avg {} realized {} cash {}",
-                position.qty, position.avg_price, position.realized_pnl, position.cash
+                "qty {} avg {} realized {} cost {}",
+                position.qty, position.avg_price, position.realized_pnl, position.cost
             )
         },
     )
@@ -384,10 +456,7 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
     let positions = replay.engine.positions();
     if request.json {
         for (symbol, position) in &positions {
-            let held = Held {
-                symbol: symbol.clone(),
-                position: position.clone(),
-            };
+            let held = Held::of(symbol, position);
             let mut line = serde_json::to_value(held).map_err(io::Error::other)?;
             line["seq"] = json!(last_seq);
             writeln!(out, "{line}")?;
@@ -395,18 +464,22 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
     } else {
         writeln!(
             out,
-            "{:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>14}",
-            "SYMBOL", "QTY", "AVG PRICE", "REALIZED PNL", "CASH", "LAST PRICE"
+            "{:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>16}  {:>12}  {:>16}",
+            "SYMBOL", "QTY", "AVG PRICE", "MARK", "UNREALIZED PNL", "REALIZED PNL", "FEES", "COST"
         )?;
+        let or_dash = |figure: Option<String>| figure.unwrap_or_else(|| "-".into());
         for (symbol, position) in &positions {
+            let held = Held::of(symbol, position);
             writeln!(
                 out,
-                "{symbol:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>14}",
+                "{symbol:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>16}  {:>12}  {:>16}",
                 position.qty,
                 position.avg_price,
+                or_dash(position.mark.map(|mark| mark.to_string())),
+                or_dash(held.unrealized_pnl.map(|pnl| pnl.to_string())),
                 position.realized_pnl,
-                position.cash,
-                position.last_price
+                position.fees,
+                position.cost
             )?;
         }
         writeln!(out, "replayed up to seq {last_seq}")?;
@@ -444,38 +517,46 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
     Ok(ok)
 }
 
+/// Realized PnL, fills, fees and volume over a day or a symbol, exact.
 #[derive(Default)]
 struct Tally {
-    realized: f64,
+    /// Before fees.
+    realized: Amount,
     fills: u64,
-    volume: f64,
+    fees: Amount,
+    volume: Amount,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) -> Result<(), Overflow> {
+        self.realized = self.realized.checked_add(other.realized)?;
+        self.fills += other.fills;
+        self.fees = self.fees.checked_add(other.fees)?;
+        self.volume = self.volume.checked_add(other.volume)?;
+        Ok(())
+    }
 }
 
 fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), QueryError> {
     let (mut replay, mut scan) = start(&request.state_dir, Duration::MAX)?;
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
-    let before = replay.from.as_ref().map(|header| {
-        (
-            format!("before seq {}", header.seq + 1),
-            header
-                .positions
-                .values()
-                .map(|held| held.realized_pnl)
-                .sum::<f64>(),
-        )
-    });
+    let before = match replay.from.as_ref() {
+        Some(header) => {
+            let mut realized = Amount::ZERO;
+            for position in header.positions.values() {
+                realized = realized
+                    .checked_add(position.realized_pnl)
+                    .map_err(|_| QueryError::Beyond { seq: header.seq })?;
+            }
+            Some((format!("before seq {}", header.seq + 1), realized))
+        }
+        None => None,
+    };
     if let (true, Some((label, realized))) = (by_day, &before) {
         tallies.entry(label.clone()).or_default().realized = *realized;
     }
-    while let Some((_, record)) = scan.record()? {
-        let Record::Fill {
-            at,
-            symbol,
-            qty,
-            price,
-            ..
-        } = &record
-        else {
+    while let Some((seq, record)) = scan.record()? {
+        let Some((_, symbol, fill)) = fill_of(&record) else {
             replay.apply(&record);
             continue;
         };
@@ -483,15 +564,27 @@ fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), Query
             replay
                 .engine
                 .position(symbol)
-                .map_or(0.0, |held| held.realized_pnl)
+                .map_or(Amount::ZERO, |held| held.realized_pnl)
         };
         let was = realized(&replay);
         replay.apply(&record);
-        let key = if by_day { day(*at) } else { symbol.to_string() };
-        let tally = tallies.entry(key).or_default();
-        tally.realized += realized(&replay) - was;
-        tally.fills += 1;
-        tally.volume += qty * price;
+        let key = if by_day {
+            day(fill.at_ms)
+        } else {
+            symbol.to_owned()
+        };
+        let beyond = |_: Overflow| QueryError::Beyond { seq };
+        let moved = Tally {
+            realized: realized(&replay).checked_sub(was).map_err(beyond)?,
+            fills: 1,
+            fees: fill.fee,
+            volume: fill.qty.times(fill.price).map_err(beyond)?,
+        };
+        tallies
+            .entry(key)
+            .or_default()
+            .add(&moved)
+            .map_err(beyond)?;
     }
     if !by_day {
         // Lifetime realized PnL per symbol, those not traded since included.
@@ -503,44 +596,217 @@ fn pnl(request: &Request, by_day: bool, out: &mut dyn Write) -> Result<(), Query
     if !request.json {
         writeln!(
             out,
-            "{label:<20}  {:>16}  {:>8}  {:>16}",
-            "REALIZED PNL", "FILLS", "VOLUME"
+            "{label:<20}  {:>18}  {:>8}  {:>14}  {:>18}",
+            "REALIZED PNL", "FILLS", "FEES", "VOLUME"
         )?;
     }
     let mut total = Tally::default();
     for (key, tally) in &tallies {
-        total.realized += tally.realized;
-        total.fills += tally.fills;
-        total.volume += tally.volume;
+        total
+            .add(tally)
+            .map_err(|_| QueryError::Beyond { seq: scan.seq() })?;
         if request.json {
             let key_name = if by_day { "day" } else { "symbol" };
             writeln!(
                 out,
                 "{}",
-                json!({ key_name: key, "realized_pnl": tally.realized, "fills": tally.fills, "volume": tally.volume })
+                json!({ key_name: key, "realized_pnl": tally.realized, "fills": tally.fills,
+                        "fees": tally.fees, "volume": tally.volume })
             )?;
         } else {
             writeln!(
                 out,
-                "{key:<20}  {:>16.4}  {:>8}  {:>16.4}",
-                tally.realized, tally.fills, tally.volume
+                "{key:<20}  {:>18}  {:>8}  {:>14}  {:>18}",
+                tally.realized, tally.fills, tally.fees, tally.volume
             )?;
         }
     }
     if !request.json {
         writeln!(
             out,
-            "{:<20}  {:>16.4}  {:>8}  {:>16.4}",
-            "total", total.realized, total.fills, total.volume
+            "{:<20}  {:>18}  {:>8}  {:>14}  {:>18}",
+            "total", total.realized, total.fills, total.fees, total.volume
         )?;
         if let Some((label, _)) = before {
             writeln!(
                 out,
-                "(fills and volume counted from the oldest snapshot on: {label} was deleted by retention)"
+                "(fills, fees and volume counted from the oldest snapshot on: {label} was deleted by retention)"
             )?;
         }
     }
     Ok(())
+}
+
+/// The trade report as the read API and `tradingbot journal report
+/// --json` give it: the window, how far the journal was read, and the
+/// report.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReportDocument {
+    #[serde(flatten)]
+    pub(crate) window: report::Window,
+    /// The last record read.
+    pub(crate) last_seq: u64,
+    /// Set when retention deleted the journal's start: the round trips
+    /// open at this snapshot's seq are taken from its positions, as opened
+    /// then, without the fees paid before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) carried_from_seq: Option<u64>,
+    #[serde(flatten)]
+    pub(crate) report: Report,
+}
+
+/// The trade report over the fills of the journal in `state_dir` up to
+/// `up_to` (the API reads only what is durable), from the first record
+/// or, when retention deleted the journal's start, from the positions of
+/// the oldest snapshot that checks.
+pub(crate) fn report_of(
+    state_dir: &Path,
+    window: report::Window,
+    up_to: u64,
+) -> Result<ReportDocument, QueryError> {
+    let (replay, mut scan) = start(state_dir, Duration::MAX)?;
+    let mut builder = report::Builder::new(window.clone(), Rounding::DEFAULT);
+    if let Some(header) = &replay.from {
+        for (symbol, position) in &header.positions {
+            builder
+                .carry(symbol, position, header.clock)
+                .map_err(|_| QueryError::Beyond { seq: header.seq })?;
+        }
+    }
+    let mut last_seq = scan.seq();
+    while let Some((seq, record)) = scan.record()? {
+        if seq > up_to {
+            break;
+        }
+        last_seq = seq;
+        if let Some((_, symbol, fill)) = fill_of(&record) {
+            builder
+                .fill(symbol, &fill)
+                .map_err(|_| QueryError::Beyond { seq })?;
+        }
+    }
+    let report = builder
+        .finish()
+        .map_err(|_| QueryError::Beyond { seq: last_seq })?;
+    Ok(ReportDocument {
+        window,
+        last_seq,
+        carried_from_seq: replay.from.map(|header| header.seq),
+        report,
+    })
+}
+
+fn trade_report(
+    request: &Request,
+    window: &report::Window,
+    out: &mut dyn Write,
+) -> Result<(), QueryError> {
+    let document = report_of(&request.state_dir, window.clone(), u64::MAX)?;
+    if request.json {
+        let line = serde_json::to_string(&document).map_err(io::Error::other)?;
+        writeln!(out, "{line}")?;
+        return Ok(());
+    }
+    let report = &document.report;
+    writeln!(
+        out,
+        "{:<12}  {:>6}  {:>8}  {:>13}  {:>14}  {:>14}  {:>14}  {:>14}  {:>12}  {:>16}",
+        "SYMBOL",
+        "TRADES",
+        "WIN RATE",
+        "PROFIT FACTOR",
+        "AVG WIN",
+        "AVG LOSS",
+        "LARGEST LOSS",
+        "MAX DRAWDOWN",
+        "FEES",
+        "PNL NET OF FEES"
+    )?;
+    for (symbol, summary) in &report.by_symbol {
+        summary_row(out, symbol, summary)?;
+    }
+    summary_row(out, "total", &report.total)?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<12}  {:<9}  {:<24}  {:<24}  {:>12}  {:>14}  {:>14}  {:>14}  {:>16}",
+        "SYMBOL",
+        "DIRECTION",
+        "OPENED (UTC)",
+        "CLOSED (UTC)",
+        "DURATION",
+        "QTY",
+        "ENTRY PRICE",
+        "EXIT PRICE",
+        "PNL NET OF FEES"
+    )?;
+    for trip in &report.round_trips {
+        round_trip_row(out, trip)?;
+    }
+    if report.round_trips.is_empty() {
+        writeln!(out, "no round trip closed in the window")?;
+    }
+    for open in &report.open {
+        writeln!(
+            out,
+            "open: {} {} {} since {}, entry {}, mark {}, {} net of fees if closed at the mark",
+            open.symbol,
+            open.direction.as_str(),
+            open.qty,
+            time(open.opened_ms),
+            open.entry_price,
+            open.mark,
+            open.pnl
+        )?;
+    }
+    writeln!(out, "read up to seq {}", document.last_seq)?;
+    if let Some(seq) = document.carried_from_seq {
+        writeln!(
+            out,
+            "(the journal before seq {} was deleted by retention: positions held then open their round trips at snapshot seq {seq}, without the fees paid before)",
+            seq + 1
+        )?;
+    }
+    Ok(())
+}
+
+fn summary_row(out: &mut dyn Write, label: &str, summary: &Summary) -> io::Result<()> {
+    let or_dash = |figure: Option<String>| figure.unwrap_or_else(|| "-".into());
+    let percent = Rounding::new(2).unwrap_or_default();
+    let win_rate = (summary.trades > 0)
+        .then(|| Ratio::of(summary.wins.saturating_mul(100), summary.trades, percent).ok())
+        .flatten()
+        .map(|rate| format!("{rate}%"));
+    writeln!(
+        out,
+        "{label:<12}  {:>6}  {:>8}  {:>13}  {:>14}  {:>14}  {:>14}  {:>14}  {:>12}  {:>16}",
+        summary.trades,
+        or_dash(win_rate),
+        or_dash(summary.profit_factor.map(|ratio| ratio.to_string())),
+        or_dash(summary.avg_win.map(|amount| amount.to_string())),
+        or_dash(summary.avg_loss.map(|amount| amount.to_string())),
+        or_dash(summary.largest_loss.map(|amount| amount.to_string())),
+        summary.max_drawdown,
+        summary.fees,
+        summary.pnl
+    )
+}
+
+fn round_trip_row(out: &mut dyn Write, trip: &RoundTrip) -> io::Result<()> {
+    let duration = Duration::from_millis(u64::try_from(trip.duration_ms()).unwrap_or(0));
+    writeln!(
+        out,
+        "{:<12}  {:<9}  {:<24}  {:<24}  {:>12}  {:>14}  {:>14}  {:>14}  {:>16}",
+        trip.symbol,
+        trip.direction.as_str(),
+        time(trip.opened_ms),
+        time(trip.closed_ms),
+        humantime::format_duration(duration).to_string(),
+        trip.qty,
+        trip.entry_price,
+        trip.exit_price,
+        trip.pnl
+    )
 }
 
 /// The UTC day of an epoch-ms time, `YYYY-MM-DD`.
@@ -806,5 +1072,26 @@ fn record_at(record: &Record<'_>) -> i64 {
     match record {
         Record::Fill { at, .. } | Record::Reject { at, .. } => *at,
         Record::Ckpt { .. } => i64::MIN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_in_three_forms() {
+        assert_eq!(instant("1714557600250"), Ok(1_714_557_600_250));
+        assert_eq!(
+            instant("2024-05-01T12:00:00.250+02:00"),
+            Ok(1_714_557_600_250)
+        );
+        let hour_ago = instant("1h").unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now - 3_600_000 - hour_ago).abs() < 5_000);
+        assert!(instant("yesterday").is_err());
     }
 }

@@ -24,9 +24,11 @@ use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::checkpoint::Checkpoint;
 use super::window::MAX_ID_BYTES;
+use crate::bot::money::{Amount, Decimal, NumberError, Price, Quantity, Rounding};
 use crate::bot::signal::Side;
 
 /// What ends a checksummed line: `,"crc":"`, 8 hex digits, `"}`.
@@ -219,37 +221,70 @@ macro_rules! integer_values {
 
 integer_values!(i64, u64);
 
-impl<'a> Value<'a> for f64 {
-    type Owned = f64;
+/// An exact decimal, written as a JSON string of its exact text (`"0.3"`),
+/// as exchange APIs write money. Read from a string or from a number's own
+/// text, so the float releases' `0.1`, `2.0`, `0.30000000000000004` and
+/// `1e-7` read as the decimals they say. A number with more digits than a
+/// value holds is refused, never read rounded: such a record could come
+/// only from a float release's signal that carried them, and the start
+/// stops naming it rather than replay another amount.
+impl<'a, K> Value<'a> for Decimal<K> {
+    type Owned = Decimal<K>;
 
-    /// As serde_json writes an `f64`: the shortest text that reads back
-    /// as the same number (`0.1`, `64250.5`, `2.0`), `null` for what JSON
-    /// cannot hold. Whole quantities are common, and printing them as
-    /// integers is a fraction of the cost of the general algorithm.
     #[inline]
     fn write(&self, out: &mut Vec<u8>) {
-        const EXACT: f64 = 1e15;
-        let value = *self;
-        if value.fract() == 0.0
-            && value.abs() < EXACT
-            && !(value == 0.0 && value.is_sign_negative())
-        {
-            out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
-            out.extend_from_slice(b".0");
-        } else if value.is_finite() {
-            out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
-        } else {
-            out.extend_from_slice(b"null");
-        }
+        out.push(b'"');
+        self.write_to(out);
+        out.push(b'"');
     }
 
     #[inline]
     fn read<D: Deserializer<'a>>(from: D) -> Result<Self, D::Error> {
-        f64::deserialize(from)
+        let json = <&'a RawValue>::deserialize(from)?.get();
+        let text = json
+            .strip_prefix('"')
+            .and_then(|quoted| quoted.strip_suffix('"'))
+            .unwrap_or(json);
+        Decimal::parse(text).map_err(|error| {
+            let text: String = text.chars().take(40).collect();
+            match error {
+                NumberError::NotANumber => de::Error::custom(format_args!("{text} {error}")),
+                limit => de::Error::custom(format_args!(
+                    "{text} {limit}: a number the journal holds is never read rounded"
+                )),
+            }
+        })
     }
 
-    fn into_owned(self) -> f64 {
+    fn into_owned(self) -> Decimal<K> {
         self
+    }
+}
+
+/// The places a fill's average price was rounded to (`MONEY_DECIMALS`),
+/// left out at the default.
+impl<'a> Value<'a> for Rounding {
+    type Owned = Rounding;
+
+    #[inline]
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(itoa::Buffer::new().format(self.places()).as_bytes());
+    }
+
+    fn read<D: Deserializer<'a>>(from: D) -> Result<Self, D::Error> {
+        Rounding::new(u32::deserialize(from)?).map_err(de::Error::custom)
+    }
+
+    fn into_owned(self) -> Rounding {
+        self
+    }
+
+    fn is_written(&self) -> bool {
+        *self != Rounding::DEFAULT
+    }
+
+    fn when_absent() -> Option<Self> {
+        Some(Rounding::DEFAULT)
     }
 }
 
@@ -605,8 +640,18 @@ records! {
             at: i64,
             symbol: Cow<'a, str>,
             side: Side,
-            qty: f64,
-            price: f64,
+            qty: Quantity,
+            /// The price it filled at: the asked one, slipped.
+            price: Price,
+            /// The price the signal asked (or the mark it filled at without
+            /// one), when slippage moved `price` from it.
+            asked: Option<Price>,
+            /// `FEE_BPS` of the notional, when not zero.
+            fee: Option<Amount>,
+            /// The places the position's average price was rounded to on
+            /// this fill (`MONEY_DECIMALS`), when not the default 8: a
+            /// replay rounds as the decision did.
+            places: Rounding,
             /// The signal's `source`, when it had one.
             source: Option<Cow<'a, str>>,
         },
@@ -642,11 +687,13 @@ mod tests {
         "\\PC{0,12}|[\"\\\\\u{0}-\u{1f}\u{7f}é]{1,4}|[a-zé]{0,20}[\"\\\\\u{0}-\u{1f}]?[a-z]{0,20}"
     }
 
-    fn number() -> impl Strategy<Value = f64> {
+    /// Any value a decimal holds, and the usual ones.
+    fn number<K: 'static>() -> impl Strategy<Value = Decimal<K>> {
         prop_oneof![
-            any::<f64>().prop_filter("finite", |value| value.is_finite()),
-            (-2e15..2e15f64).prop_map(f64::trunc),
-            (0u32..100_000).prop_map(|cents| f64::from(cents) / 100.0),
+            (any::<i64>(), 0u32..=18).prop_map(|(mantissa, places)| {
+                Decimal::parse(&format!("{mantissa}e-{places}")).unwrap()
+            }),
+            (0u32..100_000).prop_map(|cents| Decimal::parse(&format!("{cents}e-2")).unwrap()),
         ]
     }
 
@@ -658,22 +705,30 @@ mod tests {
                     any::<bool>(),
                     number(),
                     number(),
+                    proptest::option::of(number()),
+                    proptest::option::of(number()),
+                    0u32..=18,
                     proptest::option::of(text())
                 ),
             )
-                .prop_map(|((id, src, ts, at, symbol), (buy, qty, price, source))| {
-                    Record::Fill {
-                        id: id.into(),
-                        src: src.into(),
-                        ts,
-                        at,
-                        symbol: symbol.into(),
-                        side: if buy { Side::Buy } else { Side::Sell },
-                        qty,
-                        price,
-                        source: source.map(Cow::Owned),
+                .prop_map(
+                    |((id, src, ts, at, symbol), (buy, qty, price, asked, fee, places, source))| {
+                        Record::Fill {
+                            id: id.into(),
+                            src: src.into(),
+                            ts,
+                            at,
+                            symbol: symbol.into(),
+                            side: if buy { Side::Buy } else { Side::Sell },
+                            qty,
+                            price,
+                            asked,
+                            fee,
+                            places: Rounding::new(places).unwrap(),
+                            source: source.map(Cow::Owned),
+                        }
                     }
-                }),
+                ),
             (
                 proptest::option::of(text()),
                 text(),
@@ -706,9 +761,10 @@ mod tests {
     }
 
     /// A record's line as serde_json writes each of its values, without
-    /// the closing brace; `null_id`: an absent reject id written as `null`
-    /// (as the releases before this one did) rather than left out.
-    fn reference(record: &Record<'_>, null_id: bool) -> String {
+    /// the closing brace; `old`: as the releases before this one wrote it,
+    /// an absent reject id as `null` rather than left out, and a fill's
+    /// numbers as JSON numbers rather than strings.
+    fn reference(record: &Record<'_>, old: bool) -> String {
         fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
             serde_json::to_string(value).unwrap()
         }
@@ -723,8 +779,12 @@ mod tests {
                 side,
                 qty,
                 price,
+                asked,
+                fee,
+                places,
                 source,
             } => {
+                let number = |text: String| if old { text } else { json(&text) };
                 fields.extend([
                     ("id", json(id)),
                     ("src", json(src)),
@@ -732,9 +792,14 @@ mod tests {
                     ("at", json(at)),
                     ("symbol", json(symbol)),
                     ("side", json(side)),
-                    ("qty", json(qty)),
-                    ("price", json(price)),
+                    ("qty", number(qty.to_string())),
+                    ("price", number(price.to_string())),
                 ]);
+                fields.extend(asked.map(|asked| ("asked", number(asked.to_string()))));
+                fields.extend(fee.map(|fee| ("fee", number(fee.to_string()))));
+                if *places != Rounding::DEFAULT {
+                    fields.push(("places", json(&places.places())));
+                }
                 fields.extend(source.as_ref().map(|source| ("source", json(source))));
                 "fill"
             }
@@ -747,7 +812,7 @@ mod tests {
                 detail,
                 line,
             } => {
-                if id.is_some() || null_id {
+                if id.is_some() || old {
                     fields.push(("id", json(id)));
                 }
                 fields.push(("src", json(src)));
@@ -806,10 +871,11 @@ mod tests {
         }
 
         /// A line as the releases before checksums wrote it (no `crc`, an
-        /// absent reject id as `null`) reads as it always did.
+        /// absent reject id as `null`, numbers as numbers) reads as it
+        /// always did, each number as the decimal its text says.
         #[test]
-        fn a_line_without_a_checksum_reads_as_it_always_did(record in any_record(), null_id in any::<bool>()) {
-            let old = format!("{}}}", reference(&record, null_id));
+        fn a_line_without_a_checksum_reads_as_it_always_did(record in any_record(), old in any::<bool>()) {
+            let old = format!("{}}}", reference(&record, old));
             prop_assert!(!is_checksummed(old.as_bytes()));
             prop_assert_eq!(parse(old.as_bytes()).unwrap(), record);
         }
@@ -864,8 +930,17 @@ mod tests {
         assert!(parse(format!(r#"{{"t":"fill",{fill}}}"#).as_bytes()).is_ok());
         assert!(problem(&format!(r#"{{{fill},"t":"fill"}}"#)).contains("begin with its kind"));
         assert!(
-            problem(&format!(r#"{{"t":"fill",{fill},"fee":1}}"#)).contains("unknown field \"fee\"")
+            problem(&format!(r#"{{"t":"fill",{fill},"tip":1}}"#)).contains("unknown field \"tip\"")
         );
+        assert!(problem(&format!(r#"{{"t":"fill",{fill},"fee":"x"}}"#))
+            .contains("x is not a decimal number"));
+        assert!(
+            problem(&format!(r#"{{"t":"fill",{fill},"fee":1e-19}}"#)).contains(
+                "1e-19 has more than 18 decimal places: a number the journal holds is never read rounded"
+            )
+        );
+        assert!(problem(&format!(r#"{{"t":"fill",{fill},"places":19}}"#))
+            .contains("19 decimal places is more than the 18"));
         assert!(problem(&format!(r#"{{"t":"fill",{fill},"id":"b"}}"#)).contains("\"id\" twice"));
         assert!(problem(r#"{"t":"fill","id":"a"}"#).contains("a fill record without \"src\""));
         assert!(problem(r#"{"t":"note","src":"s"}"#).contains("unknown record type \"note\""));
@@ -886,6 +961,45 @@ mod tests {
             r#"{{"t":"reject","id":"{long}","src":"s","at":1,"reason":"r","detail":"d","line":""}}"#
         ))
         .contains("an id over"));
+    }
+
+    /// A fill of a float release reads each number as the decimal its text
+    /// says (the release wrote the shortest text that reads back as its
+    /// float), with no fee, no slippage and the default places.
+    #[test]
+    fn a_float_release_fill_reads_as_the_decimals_its_text_says() {
+        for (qty, price) in [
+            ("0.1", "64250.5"),
+            ("2.0", "3100.75"),
+            ("0.30000000000000004", "1e-7"),
+            ("1000.0", "0.1234"),
+        ] {
+            let line = format!(
+                r#"{{"t":"fill","id":"a","src":"s","ts":1,"at":2,"symbol":"S","side":"buy","qty":{qty},"price":{price}}}"#
+            );
+            let Record::Fill {
+                qty: read_qty,
+                price: read_price,
+                asked,
+                fee,
+                places,
+                ..
+            } = parse(line.as_bytes()).unwrap()
+            else {
+                panic!("not a fill");
+            };
+            assert_eq!(read_qty, Quantity::parse(qty).unwrap());
+            assert_eq!(read_price, Price::parse(price).unwrap());
+            assert_eq!((asked, fee, places), (None, None, Rounding::DEFAULT));
+        }
+        let mut out = Vec::new();
+        write_line(&crate::bot::ledger::journal::test_fill("x"), &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.contains(r#","qty":"1","price":"10","source""#)
+                || line.contains(r#","qty":"1","price":"10","crc""#),
+            "{line}"
+        );
     }
 
     /// The journal of the release before segments, as it was written.

@@ -15,6 +15,9 @@
 //! Recovery takes the newest snapshot that passes every check; a damaged
 //! one is renamed `*.bad` (kept for a post-mortem, never read again) and
 //! logged loudly, and the next older one is tried, down to a full replay.
+//! A snapshot of an earlier format (version 1: the float releases' money)
+//! is no snapshot: never listed, never trusted; recovery renames it
+//! `*.old`, says so loudly, and replays the journal instead.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -31,11 +34,13 @@ use super::journal::sync_dir;
 use super::reader::Position;
 use super::segments;
 use super::window::WindowView;
-use crate::bot::engine::Position as Holding;
+use crate::bot::account::Position as Holding;
 
 pub(crate) const DIR: &str = "snapshots";
 const FORMAT: &str = "tradingbot-snapshot";
-const VERSION: u32 = 1;
+/// 2: exact decimals (positions with their cost, fees and mark, as
+/// strings). 1 held floats, which are not trusted.
+const VERSION: u32 = 2;
 /// Snapshots kept: a damaged newest one still leaves two to fall back on.
 const KEEP: usize = 3;
 /// `sha256 ` + 64 hex digits + newline.
@@ -66,6 +71,8 @@ pub(crate) struct Header {
     pub(crate) last_record_sha256: String,
     /// The window's clock (the latest decision time, epoch ms).
     pub(crate) clock: i64,
+    /// Every position, its mark included (price updates are not
+    /// journaled: a restart keeps the marks they moved from here).
     pub(crate) positions: BTreeMap<String, Holding>,
     /// Every fill of each symbol that has one: the busiest symbols get
     /// metrics series of their own (METRICS_MAX_SYMBOLS).
@@ -123,8 +130,48 @@ fn file_name(seq: u64) -> String {
     format!("{seq:020}.snap")
 }
 
-/// The snapshot files, newest first.
+/// The snapshot files of this format, newest first.
 pub(crate) fn list(state_dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = files(state_dir)?;
+    found.retain(|(_, path)| older_version(path).is_none());
+    Ok(found)
+}
+
+/// The snapshot files of an earlier format, with the version each says.
+pub(crate) fn older(state_dir: &Path) -> io::Result<Vec<(PathBuf, u32)>> {
+    let files = files(state_dir)?;
+    Ok(files
+        .into_iter()
+        .filter_map(|(_, path)| older_version(&path).map(|version| (path, version)))
+        .collect())
+}
+
+/// The version a snapshot's first line says, when it is older than this
+/// one; `None` for this one's, and for a file too damaged to say (which
+/// the full read then finds).
+fn older_version(path: &Path) -> Option<u32> {
+    #[derive(Deserialize)]
+    struct Said {
+        format: String,
+        version: u32,
+    }
+    let line = first_line(path)?;
+    let said: Said = serde_json::from_slice(&line).ok()?;
+    (said.format == FORMAT && said.version < VERSION).then_some(said.version)
+}
+
+/// A file's first line, unchecked.
+pub(crate) fn first_line(path: &Path) -> Option<Vec<u8>> {
+    use std::io::BufRead;
+    let mut line = Vec::new();
+    io::BufReader::new(File::open(path).ok()?)
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    Some(line)
+}
+
+/// Every `*.snap` file, newest first.
+fn files(state_dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
     match std::fs::read_dir(dir(state_dir)) {
         Ok(entries) => {
@@ -200,22 +247,6 @@ pub(crate) fn write(state_dir: &Path, job: &Job) -> io::Result<(PathBuf, u64)> {
         dedupe_window_ms: u64::try_from(job.window.span_ms).ok(),
         max_clock_skew_ms: u64::try_from(job.max_clock_skew_ms).ok(),
     };
-    if let Some((symbol, _)) = header.positions.iter().find(|(_, held)| {
-        ![
-            held.qty,
-            held.avg_price,
-            held.realized_pnl,
-            held.cash,
-            held.last_price,
-        ]
-        .iter()
-        .all(|value| value.is_finite())
-    }) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("the position in {symbol} is beyond what a number holds"),
-        ));
-    }
     let dir = dir(state_dir);
     match std::fs::create_dir(&dir) {
         Ok(()) => sync_dir(state_dir)?,
@@ -355,10 +386,32 @@ pub(crate) fn remove_leftovers(state_dir: &Path) {
 
 /// Moves a snapshot that failed a check out of the way, keeping it.
 pub(crate) fn set_aside(path: &Path) {
-    let mut bad = path.as_os_str().to_owned();
-    bad.push(".bad");
-    if let Err(error) = std::fs::rename(path, &bad) {
-        tracing::warn!(path = %path.display(), %error, "cannot rename the damaged snapshot");
+    rename_to(path, "bad");
+}
+
+/// Moves every snapshot of an earlier format out of the way (kept as
+/// `*.old`), saying loudly why it is not used; true if there was one.
+pub(crate) fn set_aside_older(state_dir: &Path) -> bool {
+    let older = older(state_dir).unwrap_or_default();
+    for (path, version) in &older {
+        tracing::warn!(
+            snapshot = %path.display(),
+            version,
+            "SNAPSHOT OF AN EARLIER FORMAT: its positions are floats, which exact decimals do \
+             not trust; set aside as *.old, and the journal is replayed instead (each fill read \
+             as the decimal its text says)"
+        );
+        rename_to(path, "old");
+    }
+    !older.is_empty()
+}
+
+fn rename_to(path: &Path, suffix: &str) {
+    let mut renamed = path.as_os_str().to_owned();
+    renamed.push(".");
+    renamed.push(suffix);
+    if let Err(error) = std::fs::rename(path, &renamed) {
+        tracing::warn!(path = %path.display(), %error, "cannot rename the unusable snapshot");
     }
 }
 

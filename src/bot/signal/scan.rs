@@ -2,7 +2,8 @@
 //! JSON object, borrowing every string, for the lines feeds actually send.
 //!
 //! It knows only that plain shape: string keys and values without escapes,
-//! numbers, `true`, `false`, `null`, no nesting, no repeated field. On
+//! numbers (kept as their own text), `true`, `false`, `null`, no nesting,
+//! no repeated field. On
 //! anything else it returns `None` and the line goes through serde_json,
 //! which has the whole grammar and the precise error. So it may decline any
 //! line, but a line it accepts must give exactly the fields serde_json gives
@@ -26,6 +27,7 @@ pub(super) fn fields(text: &str) -> Option<Fields<'_>> {
         scanner.expect(b'"')?;
         let mut ignored = Raw::Absent;
         let slot = match scanner.known_key() {
+            Some(Key::Type) => &mut fields.kind,
             Some(Key::Id) => &mut fields.id,
             Some(Key::Ts) => &mut fields.ts,
             Some(Key::Symbol) => &mut fields.symbol,
@@ -56,6 +58,7 @@ pub(super) fn fields(text: &str) -> Option<Fields<'_>> {
 }
 
 enum Key {
+    Type,
     Id,
     Ts,
     Symbol,
@@ -110,6 +113,7 @@ impl<'a> Scanner<'a> {
         let (key, length) = match rest.first()? {
             b'i' if rest.starts_with(b"id\"") => (Key::Id, 3),
             b't' if rest.starts_with(b"ts\"") => (Key::Ts, 3),
+            b't' if rest.starts_with(b"type\"") => (Key::Type, 5),
             b's' if rest.starts_with(b"symbol\"") => (Key::Symbol, 7),
             b's' if rest.starts_with(b"side\"") => (Key::Side, 5),
             b's' if rest.starts_with(b"source\"") => (Key::Source, 7),
@@ -140,12 +144,12 @@ impl<'a> Scanner<'a> {
                 self.at += 1;
                 Some(Raw::Str(Cow::Borrowed(self.string_body()?)))
             }
-            b'0'..=b'9' => self.number(),
+            b'-' | b'0'..=b'9' => self.number(),
             b't' => self.word(b"true", Raw::Other),
             b'f' => self.word(b"false", Raw::Other),
             b'n' => self.word(b"null", Raw::Null),
-            // A negative number, an array or an object: rare in a signal,
-            // and serde_json's to judge.
+            // An array or an object: rare in a signal, and serde_json's to
+            // judge.
             _ => None,
         }
     }
@@ -157,69 +161,43 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    /// Digits from here, with their value while it fits: (value, count).
-    fn digits(&mut self) -> (u64, usize) {
+    /// How many digits follow.
+    fn digits(&mut self) -> usize {
         let start = self.at;
-        let mut value = 0u64;
-        while let Some(digit @ b'0'..=b'9') = self.peek() {
-            value = value.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'));
+        while let Some(b'0'..=b'9') = self.peek() {
             self.at += 1;
         }
-        (value, self.at - start)
+        self.at - start
     }
 
-    /// A non-negative JSON number: an integer that fits an `i64` as
-    /// [`Raw::Int`], one with a fraction or an exponent as a finite
-    /// [`Raw::Float`], correctly rounded as serde_json's `float_roundtrip`
-    /// reads it.
+    /// A JSON number, as its own text, if it keeps to the grammar:
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
     fn number(&mut self) -> Option<Raw<'a>> {
-        /// Below 2^53, so every integer of up to 15 digits is an exact f64.
-        const EXACT_DIGITS: usize = 15;
-        const POWERS_OF_TEN: [f64; EXACT_DIGITS + 1] = [
-            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-        ];
         let start = self.at;
-        let (whole, whole_digits) = self.digits();
-        if whole_digits > 1 && self.bytes()[start] == b'0' {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        let first = self.peek();
+        let whole = self.digits();
+        if whole == 0 || (whole > 1 && first == Some(b'0')) {
             return None;
         }
-        let mut fraction = None;
         if self.peek() == Some(b'.') {
             self.at += 1;
-            let (digits, count) = self.digits();
-            if count == 0 {
+            if self.digits() == 0 {
                 return None;
             }
-            fraction = Some((digits, count));
         }
-        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
-        if exponent {
+        if let Some(b'e' | b'E') = self.peek() {
             self.at += 1;
             if let Some(b'+' | b'-') = self.peek() {
                 self.at += 1;
             }
-            if self.digits().1 == 0 {
+            if self.digits() == 0 {
                 return None;
             }
         }
-        let number = self.text.get(start..self.at)?;
-        match fraction {
-            // Up to 18 digits cannot have wrapped.
-            None if !exponent && whole_digits <= 18 => i64::try_from(whole).ok().map(Raw::Int),
-            None if !exponent => number.parse().ok().map(Raw::Int),
-            // Clinger's fast path: both parts exact, so one division
-            // rounds correctly.
-            Some((digits, count)) if !exponent && whole_digits + count <= EXACT_DIGITS => {
-                let scale = POWERS_OF_TEN[count];
-                let mantissa = whole as f64 * scale + digits as f64;
-                Some(Raw::Float(mantissa / scale))
-            }
-            _ => number
-                .parse::<f64>()
-                .ok()
-                .filter(|value| value.is_finite())
-                .map(Raw::Float),
-        }
+        self.text.get(start..self.at).map(Raw::number)
     }
 }
 
@@ -239,14 +217,22 @@ mod tests {
         let scanned = fields(plain).unwrap();
         assert_eq!(Some(&scanned), general(plain).as_ref());
         assert!(matches!(scanned.id, Raw::Str(Cow::Borrowed("a1"))));
+        // A number is its own text, however many digits it has.
+        let exact = r#"{"qty":0.1000000000000000055,"price":-1e999,"ts":99999999999999999999}"#;
+        let scanned = fields(exact).unwrap();
+        assert_eq!(Some(&scanned), general(exact).as_ref());
+        assert_eq!(scanned.qty, Raw::Number("0.1000000000000000055"));
+        assert_eq!(scanned.price, Raw::Number("-1e999"));
         for declined in [
             r#"{"id":"a\"1"}"#,
             r#"{"id":"a","id":"b"}"#,
-            r#"{"qty":-1}"#,
             r#"{"qty":01}"#,
+            r#"{"qty":-01}"#,
+            r#"{"qty":-}"#,
             r#"{"qty":1.}"#,
-            r#"{"qty":1e999}"#,
-            r#"{"qty":99999999999999999999}"#,
+            r#"{"qty":1e}"#,
+            r#"{"qty":1e+}"#,
+            r#"{"qty":.5}"#,
             r#"{"x":[1]}"#,
             r#"{"id":"a"} x"#,
             r#"{"id":"a",}"#,
@@ -274,6 +260,7 @@ mod tests {
             "\"qty\"",
             "\"price\"",
             "\"source\"",
+            "\"type\"",
             "\"x\"",
             "\"\"",
             "\"é\"",
@@ -301,6 +288,11 @@ mod tests {
             "false",
             "null",
             "\"2024-05-01T12:00:00Z\"",
+            "\"price\"",
+            "-0",
+            "-12.5e-3",
+            "0.1000000000000000055",
+            "1e999",
         ]);
         prop::collection::vec((space(), key, space(), value, space()), 0..9).prop_map(|members| {
             let members: Vec<String> = members
@@ -329,6 +321,7 @@ mod tests {
             "0",
             "1",
             "-",
+            "-0",
             ".",
             "e",
             "+",
@@ -366,6 +359,7 @@ mod tests {
                 format!(r#"{{"qty":{short}.{mantissa}}}"#),
                 format!(r#"{{"qty":{}}}"#, mantissa % 10u64.pow(zeros as u32 + 7)),
                 format!(r#"{{"qty":{mantissa}.{fraction}e{exponent}}}"#),
+                format!(r#"{{"qty":-{mantissa}.{fraction}E+{}}}"#, exponent.abs()),
                 format!(r#"{{"qty":{}}}"#, f64::from_bits(mantissa).abs()),
             ] {
                 if let Some(scanned) = fields(&text) {

@@ -1,10 +1,11 @@
 //! The JSON the read API and the stream speak: one shape per kind, the
-//! same fields in an API item and in a stream message (which adds `type`).
+//! same fields in an API item and in a stream message (which adds `type`);
+//! a fill's is `tradingbot journal fills --json`'s too ([`FillItem`]).
 
 use serde::Serialize;
 
 use crate::bot::ledger::journal::Record;
-use crate::bot::signal::Side;
+use crate::bot::ledger::query::FillItem;
 
 /// The kinds of stream message; `types=` filters by these names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,25 +79,6 @@ impl Kinds {
 }
 
 #[derive(Serialize)]
-struct FillItem<'a> {
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    seq: u64,
-    id: &'a str,
-    /// The signal's own time, epoch milliseconds.
-    ts: i64,
-    /// When it filled, epoch milliseconds.
-    at: i64,
-    symbol: &'a str,
-    side: Side,
-    qty: f64,
-    price: f64,
-    src: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a str>,
-}
-
-#[derive(Serialize)]
 struct RejectItem<'a> {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
@@ -112,32 +94,11 @@ struct RejectItem<'a> {
 /// `None` for a checkpoint, which is neither.
 pub fn record_json(seq: u64, record: &Record<'_>, typed: bool) -> Option<(Kind, String)> {
     let json = match record {
-        Record::Fill {
-            id,
-            src,
-            ts,
-            at,
-            symbol,
-            side,
-            qty,
-            price,
-            source,
-        } => (
-            Kind::Fill,
-            serde_json::to_string(&FillItem {
-                kind: typed.then_some("fill"),
-                seq,
-                id,
-                ts: *ts,
-                at: *at,
-                symbol,
-                side: *side,
-                qty: *qty,
-                price: *price,
-                src,
-                source: source.as_deref(),
-            }),
-        ),
+        Record::Fill { .. } => {
+            let mut item = FillItem::of(seq, record)?;
+            item.kind = typed.then_some("fill");
+            (Kind::Fill, serde_json::to_string(&item))
+        }
         Record::Reject {
             id,
             src,
@@ -178,6 +139,7 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
+    use crate::bot::signal::Side;
 
     #[test]
     fn kinds_parse_and_filter() {
@@ -198,15 +160,18 @@ mod tests {
             at: 2,
             symbol: Cow::Borrowed("BTC"),
             side: Side::Sell,
-            qty: 0.5,
-            price: 100.0,
+            qty: "0.5".parse().unwrap(),
+            price: "64415.13".parse().unwrap(),
+            asked: Some("64422.58".parse().unwrap()),
+            fee: Some("0.03220757".parse().unwrap()),
+            places: crate::bot::money::Rounding::DEFAULT,
             source: None,
         };
         let (kind, item) = record_json(7, &fill, false).unwrap();
         assert_eq!(kind, Kind::Fill);
         assert_eq!(
             item,
-            r#"{"seq":7,"id":"a1","ts":1,"at":2,"symbol":"BTC","side":"sell","qty":0.5,"price":100.0,"src":"webhook"}"#
+            r#"{"seq":7,"id":"a1","ts":1,"at":2,"symbol":"BTC","side":"sell","qty":"0.5","price":"64415.13","asked":"64422.58","fee":"0.03220757","src":"webhook"}"#
         );
         let (_, message) = record_json(7, &fill, true).unwrap();
         assert_eq!(message, format!("{{\"type\":\"fill\",{}", &item[1..]));

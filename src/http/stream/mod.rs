@@ -17,7 +17,7 @@ pub mod message;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,7 +45,9 @@ use self::message::{record_json, Kind};
 use super::response::{text, Body};
 use crate::bot::events;
 use crate::bot::ledger::journal::Record;
+use crate::bot::ledger::query::{report_of, QueryError};
 use crate::bot::ledger::reader::JournalReader;
+use crate::bot::report;
 use crate::health::HealthState;
 use crate::metrics::{Kind as MetricKind, MetricsSource, Sample};
 
@@ -88,6 +90,11 @@ enum Command {
         after: u64,
         limit: usize,
         reply: oneshot::Sender<io::Result<Vec<u8>>>,
+    },
+    /// The trade report over what is durable, as its JSON body.
+    Report {
+        window: report::Window,
+        reply: oneshot::Sender<Result<Vec<u8>, QueryError>>,
     },
     Finish {
         within: Duration,
@@ -195,9 +202,14 @@ impl Stream {
             events_lost: AtomicU64::new(0),
         });
         let (commands, received) = mpsc::channel(COMMANDS);
+        // One blocking thread: a report reads the whole journal, one at a
+        // time, beside the clients rather than in their way.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .max_blocking_threads(1)
+            .thread_name("stream-report")
             .build()?;
+        let state_dir = state_dir.to_owned();
         let thread_shared = Arc::clone(&shared);
         let thread_events = Arc::clone(&events);
         std::thread::Builder::new()
@@ -214,6 +226,7 @@ impl Stream {
                         thread_shared,
                         thread_events,
                         timing,
+                        state_dir,
                     ),
                 );
             })?;
@@ -346,6 +359,16 @@ impl Stream {
             .map_err(|_| io::Error::other("the stream thread is gone"))?
     }
 
+    /// The trade report over the durable journal, as the API's JSON body.
+    pub async fn report(&self, window: report::Window) -> Result<Vec<u8>, QueryError> {
+        let busy = || QueryError::Output(io::Error::other("the stream thread is busy"));
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .try_send(Command::Report { window, reply })
+            .map_err(|_| busy())?;
+        answer.await.map_err(|_| busy())?
+    }
+
     /// At the stop: clients get what is durable and a close frame; waits
     /// for them at most `within`.
     pub fn finish(&self, within: Duration) {
@@ -415,6 +438,7 @@ async fn run(
     shared: Arc<Shared>,
     events: Arc<events::Shared>,
     timing: Timing,
+    state_dir: PathBuf,
 ) {
     let mut health = tokio::time::interval(HEALTH_POLL);
     health.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -471,6 +495,16 @@ async fn run(
             } => {
                 let _ = reply.send(page(&hub.borrow(), kind, after, limit));
             }
+            Command::Report { window, reply } => {
+                let durable = hub.borrow().durable();
+                let state_dir = state_dir.clone();
+                // Off this thread's loop, so its clients are served while
+                // the journal is read; niced like the thread.
+                tokio::task::spawn_blocking(move || {
+                    lower_priority();
+                    let _ = reply.send(report_body(&state_dir, window, durable));
+                });
+            }
             Command::Finish { within, done } => {
                 let deadline = Instant::now() + within;
                 {
@@ -518,8 +552,20 @@ fn page(hub: &Hub, kind: Kind, after: u64, limit: usize) -> io::Result<Vec<u8>> 
     Ok(body)
 }
 
-/// Runs the stream thread below the bot's priority; a failure only costs
-/// that (it is logged).
+/// The trade report's JSON body, over the journal up to `durable`.
+fn report_body(
+    state_dir: &Path,
+    window: report::Window,
+    durable: u64,
+) -> Result<Vec<u8>, QueryError> {
+    let document = report_of(state_dir, window, durable)?;
+    let mut body = serde_json::to_vec(&document).map_err(io::Error::other)?;
+    body.push(b'\n');
+    Ok(body)
+}
+
+/// Runs the calling thread (the stream thread, its blocking thread) below
+/// the bot's priority; a failure only costs that (it is logged).
 fn lower_priority() {
     let thread = rustix::thread::gettid();
     if let Err(error) = rustix::process::setpriority_process(Some(thread), NICENESS) {

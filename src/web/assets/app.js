@@ -34,14 +34,36 @@
     if (seconds < 86400) return two(Math.floor(seconds / 3600), 'h', Math.floor((seconds % 3600) / 60), 'm');
     return two(Math.floor(seconds / 86400), 'd', Math.floor((seconds % 86400) / 3600), 'h');
   }
-  const money = (x) => (x === null || x === undefined) ? '—'
-    : x.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-  const amount = (x) => (x === null || x === undefined) ? '—'
-    : x.toLocaleString('en-US', { maximumFractionDigits: 8 });
+  // Money comes as decimal strings, exact ("64415.13"): shown as given,
+  // with thousands separators, never through a float. A number (an
+  // older bot) is shown as it reads.
+  function decimal(x) {
+    if (x === null || x === undefined) return '—';
+    const parts = /^(-?)(\d+)(\.\d+)?$/.exec(String(x));
+    if (!parts) return String(x);
+    return parts[1] + parts[2].replace(/\B(?=(\d{3})+(?!\d))/g, ',') + (parts[3] || '');
+  }
+  // A ratio to 4 places ("0.6667") as a percentage ("66.67 %"): the
+  // point moved two places in the text.
+  function percent(x) {
+    if (x === null || x === undefined) return '—';
+    const parts = /^(\d+)\.?(\d*)$/.exec(String(x));
+    if (!parts) return String(x);
+    const digits = parts[2].padEnd(2, '0');
+    const whole = String(Number(parts[1] + digits.slice(0, 2)));
+    const rest = digits.slice(2);
+    return whole + (rest ? '.' + rest : '') + ' %';
+  }
   const count = (x) => (x === null || x === undefined) ? '—' : x.toLocaleString('en-US');
   const millis = (seconds) => (seconds === null || seconds === undefined) ? '—'
     : (seconds * 1000).toLocaleString('en-US', { maximumFractionDigits: 2 }) + ' ms';
-  const sign = (x) => (x > 0 ? 'pos' : x < 0 ? 'neg' : null);
+  // The sign of a decimal string (or a number), for its colour.
+  function sign(x) {
+    if (x === null || x === undefined) return null;
+    const text = String(x);
+    if (!/[1-9]/.test(text)) return null;
+    return text.startsWith('-') ? 'neg' : 'pos';
+  }
   // Local time of day, with the date when it is not today.
   function clock(ms) {
     if (typeof ms !== 'number') return '—';
@@ -71,10 +93,13 @@
     }
   }, 250);
 
-  // One figure; money is green above zero and red below.
-  function figure(label, field, value, text, isMoney) {
-    return el('div', { 'data-field': field, 'data-value': typeof value === 'number' ? value : null },
-      el('dt', null, label), el('dd', { class: isMoney && typeof value === 'number' ? sign(value) : null }, text));
+  // One figure. Its value (a number, or a decimal's exact text) is in
+  // data-value. `kind`: 'amount' (money), or 'pnl' (money, green above
+  // zero and red below).
+  function figure(label, field, value, text, kind) {
+    const given = typeof value === 'number' || typeof value === 'string';
+    return el('div', { 'data-field': field, 'data-value': given ? value : null, class: kind ? 'amount' : null },
+      el('dt', null, label), el('dd', { class: kind === 'pnl' ? sign(value) : null }, text));
   }
 
   // ---- shared pieces of a bot ------------------------------------------
@@ -196,10 +221,11 @@
       figure('signals / min', 'signals_per_minute', perMinute(bot, 'signals'), count(perMinute(bot, 'signals'))),
       figure('fills / min', 'fills_per_minute', perMinute(bot, 'fills'), count(perMinute(bot, 'fills'))),
       figure('rejects / min', 'rejects_per_minute', perMinute(bot, 'rejects'), count(perMinute(bot, 'rejects'))),
-      figure('realized PnL', 'realized_pnl', bot.realized_pnl, money(bot.realized_pnl), true),
-      figure('cash', 'cash', bot.cash, money(bot.cash)),
       figure('fsync p99', 'fsync_p99', bot.fsync_seconds ? bot.fsync_seconds.p99 : null,
-        millis(bot.fsync_seconds ? bot.fsync_seconds.p99 : null)));
+        millis(bot.fsync_seconds ? bot.fsync_seconds.p99 : null)),
+      figure('equity', 'equity', bot.equity, decimal(bot.equity), 'amount'),
+      figure('realized PnL', 'realized_pnl', bot.realized_pnl, decimal(bot.realized_pnl), 'pnl'),
+      figure('cash', 'cash', bot.cash, decimal(bot.cash), 'amount'));
     return el('article', { class: 'card', 'data-bot': bot.name, 'data-level': bot.level, 'data-state': bot.state },
       el('header', { 'data-level': bot.level },
         el('a', { href: '/bot/' + encodeURIComponent(bot.name) }, bot.name),
@@ -234,21 +260,80 @@
       el('td', null, trade.id === null ? '—' : trade.id),
       el('td', null, fill ? trade.symbol : ''),
       el('td', null, fill ? trade.side : ''),
-      el('td', { class: 'num', 'data-value': trade.qty }, fill ? amount(trade.qty) : ''),
-      el('td', { class: 'num', 'data-value': trade.price }, fill ? amount(trade.price) : ''),
+      el('td', { class: 'num', 'data-value': trade.qty }, fill ? decimal(trade.qty) : ''),
+      el('td', { class: 'num', 'data-value': trade.price }, fill ? decimal(trade.price) : ''),
+      el('td', { class: 'num', 'data-value': trade.fee }, fill ? decimal(trade.fee) : ''),
       el('td', { class: 'wrap' }, fill ? '' : (trade.reason || '') + (trade.detail ? ': ' + trade.detail : '')),
       el('td', null, trade.src || ''));
+  }
+
+  // A cell of a decimal: its exact text in data-value, shown as given;
+  // money coloured by its sign.
+  function cell(field, value, isMoney) {
+    return el('td', { class: 'num ' + ((isMoney && sign(value)) || ''), 'data-field': field, 'data-value': value },
+      decimal(value));
   }
 
   function positionRow(position) {
     return el('tr', { 'data-symbol': position.symbol },
       el('td', null, position.symbol),
-      el('td', { class: 'num', 'data-field': 'qty', 'data-value': position.qty }, amount(position.qty)),
-      el('td', { class: 'num', 'data-field': 'avg_price', 'data-value': position.avg_price }, amount(position.avg_price)),
-      el('td', { class: 'num', 'data-field': 'last_price', 'data-value': position.last_price }, amount(position.last_price)),
-      el('td', { class: 'num ' + (sign(position.realized_pnl) || ''), 'data-field': 'realized_pnl', 'data-value': position.realized_pnl },
-        money(position.realized_pnl)),
-      el('td', { class: 'num', 'data-field': 'cash', 'data-value': position.cash }, money(position.cash)));
+      cell('qty', position.qty),
+      cell('avg_price', position.avg_price),
+      cell('mark_price', position.mark_price),
+      cell('unrealized_pnl', position.unrealized_pnl, true),
+      cell('realized_pnl', position.realized_pnl, true),
+      cell('fees', position.fees));
+  }
+
+  // 4 s, 3 m 20 s, 2 h 5 m: a round trip's duration.
+  const duration = (ms) => (typeof ms === 'number' ? age(ms / 1000) : '—');
+
+  function summaryRow(label, summary) {
+    return el('tr', { 'data-symbol': label },
+      el('td', null, label),
+      el('td', { class: 'num', 'data-field': 'trades' }, count(summary.trades)),
+      el('td', { class: 'num', 'data-field': 'win_rate', 'data-value': summary.win_rate }, percent(summary.win_rate)),
+      el('td', { class: 'num', 'data-field': 'profit_factor', 'data-value': summary.profit_factor }, decimal(summary.profit_factor)),
+      cell('avg_win', summary.avg_win, true),
+      cell('avg_loss', summary.avg_loss, true),
+      cell('largest_loss', summary.largest_loss, true),
+      cell('max_drawdown', summary.max_drawdown),
+      cell('fees', summary.fees),
+      cell('pnl', summary.pnl, true));
+  }
+
+  function roundTripRow(trip) {
+    return el('tr', { 'data-symbol': trip.symbol },
+      el('td', null, trip.symbol),
+      el('td', null, trip.direction),
+      el('td', null, clock(trip.opened_at)),
+      el('td', null, clock(trip.closed_at)),
+      el('td', { class: 'num' }, duration(trip.duration_ms)),
+      cell('qty', trip.qty),
+      cell('entry_price', trip.entry_price),
+      cell('exit_price', trip.exit_price),
+      cell('fees', trip.fees),
+      cell('pnl', trip.pnl, true));
+  }
+
+  // The trade report: per symbol and in total, then the latest round
+  // trips, newest first.
+  function showReport(report, problem) {
+    $('report-note').textContent = problem ? '(' + problem + ')' : '';
+    const summaries = $('report').tBodies[0];
+    const trips = $('round-trips').tBodies[0];
+    if (!report) {
+      summaries.replaceChildren(el('tr', null, el('td', { colspan: 10, class: 'empty' }, 'no report yet')));
+      trips.replaceChildren();
+      return;
+    }
+    const rows = Object.entries(report.by_symbol).map(([symbol, summary]) => summaryRow(symbol, summary));
+    rows.push(summaryRow('total', report.total));
+    rows[rows.length - 1].classList.add('total');
+    summaries.replaceChildren(...rows);
+    const closed = report.round_trips.slice().reverse().map(roundTripRow);
+    trips.replaceChildren(...(closed.length ? closed
+      : [el('tr', null, el('td', { colspan: 10, class: 'empty' }, 'no round trip closed yet'))]));
   }
 
   // A small SVG chart: a line, or bars; time runs left to right. `bars`
@@ -264,7 +349,10 @@
     const width = svg.clientWidth || 600;
     const height = svg.clientHeight || 160;
     svg.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
-    const points = series.filter((point) => typeof point[key] === 'number');
+    // A figure is a number, or a decimal's text (equity): a float only to
+    // place it on the chart.
+    const points = series.filter((point) => point[key] !== null && point[key] !== undefined)
+      .map((point) => Object.assign({}, point, { [key]: Number(point[key]) }));
     if (!points.length) {
       svg.replaceChildren(node('text', { x: width / 2, y: height / 2, 'text-anchor': 'middle', class: 'none' }, 'no data yet'));
       return;
@@ -339,8 +427,12 @@
         figure('signals / min', 'signals_per_minute', perMinute(bot, 'signals'), count(perMinute(bot, 'signals'))),
         figure('fills / min', 'fills_per_minute', perMinute(bot, 'fills'), count(perMinute(bot, 'fills'))),
         figure('rejects / min', 'rejects_per_minute', perMinute(bot, 'rejects'), count(perMinute(bot, 'rejects'))),
-        figure('realized PnL', 'realized_pnl', bot.realized_pnl, money(bot.realized_pnl), true),
-        figure('cash', 'cash', bot.cash, money(bot.cash)),
+        figure('equity', 'equity', bot.equity, decimal(bot.equity), 'amount'),
+        figure('cash', 'cash', bot.cash, decimal(bot.cash), 'amount'),
+        figure('realized PnL', 'realized_pnl', bot.realized_pnl, decimal(bot.realized_pnl), 'pnl'),
+        figure('unrealized PnL', 'unrealized_pnl', bot.unrealized_pnl, decimal(bot.unrealized_pnl), 'pnl'),
+        figure('fees', 'fees', bot.fees, decimal(bot.fees), 'amount'),
+        ...(bot.starting_balance ? [figure('starting balance', 'starting_balance', bot.starting_balance, decimal(bot.starting_balance), 'amount')] : []),
         figure('signals', 'signals_total', totals.signals, count(totals.signals)),
         figure('fills', 'fills_total', totals.fills, count(totals.fills)),
         figure('rejects', 'rejects_total', totals.rejects, count(totals.rejects)),
@@ -353,9 +445,11 @@
 
       const positions = bot.positions || [];
       $('positions').tBodies[0].replaceChildren(...(positions.length ? positions.map(positionRow)
-        : [el('tr', null, el('td', { colspan: 6, class: 'empty' }, 'no positions'))]));
+        : [el('tr', null, el('td', { colspan: 7, class: 'empty' }, 'no positions'))]));
+      showReport(bot.report, bot.report_error);
 
-      chart($('chart-pnl'), bot.series, 'pnl', false, false, money);
+      const axis = (x) => decimal(Number(x).toFixed(2));
+      chart($('chart-equity'), bot.series, 'equity', false, false, axis);
       chart($('chart-fills'), bot.series, 'fills_per_minute', true, true, count);
       chart($('chart-fsync'), bot.series, 'fsync_p99', false, true, millis);
 
@@ -373,7 +467,7 @@
         after = Math.max(after === null ? 0 : after, trade.seq);
       }
       while (body.rows.length > MAX_ROWS) body.deleteRow(-1);
-      if (!body.rows.length) body.append(el('tr', null, el('td', { colspan: 10, class: 'empty' }, 'no fills or rejects yet')));
+      if (!body.rows.length) body.append(el('tr', null, el('td', { colspan: 11, class: 'empty' }, 'no fills or rejects yet')));
       $('trades-note').textContent = 'latest ' + Math.min(body.querySelectorAll('tr[data-seq]').length, MAX_ROWS) + ', live';
       if (bot.reset && after === null) after = 0;
       return after === null ? {} : { after };

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::kit::decimal;
 use crate::kit::journal::{journal_text, latest_snapshot, parse_journal, read_journal};
 
 /// The records of a running daemon's journal up to its last whole line:
@@ -26,7 +27,8 @@ pub fn decided(state_dir: &Path) -> usize {
 pub fn check_exactly_once(state_dir: &Path, total: usize) {
     let journal = read_journal(state_dir);
     let mut decisions: BTreeMap<String, usize> = BTreeMap::new();
-    let mut replay: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    // Each symbol's quantity and net cash flow, in 10^-12.
+    let mut replay: BTreeMap<String, (i128, i128)> = BTreeMap::new();
     for record in &journal {
         if record["t"] == "ckpt" {
             continue;
@@ -35,13 +37,13 @@ pub fn check_exactly_once(state_dir: &Path, total: usize) {
             .entry(record["id"].as_str().unwrap().to_owned())
             .or_default() += 1;
         if record["t"] == "fill" {
-            let sign = if record["side"] == "buy" { 1.0 } else { -1.0 };
-            let signed = sign * record["qty"].as_f64().unwrap();
+            let sign = if record["side"] == "buy" { 1 } else { -1 };
+            let signed = sign * decimal::of(&record["qty"]);
             let entry = replay
                 .entry(record["symbol"].as_str().unwrap().to_owned())
                 .or_default();
             entry.0 += signed;
-            entry.1 -= signed * record["price"].as_f64().unwrap();
+            entry.1 -= decimal::times(signed, decimal::of(&record["price"]));
         }
     }
     let twice: Vec<_> = decisions.iter().filter(|(_, count)| **count != 1).collect();
@@ -54,17 +56,22 @@ pub fn check_exactly_once(state_dir: &Path, total: usize) {
     }
     assert_eq!(decisions.len(), total);
     let snapshot = latest_snapshot(state_dir);
-    for (symbol, (qty, cash)) in &replay {
+    for (symbol, (qty, flow)) in &replay {
         let position = &snapshot["positions"][symbol];
-        let held = position["qty"].as_f64().unwrap();
-        assert!(
-            (held - qty).abs() < 1e-9,
-            "{symbol}: {position} vs qty {qty}"
+        assert_eq!(
+            decimal::of(&position["qty"]),
+            *qty,
+            "{symbol}: {position} vs qty {}",
+            decimal::text(*qty)
         );
-        let spent = position["cash"].as_f64().unwrap();
-        assert!(
-            (spent - cash).abs() < 1e-6,
-            "{symbol}: {position} vs cash {cash}"
+        // Under average cost, what a symbol's fills moved is what they
+        // realized less what is still held at cost (no fees here).
+        let moved = decimal::of(&position["realized_pnl"]) - decimal::of(&position["cost"]);
+        assert_eq!(
+            moved,
+            *flow,
+            "{symbol}: {position} vs net cash flow {}",
+            decimal::text(*flow)
         );
     }
 }

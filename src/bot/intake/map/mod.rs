@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use regex::{CaptureLocations, Regex};
 use serde_json::value::RawValue;
 
-use crate::bot::signal::{self, Arrival, Fields, Ids, Raw, Reason, Reject, Side, Signal};
+use crate::bot::signal::{self, Arrival, Fields, Ids, Item, Raw, Reason, Reject, Side, Signal};
 pub(crate) use pointer::Pointer;
 use pointer::{Finder, Found, MAX_POINTERS};
 pub(crate) use settings::{toml_string, Expected, FieldSpec, MapSettings, TsUnit, JOIN};
@@ -28,11 +28,12 @@ pub(crate) use settings::{toml_string, Expected, FieldSpec, MapSettings, TsUnit,
 /// What became of one message.
 #[derive(Debug, PartialEq)]
 pub enum Mapped<'m> {
-    /// A message to decide: its signal, or why it is not one. `raw` is the
+    /// A message to decide: its item (a signal; in the bot's own format, a
+    /// price update too), or why it is not one. `raw` is the
     /// message's own text, for the journal.
     Message {
         raw: &'m [u8],
-        signal: Result<Signal<'m>, Reject>,
+        signal: Result<Item<'m>, Reject>,
     },
     /// Not a message to map: counted, and dropped.
     Ignored { raw: &'m [u8], why: Unmatched },
@@ -317,7 +318,7 @@ impl Map {
                 }
             },
         };
-        let signal = self.signal(&found, groups.as_ref());
+        let signal = self.signal(&found, groups.as_ref()).map(Item::Signal);
         Mapped::Message { raw, signal }
     }
 

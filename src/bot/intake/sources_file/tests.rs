@@ -1,5 +1,6 @@
 use super::*;
 use crate::bot::intake::map::Mapped;
+use crate::bot::signal::Item;
 
 fn sample(name: &str) -> String {
     let path = format!("{}/samples/sources/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -20,7 +21,8 @@ fn mapped_once(source: &SourceSettings, frame: &str) -> String {
         .map(frame.as_bytes(), &mut |mapped| {
             got.push(match mapped {
                 Mapped::Message {
-                    signal: Ok(signal), ..
+                    signal: Ok(Item::Signal(signal)),
+                    ..
                 } => format!(
                     "{} {} {} {} {:?} {}",
                     signal.id,
@@ -122,7 +124,7 @@ fn the_whop_sample_parses_and_reads_an_alert() {
     let page = r#"{"data":[{"id":"msg_1","content":"long 0.5 BTC-USD @ 64000","created_at":"2024-05-01T12:00:00.401Z","message_type":"regular"}],"page_info":{"end_cursor":"c1"}}"#;
     assert_eq!(
         mapped_once(&sources[0], page),
-        "msg_1 BTC-USD buy 0.5 Some(64000.0) 1714564800401"
+        "msg_1 BTC-USD buy 0.5 Some(64000) 1714564800401"
     );
     // Shown in full, the key never.
     let described = describe(&sources);
