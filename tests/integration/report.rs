@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::kit::daemon::{stdin_bot, Daemon};
-use crate::kit::decimal::{divided, ratio, scaled, text, times, PLACES_4, PLACES_8};
+use crate::kit::decimal::{divided, of, ratio, scaled, text, times, PLACES_4, PLACES_8};
 use crate::kit::journal::journal_command;
 use crate::kit::wait::{wait_until, SOON};
 
@@ -165,17 +165,11 @@ fn expected(fills: &[Fill], since: i64, only: Option<&str>) -> (Vec<Value>, Valu
             }
         }
     }
-    let pnls: Vec<i128> = trips
-        .iter()
-        .map(|trip| scaled(trip["pnl"].as_str().unwrap()))
-        .collect();
+    let pnls: Vec<i128> = trips.iter().map(|trip| of(&trip["pnl"])).collect();
     let wins: Vec<i128> = pnls.iter().copied().filter(|pnl| *pnl > 0).collect();
     let losses: Vec<i128> = pnls.iter().copied().filter(|pnl| *pnl < 0).collect();
     let (profit, loss) = (wins.iter().sum::<i128>(), losses.iter().sum::<i128>());
-    let fees: i128 = trips
-        .iter()
-        .map(|trip| scaled(trip["fees"].as_str().unwrap()))
-        .sum();
+    let fees: i128 = trips.iter().map(|trip| of(&trip["fees"])).sum();
     let count = |items: &[i128]| items.len() as i128;
     let total = json!({
         "trades": trips.len(),
