@@ -8,9 +8,9 @@
 //! - it must send the text `ping` at least every [`PING_WITHIN`] (the
 //!   service drops a client that does not), answered with `pong`;
 //! - trades come as `{"topic":"activity","type":"trades","timestamp":MS,
-//!   "payload":{"slug":…,"side":"BUY"|"SELL","size":…,"price":…,
-//!   "timestamp":S,"transactionHash":"0x…"}}`, one a frame or several in
-//!   an array frame.
+//!   "payload":{"slug":…,"outcome":"Yes","outcomeIndex":0,"proxyWallet":"0x…",
+//!   "side":"BUY"|"SELL","size":…,"price":…,"timestamp":S,
+//!   "transactionHash":"0x…"}}`, one a frame or several in an array frame.
 //!
 //! A test queues what is sent (trades, and the bad days: garbage, binary
 //! and oversized frames, a message sent again after a reconnect), switches
@@ -216,6 +216,9 @@ pub fn trade(slug: &str, side: &str, size: f64, price: f64) -> Value {
         "timestamp": now.as_millis() as u64,
         "payload": {
             "slug": slug,
+            "outcome": "Yes",
+            "outcomeIndex": 0,
+            "proxyWallet": "0x56687bf447db6ffa42ffe2204a05edaa20f55839",
             "side": side,
             "size": size,
             "price": price,

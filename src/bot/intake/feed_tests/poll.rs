@@ -20,8 +20,8 @@ fn config(url: String) -> PollConfig {
         headers: Headers::parse(&format!("Authorization: Bearer {TOKEN}")).unwrap(),
         ca_certificates: Vec::new(),
         cursor: Some(Cursor {
-            from: Pointer::parse("/next_cursor").unwrap(),
-            param: "cursor".into(),
+            from: Pointer::parse("/page_info/end_cursor").unwrap(),
+            param: "after".into(),
         }),
         max_pages: 10,
         quiet_after: None,
