@@ -261,14 +261,9 @@ fn converse(shared: &Shared, socket: &mut Socket, generation: u64, stopped: &Ato
     let mut subscribed = false;
     let mut last_ping = Instant::now();
     while !stopped.load(Ordering::Relaxed) {
-        let (dead, silent, closing, current) = {
+        let (dead, closing, current) = {
             let control = shared.control();
-            (
-                control.dead,
-                control.silent,
-                control.closing,
-                control.generation,
-            )
+            (control.dead, control.closing, control.generation)
         };
         if current != generation || (closing && subscribed) {
             close(socket);
@@ -299,15 +294,25 @@ fn converse(shared: &Shared, socket: &mut Socket, generation: u64, stopped: &Ato
             socket.get_ref().shutdown();
             return;
         }
-        if subscribed && !silent && send_queued(shared, socket).is_err() {
+        if subscribed && send_queued(shared, socket).is_err() {
             return;
         }
     }
 }
 
+/// Sends what is queued, unless silent: looked at with each frame taken,
+/// so nothing queued after [`Rtds::set_silent`] goes out.
 fn send_queued(shared: &Shared, socket: &mut Socket) -> tungstenite::Result<()> {
     loop {
-        let Some(frame) = shared.control().queue.pop_front() else {
+        let next = {
+            let mut control = shared.control();
+            if control.silent {
+                None
+            } else {
+                control.queue.pop_front()
+            }
+        };
+        let Some(frame) = next else {
             return Ok(());
         };
         let message = match &frame {
