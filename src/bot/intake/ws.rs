@@ -137,7 +137,10 @@ impl WsClient {
         };
         let mut backoff = self.config.backoff.clone();
         loop {
-            if !feed.quiet {
+            if feed.quiet {
+                // Still quiet, but one more socket: its count is news.
+                feed.report(Status::Quiet);
+            } else {
                 feed.report(Status::Connecting);
             }
             let (ended, lasted) = self.connection(&mut feed, &shutdown).await;
