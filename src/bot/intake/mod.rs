@@ -228,6 +228,18 @@ pub(crate) struct Outcome {
     pub(crate) detail: Option<String>,
 }
 
+impl Outcome {
+    /// A message the source's mapping leaves out (`when`).
+    fn ignored() -> Outcome {
+        Outcome {
+            id: None,
+            result: Decision::Ignored,
+            reason: None,
+            detail: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Decision {
@@ -236,4 +248,6 @@ pub(crate) enum Decision {
     Duplicate,
     /// The line is not a valid signal (rejected before the engine saw it).
     Invalid,
+    /// Not for the source's mapping (`when`): counted, never decided.
+    Ignored,
 }
