@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use super::reader::{End, Position};
 use super::segments;
+use crate::bot::json_text;
 use crate::bot::settings::FsyncPolicy;
 use crate::bot::signal::Side;
 use crate::sys;
@@ -870,37 +871,13 @@ impl Journal {
 /// the journal, and their strings (ids, symbols, the source's name) rarely
 /// hold anything to escape: those are copied as they are.
 fn string(out: &mut Vec<u8>, text: &str) {
-    if needs_escape(text.as_bytes()) {
+    if json_text::plain_length(text.as_bytes()) < text.len() {
         let _ = serde_json::to_writer(out, text);
     } else {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     }
-}
-
-/// Whether any byte is a quote, a backslash or a control character, eight
-/// bytes at a time (the classic "has a zero byte" and "has a byte less
-/// than" word tricks, exact as a yes or no).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let quote = below(word ^ (ONES * u64::from(b'"')), 1);
-        let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
-        if quote | backslash | below(word, 0x20) != 0 {
-            return true;
-        }
-    }
-    words
-        .remainder()
-        .iter()
-        .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 /// A number as serde_json writes an `f64`: shortest round-trip form, `null`
