@@ -394,13 +394,18 @@ impl Map {
                 Ok(Value::Json(value, pointer))
             }
             Place::Pointers(pointers) => {
-                let mut joined = String::new();
-                for (slot, pointer) in pointers {
+                // At most the values' JSON text and the separators.
+                let room = pointers
+                    .iter()
+                    .map(|(slot, _)| found[*slot].map_or(0, str::len) + JOIN.len())
+                    .sum();
+                let mut joined = String::with_capacity(room);
+                for (index, (slot, pointer)) in pointers.iter().enumerate() {
                     let value = found[*slot].ok_or_else(|| missing(pointer, field.name))?;
                     let part = name_text(value).ok_or_else(|| {
                         wrong_type(value, pointer, field.name, "a string or a number")
                     })?;
-                    if !joined.is_empty() {
+                    if index > 0 {
                         joined.push_str(JOIN);
                     }
                     joined.push_str(&part);
