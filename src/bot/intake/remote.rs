@@ -75,7 +75,9 @@ pub(crate) fn spawn_ws(
     };
     let client = WsClient::new(config).map_err(refused)?;
     let shutdown = outlet.shutdown.clone();
-    tokio::spawn(client.run(Sink { outlet }, shutdown));
+    client
+        .spawn(Sink { outlet }, shutdown)
+        .map_err(IntakeError::start("ws source thread"))?;
     Ok(())
 }
 

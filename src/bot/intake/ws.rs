@@ -26,7 +26,9 @@
 #![allow(dead_code)] // wired in by issue 22's intake round
 
 use std::future::pending;
+use std::io;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -124,6 +126,27 @@ impl WsClient {
             request.headers_mut().append(name, value);
         }
         Ok(WsClient { request, config })
+    }
+
+    /// [`run`](WsClient::run) on a thread of its own, with a runtime of
+    /// its own. On the bot runtime's workers a busy socket would take turns
+    /// with the loop rather than run beside it: the loop, woken by each
+    /// delivery, waits in that worker's LIFO slot, which the other worker
+    /// does not steal from.
+    pub(crate) fn spawn(
+        self,
+        sink: impl FeedSink,
+        shutdown: CancellationToken,
+    ) -> io::Result<JoinHandle<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("source-ws".into())
+            .spawn(move || {
+                crate::bot::yield_cpu_to_health();
+                runtime.block_on(self.run(sink, shutdown));
+            })
     }
 
     /// Connects, and connects again, until `shutdown` fires or the sink is
