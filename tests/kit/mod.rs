@@ -25,6 +25,7 @@ pub mod notify;
 pub mod port;
 pub mod process;
 pub mod shipped;
+pub mod sources;
 pub mod tls;
 pub mod wait;
 pub mod web;
