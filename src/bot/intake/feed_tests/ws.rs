@@ -238,6 +238,7 @@ fn frames_read_together_are_handed_on_together_in_order() {
         heard.messages().len() == messages.len()
     });
     fast.wait_blasted(1);
+    assert_eq!(fast.blasted().subscribed.len(), 1, "one subscribe");
     let received = heard.messages();
     assert!(received
         .iter()
