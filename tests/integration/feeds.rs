@@ -32,11 +32,14 @@ fn feed_bot(sources: &str) -> Builder {
     with_sources(Builder::new(), sources)
 }
 
-/// The RTDS sample pointed at `rtds`, pinging every 200 ms.
-fn rtds_bot(rtds: &Rtds, quiet_after: &str) -> Daemon {
+/// An RTDS fake, and a daemon reading it by the sample (pinging every
+/// 200 ms), its source up.
+fn rtds_up(quiet_after: &str) -> (Rtds, Daemon) {
+    let rtds = Rtds::start_with(Some(PING_WITHIN), None);
     let daemon = feed_bot(&rtds_sources(&rtds.url(), "200ms", quiet_after, "")).spawn();
     daemon.wait_ready();
-    daemon
+    daemon.wait_source(RTDS, "up");
+    (rtds, daemon)
 }
 
 /// Records of type `t` (`fill`, `reject`) in the journal.
@@ -103,9 +106,7 @@ impl SourceEvents {
 
 #[test]
 fn rtds_trades_become_fills_by_the_shipped_mapping_with_the_subscribe_and_the_text_ping() {
-    let rtds = Rtds::start_with(Some(PING_WITHIN), None);
-    let mut daemon = rtds_bot(&rtds, "5m");
-    daemon.wait_source(RTDS, "up");
+    let (rtds, mut daemon) = rtds_up("5m");
     rtds.push_trade(&trade("fed-cut-june", "BUY", 12.5, 0.53));
     rtds.push_trades(&[
         trade("fed-cut-june", "SELL", 2.5, 0.55),
@@ -176,10 +177,8 @@ fn rtds_trades_become_fills_by_the_shipped_mapping_with_the_subscribe_and_the_te
 
 #[test]
 fn a_feed_that_answers_pings_but_sends_nothing_goes_quiet_is_replaced_and_comes_back() {
-    let rtds = Rtds::start_with(Some(PING_WITHIN), None);
-    let mut daemon = rtds_bot(&rtds, "1s");
+    let (rtds, mut daemon) = rtds_up("1s");
     let mut events = SourceEvents::open(daemon.addr());
-    daemon.wait_source(RTDS, "up");
     rtds.push_trade(&trade("fed-cut-june", "BUY", 1.0, 0.5));
     wait_filled(&daemon, 1);
 
@@ -224,9 +223,7 @@ fn a_feed_that_answers_pings_but_sends_nothing_goes_quiet_is_replaced_and_comes_
 
 #[test]
 fn garbage_binary_oversized_and_foreign_frames_are_counted_or_rejected_and_mapping_goes_on() {
-    let rtds = Rtds::start_with(Some(PING_WITHIN), None);
-    let mut daemon = rtds_bot(&rtds, "5m");
-    daemon.wait_source(RTDS, "up");
+    let (rtds, mut daemon) = rtds_up("5m");
     let mut no_size = trade("fed-cut-june", "BUY", 1.0, 0.5);
     no_size["payload"].as_object_mut().unwrap().remove("size");
     rtds.push_text("this is not json");
@@ -317,9 +314,7 @@ fn tls_with_the_test_ca_fills_and_without_it_the_source_is_down_with_the_error()
 
 #[test]
 fn a_trade_sent_again_after_a_reconnect_is_a_duplicate_filled_once() {
-    let rtds = Rtds::start_with(Some(PING_WITHIN), None);
-    let mut daemon = rtds_bot(&rtds, "5m");
-    daemon.wait_source(RTDS, "up");
+    let (rtds, mut daemon) = rtds_up("5m");
     rtds.push_trade(&trade("fed-cut-june", "BUY", 1.0, 0.5));
     wait_filled(&daemon, 1);
     rtds.close_all();

@@ -9,11 +9,13 @@
 //! (`tests::agrees_with_serde_json`, and the `signal` fuzz target).
 
 use std::borrow::Cow;
+use std::ops::{Deref, DerefMut};
 
 use super::{Fields, Raw};
+use crate::bot::json_text::Cursor;
 
 pub(super) fn fields(text: &str) -> Option<Fields<'_>> {
-    let mut scanner = Scanner { text, at: 0 };
+    let mut scanner = Scanner(Cursor::new(text));
     let mut fields = Fields::default();
     scanner.skip_space();
     scanner.expect(b'{')?;
@@ -34,7 +36,7 @@ pub(super) fn fields(text: &str) -> Option<Fields<'_>> {
             Some(Key::Price) => &mut fields.price,
             Some(Key::Source) => &mut fields.source,
             None => {
-                scanner.string_body()?;
+                scanner.plain_string()?;
                 &mut ignored
             }
         };
@@ -65,42 +67,24 @@ enum Key {
     Source,
 }
 
-struct Scanner<'a> {
-    text: &'a str,
-    at: usize,
+/// A cursor with the signal's own steps.
+struct Scanner<'a>(Cursor<'a>);
+
+impl<'a> Deref for Scanner<'a> {
+    type Target = Cursor<'a>;
+
+    fn deref(&self) -> &Cursor<'a> {
+        &self.0
+    }
+}
+
+impl DerefMut for Scanner<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl<'a> Scanner<'a> {
-    fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes().get(self.at).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let byte = self.peek()?;
-        self.at += 1;
-        Some(byte)
-    }
-
-    fn expect(&mut self, wanted: u8) -> Option<()> {
-        (self.next()? == wanted).then_some(())
-    }
-
-    fn skip_space(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.at += 1;
-        }
-    }
-
-    /// Only whitespace is left.
-    fn end(&mut self) -> bool {
-        self.skip_space();
-        self.at == self.bytes().len()
-    }
-
     /// After a key's opening quote: one of the signal's keys, with its
     /// closing quote, or `None` (and nothing consumed) for any other key.
     /// Comparing against the few keys there are is much cheaper than
@@ -121,51 +105,20 @@ impl<'a> Scanner<'a> {
         Some(key)
     }
 
-    /// After a string's opening quote: its text, up to and past the
-    /// closing quote, if it has no escape nor control character.
-    fn string_body(&mut self) -> Option<&'a str> {
-        let start = self.at;
-        let length = self.bytes()[start..]
-            .iter()
-            .position(|byte| matches!(byte, b'"' | b'\\' | 0..=0x1f))?;
-        self.at = start + length;
-        self.expect(b'"')?;
-        // The text is UTF-8 and both ends are at an ASCII quote.
-        self.text.get(start..start + length)
-    }
-
     fn value(&mut self) -> Option<Raw<'a>> {
         match self.peek()? {
             b'"' => {
                 self.at += 1;
-                Some(Raw::Str(Cow::Borrowed(self.string_body()?)))
+                Some(Raw::Str(Cow::Borrowed(self.plain_string()?)))
             }
             b'0'..=b'9' => self.number(),
-            b't' => self.word(b"true", Raw::Other),
-            b'f' => self.word(b"false", Raw::Other),
-            b'n' => self.word(b"null", Raw::Null),
+            b't' => self.word(b"true").then_some(Raw::Other),
+            b'f' => self.word(b"false").then_some(Raw::Other),
+            b'n' => self.word(b"null").then_some(Raw::Null),
             // A negative number, an array or an object: rare in a signal,
             // and serde_json's to judge.
             _ => None,
         }
-    }
-
-    fn word(&mut self, word: &[u8], raw: Raw<'a>) -> Option<Raw<'a>> {
-        self.bytes().get(self.at..)?.starts_with(word).then(|| {
-            self.at += word.len();
-            raw
-        })
-    }
-
-    /// Digits from here, with their value while it fits: (value, count).
-    fn digits(&mut self) -> (u64, usize) {
-        let start = self.at;
-        let mut value = 0u64;
-        while let Some(digit @ b'0'..=b'9') = self.peek() {
-            value = value.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'));
-            self.at += 1;
-        }
-        (value, self.at - start)
     }
 
     /// A non-negative JSON number: an integer that fits an `i64` as
@@ -227,6 +180,8 @@ impl<'a> Scanner<'a> {
 mod tests {
     use proptest::prelude::*;
 
+    use crate::bot::json_text::strategies::{glued, select};
+
     use super::*;
 
     fn general(text: &str) -> Option<Fields<'_>> {
@@ -257,10 +212,6 @@ mod tests {
         ] {
             assert_eq!(fields(declined), None, "{declined}");
         }
-    }
-
-    fn select(items: &[&'static str]) -> impl Strategy<Value = &'static str> {
-        prop::sample::select(items.to_vec())
     }
 
     /// Flat objects of signal-like members: the shape the scanner takes.
@@ -314,7 +265,7 @@ mod tests {
     /// Pieces of signal lines glued at random: the near misses the scanner
     /// must decline.
     fn glued_pieces() -> impl Strategy<Value = String> {
-        let piece = select(&[
+        glued(&[
             "{",
             "}",
             ",",
@@ -338,8 +289,7 @@ mod tests {
             "null",
             "[",
             "]",
-        ]);
-        prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+        ])
     }
 
     proptest! {

@@ -9,8 +9,10 @@
 //! error. So it may decline any message, but what it accepts it finds
 //! exactly as that walk does (`tests::agrees_with_the_serde_walk`).
 
+use std::ops::{Deref, DerefMut};
+
 use super::{Child, Finder, Found};
-use crate::bot::json_text::plain_length;
+use crate::bot::json_text::{plain_length, Cursor};
 
 /// Deeper nesting is declined (serde_json's walk skips it without
 /// recursion).
@@ -21,46 +23,34 @@ const DEPTH: usize = 64;
 pub(super) fn find<'m>(finder: &Finder, json: &'m str, found: &mut Found<'m>) -> Option<()> {
     let mut scan = Scan {
         finder,
-        text: json,
-        at: 0,
+        cursor: Cursor::new(json),
     };
-    scan.space();
+    scan.skip_space();
     scan.value(Some(0), found, 0)?;
-    scan.space();
-    (scan.at == json.len()).then_some(())
+    scan.end().then_some(())
 }
 
+/// A cursor, and the pointers it looks for.
 struct Scan<'f, 'm> {
     finder: &'f Finder,
-    text: &'m str,
-    at: usize,
+    cursor: Cursor<'m>,
+}
+
+impl<'m> Deref for Scan<'_, 'm> {
+    type Target = Cursor<'m>;
+
+    fn deref(&self) -> &Cursor<'m> {
+        &self.cursor
+    }
+}
+
+impl DerefMut for Scan<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.cursor
+    }
 }
 
 impl<'f, 'm> Scan<'f, 'm> {
-    fn bytes(&self) -> &'m [u8] {
-        self.text.as_bytes()
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes().get(self.at).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let byte = self.peek()?;
-        self.at += 1;
-        Some(byte)
-    }
-
-    fn eat(&mut self, wanted: u8) -> Option<()> {
-        (self.next()? == wanted).then_some(())
-    }
-
-    fn space(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.at += 1;
-        }
-    }
-
     fn children(&self, node: Option<usize>) -> &'f [Child] {
         node.map_or(&[], |node| &self.finder.nodes[node].children)
     }
@@ -80,9 +70,9 @@ impl<'f, 'm> Scan<'f, 'm> {
                 self.at += 1;
                 self.string()?;
             }
-            b't' => self.word(b"true")?,
-            b'f' => self.word(b"false")?,
-            b'n' => self.word(b"null")?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
             _ => self.number()?,
         }
         if let Some(slot) = node.and_then(|node| self.finder.nodes[node].slot) {
@@ -96,25 +86,25 @@ impl<'f, 'm> Scan<'f, 'm> {
             return None;
         }
         self.at += 1;
-        self.space();
+        self.skip_space();
         if self.peek()? == b'}' {
             self.at += 1;
             return Some(());
         }
         loop {
-            self.eat(b'"')?;
-            let key = self.key()?;
+            self.expect(b'"')?;
+            let key = self.plain_string()?;
             let child = children
                 .iter()
                 .find(|child| child.key == key)
                 .map(|child| child.node);
-            self.space();
-            self.eat(b':')?;
-            self.space();
+            self.skip_space();
+            self.expect(b':')?;
+            self.skip_space();
             self.value(child, found, depth)?;
-            self.space();
+            self.skip_space();
             match self.next()? {
-                b',' => self.space(),
+                b',' => self.skip_space(),
                 b'}' => return Some(()),
                 _ => return None,
             }
@@ -126,7 +116,7 @@ impl<'f, 'm> Scan<'f, 'm> {
             return None;
         }
         self.at += 1;
-        self.space();
+        self.skip_space();
         if self.peek()? == b']' {
             self.at += 1;
             return Some(());
@@ -137,25 +127,14 @@ impl<'f, 'm> Scan<'f, 'm> {
                 .find(|child| child.index == Some(index))
                 .map(|child| child.node);
             self.value(child, found, depth)?;
-            self.space();
+            self.skip_space();
             match self.next()? {
-                b',' => self.space(),
+                b',' => self.skip_space(),
                 b']' => return Some(()),
                 _ => return None,
             }
         }
         None
-    }
-
-    /// After a key's opening quote: its text, past the closing quote, if
-    /// it holds no escape nor control character.
-    fn key(&mut self) -> Option<&'m str> {
-        let start = self.at;
-        let length = plain_length(&self.bytes()[start..]);
-        self.at = start + length;
-        self.eat(b'"')?;
-        // UTF-8 text, cut at ASCII quotes.
-        self.text.get(start..start + length)
     }
 
     /// After a string's opening quote: past its closing quote, its escapes
@@ -183,10 +162,8 @@ impl<'f, 'm> Scan<'f, 'm> {
         }
     }
 
-    fn word(&mut self, word: &[u8]) -> Option<()> {
-        self.bytes()[self.at..].starts_with(word).then(|| {
-            self.at += word.len();
-        })
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.word(word).then_some(())
     }
 
     /// A JSON number's grammar: `-`, an integer without a leading zero,
@@ -197,7 +174,9 @@ impl<'f, 'm> Scan<'f, 'm> {
         }
         match self.next()? {
             b'0' => {}
-            b'1'..=b'9' => self.digits(),
+            b'1'..=b'9' => {
+                self.digits();
+            }
             _ => return None,
         }
         if self.peek() == Some(b'.') {
@@ -216,19 +195,17 @@ impl<'f, 'm> Scan<'f, 'm> {
 
     /// At least one digit.
     fn digit(&mut self) -> Option<()> {
-        self.next()?.is_ascii_digit().then(|| self.digits())
-    }
-
-    fn digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.at += 1;
-        }
+        self.next()?.is_ascii_digit().then(|| {
+            self.digits();
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    use crate::bot::json_text::strategies::{glued, select};
 
     use super::super::{Pointer, MAX_POINTERS};
     use super::*;
@@ -292,10 +269,6 @@ mod tests {
         assert!(walked(&finder, &deep).is_some());
     }
 
-    fn select(items: &[&'static str]) -> impl Strategy<Value = &'static str> {
-        prop::sample::select(items.to_vec())
-    }
-
     /// Nested objects and arrays whose keys the pointers name: what the
     /// scanner should take.
     fn message() -> impl Strategy<Value = String> {
@@ -346,7 +319,7 @@ mod tests {
 
     /// Pieces of messages glued at random: the near misses.
     fn glued_pieces() -> impl Strategy<Value = String> {
-        let piece = select(&[
+        glued(&[
             "{",
             "}",
             "[",
@@ -373,8 +346,7 @@ mod tests {
             "nul",
             "null",
             "\u{1}",
-        ]);
-        prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+        ])
     }
 
     proptest! {
