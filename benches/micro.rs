@@ -1,14 +1,17 @@
-//! Micro-benchmarks of the hot paths: signal parsing, the engine step, the
-//! health verdict, a whole `/health` answer, and the metrics render.
+//! Micro-benchmarks of the hot paths: signal parsing, the engine step, a
+//! journal record written and read, the health verdict, a whole `/health`
+//! answer, and the metrics render.
 //!
 //!     cargo bench --bench micro
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tradingbot::bot::engine::{Engine, PaperExecution};
 use tradingbot::bot::intake::map::{Map, Mapped};
-use tradingbot::bot::signal::{parse, parse_general, Arrival};
+use tradingbot::bot::ledger::record::{parse as parse_record, write_line, Record};
+use tradingbot::bot::signal::{parse, parse_general, Arrival, Side};
 use tradingbot::bot::RiskLimits;
 use tradingbot::health::{Component, HealthState};
 use tradingbot::http::health::Health;
@@ -114,6 +117,44 @@ fn bot(c: &mut Criterion) {
     });
 }
 
+/// A fill as the harness's ingest feed makes them, and a reject of a line
+/// with a bad side: what the loop journals, and recovery reads back, most.
+fn journal(c: &mut Criterion) {
+    let fill = Record::Fill {
+        id: Cow::Borrowed("bench-123456"),
+        src: Cow::Borrowed("file:/var/lib/tradingbot/feed.jsonl"),
+        ts: 1_714_564_800_000,
+        at: 1_714_564_800_250,
+        symbol: Cow::Borrowed("SYM6"),
+        side: Side::Buy,
+        qty: 1.0,
+        price: 104.5,
+        source: None,
+    };
+    let reject = Record::Reject {
+        id: Some("x1".into()),
+        src: Cow::Borrowed("file:/var/lib/tradingbot/feed.jsonl"),
+        ts: None,
+        at: 1_714_564_800_250,
+        reason: "bad_side".into(),
+        detail: "\"side\" must be \"buy\" or \"sell\"".into(),
+        line: r#"{"id":"x1","ts":1714564800000,"symbol":"BTC","side":"hold","qty":1}"#.into(),
+    };
+    for (name, record) in [("fill", &fill), ("reject", &reject)] {
+        let mut out = Vec::with_capacity(1024);
+        c.bench_function(&format!("journal: write a {name} record"), |b| {
+            b.iter(|| {
+                out.clear();
+                write_line(record, &mut out);
+            })
+        });
+        let line = &out[..out.len() - 1];
+        c.bench_function(&format!("journal: read a {name} record"), |b| {
+            b.iter(|| parse_record(line))
+        });
+    }
+}
+
 fn metrics(c: &mut Criterion) {
     let samples: Vec<Sample> = (0..50)
         .map(|index| {
@@ -130,7 +171,7 @@ fn metrics(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bot, health, metrics);
+criterion_group!(benches, bot, journal, health, metrics);
 
 /// Issue 22: one RTDS trade message mapped to a signal by the shipped
 /// sample's mapping.

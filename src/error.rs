@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::bot::intake::source_test::SourceTestError;
 use crate::bot::ledger::query::QueryError;
 use crate::bot::BotError;
 use crate::exit::Exit;
@@ -46,6 +47,8 @@ pub enum Error {
     Probe(#[from] ProbeError),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error(transparent)]
+    SourceTest(#[from] SourceTestError),
 }
 
 impl Error {
@@ -56,6 +59,7 @@ impl Error {
             Error::Config(_) => Exit::Usage,
             Error::WebhookBind { .. } => Exit::Usage,
             Error::Bot(error) if error.is_config() => Exit::Usage,
+            Error::SourceTest(error) if error.is_config() => Exit::Usage,
             Error::Lock(LockError::Held { .. }) => Exit::Locked,
             _ => Exit::Failure,
         }

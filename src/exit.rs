@@ -1,4 +1,4 @@
-//! How the process ends, in one place (DESIGN.md, "Exit codes").
+//! How the process ends, in one place (ARCHITECTURE.md, "Design rules": exit codes).
 //!
 //! Two ways out and no third: `main` returns the [`Exit`] of a run that
 //! finished (or failed before the judge started), and the judge calls

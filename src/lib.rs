@@ -57,6 +57,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<Exit, Error> {
                 Exit::Failure
             })
         }),
+        cli::Command::SourceTest(request) => answer(|out| {
+            let passed = bot::intake::source_test::run(&request, out)?;
+            Ok(if passed { Exit::Clean } else { Exit::Failure })
+        }),
         cli::Command::Web(settings) => web::run(&settings).map(|()| Exit::Clean),
         cli::Command::Journal(request) => answer(|out| {
             let answered = bot::ledger::query::run(&request, out)?;

@@ -60,16 +60,24 @@ pub(crate) enum Event {
         detail: String,
     },
     /// A source (by its name) went down (a feed died, a socket closed, a
-    /// file was lost) or quiet (no signal for its `quiet_after`, or from
-    /// any source for MAX_SIGNAL_AGE).
+    /// file was lost) or quiet (no signal for its `quiet_after`).
     SourceDown {
         source: String,
         /// `down` or `quiet`.
         status: &'static str,
+        /// What is wrong, in words: `no signal for 30s (quiet_after)`.
         problem: String,
     },
-    /// That source is up again.
-    SourceUp { source: String },
+    /// That source is up again, after `lasted` down or quiet (`was`).
+    SourceUp {
+        source: String,
+        was: &'static str,
+        lasted: Duration,
+    },
+    /// No signal from any source for `MAX_SIGNAL_AGE`.
+    SignalsQuiet { problem: String },
+    /// A signal again after that.
+    SignalsBack,
     /// The webhook refused a burst of requests with a wrong token.
     TokensRefused { count: u64, within: Duration },
     /// More trade events of one kind (fill, reject) than were sent one by
@@ -192,7 +200,10 @@ impl Event {
             Event::Exiting { .. } => Kind::Exiting,
             Event::Fill { .. } => Kind::Fill,
             Event::RiskReject { .. } => Kind::Reject,
-            Event::SourceDown { .. } | Event::SourceUp { .. } => Kind::Source,
+            Event::SourceDown { .. }
+            | Event::SourceUp { .. }
+            | Event::SignalsQuiet { .. }
+            | Event::SignalsBack => Kind::Source,
             Event::TokensRefused { .. } => Kind::Auth,
             Event::Counted { kind, .. } => *kind,
             Event::Test => Kind::Test,
@@ -205,10 +216,12 @@ impl Event {
             | Event::ComponentFailed { .. }
             | Event::Exiting { .. }
             | Event::SourceDown { .. }
+            | Event::SignalsQuiet { .. }
             | Event::TokensRefused { .. } => Severity::Failure,
-            Event::Recovered { .. } | Event::ComponentRecovered { .. } | Event::SourceUp { .. } => {
-                Severity::Success
-            }
+            Event::Recovered { .. }
+            | Event::ComponentRecovered { .. }
+            | Event::SourceUp { .. }
+            | Event::SignalsBack => Severity::Success,
             Event::RiskReject { .. } => Severity::Warning,
             Event::Counted { kind, .. } if *kind == Kind::Reject => Severity::Warning,
             Event::Counted { .. } => Severity::Info,
@@ -231,7 +244,9 @@ impl Event {
             Event::Fill { .. } => "Fill".into(),
             Event::RiskReject { .. } => "Risk limit reject".into(),
             Event::SourceDown { source, status, .. } => format!("{source} source {status}"),
-            Event::SourceUp { source } => format!("{source} source back"),
+            Event::SourceUp { source, .. } => format!("{source} source up again"),
+            Event::SignalsQuiet { .. } => "Signals quiet".into(),
+            Event::SignalsBack => "Signals back".into(),
             Event::TokensRefused { .. } => "Webhook refused bad tokens".into(),
             Event::Counted { kind, .. } => format!("More {}", kind.name()),
             Event::Test => "Test message".into(),
@@ -289,7 +304,9 @@ impl Event {
                     .map_or_else(String::new, |id| format!(" (id {id})"))
             ),
             Event::SourceDown { problem, .. } => problem.clone(),
-            Event::SourceUp { .. } => "delivering again".into(),
+            Event::SourceUp { was, lasted, .. } => format!("after {} {was}", seconds(*lasted)),
+            Event::SignalsQuiet { problem } => problem.clone(),
+            Event::SignalsBack => "a signal came in again".into(),
             Event::TokensRefused { count, within } => format!(
                 "{count} requests with a missing or wrong token within {}",
                 seconds(*within)
@@ -350,7 +367,18 @@ impl Event {
                 status,
                 problem,
             } => json!({ "source": source, "status": status, "problem": problem }),
-            Event::SourceUp { source } => json!({ "source": source, "status": "up" }),
+            Event::SourceUp {
+                source,
+                was,
+                lasted,
+            } => json!({
+                "source": source,
+                "status": "up",
+                "was": was,
+                "lasted_seconds": lasted.as_secs_f64(),
+            }),
+            Event::SignalsQuiet { problem } => json!({ "status": "quiet", "problem": problem }),
+            Event::SignalsBack => json!({ "status": "up" }),
             Event::TokensRefused { count, within } => {
                 json!({ "count": count, "within_seconds": within.as_secs_f64() })
             }
@@ -397,6 +425,50 @@ mod tests {
         assert_eq!(Kind::Auth.lane(), Lane::Batched);
         assert_eq!(Kind::Stalled.lane(), Lane::Urgent);
         assert_eq!(Kind::Exiting.lane(), Lane::Urgent);
+    }
+
+    #[test]
+    fn source_changes_read_as_one_sentence() {
+        let line = |event: Event| format!("{}: {}", event.title(), event.detail());
+        assert_eq!(
+            line(Event::SourceDown {
+                source: "rtds".into(),
+                status: "quiet",
+                problem: "no signal for 30s (quiet_after)".into(),
+            }),
+            "rtds source quiet: no signal for 30s (quiet_after)"
+        );
+        assert_eq!(
+            line(Event::SourceDown {
+                source: "whop".into(),
+                status: "down",
+                problem: "HTTP 503".into(),
+            }),
+            "whop source down: HTTP 503"
+        );
+        let back = Event::SourceUp {
+            source: "rtds".into(),
+            was: "quiet",
+            lasted: Duration::from_secs(42),
+        };
+        assert_eq!(back.fields()["was"], "quiet");
+        assert_eq!(back.fields()["lasted_seconds"], 42.0);
+        assert_eq!(line(back), "rtds source up again: after 42s quiet");
+        assert_eq!(
+            line(Event::SignalsQuiet {
+                problem: "no signal for 61s (MAX_SIGNAL_AGE 1m)".into()
+            }),
+            "Signals quiet: no signal for 61s (MAX_SIGNAL_AGE 1m)"
+        );
+        let sources = Kind::selected_by("sources").unwrap();
+        for event in [
+            Event::SignalsBack,
+            Event::SignalsQuiet {
+                problem: String::new(),
+            },
+        ] {
+            assert_ne!(sources & event.kind().bit(), 0, "{event:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Alerts where operators already look: Discord, Slack, Telegram and
-//! generic JSON webhooks (DESIGN.md, "Alerts").
+//! generic JSON webhooks (README, "Alerts").
 //!
 //! The daemon builds one [`Alerts`] from [`Settings`] and hands clones to
 //! whoever has news: the judge (stalls, recoveries, components, the exit

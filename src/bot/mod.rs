@@ -9,7 +9,7 @@ pub(crate) mod events;
 pub(crate) mod figures;
 pub mod intake;
 mod json_text;
-pub(crate) mod ledger;
+pub mod ledger;
 pub mod money;
 pub(crate) mod report;
 mod run;

@@ -53,14 +53,17 @@ enum JournalCommand {
         #[arg(long, value_enum, default_value = "symbol")]
         by: PnlBy,
     },
-    /// Checks the journal: torn or corrupt records, sequence gaps, ids
-    /// decided twice within the window, and every snapshot (intact, at a
-    /// record of this journal, equal to the replay up to it). Exits 1
-    /// naming the first problem.
+    /// Checks the journal: torn, corrupt or damaged records (a checksum
+    /// that does not match), sequence gaps, ids decided twice within the
+    /// window, and every snapshot (intact, at a record of this journal,
+    /// equal to the replay up to it). Exits 1 naming the first problem.
     Verify {
-        /// The daemon's DEDUPE_WINDOW: an id decided twice within it is a problem.
-        #[arg(long, env = "DEDUPE_WINDOW", default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
-        dedupe_window: Duration,
+        /// The daemon's DEDUPE_WINDOW, for the records no snapshot records
+        /// it for (a journal without snapshots, or of an earlier release):
+        /// an id decided twice within it is a problem. Unset: the window
+        /// the oldest snapshot records, else 7d.
+        #[arg(long, env = "DEDUPE_WINDOW", value_parser = parse_duration, value_name = "DURATION")]
+        dedupe_window: Option<Duration>,
     },
 }
 

@@ -8,6 +8,7 @@ mod alerts;
 mod describe;
 mod journal;
 mod run;
+mod source_test;
 mod values;
 mod web;
 
@@ -72,6 +73,16 @@ enum Subcommands {
     /// destination, the outcome (HTTP status, latency, the service's
     /// error); exit 1 if any failed. Reads the same settings as `run`.
     NotifyTest(RunArgs),
+    /// Connect to one source with the same settings as `run` and print its
+    /// next messages raw, each beside what it maps to: a signal's fields,
+    /// ignored and why, or the reject and why. The way to write a mapping.
+    ///
+    /// Trades nothing and writes nothing (no journal, no lock, no health
+    /// file, no port). Exits 0 once --count messages have come (or the
+    /// input piped to a stdin or webhook source ended), 1 if the source
+    /// could not connect or sent fewer within --timeout, 2 for an unknown
+    /// name or a bad setting. A webhook source reads one body from stdin.
+    SourceTest(source_test::SourceTestArgs),
     /// Serve the dashboard: one page for one bot or many, read through
     /// their read API (a separate process; README, "Dashboard").
     Web(web::WebArgs),
@@ -93,6 +104,7 @@ pub(crate) enum Command {
     /// `--help` or `--version`: the text to print.
     Print(String),
     NotifyTest(Box<crate::alerts::Settings>),
+    SourceTest(Box<crate::bot::intake::source_test::Request>),
     Web(Box<crate::web::Settings>),
     Journal(crate::bot::ledger::query::Request),
 }
@@ -115,6 +127,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         Some(Subcommands::Journal(args)) => Ok(Command::Journal(args.into_request())),
         Some(Subcommands::NotifyTest(args)) => {
             Ok(Command::NotifyTest(Box::new(args.into_config()?.alerts)))
+        }
+        Some(Subcommands::SourceTest(args)) => {
+            Ok(Command::SourceTest(Box::new(args.into_request()?)))
         }
         Some(Subcommands::CheckConfig(args)) => {
             let config = args.into_config()?;

@@ -1,4 +1,4 @@
-//! The lifecycle (DESIGN.md, "Process lifecycle"), in order, and nothing else.
+//! The lifecycle (ARCHITECTURE.md, "Design rules": lifecycle), in order, and nothing else.
 
 pub(crate) mod settings;
 

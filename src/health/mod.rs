@@ -1,5 +1,5 @@
 //! The health model: the bot beats, the judge pings and keeps the file, the
-//! HTTP server answers. See DESIGN.md ("The health model").
+//! HTTP server answers. See ARCHITECTURE.md ("Design rules": truthful health).
 
 pub(crate) mod file;
 pub(crate) mod judge;

@@ -1,4 +1,4 @@
-//! The health model's settings (DESIGN.md, "The health model"), validated
+//! The health model's settings (ARCHITECTURE.md, "Design rules": truthful health), validated
 //! once by `cli`; plain values, so this module depends on nothing else.
 
 use std::ffi::OsStr;

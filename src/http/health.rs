@@ -1,4 +1,4 @@
-//! The health routes' answers (DESIGN.md, "The health model"): what
+//! The health routes' answers (ARCHITECTURE.md, "Design rules": truthful health): what
 //! [`crate::health::report`] says, as HTTP, and `http_requests_total`,
 //! every request on the port by its route's label and its status code.
 

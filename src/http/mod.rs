@@ -1,4 +1,4 @@
-//! The one port (DESIGN.md, "One port"): the bounded HTTP/1 server, on a
+//! The one port (ARCHITECTURE.md, "Design rules": one port): the bounded HTTP/1 server, on a
 //! thread of its own, and the routes it serves ([`routes`]), each class
 //! with its own auth:
 //!

@@ -1,4 +1,4 @@
-//! The one port's routes (DESIGN.md, "One port"), in one table, and what
+//! The one port's routes (ARCHITECTURE.md, "Design rules": one port), in one table, and what
 //! each class needs to be served: the health routes' state, the webhook,
 //! the read token with the API and the stream. The webhook's own listener
 //! (`WEBHOOK_BIND`) serves the same table with the webhook alone.

@@ -26,7 +26,7 @@ const MAX_LINE: usize = 64 << 10;
 /// without closing would otherwise hold the stream forever.
 const STREAM_CYCLE: Duration = Duration::from_secs(60);
 /// Event kinds the stream is asked for.
-const STREAM_TYPES: &str = "fill,reject,health,dropped";
+const STREAM_TYPES: &str = "fill,reject,health,source,dropped";
 
 pub(crate) struct BotClient {
     agent: ureq::Agent,
@@ -239,6 +239,12 @@ pub(crate) enum Event {
         /// The bot's heartbeat age at the change, when it says.
         heartbeat_age_seconds: Option<f64>,
     },
+    /// A source's status changed.
+    Source {
+        source: String,
+        status: String,
+        problem: Option<String>,
+    },
     /// The bot dropped events for this client: resume from the journal.
     Dropped,
     /// A kind the dashboard does not show.
@@ -259,6 +265,14 @@ impl Event {
                     heartbeat_age_seconds: health.heartbeat_age_seconds,
                 })
             }
+            Some("source") => {
+                let source = SourceEvent::deserialize(&value).map_err(|error| invalid(&error))?;
+                Ok(Event::Source {
+                    source: truncate(&source.source, 64),
+                    status: truncate(&source.status, 20),
+                    problem: source.problem.map(|problem| truncate(&problem, 300)),
+                })
+            }
             Some("dropped") => Ok(Event::Dropped),
             Some(_) => Ok(Event::Other),
             None => Err("invalid answer: an event without a type".into()),
@@ -273,6 +287,14 @@ struct Health {
     reasons: Vec<String>,
     #[serde(default)]
     heartbeat_age_seconds: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct SourceEvent {
+    source: String,
+    status: String,
+    #[serde(default)]
+    problem: Option<String>,
 }
 
 /// A fill or a reject, as the API and the stream describe one. Strings are

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::client::{clip_reasons, truncate, Event, Problem, Trade};
+use super::sources::{self, SourceRow};
 use crate::bot::engine::Held;
 
 /// Fills and rejects kept per bot for the live table.
@@ -81,6 +82,9 @@ pub(crate) struct Status {
     #[serde(default)]
     pub(crate) last_seq: u64,
     pub(crate) fsync_seconds: Option<Fsync>,
+    /// Each source's own truth (a bot before issue 22 has none).
+    #[serde(default)]
+    pub(crate) sources: Vec<SourceRow>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -189,6 +193,7 @@ impl Bot {
             Ok((mut status, mut positions)) => {
                 status.status = truncate(&status.status, 40);
                 status.reasons = clip_reasons(std::mem::take(&mut status.reasons));
+                status.sources = sources::clip(std::mem::take(&mut status.sources));
                 positions.positions.truncate(MAX_POSITIONS);
                 for position in &mut positions.positions {
                     position.symbol = truncate(&position.symbol, 40);
@@ -258,6 +263,17 @@ impl Bot {
                     if heartbeat_age_seconds.is_some() {
                         polled.status.heartbeat_age_seconds = heartbeat_age_seconds;
                     }
+                }
+                !state.restream
+            }),
+            Event::Source {
+                source,
+                status,
+                problem,
+            } => self.update(|state| {
+                if let Some(polled) = &mut state.polled {
+                    let rows = &mut polled.status.sources;
+                    sources::apply(rows, &source, &status, problem.as_deref());
                 }
                 !state.restream
             }),
@@ -333,6 +349,7 @@ impl Bot {
             "positions": polled.map(|polled| &polled.positions.positions),
             "last_seq": status.map(|status| status.last_seq),
             "stream": {"connected": state.stream_connected, "error": state.stream_error},
+            "sources": status.map(|status| sources::rows(&status.sources, since_poll)),
         })
     }
 }
@@ -569,6 +586,30 @@ mod tests {
         bot.take_restream();
         assert!(bot.event(Event::Trade(trade(2))));
         assert_eq!(bot.detail(None)["trades"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_source_event_shows_before_the_next_poll() {
+        let fleet = Fleet::new([("a".to_owned(), "http://a".to_owned())]);
+        let bot = &fleet.bots[0];
+        bot.polled(
+            Ok((
+                status(json!({"status": "healthy", "sources": [
+                    {"name": "rtds", "kind": "ws", "status": "up", "reconnects": 0}]})),
+                positions(),
+            )),
+            Instant::now(),
+        );
+        assert!(bot.event(Event::Source {
+            source: "rtds".into(),
+            status: "down".into(),
+            problem: Some("down: no frame for 15s".into()),
+        }));
+        let row = &bot.summary(Instant::now())["sources"][0];
+        assert_eq!(
+            (&row["status"], &row["level"], &row["last_error"]),
+            (&json!("down"), &json!("bad"), &json!("no frame for 15s"))
+        );
     }
 
     #[test]

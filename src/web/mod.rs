@@ -1,6 +1,6 @@
-//! `tradingbot web`: the dashboard, a process of its own (DESIGN.md, "The
-//! dashboard is another service"). It reads bots only through their read
-//! API and event stream, so it works across machines and services that
+//! `tradingbot web`: the dashboard, a process of its own (ARCHITECTURE.md,
+//! "Design rules"). It reads bots only through their read API and event
+//! stream, so it works across machines and services that
 //! share no disk; it writes nothing, takes no lock, and its failures and
 //! restarts never touch a bot.
 //!
@@ -14,6 +14,7 @@ mod client;
 mod fleet;
 mod poller;
 pub(crate) mod settings;
+mod sources;
 
 use std::sync::{mpsc, Arc};
 

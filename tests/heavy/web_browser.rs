@@ -107,7 +107,11 @@ fn browser_follows_contract_fakes_live_and_unslowed() {
     let beta = FakeBot::start(Mode::Good, None);
     beta.set_status(
         json!({"status": "degraded", "reasons": ["signals: no signal for 75s (MAX_SIGNAL_AGE 1m)"],
-        "last_signal_age_seconds": 75.0}),
+        "last_signal_age_seconds": 75.0, "sources": [
+            {"name": "rtds", "kind": "ws", "status": "down", "last_message_age_seconds": 40.0,
+             "last_signal_age_seconds": 75.0, "reconnects": 7, "last_error": "<b>no</b> frame for 15s"},
+            {"name": "whop", "kind": "poll", "status": "quiet", "last_message_age_seconds": 3.0,
+             "last_signal_age_seconds": null, "reconnects": 0, "last_error": null}]}),
     );
     beta.push(
         json!({"type": "reject", "id": "b1", "at": 1714557600000_i64,
@@ -161,6 +165,15 @@ fn browser_follows_contract_fakes_live_and_unslowed() {
         .as_str()
         .unwrap()
         .contains("no signal for 75s"));
+    let chips = browser.run(
+        "return [...document.querySelectorAll('article[data-bot=\"beta\"] .sources li')]
+           .map((chip) => [chip.innerText, chip.dataset.level]);",
+    );
+    assert_eq!(
+        chips,
+        json!([["rtds down", "bad"], ["whop quiet", "warn"]]),
+        "each source on the card, coloured by its status"
+    );
     browser.keep_screenshot("fake-fleet.png");
 
     // One bot's page: a new fill shows within a second, without a reload.
@@ -194,6 +207,21 @@ fn browser_follows_contract_fakes_live_and_unslowed() {
     assert!(
         text.as_str().unwrap().contains("bad_json: <b>not</b> json"),
         "{text}"
+    );
+    let source = browser
+        .wait_for(
+            SOON,
+            "const row = document.querySelector('#sources tr[data-source=\"rtds\"]');
+             return row && [row.dataset.level, row.innerText];",
+        )
+        .expect("a row per source");
+    assert_eq!(source[0], "bad", "{source}");
+    let text = source[1].as_str().unwrap();
+    assert!(text.contains("DOWN") || text.contains("down"), "{text}");
+    assert!(text.contains("<b>no</b> frame for 15s"), "{text}");
+    assert_eq!(
+        browser.run("return document.querySelectorAll('#sources b').length;"),
+        0
     );
     assert_eq!(
         browser.run("return document.querySelectorAll('#trades b').length;"),
@@ -322,6 +350,15 @@ fn browser_shows_two_real_bots_as_their_journals_say() {
             );
         }
     }
+    browser
+        .wait_for(
+            SOON,
+            "const row = document.querySelector('#sources tr[data-source=\"stdin\"]');
+             return row && row.dataset.level === 'ok'
+               && row.querySelector('[data-field=last_signal_age]').dataset.value !== undefined
+               && row.innerText;",
+        )
+        .expect("the stdin source's row: up, with the age of its last signal");
     assert!(browser.wait_for(SOON, &row("a5")).is_some());
     let reject = browser.run(
         "const row = document.querySelector('#trades tr.reject'); return row && row.innerText;",

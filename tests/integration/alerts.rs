@@ -11,7 +11,10 @@ use std::time::Instant;
 use crate::alerts_fakes::{
     Answer, Receiver, Service, DISCORD_TOKEN, JSON_KEY, SIGNING_SECRET, SLACK_TOKEN, TELEGRAM_TOKEN,
 };
+use serde_json::Value;
+
 use crate::kit::daemon::{stdin_bot, Builder};
+use crate::kit::feeds::rtds::{self, Rtds};
 use crate::kit::journal::signal_line;
 use crate::kit::notify::NotifySocket;
 use crate::kit::tls::TestCa;
@@ -333,6 +336,141 @@ fn alerts_fills_and_rejects_are_batched_per_min_interval() {
     assert_eq!(json.received().len(), 2, "{:?}", json.received());
     json.assert_well_formed();
     assert!(daemon.stop().success());
+}
+
+#[test]
+fn alerts_a_source_quiet_down_and_up_again_each_read_as_one_line() {
+    let builder = Builder::new();
+    let ca = TestCa::new();
+    let receivers = Receivers::start(&ca);
+    let elsewhere = Receiver::start(Service::Json, &ca);
+    let fake = Rtds::start();
+    let marker = builder.dir().join("feed-may-run");
+    let sources = format!(
+        r#"
+[[source]]
+name = "polymarket-rtds"
+kind = "ws"
+url = "{url}"
+subscribe = ['{subscribe}']
+ping_interval = "300ms"
+ping_text = "ping"
+quiet_after = "1s"
+
+[source.map]
+when = {{ "/topic" = "activity", "/type" = "trades" }}
+id = "/payload/transactionHash"
+symbol = "/payload/slug"
+side = "/payload/side"
+qty = "/payload/size"
+price = "/payload/price"
+side_values = {{ BUY = "buy", SELL = "sell" }}
+
+[[source]]
+name = "feed"
+kind = "exec"
+command = ["sh", "-c", "test -e {marker} || exit 3; echo hello; exec sleep 600"]
+"#,
+        url = fake.url(),
+        subscribe = Rtds::subscribe_message(),
+        marker = marker.display(),
+    );
+    let file = builder.dir().join("sources.toml");
+    std::fs::write(&file, sources).unwrap();
+    let daemon = receivers
+        .configure(builder, &ca, "events=sources&min_interval=1s")
+        .env(
+            "NOTIFY_URLS",
+            receivers
+                .all()
+                .iter()
+                .map(|receiver| format!("{}?events=sources&min_interval=1s", receiver.url()))
+                .chain([format!(
+                    "{}?events=health,lifecycle,trading",
+                    elsewhere.url()
+                )])
+                .collect::<Vec<_>>()
+                .join(";"),
+        )
+        .env("SOURCES_FILE", file)
+        .env("EXEC_BACKOFF", "100ms")
+        .env("EXEC_BACKOFF_MAX", "200ms")
+        .spawn();
+    daemon.wait_ready();
+
+    for receiver in receivers.all() {
+        let quiet = receiver
+            .wait_for("polymarket-rtds source quiet", SOON)
+            .unwrap_or_else(|| panic!("{:?}: no quiet alert", receiver.service));
+        assert!(
+            quiet.text.contains("no signal for 1s (quiet_after)"),
+            "{:?}: {}",
+            receiver.service,
+            quiet.text
+        );
+        let down = receiver
+            .wait_for("feed source down", SOON)
+            .unwrap_or_else(|| panic!("{:?}: no down alert", receiver.service));
+        assert!(
+            down.text.contains("feed process exited (exit status: 3)"),
+            "{:?}: {}",
+            receiver.service,
+            down.text
+        );
+    }
+    // Restarted again and again, failing each time: one trouble, one alert.
+    daemon.wait_metric("source_reconnects_total", &[("source", "feed")], 4.0);
+    std::fs::write(&marker, "").unwrap();
+    fake.push_trade(&rtds::trade("fed-cut-june", "BUY", 1.0, 0.5));
+    for receiver in receivers.all() {
+        for back in ["polymarket-rtds source up again", "feed source up again"] {
+            let received = receiver
+                .wait_for(back, SOON)
+                .unwrap_or_else(|| panic!("{:?}: no {back:?}", receiver.service));
+            assert!(
+                received.text.contains(" quiet") || received.text.contains(" down"),
+                "{:?}: {}",
+                receiver.service,
+                received.text
+            );
+        }
+        assert_eq!(
+            receiver.count("feed source down"),
+            1,
+            "{:?}",
+            receiver.service
+        );
+        receiver.assert_well_formed();
+    }
+    let events: Vec<Value> = receivers
+        .json
+        .received()
+        .iter()
+        .flat_map(|received| {
+            received.body["event"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    let quiet = events
+        .iter()
+        .find(|event| event["source"] == "polymarket-rtds" && event["status"] == "quiet")
+        .unwrap_or_else(|| panic!("no quiet event: {events:?}"));
+    assert_eq!(quiet["kind"], "source");
+    assert_eq!(quiet["problem"], "no signal for 1s (quiet_after)");
+    let back = events
+        .iter()
+        .find(|event| event["source"] == "feed" && event["status"] == "up")
+        .unwrap_or_else(|| panic!("no up event: {events:?}"));
+    assert_eq!(back["was"], "down");
+    assert!(back["lasted_seconds"].as_f64().unwrap() > 0.0, "{back}");
+    assert_eq!(
+        elsewhere.count("source"),
+        0,
+        "outside the sources group: {:?}",
+        elsewhere.received()
+    );
 }
 
 fn notify_test(builder: Builder) -> (i32, String, String) {

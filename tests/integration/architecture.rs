@@ -1,10 +1,17 @@
-//! The import rules of ARCHITECTURE.md ("Invariants"), held. The graph of
-//! top-level modules is built from every `crate::` path in `src/` (in use
-//! lines and inline, grouped `crate::{a, b::c}` ones included) and every
-//! `super::` chain that climbs to the crate root; comments and string
-//! literals are not code and are skipped. It fails, naming the file and
-//! line, on a cycle between top-level modules, and on an edge the rules
-//! forbid. The crate root (`lib.rs`) may import anything.
+//! The "Never" rules of ARCHITECTURE.md ("Invariants"), held.
+//!
+//! The import rules: the graph of top-level modules is built from every
+//! `crate::` path in `src/` (in use lines and inline, grouped
+//! `crate::{a, b::c}` ones included) and every `super::` chain that climbs
+//! to the crate root; comments and string literals are not code and are
+//! skipped. It fails, naming the file and line, on a cycle between
+//! top-level modules, and on an edge the rules forbid. The crate root
+//! (`lib.rs`) may import anything.
+//!
+//! The place rules: a few calls belong to one place (the environment is
+//! read by `cli` alone, the process is ended by `exit` alone, the heartbeat
+//! is beaten by the loop alone); anywhere else outside a test module, the
+//! call is named with its file and line.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -12,16 +19,41 @@ use std::path::Path;
 use crate::kit::shipped::shipped;
 
 /// What a module must not import: the domain knows no transport and no
-/// flags (DESIGN.md, "Layout").
+/// flags (ARCHITECTURE.md, "Invariants").
 const MUST_NOT_IMPORT: &[(&str, &[&str])] = &[
     ("bot", &["http", "web", "cli"]),
     ("health", &["http", "bot", "cli"]),
 ];
 
 /// Who alone may import a module, besides the crate root: the flags are
-/// turned into settings once (`error` names `cli`'s `ConfigError`), and
-/// the dashboard is another process.
-const ONLY_IMPORTED_BY: &[(&str, &[&str])] = &[("cli", &["error"]), ("web", &["cli"])];
+/// turned into settings once, and the dashboard is another process.
+const ONLY_IMPORTED_BY: &[(&str, &[&str])] = &[("cli", &[]), ("web", &["cli"])];
+
+/// Calls that belong to one place: the path's last segments, and the files
+/// (or folders, ending in `/`) under `src/` where they may be written.
+const ONLY_CALLED_IN: &[(&[&str], &[&str], &str)] = &[
+    (&["env", "var"], &["cli/"], "settings are read once, by cli"),
+    (
+        &["env", "var_os"],
+        &["cli/"],
+        "settings are read once, by cli",
+    ),
+    (
+        &["env", "vars"],
+        &["cli/"],
+        "settings are read once, by cli",
+    ),
+    (
+        &["process", "exit"],
+        &["exit.rs", "reaper.rs"],
+        "the process ends in one place (the PID 1 init passes on the daemon's status)",
+    ),
+    (
+        &["beat"],
+        &["bot/run.rs", "health/state.rs"],
+        "only the loop beats the heartbeat",
+    ),
+];
 
 #[test]
 fn the_import_rules_hold() {
@@ -31,6 +63,63 @@ fn the_import_rules_hold() {
         "the import rules are broken (ARCHITECTURE.md, \"Invariants\"):\n{}",
         problems.join("\n")
     );
+}
+
+#[test]
+fn the_place_rules_hold() {
+    let problems = misplaced(&source_files());
+    assert!(
+        problems.is_empty(),
+        "a call is out of its place (ARCHITECTURE.md, \"Invariants\"):\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Every call of [`ONLY_CALLED_IN`] written outside its place, outside a
+/// test module (`#[cfg(test)] mod tests`, which is left out whole).
+fn misplaced(files: &[(String, String)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (file, text) in files {
+        let code = text
+            .split_once("#[cfg(test)]\nmod tests")
+            .map_or(text.as_str(), |(code, _)| code);
+        let tokens = tokens(code);
+        let words: Vec<(&str, usize)> = tokens
+            .iter()
+            .filter_map(|(token, line)| match token {
+                Token::Ident(word) => Some((word.as_str(), *line)),
+                Token::Path => Some(("::", *line)),
+                _ => None,
+            })
+            .collect();
+        for (path, places, why) in ONLY_CALLED_IN {
+            if places.iter().any(|place| file.starts_with(place)) {
+                continue;
+            }
+            let pattern: Vec<&str> = path
+                .iter()
+                .enumerate()
+                .flat_map(|(index, segment)| {
+                    (index > 0).then_some("::").into_iter().chain([*segment])
+                })
+                .collect();
+            for found in words.windows(pattern.len()) {
+                if found
+                    .iter()
+                    .map(|(word, _)| *word)
+                    .eq(pattern.iter().copied())
+                {
+                    problems.push(format!(
+                        "src/{file}:{}: {} outside {}: {why}",
+                        found[0].1,
+                        path.join("::"),
+                        places.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    problems
 }
 
 /// Every `.rs` file under `src/`: its path relative to `src/` and its text.
@@ -90,11 +179,14 @@ fn check(files: &[(String, String)]) -> Vec<String> {
             .iter()
             .find(|(to, allowed)| *to == import.to && !allowed.contains(&import.from.as_str()));
         if let Some((to, allowed)) = outsider {
+            let who = std::iter::once("the crate root")
+                .chain(allowed.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" and ");
             problems.push(format!(
-                "{}: {} imports {to}, which only the crate root and {} may import",
+                "{}: {} imports {to}, which only {who} may import",
                 import.place(),
                 import.from,
-                allowed.join(", ")
             ));
         }
     }
@@ -487,14 +579,45 @@ fn the_checker_finds_every_kind_of_broken_rule_in_a_made_up_tree() {
         [
             "src/bot/intake/webhook.rs:5: bot imports http, which bot must not import",
             "src/health/mod.rs:5: health imports bot, which health must not import",
+            "src/error.rs:1: error imports cli, which only the crate root may import",
             "src/util.rs:1: util imports web, which only the crate root and cli may import",
-            "src/util.rs:2: util imports cli, which only the crate root and error may import",
+            "src/util.rs:2: util imports cli, which only the crate root may import",
             "cycle between bot, health, http: bot -> health at src/bot/mod.rs:2; \
              bot -> http at src/bot/intake/webhook.rs:5; health -> bot at src/health/mod.rs:5; \
              http -> bot at src/http/mod.rs:2 (+1); http -> health at src/http/mod.rs:4",
             "cycle between cli, error, util: cli -> util at src/cli/mod.rs:2; \
              error -> cli at src/error.rs:1; util -> cli at src/util.rs:2; \
              util -> error at src/util.rs:3",
+        ]
+    );
+}
+
+#[test]
+fn the_place_checker_finds_a_call_out_of_its_place() {
+    let tree: Vec<(String, String)> = [
+        (
+            "cli/mod.rs",
+            "fn f() { std::env::var(\"PORT\"); }\n",
+        ),
+        (
+            "bot/run.rs",
+            "fn f(h: Heartbeat) { h.beat(); }\n",
+        ),
+        (
+            "bot/intake/file.rs",
+            "// std::env::var in a comment\nfn f() { let v = env::var(\"X\"); std::process::exit(1); }\n#[cfg(test)]\nmod tests {\n    fn t() { std::env::var(\"T\"); }\n}\n",
+        ),
+        ("health/judge.rs", "fn f(h: Heartbeat) {\n    h.beat();\n}\n"),
+    ]
+    .into_iter()
+    .map(|(file, text)| (file.to_owned(), text.to_owned()))
+    .collect();
+    assert_eq!(
+        misplaced(&tree),
+        [
+            "src/bot/intake/file.rs:2: env::var outside cli/: settings are read once, by cli",
+            "src/bot/intake/file.rs:2: process::exit outside exit.rs, reaper.rs: the process ends in one place (the PID 1 init passes on the daemon's status)",
+            "src/health/judge.rs:2: beat outside bot/run.rs, health/state.rs: only the loop beats the heartbeat",
         ]
     );
 }

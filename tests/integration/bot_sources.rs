@@ -1,11 +1,13 @@
-//! The file and exec sources, end to end.
+//! The file, exec and poll sources, end to end.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
 use crate::kit::daemon::{Builder, Daemon};
+use crate::kit::feeds::paged::Paged;
 use crate::kit::journal::signal_line;
+use crate::kit::sources::whop_sources;
 use crate::kit::wait::{wait_until, SOON};
 
 fn append(path: &Path, text: &str) {
@@ -179,4 +181,54 @@ fn a_missing_file_degrades_the_feed_until_it_appears() {
     daemon.wait_metric("signals_total", &[("result", "filled")], 1.0);
     assert!(wait_until(SOON, || feed_check(&daemon)["status"] == "ok"));
     assert!(daemon.stop().success());
+}
+
+#[test]
+fn poll_source_resumes_from_its_journaled_cursor_and_fills_nothing_twice() {
+    let fake = Paged::start(2);
+    for number in 1..=5 {
+        fake.post(&format!("BUY {number} BTC-USD @ 100"));
+    }
+    let builder = Builder::new();
+    let sources = whop_sources(builder.dir(), &fake.url());
+    let mut daemon = builder.env("SOURCES_FILE", &sources).spawn();
+    daemon.wait_ready();
+    daemon.wait_metric("signals_total", &[("result", "filled")], 5.0);
+    // Rounds go on from the last cursor; it is journaled once, not at each.
+    let asked = fake.asked().len();
+    fake.wait("more rounds", |seen| seen.len() >= asked + 3);
+    assert!(daemon.stop().success());
+    let cursors: Vec<String> = daemon
+        .journal()
+        .iter()
+        .filter(|record| record["t"] == "ckpt")
+        .map(|record| record["cursor"].as_str().unwrap().to_owned())
+        .collect();
+    // One an iteration at most, only when it moved, the last where it stopped.
+    assert_eq!(cursors.last().map(String::as_str), Some("5"), "{cursors:?}");
+    let mut moved = cursors.clone();
+    moved.dedup();
+    assert_eq!(moved, cursors, "journaled again without moving");
+
+    // Posted while the bot was down: read from the cursor, nothing before it.
+    fake.post("SELL 6 BTC-USD @ 101");
+    fake.post("SELL 7 BTC-USD @ 102");
+    let asked = fake.asked().len();
+    let mut restarted = Builder::new()
+        .env("STATE_DIR", daemon.state_dir())
+        .env("SOURCES_FILE", &sources)
+        .spawn();
+    restarted.wait_ready();
+    restarted.wait_metric("signals_total", &[("result", "filled")], 2.0);
+    assert_eq!(
+        fake.asked()[asked].cursor.as_deref(),
+        Some("5"),
+        "the first request after the restart"
+    );
+    assert_eq!(restarted.metric("duplicates_total", &[]), Some(0.0));
+    assert!(restarted.stop().success());
+    assert_eq!(
+        filled_ids(&daemon),
+        ["msg_1", "msg_2", "msg_3", "msg_4", "msg_5", "msg_6", "msg_7"]
+    );
 }

@@ -6,7 +6,6 @@
 //! used as they are, only pointed at the fakes with short intervals.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,7 +14,7 @@ use crate::kit::daemon::{Builder, Daemon};
 use crate::kit::feeds::paged::{Answer, Paged, TOKEN};
 use crate::kit::feeds::rtds::{trade, Rtds};
 use crate::kit::journal::signal_line;
-use crate::kit::sources::{replaced, rtds_sources, sample, with_sources, READ_TOKEN, RTDS};
+use crate::kit::sources::{rtds_sources, whop_sample, with_sources, READ_TOKEN, RTDS};
 use crate::kit::tls::TestCa;
 use crate::kit::wait::{wait_until, SOON};
 use crate::kit::webhook::post_signals;
@@ -343,29 +342,10 @@ fn a_trade_sent_again_after_a_reconnect_is_a_duplicate_filled_once() {
     assert!(daemon.stop().success());
 }
 
-/// The shipped Whop sample pointed at the fake `paged`, polling every
-/// 200 ms with a timeout of 1 s, its token in a headers file in `dir`.
-fn whop_sources(paged: &Paged, dir: &Path) -> String {
-    let headers = dir.join("whop.headers");
-    std::fs::write(&headers, format!("Authorization: Bearer {TOKEN}\n")).unwrap();
-    let sample = sample("whop-poll.toml");
-    let sample = replaced(
-        &sample,
-        "https://api.whop.com/api/v1/messages?",
-        &format!("{}?", paged.url()),
-    );
-    let sample = replaced(&sample, r#"interval = "10s""#, r#"interval = "200ms""#);
-    let sample = replaced(&sample, r#"timeout = "10s""#, r#"timeout = "1s""#);
-    replaced(
-        &sample,
-        r#"headers_file = "/etc/tradingbot/whop.headers""#,
-        &format!("headers_file = {:?}", headers.display().to_string()),
-    )
-}
-
+/// A daemon polling `paged` by the shipped Whop sample.
 fn whop_bot(paged: &Paged) -> Daemon {
     let builder = Builder::new();
-    let sources = whop_sources(paged, builder.dir());
+    let sources = whop_sample(builder.dir(), &paged.url());
     let daemon = with_sources(builder, &sources).spawn();
     daemon.wait_ready();
     daemon
@@ -428,7 +408,8 @@ fn whop_alerts_written_for_people_are_polled_page_by_page_and_parsed_by_the_ship
     assert!(asked.iter().all(|one| one.authorized), "{asked:#?}");
     let not_modified = asked.iter().find(|one| one.status == 304).unwrap();
     assert_eq!(not_modified.if_none_match.as_deref(), Some(r#""5-5""#));
-    assert_eq!(daemon.journal().len(), 3, "a 304 decides nothing");
+    let decided = records(&daemon, "fill").len() + records(&daemon, "reject").len();
+    assert_eq!(decided, 3, "a 304 decides nothing");
     assert_eq!(daemon.wait_source(WHOP, "up")["last_error"], Value::Null);
 }
 

@@ -68,7 +68,7 @@ fn removed_while_stalled_and_back_after_recovery() {
 }
 
 /// The health file agrees with the other signals at the moments they
-/// change (DESIGN.md, "The health model": the judge acts on a state change
+/// change (ARCHITECTURE.md, "Design rules": truthful health: the judge acts on a state change
 /// at once, not only on its next tick):
 ///
 /// - READY=1 tells the manager the daemon is up; at that very instant the

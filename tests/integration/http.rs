@@ -147,7 +147,7 @@ fn stalled_fails_health_and_liveness_but_stays_ready() {
             .is_some_and(|reason| reason.starts_with("heartbeat stale for ")),
         "{body}"
     );
-    // Readiness is about init and stopping, not progress (DESIGN.md table).
+    // Readiness is about init and stopping, not progress (README, "The health signal").
     assert_eq!(status_of(&daemon, "/readyz"), 200);
     let metrics = daemon.metrics();
     assert_eq!(

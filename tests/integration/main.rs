@@ -38,6 +38,7 @@ mod oneport_stream;
 mod oneport_tradingview;
 mod packaging_files;
 mod signals;
+mod source_test;
 #[cfg(feature = "failpoints")]
 mod stall;
 mod web;

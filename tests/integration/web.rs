@@ -10,8 +10,9 @@ use serde_json::json;
 
 use tradingbot::http::route::{Auth, Declared, Methods, Path};
 
-use crate::kit::daemon::BIN;
+use crate::kit::daemon::{Builder, BIN};
 use crate::kit::http::walk_routes;
+use crate::kit::journal::signal_line;
 use crate::kit::process::SIGTERM;
 use crate::kit::wait::{wait_until, SOON};
 use crate::kit::web::*;
@@ -376,4 +377,80 @@ fn sigterm_stops_the_dashboard_at_once_even_with_requests_waiting() {
         stopped.elapsed()
     );
     let _ = waiting.join();
+}
+
+#[test]
+fn web_shows_a_row_per_source_of_a_real_bot_down_in_red() {
+    let builder = Builder::new();
+    let feed = builder.dir().join("feed.jsonl");
+    std::fs::write(&feed, signal_line("t1", "BTC", "buy", 1.0, Some(100.0))).unwrap();
+    let sources = builder.dir().join("sources.toml");
+    std::fs::write(
+        &sources,
+        format!(
+            "[[source]]\nname = \"tail\"\nkind = \"file\"\npath = {:?}\n\n\
+             [[source]]\nname = \"feed\"\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"exit 3\"]\n",
+            feed.display().to_string()
+        ),
+    )
+    .unwrap();
+    let bot = builder
+        .env("SOURCES_FILE", &sources)
+        .env("API_TOKEN", "read-real")
+        .env("EXEC_BACKOFF", "100ms")
+        .env("EXEC_BACKOFF_MAX", "200ms")
+        .spawn();
+    bot.wait_ready();
+    let web = Web::start(
+        &[
+            "--bot",
+            &format!("real=http://{}", bot.addr()),
+            "--bot-tokens",
+            "real=read-real",
+        ],
+        &[],
+    );
+
+    let row = |name: &str| {
+        let sources = web.fleet_bot("real")["sources"].clone();
+        sources
+            .as_array()
+            .and_then(|rows| rows.iter().find(|row| row["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(SOON, || row("feed")["reconnects"].as_u64() >= Some(2)
+            && !row("tail")["last_signal_age_seconds"].is_null()),
+        "{}",
+        web.fleet_bot("real")
+    );
+    let tail = row("tail");
+    assert_eq!(tail["kind"], "file");
+    assert_eq!(tail["status"], "up");
+    assert_eq!(tail["level"], "ok");
+    assert!(
+        tail["last_message_age_seconds"].as_f64().unwrap() < 60.0,
+        "{tail}"
+    );
+    let feed = row("feed");
+    assert_eq!(feed["kind"], "exec");
+    assert!(
+        feed["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("feed process exited (exit status: 3)"),
+        "{feed}"
+    );
+    // Down between its restarts (each of which it dies at once): red.
+    assert!(
+        wait_until(SOON, || row("feed")["level"] == "bad"),
+        "never shown down: {}",
+        row("feed")
+    );
+    let summary = web.fleet_bot("real");
+    assert_eq!(summary["level"], "warn", "degraded by its feed: {summary}");
+    let detail = web.json("/api/bot/real");
+    assert_eq!(detail["sources"].as_array().unwrap().len(), 2, "{detail}");
+    let (_, _, page) = web.get("/bot/real", &[]);
+    assert!(page.contains("<table id=\"sources\""), "{page}");
 }

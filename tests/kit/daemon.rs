@@ -175,6 +175,23 @@ impl Builder {
             .output()
             .expect("run tradingbot")
     }
+
+    /// Runs to completion with `input` on its stdin, then its end.
+    pub fn output_with_stdin(mut self, input: &[u8]) -> Output {
+        let mut child = self
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tradingbot");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let output = child.wait_with_output().expect("run tradingbot");
+        let _ = writer.join();
+        output
+    }
 }
 
 pub struct Daemon {

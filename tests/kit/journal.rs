@@ -15,13 +15,24 @@ pub fn signal_line(id: &str, symbol: &str, side: &str, qty: f64, price: Option<f
     )
 }
 
-/// `tradingbot journal ARGS` on `state_dir`, read-only beside any daemon:
-/// its exit code and what it printed.
+/// `tradingbot journal ARGS` on `state_dir`, read-only beside any daemon,
+/// given the builder's DEDUPE_WINDOW: its exit code and what it printed.
 pub fn journal_command(state_dir: &Path, args: &[&str]) -> (i32, String) {
-    let output = Command::new(BIN)
-        .env_clear()
-        .env("STATE_DIR", state_dir)
-        .env("DEDUPE_WINDOW", "36500d")
+    run_journal(state_dir, args, Some("36500d"))
+}
+
+/// `tradingbot journal ARGS` with no DEDUPE_WINDOW: the state's own.
+pub fn journal_command_as_found(state_dir: &Path, args: &[&str]) -> (i32, String) {
+    run_journal(state_dir, args, None)
+}
+
+fn run_journal(state_dir: &Path, args: &[&str], dedupe_window: Option<&str>) -> (i32, String) {
+    let mut command = Command::new(BIN);
+    command.env_clear().env("STATE_DIR", state_dir);
+    if let Some(window) = dedupe_window {
+        command.env("DEDUPE_WINDOW", window);
+    }
+    let output = command
         .arg("journal")
         .args(args)
         .stdin(Stdio::null())

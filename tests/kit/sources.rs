@@ -2,9 +2,12 @@
 //! samples pointed at a fake, and what the daemon says of each source
 //! through its read API.
 
+use std::path::{Path, PathBuf};
+
 use serde_json::Value;
 
 use super::daemon::{Builder, Daemon};
+use super::feeds::paged::TOKEN;
 use super::shipped::shipped;
 use super::wait::{wait_until, SOON};
 
@@ -48,13 +51,44 @@ pub fn rtds_sources(url: &str, ping_interval: &str, quiet_after: &str, extra: &s
     )
 }
 
+/// The shipped Whop sample pointed at `url` (the kit's paged list),
+/// polling every 100 ms with a timeout of 1 s, the fake's token in a
+/// headers file written in `dir`.
+pub fn whop_sample(dir: &Path, url: &str) -> String {
+    let headers = dir.join("whop.headers");
+    std::fs::write(&headers, format!("Authorization: Bearer {TOKEN}\n")).unwrap();
+    let sample = sample("whop-poll.toml");
+    let sample = replaced(
+        &sample,
+        "https://api.whop.com/api/v1/messages?channel_id=chat_XXXXXXXX&direction=asc&first=50",
+        url,
+    );
+    let sample = replaced(&sample, r#"interval = "10s""#, r#"interval = "100ms""#);
+    let sample = replaced(&sample, r#"timeout = "10s""#, r#"timeout = "1s""#);
+    replaced(
+        &sample,
+        r#"headers_file = "/etc/tradingbot/whop.headers""#,
+        &format!("headers_file = {:?}", headers.display().to_string()),
+    )
+}
+
+/// [`whop_sample`] as the sources file `dir/sources.toml`; returns it.
+pub fn whop_sources(dir: &Path, url: &str) -> PathBuf {
+    write_sources(dir, &whop_sample(dir, url))
+}
+
 /// `builder` reading the sources in `sources`, with the read API on.
 pub fn with_sources(builder: Builder, sources: &str) -> Builder {
-    let path = builder.dir().join("sources.toml");
-    std::fs::write(&path, sources).unwrap();
+    let path = write_sources(builder.dir(), sources);
     builder
         .env("SOURCES_FILE", path)
         .env("API_TOKEN", READ_TOKEN)
+}
+
+fn write_sources(dir: &Path, sources: &str) -> PathBuf {
+    let path = dir.join("sources.toml");
+    std::fs::write(&path, sources).unwrap();
+    path
 }
 
 impl Daemon {

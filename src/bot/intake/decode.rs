@@ -49,14 +49,9 @@ impl Decoder {
     /// JSON document is one signal (so an array is refused as one), and
     /// anything else one signal a line (JSONL).
     pub(crate) fn message(&self, message: &[u8]) -> ParsedLines {
-        match self {
-            Decoder::Own(ids) => ParsedLines::new(split_body(message), *ids),
-            Decoder::Mapped(_) => {
-                let mut items = ParsedLines::default();
-                self.message_into(message, &mut items);
-                items
-            }
-        }
+        let mut items = ParsedLines::default();
+        self.each(message, Came::Body, &mut |mapped| take(&mut items, mapped));
+        items
     }
 
     /// One whole message's items, added to `items` (a socket's frame, a
@@ -64,21 +59,50 @@ impl Decoder {
     /// list of signals, any other JSON document one signal, and anything
     /// else one signal a line (JSONL).
     pub(crate) fn message_into(&self, message: &[u8], items: &mut ParsedLines) {
-        match self {
-            Decoder::Own(ids) if is_array(message) => {
-                map::own_format(message, *ids, &mut |mapped| take(items, mapped));
-            }
-            Decoder::Own(ids) => {
+        self.each(message, Came::Frame, &mut |mapped| take(items, mapped));
+    }
+
+    /// Each item of `message` as it maps, in order, with why one was
+    /// ignored: what the batches are made of, and what `source-test`
+    /// shows.
+    pub(crate) fn each(&self, message: &[u8], came: Came, each: &mut impl FnMut(Mapped<'_>)) {
+        let ids = match self {
+            Decoder::Mapped(map) => return map.map(message, each),
+            Decoder::Own(ids) => *ids,
+        };
+        match came {
+            Came::Line => each(Mapped::Message {
+                raw: message,
+                signal: signal::parse_with(message, ids),
+            }),
+            Came::Frame if is_array(message) => map::own_format(message, ids, each),
+            Came::Frame | Came::Body => {
                 for line in split_body(message).iter() {
                     match line {
-                        Line::Bytes(bytes) => items.push(bytes, signal::parse_with(bytes, *ids)),
-                        Line::TooLong(length) => items.push(b"", Err(too_long(length))),
+                        Line::Bytes(bytes) => each(Mapped::Message {
+                            raw: bytes,
+                            signal: signal::parse_with(bytes, ids),
+                        }),
+                        Line::TooLong(length) => each(Mapped::Garbage {
+                            raw: b"",
+                            reject: too_long(length),
+                        }),
                     }
                 }
             }
-            Decoder::Mapped(map) => map.map(message, &mut |mapped| take(items, mapped)),
         }
     }
+}
+
+/// How a message came, which decides how the bot's own format splits it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Came {
+    /// A line of a byte stream (a file, a feed process, stdin): one signal.
+    Line,
+    /// A webhook body: one JSON document is one signal, else JSONL.
+    Body,
+    /// A feed's message (a frame, a page): an array is a list of signals.
+    Frame,
 }
 
 fn take(items: &mut ParsedLines, mapped: Mapped<'_>) {

@@ -71,18 +71,7 @@ impl ExecSource {
     }
 
     fn spawn(&self) -> io::Result<Child> {
-        let Some((program, args)) = self.command.split_first() else {
-            return Err(io::Error::other("empty command"));
-        };
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        crate::sys::terminate_with_parent(&mut command);
-        let child = command.spawn()?;
+        let child = start(&self.command, Stdio::piped())?;
         tracing::info!(source = %self.outlet.name, pid = child.id(), "exec source: feed process started");
         Ok(child)
     }
@@ -112,8 +101,26 @@ impl ExecSource {
     }
 }
 
+/// Starts a feed process: in a process group of its own (so stopping it
+/// stops whatever it started), its stdout piped, no stdin, its stderr to
+/// `stderr`, and SIGTERM if the thread that starts it dies.
+pub(super) fn start(command: &[String], stderr: Stdio) -> io::Result<Child> {
+    let Some((program, args)) = command.split_first() else {
+        return Err(io::Error::other("empty command"));
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .process_group(0);
+    crate::sys::terminate_with_parent(&mut command);
+    command.spawn()
+}
+
 /// SIGTERM to the feed's process group, SIGKILL if it lingers.
-async fn terminate(child: &mut Child) {
+pub(super) async fn terminate(child: &mut Child) {
     let Some(pid) = child.id().and_then(|pid| Pid::from_raw(pid as i32)) else {
         return;
     };

@@ -128,10 +128,10 @@ impl FileSource {
     /// rotated away beside it while the bot was down, so its last lines are
     /// not skipped), else PATH from the start.
     fn open(&mut self) -> io::Result<Open> {
-        if let Some(resume) = self.resume {
-            if let Some((file, found)) = find_file(&self.path, resume.dev, resume.ino) {
+        if let Some(Checkpoint::File { dev, ino, offset }) = self.resume {
+            if let Some((file, found)) = find_file(&self.path, dev, ino) {
                 self.resume = None;
-                return opened(file, &found, resume.offset, &self.outlet);
+                return opened(file, &found, offset, &self.outlet);
             }
         }
         let file = File::open(&self.path)?;
@@ -180,7 +180,7 @@ impl FileSource {
         let Some(mut batch) = batch else {
             return true;
         };
-        batch.checkpoint = Some(Checkpoint {
+        batch.checkpoint = Some(Checkpoint::File {
             dev: current.dev,
             ino: current.ino,
             offset: current.offset.saturating_sub(current.pump.pending() as u64),

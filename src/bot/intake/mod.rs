@@ -23,6 +23,7 @@ mod poll;
 mod pump;
 mod remote;
 mod settings;
+pub(crate) mod source_test;
 mod sources;
 pub(crate) mod sources_file;
 mod stdin;
@@ -84,8 +85,9 @@ impl Intake {
 
     /// Starts every source. A source that can resume does so from its
     /// entry in `checkpoints` (a file by its path, a poller by its name).
-    /// Must be called inside the bot's runtime: exec, stdin and ws run as
-    /// its tasks, and the file and poll threads wait on its timers.
+    /// Must be called inside the bot's runtime: exec and stdin run as its
+    /// tasks, and the file and poll threads wait on its timers (a ws
+    /// source's thread has a runtime of its own).
     pub(crate) fn start(
         self,
         checkpoints: &BTreeMap<String, Checkpoint>,
@@ -120,7 +122,9 @@ impl Intake {
                 ),
                 Kind::Stdin => stdin::spawn(outlet),
                 Kind::Ws(ws) => remote::spawn_ws(outlet, ws, source.quiet_after)?,
-                Kind::Poll(poll) => remote::spawn_poll(outlet, poll, source.quiet_after)?,
+                Kind::Poll(poll) => {
+                    remote::spawn_poll(outlet, poll, source.quiet_after, resume)?;
+                }
                 Kind::Webhook => {
                     outlet.set_status(feed::Status::Up);
                     submit.open(outlet);

@@ -9,7 +9,7 @@
 //! the loop.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +45,9 @@ struct Source {
     last_message_ms: AtomicI64,
     last_signal_ms: AtomicI64,
     reconnects: AtomicU64,
+    /// Up again after being down, not yet steady (see `State::up_since`):
+    /// what its next message, or the loop's next look, ends.
+    recovering: AtomicBool,
     mapped: AtomicU64,
     ignored: AtomicU64,
     unmapped: AtomicU64,
@@ -54,6 +57,36 @@ struct Source {
 struct State {
     status: Status,
     last_error: Option<String>,
+    /// What is wrong, from a `down` or a `quiet` until the source is up
+    /// and steady: a source connecting again after a failure is still in
+    /// trouble, so `/health` does not turn green, nor an alert say "down"
+    /// again, at every attempt of its backoff.
+    trouble: Option<Trouble>,
+    /// Up since then after being down: steady, and out of trouble, at its
+    /// first message or once up for [`STEADY`], whichever comes first. A
+    /// feed that connects and fails at once is one trouble, not an "up
+    /// again" and a "down" at every attempt.
+    up_since: Option<Instant>,
+}
+
+#[derive(Clone, Debug)]
+struct Trouble {
+    /// `down` or `quiet`.
+    word: &'static str,
+    /// In words, without the word (the latest error of a down source).
+    problem: String,
+    since: Instant,
+}
+
+/// Up this long after being down, a source is steady even without a
+/// message: as long as a socket must last for its backoff to start over.
+const STEADY: Duration = super::ws::STABLE;
+
+/// What a status change tells the operator.
+enum Told {
+    Nothing,
+    Trouble(Trouble),
+    Back(Trouble),
 }
 
 /// One source as `/api/v1/status` shows it.
@@ -98,10 +131,13 @@ impl Sources {
                 state: Mutex::new(State {
                     status: Status::Connecting,
                     last_error: None,
+                    trouble: None,
+                    up_since: None,
                 }),
                 last_message_ms: AtomicI64::new(0),
                 last_signal_ms: AtomicI64::new(0),
                 reconnects: AtomicU64::new(0),
+                recovering: AtomicBool::new(false),
                 mapped: AtomicU64::new(0),
                 ignored: AtomicU64::new(0),
                 unmapped: AtomicU64::new(0),
@@ -116,50 +152,83 @@ impl Sources {
         })
     }
 
-    /// Source `index` is now `status`. A change of status is a stream
-    /// event and an alert (down, quiet, and back up after either); a new
-    /// wording of a down source's error (a growing backoff) is neither.
-    /// Returns whether the status changed.
+    /// Source `index` is now `status`. Trouble (down, quiet) is an alert
+    /// when it starts or changes word, and so is its end (up); a change of
+    /// status is a stream event. Returns whether the status changed.
     pub(crate) fn set(&self, index: usize, status: Status) -> bool {
         let Some(source) = self.table.get(index) else {
             return false;
         };
-        let before = {
+        let (changed, told, reworded) = {
             let mut state = lock(&source.state);
             let before = std::mem::replace(&mut state.status, status.clone());
             if let Status::Down { error, .. } = &status {
                 state.last_error = Some(error.clone());
             }
-            before
+            let (told, reworded) = state.follow(source, &status);
+            source
+                .recovering
+                .store(state.up_since.is_some(), Ordering::Relaxed);
+            (word(&before) != word(&status), told, reworded)
         };
-        if word(&before) == word(&status) {
-            return false;
+        self.tell(source, told);
+        if changed {
+            self.events.send(events::Event::Source {
+                source: source.name.clone(),
+                status: word(&status),
+                problem: problem(source, &status)
+                    .map(|problem| format!("{}: {problem}", word(&status))),
+            });
         }
-        let problem = problem(source, &status);
-        match &status {
-            Status::Down { .. } | Status::Quiet => {
-                tracing::warn!(source = %source.name, status = word(&status), problem = problem.as_deref().unwrap_or_default(), "source {}", word(&status));
+        if changed || reworded {
+            self.publish_component();
+        }
+        changed
+    }
+
+    /// Alerts of a source's trouble, or of its end.
+    fn tell(&self, source: &Source, told: Told) {
+        match told {
+            Told::Trouble(trouble) => {
+                tracing::warn!(source = %source.name, status = trouble.word, problem = %trouble.problem, "source {}", trouble.word);
                 self.alerts.send(Event::SourceDown {
                     source: source.name.clone(),
-                    status: word(&status),
-                    problem: problem.clone().unwrap_or_default(),
+                    status: trouble.word,
+                    problem: trouble.problem,
                 });
             }
-            Status::Up if matches!(before, Status::Down { .. } | Status::Quiet) => {
+            Told::Back(trouble) => {
                 tracing::info!(source = %source.name, "source up again");
                 self.alerts.send(Event::SourceUp {
                     source: source.name.clone(),
+                    was: trouble.word,
+                    lasted: trouble.since.elapsed(),
                 });
             }
-            Status::Up | Status::Connecting => {}
+            Told::Nothing => {}
         }
-        self.events.send(events::Event::Source {
-            source: source.name.clone(),
-            status: word(&status),
-            problem,
-        });
+    }
+
+    /// Source `index`, up again after being down, is steady: `heard` (a
+    /// message came) or up for [`STEADY`] by now. Its trouble ends.
+    fn settle(&self, index: usize, heard: bool) {
+        let Some(source) = self.table.get(index) else {
+            return;
+        };
+        let told = {
+            let mut state = lock(&source.state);
+            let steady = state
+                .up_since
+                .is_some_and(|since| heard || since.elapsed() >= STEADY);
+            if !steady {
+                return;
+            }
+            state.up_since = None;
+            source.recovering.store(false, Ordering::Relaxed);
+            state.trouble.take().map_or(Told::Nothing, Told::Back)
+        };
+        self.tell(source, told);
         self.publish_component();
-        true
     }
 
     /// One more reconnect of source `index` (a socket opened again, a feed
@@ -192,6 +261,9 @@ impl Sources {
         if signals > 0 {
             source.last_signal_ms.store(now, Ordering::Relaxed);
         }
+        if source.recovering.load(Ordering::Relaxed) {
+            self.settle(index, true);
+        }
     }
 
     /// Quiet and back, for the sources whose client does not judge it:
@@ -200,6 +272,9 @@ impl Sources {
     /// iteration, on the loop: a few atomic loads.
     pub(crate) fn check_quiet(&self) {
         for (index, source) in self.table.iter().enumerate() {
+            if source.recovering.load(Ordering::Relaxed) {
+                self.settle(index, false);
+            }
             let Some(quiet_after) = source.quiet_after.filter(|_| !source.judges_quiet) else {
                 continue;
             };
@@ -231,14 +306,10 @@ impl Sources {
             return;
         }
         match &problem {
-            Some(problem) => self.alerts.send(Event::SourceDown {
-                source: "signals".to_owned(),
-                status: "quiet",
+            Some(problem) => self.alerts.send(Event::SignalsQuiet {
                 problem: problem.clone(),
             }),
-            None => self.alerts.send(Event::SourceUp {
-                source: "signals".to_owned(),
-            }),
+            None => self.alerts.send(Event::SignalsBack),
         }
         self.publish_component();
     }
@@ -268,9 +339,11 @@ impl Sources {
     fn publish_component(&self) {
         let mut problems: BTreeMap<&str, String> = BTreeMap::new();
         for source in &self.table {
-            let status = lock(&source.state).status.clone();
-            if let Some(problem) = problem(source, &status) {
-                problems.insert(&source.name, problem);
+            if let Some(trouble) = &lock(&source.state).trouble {
+                problems.insert(
+                    &source.name,
+                    format!("{}: {}", trouble.word, trouble.problem),
+                );
             }
         }
         let overall = lock(&self.overall).clone();
@@ -288,16 +361,53 @@ impl Sources {
     }
 }
 
-/// What is wrong with a source in `status`, in words; none when up.
+impl State {
+    /// Follows the trouble through `status` (just set): what to tell, and
+    /// whether the trouble's words changed (a down source's new error).
+    fn follow(&mut self, source: &Source, status: &Status) -> (Told, bool) {
+        if *status != Status::Up {
+            self.up_since = None;
+        }
+        match (problem(source, status), &mut self.trouble) {
+            (Some(problem), Some(trouble)) if trouble.word == word(status) => {
+                let reworded = trouble.problem != problem;
+                trouble.problem = problem;
+                (Told::Nothing, reworded)
+            }
+            (Some(problem), _) => {
+                let trouble = Trouble {
+                    word: word(status),
+                    problem,
+                    since: Instant::now(),
+                };
+                self.trouble = Some(trouble.clone());
+                (Told::Trouble(trouble), true)
+            }
+            // Up from quiet is a signal come in: steady at once.
+            (None, Some(trouble)) if *status == Status::Up && trouble.word == "quiet" => {
+                let trouble = self.trouble.take().map_or(Told::Nothing, Told::Back);
+                (trouble, true)
+            }
+            (None, Some(_)) if *status == Status::Up => {
+                self.up_since.get_or_insert_with(Instant::now);
+                (Told::Nothing, false)
+            }
+            (None, _) => (Told::Nothing, false),
+        }
+    }
+}
+
+/// What is wrong with a source in `status`, in words; none when up or
+/// connecting.
 fn problem(source: &Source, status: &Status) -> Option<String> {
     match status {
-        Status::Down { error, .. } => Some(format!("down: {error}")),
+        Status::Down { error, .. } => Some(error.clone()),
         Status::Quiet => Some(match source.quiet_after {
             Some(quiet_after) => format!(
-                "quiet: no signal for {} (quiet_after)",
+                "no signal for {} (quiet_after)",
                 humantime::format_duration(quiet_after)
             ),
-            None => "quiet".to_owned(),
+            None => "no signal".to_owned(),
         }),
         Status::Up | Status::Connecting => None,
     }
@@ -370,4 +480,76 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws_source() -> Vec<SourceSettings> {
+        let kind = super::super::sources_file::parse_plain("ws:ws://127.0.0.1:1/").unwrap();
+        super::super::sources_file::from_plain(vec![kind])
+    }
+
+    fn down(error: &str) -> Status {
+        Status::Down {
+            error: error.to_owned(),
+            retry_in: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn trouble_lasts_through_the_reconnects_until_up_and_steady() {
+        let health = HealthState::new(Duration::from_secs(1), Duration::from_secs(1));
+        let sources = Sources::new(
+            Arc::clone(&health),
+            Alerts::disabled(),
+            Events::default(),
+            &ws_source(),
+        );
+        let feed = || health.view().components["feed"].clone();
+        let told = |status: &Status| {
+            let source = &sources.table[0];
+            let mut state = lock(&source.state);
+            state.status = status.clone();
+            match state.follow(source, status).0 {
+                Told::Nothing => "nothing".to_owned(),
+                Told::Trouble(trouble) => format!("{}: {}", trouble.word, trouble.problem),
+                Told::Back(trouble) => format!("back from {}", trouble.word),
+            }
+        };
+        assert_eq!(told(&Status::Connecting), "nothing");
+        assert_eq!(told(&Status::Up), "nothing");
+        assert_eq!(told(&down("refused")), "down: refused");
+        assert_eq!(told(&Status::Connecting), "nothing", "still down");
+        assert_eq!(told(&down("reset")), "nothing", "down again is no news");
+        assert_eq!(told(&Status::Up), "nothing", "up, not yet steady");
+        assert_eq!(told(&Status::Quiet), "quiet: no signal");
+        assert_eq!(told(&Status::Up), "back from quiet", "a signal came");
+        assert_eq!(told(&Status::Up), "nothing");
+
+        let degraded = |problem: &str| Component::Degraded(format!("ws: down: {problem}"));
+        assert!(sources.set(0, down("refused")));
+        assert!(sources.set(0, Status::Connecting));
+        assert_eq!(
+            feed(),
+            degraded("refused"),
+            "connecting again after a failure is not healthy yet"
+        );
+        assert!(sources.set(0, down("no frame for 30s")));
+        assert!(sources.set(0, Status::Up));
+        assert_eq!(
+            feed(),
+            degraded("no frame for 30s"),
+            "up, and closed at once, again and again, is one trouble"
+        );
+        assert!(sources.set(0, down("closed")));
+        assert!(sources.set(0, Status::Up));
+        sources.check_quiet();
+        assert_eq!(feed(), degraded("closed"), "not steady before a message");
+        let mut items = ParsedLines::default();
+        items.ignore();
+        sources.received(0, &items);
+        assert_eq!(feed(), Component::Ok, "steady at its first message");
+    }
 }

@@ -1,9 +1,8 @@
 //! The journal: append-only JSONL segments under `STATE_DIR/journal/`
 //! (see `segments.rs`), the truth about every decision the bot made.
 //!
-//! Each line is one record: a `fill` (the accepted signal and the price it
-//! filled at), a `reject` (why, and the line as received) or a `ckpt` (how
-//! far a file source has been read). Records are buffered and written by
+//! Each line is one record (`record.rs`: a `fill`, a `reject` or a `ckpt`,
+//! each with its checksum). Records are buffered and written by
 //! [`Journal::commit`] (a large batch in 256 KiB steps as it grows), then
 //! fsynced per `FSYNC` (`batch`: one fsync per commit, a group commit,
 //! which may run on the sync thread while the loop decides the next batch).
@@ -11,7 +10,7 @@
 //! Why this gives an exactly-once effect across crashes:
 //! 1. Recovery keeps the longest prefix of whole lines; a torn last line is
 //!    cut away (it was never acknowledged: acknowledgement follows commit).
-//! 2. A file source's checkpoint is appended after the decisions for the
+//! 2. A source's checkpoint is appended after the decisions for the
 //!    lines it covers, so a checkpoint in the prefix implies those decisions
 //!    are in it too. Resuming from it re-reads only lines whose decision may
 //!    be missing.
@@ -32,8 +31,10 @@
 //!    to the length that fsync covered (which also drops those pages from
 //!    the page cache), the bytes are written again from memory, and only a
 //!    later successful fsync acknowledges them.
+//! 8. Every line carries the CRC32C of its bytes (`record.rs`): a record
+//!    changed on disk after it was written is named by the reader and never
+//!    replayed into a state the journal did not hold.
 
-use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -41,13 +42,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::reader::{End, Position};
+use super::record;
+pub use super::record::Record;
 use super::segments;
-use crate::bot::json_text;
 use crate::bot::settings::FsyncPolicy;
-use crate::bot::signal::Side;
 use crate::sys;
 
 /// Buffered bytes past which records are written before the commit. Small
@@ -65,98 +64,6 @@ const EARLY_WRITE_BYTES: usize = 256 << 10;
 /// records), so durable ingest never waits for this.
 const MAX_UNSYNCED_BYTES: usize = 8 << 20;
 
-/// One journal line. Its strings borrow when written (a decision is
-/// journaled without copying the signal's strings) and own when read back.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "lowercase")]
-pub(crate) enum Record<'a> {
-    Fill {
-        id: Cow<'a, str>,
-        src: Cow<'a, str>,
-        /// The signal's own timestamp, epoch milliseconds.
-        ts: i64,
-        /// When it filled, epoch milliseconds.
-        at: i64,
-        symbol: Cow<'a, str>,
-        side: Side,
-        qty: f64,
-        price: f64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        source: Option<Cow<'a, str>>,
-    },
-    Reject {
-        id: Option<String>,
-        src: Cow<'a, str>,
-        /// The signal's own timestamp, when the line got far enough to
-        /// have one (records of earlier releases have none).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        ts: Option<i64>,
-        at: i64,
-        reason: String,
-        detail: String,
-        line: String,
-    },
-    Ckpt {
-        src: Cow<'a, str>,
-        dev: u64,
-        ino: u64,
-        off: u64,
-    },
-}
-
-impl Record<'_> {
-    /// The record with every string owned.
-    pub(crate) fn into_owned(self) -> Record<'static> {
-        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
-        match self {
-            Record::Fill {
-                id,
-                src,
-                ts,
-                at,
-                symbol,
-                side,
-                qty,
-                price,
-                source,
-            } => Record::Fill {
-                id: own(id),
-                src: own(src),
-                ts,
-                at,
-                symbol: own(symbol),
-                side,
-                qty,
-                price,
-                source: source.map(own),
-            },
-            Record::Reject {
-                id,
-                src,
-                ts,
-                at,
-                reason,
-                detail,
-                line,
-            } => Record::Reject {
-                id,
-                src: own(src),
-                ts,
-                at,
-                reason,
-                detail,
-                line,
-            },
-            Record::Ckpt { src, dev, ino, off } => Record::Ckpt {
-                src: own(src),
-                dev,
-                ino,
-                off,
-            },
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("{what} {path}: {source}")]
@@ -173,6 +80,18 @@ pub enum JournalError {
         line: usize,
         detail: String,
     },
+    /// A record that cannot be believed: unreadable, or its checksum off.
+    #[error(
+        "journal {path} is corrupt at line {line}, byte {offset}: record seq {seq}: {detail}; \
+         refusing to guess what was decided"
+    )]
+    Damaged {
+        path: PathBuf,
+        line: usize,
+        offset: u64,
+        seq: u64,
+        detail: String,
+    },
 }
 
 impl JournalError {
@@ -185,9 +104,19 @@ impl JournalError {
         };
         match self {
             JournalError::Io { what, path, source } => format!("{what} {}: {source}", name(path)),
-            JournalError::Corrupt {
-                path, line, detail, ..
-            } => format!("{} is corrupt at line {line}: {detail}", name(path)),
+            JournalError::Corrupt { path, line, detail } => {
+                format!("{} is corrupt at line {line}: {detail}", name(path))
+            }
+            JournalError::Damaged {
+                path,
+                line,
+                offset,
+                seq,
+                detail,
+            } => format!(
+                "{} is corrupt at line {line}, byte {offset}: record seq {seq}: {detail}",
+                name(path)
+            ),
         }
     }
 }
@@ -385,22 +314,23 @@ impl Journal {
     }
 
     /// Where the last record ends, and its length; `None` while records
-    /// are not all written.
+    /// are not all written, or while where the last one is is not known.
     pub(crate) fn position(&self) -> Option<(Position, usize)> {
         if self.written < self.pending.len() {
             return None;
         }
-        Some(match self.tail {
-            Some((segment, offset, len)) if self.last_seq > 0 => (
+        match self.tail {
+            _ if self.last_seq == 0 => Some((Position::default(), 0)),
+            Some((segment, offset, len)) => Some((
                 Position {
                     seq: self.last_seq,
                     segment,
                     offset,
                 },
                 len,
-            ),
-            _ => (Position::default(), 0),
-        })
+            )),
+            None => None,
+        }
     }
 
     /// Segments closed by a roll since the last call: first seq, length.
@@ -412,48 +342,8 @@ impl Journal {
     /// before [`Journal::commit`].
     pub(crate) fn append(&mut self, record: &Record<'_>) -> u64 {
         let before = self.pending.len();
-        let written = match record {
-            Record::Fill {
-                id,
-                src,
-                ts,
-                at,
-                symbol,
-                side,
-                qty,
-                price,
-                source,
-            } => {
-                let out = &mut self.pending;
-                out.extend_from_slice(b"{\"t\":\"fill\",\"id\":");
-                string(out, id);
-                out.extend_from_slice(b",\"src\":");
-                string(out, src);
-                out.extend_from_slice(b",\"ts\":");
-                out.extend_from_slice(itoa::Buffer::new().format(*ts).as_bytes());
-                out.extend_from_slice(b",\"at\":");
-                out.extend_from_slice(itoa::Buffer::new().format(*at).as_bytes());
-                out.extend_from_slice(b",\"symbol\":");
-                string(out, symbol);
-                out.extend_from_slice(b",\"side\":\"");
-                out.extend_from_slice(side.as_str().as_bytes());
-                out.extend_from_slice(b"\",\"qty\":");
-                number(out, *qty);
-                out.extend_from_slice(b",\"price\":");
-                number(out, *price);
-                if let Some(source) = source {
-                    out.extend_from_slice(b",\"source\":");
-                    string(out, source);
-                }
-                out.push(b'}');
-                true
-            }
-            _ => serde_json::to_writer(&mut self.pending, record).is_ok(),
-        };
-        if written {
-            self.pending.push(b'\n');
-            self.last_seq += 1;
-        }
+        record::write_line(record, &mut self.pending);
+        self.last_seq += 1;
         self.appended += (self.pending.len() - before) as u64;
         if self.pending.len() - self.written >= EARLY_WRITE_BYTES {
             self.write_early();
@@ -867,34 +757,6 @@ impl Journal {
     }
 }
 
-/// A JSON string, byte for byte as serde_json writes it. Fills are most of
-/// the journal, and their strings (ids, symbols, the source's name) rarely
-/// hold anything to escape: those are copied as they are.
-fn string(out: &mut Vec<u8>, text: &str) {
-    if json_text::plain_length(text.as_bytes()) < text.len() {
-        let _ = serde_json::to_writer(out, text);
-    } else {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    }
-}
-
-/// A number as serde_json writes an `f64`: shortest round-trip form, `null`
-/// for what JSON cannot hold. Whole quantities are common, and printing
-/// them as integers is a fraction of the cost of the general algorithm.
-fn number(out: &mut Vec<u8>, value: f64) {
-    const EXACT: f64 = 1e15;
-    if value.fract() == 0.0 && value.abs() < EXACT && !(value == 0.0 && value.is_sign_negative()) {
-        out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
-        out.extend_from_slice(b".0");
-    } else if value.is_finite() {
-        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
-    } else {
-        out.extend_from_slice(b"null");
-    }
-}
-
 /// Makes a new or renamed directory entry durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -903,6 +765,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// A fill record for tests, with `id` and fixed figures.
 #[cfg(test)]
 pub(crate) fn test_fill(id: &str) -> Record<'static> {
+    use crate::bot::signal::Side;
     Record::Fill {
         id: id.to_owned().into(),
         src: "stdin".into(),
@@ -918,8 +781,6 @@ pub(crate) fn test_fill(id: &str) -> Record<'static> {
 
 #[cfg(test)]
 mod tests {
-    use proptest::strategy::Strategy;
-
     use super::*;
     use crate::bot::ledger::reader::{Mode, Scan};
 
@@ -950,41 +811,6 @@ mod tests {
                 _ => (seq, String::new()),
             })
             .collect()
-    }
-
-    proptest::proptest! {
-        /// The hand-written fill line is the one serde_json would write.
-        #[test]
-        fn a_fill_is_written_as_serde_json_writes_it(
-            id in "\\PC{1,12}|[\"\\\\\u{0}-\u{1f}\u{7f}é]{1,4}|[a-zé]{0,20}[\"\\\\\u{0}-\u{1f}]?[a-z]{0,20}",
-            src in "[a-z:/.]{1,20}",
-            ts in proptest::prelude::any::<i64>(),
-            at in proptest::prelude::any::<i64>(),
-            qty in proptest::prop_oneof![
-                proptest::prelude::any::<f64>(),
-                (-2e15..2e15f64).prop_map(f64::trunc),
-            ],
-            price in proptest::num::f64::POSITIVE | proptest::num::f64::SUBNORMAL,
-            source in proptest::option::of("\\PC{0,8}"),
-        ) {
-            let record = Record::Fill {
-                id: id.into(),
-                src: src.into(),
-                ts,
-                at,
-                symbol: "ETH-USD".into(),
-                side: if ts % 2 == 0 { Side::Buy } else { Side::Sell },
-                qty,
-                price,
-                source: source.map(Cow::Owned),
-            };
-            let dir = tempfile::tempdir().unwrap();
-            let mut journal = Journal::resume(dir.path(), FsyncPolicy::Never, 1 << 20, &End::default());
-            journal.append(&record);
-            let mut expected = serde_json::to_vec(&record).unwrap();
-            expected.push(b'\n');
-            proptest::prop_assert_eq!(String::from_utf8_lossy(&journal.pending), String::from_utf8_lossy(&expected));
-        }
     }
 
     #[test]

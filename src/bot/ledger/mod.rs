@@ -1,5 +1,5 @@
 //! The Ledger: the exactly-once unit. It owns the journal (segments), the
-//! exactly-once window, the file sources' checkpoints and the snapshots;
+//! exactly-once window, the sources' checkpoints and the snapshots;
 //! it answers a waiting client only once the decision it waits for is
 //! durable; and it recovers all of it at start from the newest valid
 //! snapshot and the records after it.
@@ -10,10 +10,12 @@
 //! record as it is appended and as it is replayed: the live window and a
 //! recovered one cannot disagree.
 
-pub(crate) mod journal;
+pub(crate) mod checkpoint;
+pub mod journal;
 pub(crate) mod metrics;
 pub(crate) mod query;
-pub(crate) mod reader;
+pub mod reader;
+pub mod record;
 pub(crate) mod segments;
 pub(crate) mod settings;
 pub(crate) mod snapshot;
@@ -29,10 +31,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
-use self::journal::{Journal, JournalError, Record};
+use self::checkpoint::Checkpoint;
+use self::journal::{Journal, JournalError};
 use self::metrics::{Figures, LedgerMetrics};
 use self::reader::{Mode, Scan};
-use self::snapshot::{Checkpoint, Header, Job, Totals};
+use self::record::Record;
+use self::snapshot::{Header, Job, Totals};
 use self::window::Window;
 use super::engine::{Engine, Fill, Position as Holding};
 use super::intake::Outcome;
@@ -114,19 +118,12 @@ impl State {
                     }
                 }
             }
-            Record::Ckpt { src, dev, ino, off } => {
-                let checkpoint = Checkpoint {
-                    dev: *dev,
-                    ino: *ino,
-                    offset: *off,
-                };
-                match self.checkpoints.get_mut(src.as_ref()) {
-                    Some(known) => *known = checkpoint,
-                    None => {
-                        self.checkpoints.insert(src.to_string(), checkpoint);
-                    }
+            Record::Ckpt { src, checkpoint } => match self.checkpoints.get_mut(src.as_ref()) {
+                Some(known) => known.clone_from(checkpoint),
+                None => {
+                    self.checkpoints.insert(src.to_string(), checkpoint.clone());
                 }
-            }
+            },
         }
         if let Some((id, ts)) = taken {
             match hash {
@@ -141,12 +138,14 @@ impl State {
     }
 
     /// The state a snapshot holds (the engine's part apart, see
-    /// [`restore_engine`]); what is wrong with it otherwise.
-    pub(crate) fn restore(&mut self, loaded: &snapshot::Loaded) -> Result<(), String> {
+    /// [`restore_engine`]), its window's clock moved on to `now_ms` if
+    /// that is later (so the ids that left the window since are not even
+    /// loaded); what is wrong with it otherwise.
+    pub(crate) fn restore(&mut self, loaded: &snapshot::Loaded, now_ms: i64) -> Result<(), String> {
         self.window.load(
             &loaded.window,
             loaded.header.window_ids,
-            loaded.header.clock,
+            loaded.header.clock.max(now_ms),
         )?;
         self.checkpoints = loaded.header.checkpoints.clone();
         self.totals = loaded.header.totals.clone();
@@ -223,8 +222,8 @@ pub(crate) struct Ledger {
     health: Arc<HealthState>,
     writer: snapshot::Writer,
     snapshot_interval: Duration,
-    /// The last snapshot started: its seq, when, and the journal's bytes then.
-    last_snapshot: Option<(u64, Instant, u64)>,
+    /// The last snapshot started.
+    last_snapshot: Option<Taken>,
     /// Closed segments: first seq → bytes.
     closed: BTreeMap<u64, u64>,
     /// The last snapshot could not be written (the `snapshot` check).
@@ -238,9 +237,11 @@ impl Ledger {
     /// newest snapshot that passes every check (a damaged one is set aside
     /// loudly, and the next older one tried), then the records after it,
     /// into `engine` and the ledger; with no snapshot usable, every record
-    /// from the first. Never a state it cannot vouch for: a gap, a corrupt
-    /// record, or a journal whose start was deleted with no snapshot to
-    /// stand in for it stops the start.
+    /// from the first. Never a state it cannot vouch for: a gap, a record
+    /// it replays that is corrupt or fails its checksum, or a journal whose
+    /// start was deleted with no snapshot to stand in for it stops the
+    /// start. The window's clock is moved on to the wall clock, so ids
+    /// that left the window while the bot was down are not loaded.
     pub(crate) fn recover(
         config: &super::settings::Settings,
         health: Arc<HealthState>,
@@ -277,7 +278,7 @@ impl Ledger {
                 })
                 .and_then(|loaded| {
                     let mut fresh = State::new(config.ledger.dedupe_window);
-                    fresh.restore(&loaded)?;
+                    fresh.restore(&loaded, wall_ms())?;
                     Ok((loaded, fresh))
                 });
             match loaded {
@@ -342,7 +343,25 @@ impl Ledger {
                 "journal ends with a torn line (a crash mid-write); it is cut away"
             );
         }
-        let end = scan.end();
+        if let Some(seq) = scan.unchecked().first_after_checked {
+            tracing::warn!(
+                first_seq = seq,
+                records = scan.unchecked().records,
+                "journal records without a checksum after records with one: an earlier release \
+                 wrote on after this one; they are read unchecked"
+            );
+        }
+        let mut end = scan.end();
+        if end.tail.is_none() {
+            // Nothing after the snapshot: the last record is the one it names.
+            end.tail = from.as_ref().filter(|header| header.seq > 0).map(|header| {
+                (
+                    header.segment,
+                    header.offset,
+                    header.last_record_len as usize,
+                )
+            });
+        }
         let journal = Journal::resume(state_dir, config.fsync, config.ledger.segment_size, &end);
         let mut closed = BTreeMap::new();
         for segment in segments::list(state_dir).unwrap_or_default() {
@@ -358,6 +377,11 @@ impl Ledger {
             fills,
             took: started.elapsed(),
         };
+        // What the snapshot on disk holds, not what was loaded of it: one
+        // holding ids that have left the window since is written again.
+        let window_ids = from
+            .as_ref()
+            .map_or(state.window.len(), |header| header.window_ids);
         let figures = Figures {
             snapshot_at: from
                 .as_ref()
@@ -385,7 +409,12 @@ impl Ledger {
             // no snapshot covered, so the next start need not repeat it.
             last_snapshot: match (from, records) {
                 (None, 1..) => None,
-                (from, _) => Some((from.map_or(0, |header| header.seq), Instant::now(), 0)),
+                (from, _) => Some(Taken {
+                    seq: from.map_or(0, |header| header.seq),
+                    at: Instant::now(),
+                    bytes: 0,
+                    ids: window_ids,
+                }),
             },
             closed,
             snapshot_failing: false,
@@ -413,7 +442,7 @@ impl Ledger {
         Arc::clone(&self.metrics)
     }
 
-    /// Where each file source, by name, may resume reading.
+    /// Where each source, by name, may resume reading.
     pub(crate) fn checkpoints(&self) -> &BTreeMap<String, Checkpoint> {
         &self.state.checkpoints
     }
@@ -496,14 +525,12 @@ impl Ledger {
         self.journal.policy() == super::settings::FsyncPolicy::Always
     }
 
-    /// One checkpoint per file source per iteration, after every decision
-    /// of the iteration: the journal's order is what makes it safe.
+    /// One checkpoint per source per iteration, after every decision of
+    /// the iteration: the journal's order is what makes it safe.
     pub(crate) fn append_checkpoint(&mut self, source: &str, checkpoint: Checkpoint) {
         self.append(&Record::Ckpt {
             src: Cow::Borrowed(source),
-            dev: checkpoint.dev,
-            ino: checkpoint.ino,
-            off: checkpoint.offset,
+            checkpoint,
         });
     }
 
@@ -591,23 +618,28 @@ impl Ledger {
         self.metrics.publish(&self.figures);
     }
 
-    /// Starts a snapshot when one is due: `SNAPSHOT_INTERVAL` after the
-    /// last, if records came since, and once the journal has grown by a
+    /// Starts a snapshot when one is due, `SNAPSHOT_INTERVAL` after the
+    /// last: if records came since, once the journal has grown by a
     /// sixteenth of the window's bytes since (so snapshotting a large
     /// window costs at most 16 times the journal's own writes, and the
-    /// replay after it stays a fraction of the window). `engine` is asked
-    /// for its state only then.
+    /// replay after it stays a fraction of the window); or if the window
+    /// holds less than half the ids the last snapshot holds (a burst has
+    /// left it: the next start need not read them). `engine` is asked for
+    /// its state only then.
     pub(crate) fn snapshot_if_due(&mut self, engine: impl FnOnce() -> EngineState) {
+        self.follow_wall_clock();
         if self.writer.busy() || self.is_blocked() {
             return;
         }
         let last_seq = self.journal.last_seq();
-        let due = match self.last_snapshot {
+        let due = match &self.last_snapshot {
             None => last_seq > 0,
-            Some((seq, at, bytes)) => {
-                seq != last_seq
-                    && at.elapsed() >= self.snapshot_interval
-                    && self.journal.appended() - bytes >= self.state.window.bytes() as u64 / 16
+            Some(last) => {
+                let grown = last.seq != last_seq
+                    && self.journal.appended() - last.bytes
+                        >= self.state.window.bytes() as u64 / 16;
+                let drained = self.state.window.len() < last.ids / 2;
+                last.at.elapsed() >= self.snapshot_interval && (grown || drained)
             }
         };
         if due {
@@ -616,14 +648,25 @@ impl Ledger {
     }
 
     /// At stop: waits for a snapshot being written, then writes one of
-    /// everything if records came since, and waits for it.
+    /// everything if records came since or ids left the window since, and
+    /// waits for it.
     pub(crate) fn finish(&mut self, engine: EngineState) {
         self.poll_snapshot(true);
-        let covered = self.last_snapshot.map(|(seq, ..)| seq);
-        if covered != Some(self.journal.last_seq()) && self.start_snapshot(engine) {
+        self.follow_wall_clock();
+        let moved = self.last_snapshot.as_ref().is_none_or(|last| {
+            last.seq != self.journal.last_seq() || self.state.window.len() < last.ids
+        });
+        if moved && self.start_snapshot(engine) {
             self.poll_snapshot(true);
         }
         self.publish();
+    }
+
+    /// Moves the window's clock on to the wall clock (never back), so the
+    /// ids that left the window leave memory, and the next snapshot, even
+    /// while no signal comes to move it.
+    fn follow_wall_clock(&mut self) {
+        self.now(wall_ms());
     }
 
     /// Hands the writer a snapshot of the state now, the journal durable
@@ -645,10 +688,16 @@ impl Ledger {
             checkpoints: self.state.checkpoints.clone(),
             totals: self.state.totals.clone(),
             window: self.state.window.view(),
+            max_clock_skew_ms: self.skew_ms,
         };
         match self.writer.start(job) {
             Ok(()) => {
-                self.last_snapshot = Some((position.seq, Instant::now(), self.journal.appended()));
+                self.last_snapshot = Some(Taken {
+                    seq: position.seq,
+                    at: Instant::now(),
+                    bytes: self.journal.appended(),
+                    ids: self.state.window.len(),
+                });
                 true
             }
             Err(error) => {
@@ -701,9 +750,26 @@ impl Ledger {
         );
         // Tried again an interval later; the journal stays the truth
         // meanwhile, and recovery replays a little more.
-        self.last_snapshot = Some((0, Instant::now(), self.journal.appended()));
+        // The ids on disk are still those of the last snapshot written.
+        let ids = self.last_snapshot.as_ref().map_or(0, |last| last.ids);
+        self.last_snapshot = Some(Taken {
+            seq: 0,
+            at: Instant::now(),
+            bytes: self.journal.appended(),
+            ids,
+        });
         tracing::warn!(%error, dir = %snapshot::dir(&self.state_dir).display(), "cannot write the snapshot (the journal stays the truth)");
     }
+}
+
+/// A snapshot started: what it covers, and when.
+struct Taken {
+    seq: u64,
+    at: Instant,
+    /// The journal's bytes appended by then.
+    bytes: u64,
+    /// The ids it holds.
+    ids: usize,
 }
 
 /// The engine's part of a snapshot.
@@ -731,6 +797,13 @@ fn header_only(path: &Path) -> Option<Header> {
         .read_until(b'\n', &mut line)
         .ok()?;
     serde_json::from_slice(&line).ok()
+}
+
+/// The wall clock, epoch ms.
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, settings::millis)
 }
 
 /// An epoch-ms time for people, in a message.

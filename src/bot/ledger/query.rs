@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::journal::{JournalError, Record};
+use super::journal::JournalError;
 use super::reader::{Mode, Scan};
+use super::record::Record;
 use super::snapshot::{self, Header};
-use super::{restore_engine, segments, took_id, State};
+use super::window::Window;
+use super::{restore_engine, segments, settings, took_id, State};
 use crate::bot::engine::{Engine, Held, PaperExecution, Position};
 use crate::bot::settings::RiskLimits;
 
@@ -47,7 +49,8 @@ pub(crate) enum Query {
         by_day: bool,
     },
     Verify {
-        dedupe_window: Duration,
+        /// The window of the records no snapshot records one for.
+        dedupe_window: Option<Duration>,
     },
 }
 
@@ -236,14 +239,26 @@ impl Replay {
 
     /// Takes the state of `loaded`.
     fn restore(&mut self, loaded: &snapshot::Loaded) -> Result<(), String> {
-        self.state.restore(loaded)?;
+        self.state.restore(loaded, i64::MIN)?;
         restore_engine(&loaded.header, &mut self.engine);
         self.from = Some(loaded.header.clone());
         Ok(())
     }
 
-    /// How the replay differs from what `header` (and `window`) say.
-    fn differences(&self, header: &Header, window: Option<&[u8]>) -> Vec<String> {
+    /// Takes the window of `loaded`, and the DEDUPE_WINDOW it records.
+    fn take_window(&mut self, loaded: &snapshot::Loaded, span: Duration) -> Result<(), String> {
+        let mut window = Window::new(settings::millis(span));
+        window.load(
+            &loaded.window,
+            loaded.header.window_ids,
+            loaded.header.clock,
+        )?;
+        self.state.window = window;
+        Ok(())
+    }
+
+    /// How the replayed positions differ from what `header` holds.
+    fn position_differences(&self, header: &Header) -> Vec<String> {
         let mut found = Vec::new();
         let positions = self.engine.positions();
         for symbol in positions.keys().chain(header.positions.keys()) {
@@ -256,14 +271,17 @@ impl Replay {
                 ));
             }
         }
-        let Some(window) = window else {
-            return found;
-        };
+        found
+    }
+
+    /// How the rest of the replayed state but the window differs.
+    fn state_differences(&self, header: &Header) -> Vec<String> {
+        let mut found = Vec::new();
         if self.engine.symbol_fills() != header.symbol_fills {
             found.push("the fill counts by symbol differ".into());
         }
         if self.state.checkpoints != header.checkpoints {
-            found.push("the file sources' checkpoints differ".into());
+            found.push("the sources' checkpoints differ".into());
         }
         if self.state.totals != header.totals {
             found.push(format!(
@@ -271,16 +289,21 @@ impl Replay {
                 self.state.totals, header.totals
             ));
         }
+        found
+    }
+
+    /// How the replayed window differs from a snapshot's (`header` and
+    /// its records).
+    fn window_difference(&self, header: &Header, window: &[u8]) -> Option<String> {
         let mut replayed = Vec::new();
         let view = self.state.window.view();
         let _ = view.write_to(&mut replayed);
-        if replayed != window || view.clock_ms != header.clock {
-            found.push(format!(
+        (replayed != window || view.clock_ms != header.clock).then(|| {
+            format!(
                 "the exactly-once window differs: replayed {} ids, the snapshot {}",
                 view.ids, header.window_ids
-            ));
-        }
-        found
+            )
+        })
     }
 }
 
@@ -349,7 +372,7 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
     let mut compared: Option<Vec<String>> = None;
     let mut compare = |replay: &Replay, seq: u64| {
         if let Some(newest) = newest.as_ref().filter(|newest| newest.header.seq == seq) {
-            compared = Some(replay.differences(&newest.header, None));
+            compared = Some(replay.position_differences(&newest.header));
         }
     };
     compare(&replay, scan.seq());
@@ -526,12 +549,13 @@ fn day(ms: i64) -> String {
         .map_or_else(|_| format!("{ms} ms"), |at| at.date().to_string())
 }
 
-/// Checks the journal and every snapshot: whole records, no sequence gap,
-/// no id decided twice within the window, each snapshot intact, at a
-/// record of this journal, and equal to the replay up to it.
+/// Checks the journal and every snapshot: whole records with their
+/// checksums, no sequence gap, no id decided twice within the window, each
+/// snapshot intact, at a record of this journal, and equal to the replay
+/// up to it.
 fn verify(
     request: &Request,
-    dedupe_window: Duration,
+    dedupe_window: Option<Duration>,
     out: &mut dyn Write,
 ) -> Result<bool, QueryError> {
     let state_dir = &request.state_dir;
@@ -555,10 +579,32 @@ fn verify(
     }
 }
 
-/// The summary of a clean journal, or its first problem.
-fn check(state_dir: &Path, dedupe_window: Duration) -> Result<String, String> {
-    // Snapshots first: every segment a listed snapshot names exists by the
-    // time the segments are listed (a running daemon rolls meanwhile).
+/// The DEDUPE_WINDOW a snapshot was taken with, if it says.
+fn recorded_window(snapshot: &snapshot::Loaded) -> Option<Duration> {
+    snapshot.header.dedupe_window_ms.map(Duration::from_millis)
+}
+
+/// The window the replay starts with, and why that one: the one given,
+/// else the one the oldest snapshot records, else the default.
+fn first_window(given: Option<Duration>, snapshots: &[snapshot::Loaded]) -> (Duration, String) {
+    if let Some(window) = given {
+        return (window, "given".into());
+    }
+    let recorded = snapshots
+        .iter()
+        .find_map(|snapshot| recorded_window(snapshot).map(|window| (window, snapshot.header.seq)));
+    match recorded {
+        Some((window, seq)) => (window, format!("as snapshot seq {seq} records it")),
+        None => (
+            settings::Settings::default().dedupe_window,
+            "assumed: no snapshot records the daemon's; give it with --dedupe-window".into(),
+        ),
+    }
+}
+
+/// Every snapshot that passes its own checks, oldest first; the first
+/// that does not is the problem.
+fn checked_snapshots(state_dir: &Path) -> Result<Vec<snapshot::Loaded>, String> {
     let mut snapshots: Vec<(u64, PathBuf)> =
         snapshot::list(state_dir).map_err(|error| error.to_string())?;
     snapshots.reverse();
@@ -571,6 +617,102 @@ fn check(state_dir: &Path, dedupe_window: Duration) -> Result<String, String> {
             Err(problem) => return Err(format!("snapshot {}: {problem}", path.display())),
         }
     }
+    Ok(loaded)
+}
+
+/// A replay of the journal held against its snapshots as it reaches them.
+struct Check<'s> {
+    replay: Replay,
+    snapshots: std::iter::Peekable<std::slice::Iter<'s, snapshot::Loaded>>,
+    compared: usize,
+    /// Where the window checked with changed to a snapshot's, for the
+    /// summary.
+    changes: Vec<String>,
+}
+
+impl Check<'_> {
+    /// Compares the replay with every snapshot taken after record `seq`.
+    fn snapshots_at(&mut self, seq: u64) -> Result<(), String> {
+        while let Some(snapshot) = self.snapshots.next_if(|next| next.header.seq <= seq) {
+            if snapshot.header.seq < seq {
+                return Err(format!(
+                    "snapshot {}: seq {} is not a record of the journal",
+                    snapshot.path.display(),
+                    snapshot.header.seq
+                ));
+            }
+            self.compare(snapshot, seq)?;
+        }
+        Ok(())
+    }
+
+    fn compare(&mut self, snapshot: &snapshot::Loaded, seq: u64) -> Result<(), String> {
+        let replay = &mut self.replay;
+        // A batch of duplicates, or time passing, moves the clock without
+        // a record: the snapshot's may be ahead of the record's time. The
+        // next record's time is at least the snapshot's clock, so moving
+        // the replay's there now changes nothing after.
+        replay.state.window.advance(snapshot.header.clock);
+        let mut differences = replay.position_differences(&snapshot.header);
+        differences.extend(replay.state_differences(&snapshot.header));
+        let changed = recorded_window(snapshot)
+            .filter(|window| settings::millis(*window) != replay.state.window.span_ms());
+        match changed {
+            // Taken after a restart with another window: where the replay
+            // should have changed its own is not written anywhere, so it
+            // takes the snapshot's window and goes on from there.
+            Some(window) => {
+                replay.take_window(snapshot, window)?;
+                self.changes.push(format!(
+                    "checked within DEDUPE_WINDOW {} from snapshot seq {} on, as it records",
+                    humantime::format_duration(window),
+                    snapshot.header.seq
+                ));
+            }
+            None => {
+                differences.extend(replay.window_difference(&snapshot.header, &snapshot.window))
+            }
+        }
+        if !differences.is_empty() {
+            return Err(format!(
+                "snapshot {} differs from the replay of the journal up to seq {seq}: {}",
+                snapshot.path.display(),
+                differences.join("; ")
+            ));
+        }
+        self.compared += 1;
+        Ok(())
+    }
+
+    /// The problem if record `seq` decides an id the window still holds.
+    fn decided_once(&mut self, seq: u64, record: &Record<'_>) -> Result<(), String> {
+        let Some((id, _)) = took_id(record) else {
+            return Ok(());
+        };
+        let window = &mut self.replay.state.window;
+        window.advance(record_at(record));
+        if window.contains(window.hash(id), id) {
+            return Err(format!(
+                "id {id:?} is decided again at seq {seq} while its first decision is within the window (DEDUPE_WINDOW {})",
+                span(window)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A window's DEDUPE_WINDOW for people.
+fn span(window: &Window) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(
+        u64::try_from(window.span_ms()).unwrap_or(0),
+    ))
+}
+
+/// The summary of a clean journal, or its first problem.
+fn check(state_dir: &Path, given: Option<Duration>) -> Result<String, String> {
+    // Snapshots first: every segment a listed snapshot names exists by the
+    // time the segments are listed (a running daemon rolls meanwhile).
+    let loaded = checked_snapshots(state_dir)?;
     let segments = segments::list(state_dir).map_err(|error| error.to_string())?;
     let bytes: u64 = segments
         .iter()
@@ -589,75 +731,34 @@ fn check(state_dir: &Path, dedupe_window: Duration) -> Result<String, String> {
     } else {
         None
     };
-    let mut replay = Replay::new(dedupe_window);
+    let (window, whence) = first_window(given, &loaded);
+    let mut check = Check {
+        replay: Replay::new(window),
+        snapshots: loaded.iter().peekable(),
+        compared: 0,
+        changes: Vec::new(),
+    };
     let mut scan = Scan::new(segments.clone(), Mode::Strict);
-    let mut pending = loaded.iter().peekable();
-    let mut compared = 0usize;
     let mut live = origin.is_none();
     let mut checked_records = 0u64;
-    let mut compare =
-        |replay: &mut Replay,
-         seq: u64,
-         pending: &mut std::iter::Peekable<std::slice::Iter<'_, snapshot::Loaded>>|
-         -> Result<(), String> {
-            while let Some(snapshot) = pending.next_if(|snapshot| snapshot.header.seq <= seq) {
-                if snapshot.header.seq < seq {
-                    return Err(format!(
-                        "snapshot {}: seq {} is not a record of the journal",
-                        snapshot.path.display(),
-                        snapshot.header.seq
-                    ));
-                }
-                // A batch of duplicates moves the clock without a record:
-                // the snapshot's may be ahead of the record's time. The
-                // next record's time is at least the snapshot's clock, so
-                // moving the replay's there now changes nothing after.
-                replay.state.window.advance(snapshot.header.clock);
-                let differences = replay.differences(&snapshot.header, Some(&snapshot.window));
-                if !differences.is_empty() {
-                    return Err(format!(
-                        "snapshot {} differs from the replay of the journal up to seq {seq}: {}",
-                        snapshot.path.display(),
-                        differences.join("; ")
-                    ));
-                }
-                compared += 1;
-            }
-            Ok(())
-        };
     if live {
-        compare(&mut replay, 0, &mut pending)?;
+        check.snapshots_at(0)?;
     }
-    loop {
-        let record = match scan.record() {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(error) => return Err(error.to_string()),
-        };
-        let (seq, record) = record;
+    while let Some((seq, record)) = scan.record().map_err(|error| error.to_string())? {
         if !live {
             if let Some(origin) = origin.filter(|origin| origin.header.seq == seq) {
-                replay.restore(origin)?;
+                check.replay.restore(origin)?;
                 live = true;
-                compare(&mut replay, seq, &mut pending)?;
+                check.snapshots_at(seq)?;
             }
             continue;
         }
-        if let Some((id, _)) = took_id(&record) {
-            replay.state.window.advance(record_at(&record));
-            let window = &replay.state.window;
-            if window.contains(window.hash(id), id) {
-                return Err(format!(
-                    "id {id:?} is decided again at seq {seq} while its first decision is within the window (DEDUPE_WINDOW {})",
-                    humantime::format_duration(dedupe_window)
-                ));
-            }
-        }
-        replay.apply(&record);
+        check.decided_once(seq, &record)?;
+        check.replay.apply(&record);
         checked_records += 1;
-        compare(&mut replay, seq, &mut pending)?;
+        check.snapshots_at(seq)?;
     }
-    if let Some(snapshot) = pending.next() {
+    if let Some(snapshot) = check.snapshots.next() {
         return Err(format!(
             "snapshot {} covers seq {}, beyond the journal's end (seq {})",
             snapshot.path.display(),
@@ -665,20 +766,40 @@ fn check(state_dir: &Path, dedupe_window: Duration) -> Result<String, String> {
             scan.seq()
         ));
     }
-    let torn = scan
-        .torn()
-        .map_or(String::new(), |(path, bytes)| {
-            format!(
-                "; the last segment, {}, ends with {bytes} bytes of a record being written (or torn by a crash: cut at the next start)",
-                path.display()
-            )
-        });
+    let mut notes: Vec<String> = check.changes;
+    notes.extend(unchecked_note(&scan));
+    notes.extend(scan.torn().map(|(path, bytes)| {
+        format!(
+            "the last segment, {}, ends with {bytes} bytes of a record being written (or torn by a crash: cut at the next start)",
+            path.display()
+        )
+    }));
+    let notes: String = notes.iter().map(|note| format!("; {note}")).collect();
     Ok(format!(
-        "{} segments (seq {first_seq}..{}, {bytes} bytes), {compared} snapshots consistent with the journal, {checked_records} records checked for ids decided twice within DEDUPE_WINDOW {}{torn}",
+        "{} segments (seq {first_seq}..{}, {bytes} bytes), {} snapshots consistent with the journal, {checked_records} records checked for ids decided twice within DEDUPE_WINDOW {} ({whence}){notes}",
         segments.len(),
         scan.seq(),
-        humantime::format_duration(dedupe_window),
+        check.compared,
+        humantime::format_duration(window),
     ))
+}
+
+/// What the summary says of records read without a checksum.
+fn unchecked_note(scan: &Scan) -> Option<String> {
+    let unchecked = scan.unchecked();
+    if unchecked.records == 0 {
+        return None;
+    }
+    Some(match unchecked.first_after_checked {
+        None => format!(
+            "{} records without a checksum (written before checksums)",
+            unchecked.records
+        ),
+        Some(seq) => format!(
+            "{} records without a checksum, some after records with one (from seq {seq}: an earlier release wrote on after this one)",
+            unchecked.records
+        ),
+    })
 }
 
 fn record_at(record: &Record<'_>) -> i64 {

@@ -4,18 +4,24 @@
 //! [`Scan`]. Reading takes no lock and writes nothing, so it is
 //! safe beside a running daemon: a last line still being written (no
 //! newline yet) is not returned.
+//!
+//! A record is believed only once its checksum matches (see `record.rs`);
+//! one that does not, or that cannot be read at all, is named (segment,
+//! line, byte offset, seq) and ends the read: nothing after damage is
+//! replayed into a state the journal does not vouch for. A torn last line
+//! of the last segment is not damage: a crash cut it, and it was never
+//! acknowledged. Records of the releases before checksums carry none and
+//! are read as they always were; they are counted ([`Scan::unchecked`]).
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::journal::{JournalError, Record};
+use super::journal::JournalError;
+use super::record::{self, Record};
 use super::segments::{self, Segment};
-use super::window::MAX_ID_BYTES;
-use crate::bot::signal::Side;
 
 /// A place in the journal: just after record `seq`, which ends at byte
 /// `offset` of the segment whose first record is `segment` (`seq` 0 and
@@ -61,6 +67,19 @@ pub(crate) struct Scan {
     /// A segment was skipped (deleted since listed): the next one starts
     /// where it starts.
     skipped: bool,
+    /// Where the line last read starts in its segment.
+    line_start: u64,
+    unchecked: Unchecked,
+}
+
+/// The records a scan read without a checksum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Unchecked {
+    pub(crate) records: u64,
+    /// The first of them that came after a record with one: an earlier
+    /// release wrote on after this one (a downgrade).
+    pub(crate) first_after_checked: Option<u64>,
+    checked_seen: bool,
 }
 
 /// The end of a whole scan: what the writer resumes from.
@@ -89,6 +108,8 @@ impl Scan {
             torn: None,
             done: false,
             skipped: false,
+            line_start: 0,
+            unchecked: Unchecked::default(),
         }
     }
 
@@ -146,6 +167,11 @@ impl Scan {
             segment: open.segment.first_seq,
             offset: open.offset,
         })
+    }
+
+    /// The records read so far that had no checksum.
+    pub(crate) fn unchecked(&self) -> Unchecked {
+        self.unchecked
     }
 
     /// A torn last line that ended the scan: the file and its bytes.
@@ -210,6 +236,7 @@ impl Scan {
                 self.done = true;
                 continue;
             }
+            self.line_start = open.offset;
             open.offset += read as u64;
             if self.buf.len() == 1 {
                 continue;
@@ -226,22 +253,32 @@ impl Scan {
             return Ok(None);
         }
         let line = &self.buf[..self.buf.len() - 1];
-        match parse(line) {
+        if record::is_checksummed(line) {
+            self.unchecked.checked_seen = true;
+        } else {
+            self.unchecked.records += 1;
+            if self.unchecked.checked_seen {
+                self.unchecked.first_after_checked.get_or_insert(self.seq);
+            }
+        }
+        match record::parse(line) {
             Ok(record) => Ok(Some((self.seq, record))),
-            Err(detail) => Err(self.corrupt(detail)),
+            Err(detail) => Err(self.damaged(detail)),
         }
     }
 
-    /// A corrupt-record error at the line last read.
-    pub(crate) fn corrupt(&self, detail: String) -> JournalError {
+    /// The error for the line last read: where it is, and what is wrong.
+    fn damaged(&self, detail: String) -> JournalError {
         let (path, line) = self.open.as_ref().map_or_else(
             || (PathBuf::new(), 0),
             |open| (open.segment.path.clone(), open.line),
         );
-        JournalError::Corrupt {
+        JournalError::Damaged {
             path,
             line,
-            detail: format!("record seq {}: {detail}", self.seq),
+            offset: self.line_start,
+            seq: self.seq,
+            detail,
         }
     }
 
@@ -372,100 +409,12 @@ impl JournalReader {
     }
 }
 
-/// One record line, checked as far as the ledger relies on it; its
-/// strings borrow from the line where they can. Read as one flat set of
-/// optional fields rather than serde's internally tagged enum, which
-/// buffers every field before it looks at the tag: recovery reads a
-/// record in a third of the time.
-pub(crate) fn parse(line: &[u8]) -> Result<Record<'_>, String> {
-    let flat: Flat<'_> = serde_json::from_slice(line).map_err(|error| error.to_string())?;
-    let missing = |field: &str| format!("a {} record without {field:?}", flat.t);
-    let record = match flat.t.as_ref() {
-        "fill" => Record::Fill {
-            id: flat.id.clone().ok_or_else(|| missing("id"))?,
-            src: flat.src.clone(),
-            ts: flat.ts.ok_or_else(|| missing("ts"))?,
-            at: flat.at.ok_or_else(|| missing("at"))?,
-            symbol: flat.symbol.clone().ok_or_else(|| missing("symbol"))?,
-            side: flat.side.ok_or_else(|| missing("side"))?,
-            qty: flat.qty.ok_or_else(|| missing("qty"))?,
-            price: flat.price.ok_or_else(|| missing("price"))?,
-            source: flat.source.clone(),
-        },
-        "reject" => Record::Reject {
-            id: flat.id.clone().map(Cow::into_owned),
-            src: flat.src.clone(),
-            ts: flat.ts,
-            at: flat.at.ok_or_else(|| missing("at"))?,
-            reason: flat
-                .reason
-                .clone()
-                .ok_or_else(|| missing("reason"))?
-                .into_owned(),
-            detail: flat
-                .detail
-                .clone()
-                .ok_or_else(|| missing("detail"))?
-                .into_owned(),
-            line: flat
-                .line
-                .clone()
-                .ok_or_else(|| missing("line"))?
-                .into_owned(),
-        },
-        "ckpt" => Record::Ckpt {
-            src: flat.src.clone(),
-            dev: flat.dev.ok_or_else(|| missing("dev"))?,
-            ino: flat.ino.ok_or_else(|| missing("ino"))?,
-            off: flat.off.ok_or_else(|| missing("off"))?,
-        },
-        other => return Err(format!("unknown record type {other:?}")),
-    };
-    let id = match &record {
-        Record::Fill { id, .. } => Some(id.as_ref()),
-        Record::Reject { id, .. } => id.as_deref(),
-        Record::Ckpt { .. } => None,
-    };
-    if id.is_some_and(|id| id.len() > MAX_ID_BYTES) {
-        return Err(format!("an id over {MAX_ID_BYTES} bytes"));
-    }
-    Ok(record)
-}
-
-/// Every field any record has.
-#[derive(serde::Deserialize)]
-struct Flat<'a> {
-    #[serde(borrow)]
-    t: Cow<'a, str>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    src: Cow<'a, str>,
-    ts: Option<i64>,
-    at: Option<i64>,
-    #[serde(borrow, default)]
-    symbol: Option<Cow<'a, str>>,
-    side: Option<Side>,
-    qty: Option<f64>,
-    price: Option<f64>,
-    #[serde(borrow, default)]
-    source: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reason: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    detail: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    line: Option<Cow<'a, str>>,
-    dev: Option<u64>,
-    ino: Option<u64>,
-    off: Option<u64>,
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::bot::ledger::checkpoint::Checkpoint;
 
     fn write(state: &Path, first_seq: u64, text: &str) {
         segments::create_dir(state).unwrap();
@@ -480,77 +429,13 @@ mod tests {
         records
             .iter()
             .map(|(seq, record)| match record {
-                Record::Ckpt { off, .. } => (*seq, *off),
+                Record::Ckpt {
+                    checkpoint: Checkpoint::File { offset, .. },
+                    ..
+                } => (*seq, *offset),
                 _ => (*seq, 0),
             })
             .collect()
-    }
-
-    fn any_record() -> impl proptest::strategy::Strategy<Value = Record<'static>> {
-        use proptest::prelude::*;
-        let text = || "\\PC{0,12}|[\"\\\\\u{0}-\u{1f}é]{1,4}";
-        prop_oneof![
-            (
-                text(),
-                text(),
-                any::<i64>(),
-                any::<i64>(),
-                text(),
-                any::<bool>(),
-                -1e9..1e9f64,
-                0.0..1e9f64,
-                proptest::option::of(text())
-            )
-                .prop_map(|(id, src, ts, at, symbol, buy, qty, price, source)| {
-                    Record::Fill {
-                        id: id.into(),
-                        src: src.into(),
-                        ts,
-                        at,
-                        symbol: symbol.into(),
-                        side: if buy { Side::Buy } else { Side::Sell },
-                        qty,
-                        price,
-                        source: source.map(Cow::Owned),
-                    }
-                }),
-            (
-                proptest::option::of(text()),
-                text(),
-                proptest::option::of(any::<i64>()),
-                any::<i64>(),
-                text(),
-                text(),
-                text()
-            )
-                .prop_map(|(id, src, ts, at, reason, detail, line)| Record::Reject {
-                    id,
-                    src: src.into(),
-                    ts,
-                    at,
-                    reason,
-                    detail,
-                    line,
-                }),
-            (text(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(src, dev, ino, off)| {
-                Record::Ckpt {
-                    src: src.into(),
-                    dev,
-                    ino,
-                    off,
-                }
-            }),
-        ]
-    }
-
-    proptest::proptest! {
-        /// The flat reader reads every record as serde's own enum does.
-        #[test]
-        fn the_flat_reader_reads_what_serde_reads(record in any_record()) {
-            let line = serde_json::to_vec(&record).unwrap();
-            let reference: Record<'static> = serde_json::from_slice(&line).unwrap();
-            proptest::prop_assert_eq!(parse(&line).unwrap().into_owned(), reference);
-        }
     }
 
     /// Every record of `state`'s journal, from the first.
@@ -579,6 +464,56 @@ mod tests {
         assert_eq!(scan.end().last_seq, 3);
     }
 
+    /// A checksummed ckpt line, at `offset`.
+    fn checked_ckpt(offset: u64) -> String {
+        let mut line = Vec::new();
+        record::write_line(
+            &Record::Ckpt {
+                src: "s".into(),
+                checkpoint: Checkpoint::File {
+                    dev: 1,
+                    ino: 2,
+                    offset,
+                },
+            },
+            &mut line,
+        );
+        String::from_utf8(line).unwrap()
+    }
+
+    #[test]
+    fn a_damaged_record_is_named_and_records_without_a_checksum_are_counted() {
+        let state = tempfile::tempdir().unwrap();
+        let first = ckpt(1) + &checked_ckpt(2) + &checked_ckpt(3) + &checked_ckpt(4);
+        write(state.path(), 1, &first);
+        // An earlier release wrote on after this one.
+        write(state.path(), 5, &ckpt(5));
+        let mut scan = Scan::new(segments::list(state.path()).unwrap(), Mode::Strict);
+        let mut read = Vec::new();
+        while let Some((seq, record)) = scan.record().unwrap() {
+            read.push((seq, record.into_owned()));
+        }
+        assert_eq!(offsets(&read), [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]);
+        let unchecked = scan.unchecked();
+        assert_eq!(
+            (unchecked.records, unchecked.first_after_checked),
+            (2, Some(5))
+        );
+
+        // One digit changed on disk in the closed segment: seq 3 is named,
+        // where it is, and nothing from it on is read.
+        let damaged = first.replacen("\"off\":3", "\"off\":8", 1);
+        write(state.path(), 1, &damaged);
+        let start = ckpt(1).len() + checked_ckpt(2).len();
+        let error = all(state.path(), Mode::Strict).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!(
+                "00000000000000000001.jsonl is corrupt at line 3, byte {start}: record seq 3: checksum mismatch"
+            )),
+            "{error}"
+        );
+    }
+
     #[test]
     fn retained_segments_start_late_and_a_gap_is_an_error() {
         let state = tempfile::tempdir().unwrap();
@@ -604,7 +539,7 @@ mod tests {
         write(state.path(), 2, &ckpt(2));
         let mut scan = Scan::new(segments::list(state.path()).unwrap(), Mode::Strict);
         assert!(scan.record().unwrap().is_some());
-        assert!(parse(
+        assert!(record::parse(
             br#"{"t":"fill","id":"a","src":"s","ts":1,"at":2,"symbol":"S","side":"buy","qty":1.0}"#
         )
         .unwrap_err()
@@ -646,7 +581,7 @@ mod tests {
             .after(
                 1500,
                 3,
-                |record| matches!(record, Record::Ckpt { off, .. } if off % 2 == 0),
+                |record| matches!(record, Record::Ckpt { checkpoint: Checkpoint::File { offset, .. }, .. } if offset % 2 == 0),
             )
             .unwrap();
         assert_eq!(offsets(&even), [(1502, 1502), (1504, 1504), (1506, 1506)]);

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::checkpoint::Checkpoint;
 use super::journal::sync_dir;
 use super::reader::Position;
 use super::segments;
@@ -48,15 +49,6 @@ pub(crate) struct Totals {
     pub(crate) rejects: BTreeMap<String, u64>,
     /// Records that took their signal's id.
     pub(crate) ids_taken: u64,
-}
-
-/// How far a file source has been read: a byte offset in one file, named
-/// by device and inode so a rotated or replaced file is not mistaken for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Checkpoint {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) offset: u64,
 }
 
 /// The snapshot's first line.
@@ -84,6 +76,13 @@ pub(crate) struct Header {
     pub(crate) totals: Totals,
     pub(crate) window_ids: usize,
     pub(crate) window_bytes: usize,
+    /// The DEDUPE_WINDOW and MAX_CLOCK_SKEW it was taken with, ms
+    /// (`tradingbot journal verify` checks with them; snapshots of the
+    /// releases before have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dedupe_window_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_clock_skew_ms: Option<u64>,
 }
 
 impl Header {
@@ -113,6 +112,7 @@ pub(crate) struct Job {
     pub(crate) checkpoints: BTreeMap<String, Checkpoint>,
     pub(crate) totals: Totals,
     pub(crate) window: WindowView,
+    pub(crate) max_clock_skew_ms: i64,
 }
 
 pub(crate) fn dir(state_dir: &Path) -> PathBuf {
@@ -197,6 +197,8 @@ pub(crate) fn write(state_dir: &Path, job: &Job) -> io::Result<(PathBuf, u64)> {
         totals: job.totals.clone(),
         window_ids: job.window.ids,
         window_bytes: job.window.bytes(),
+        dedupe_window_ms: u64::try_from(job.window.span_ms).ok(),
+        max_clock_skew_ms: u64::try_from(job.max_clock_skew_ms).ok(),
     };
     if let Some((symbol, _)) = header.positions.iter().find(|(_, held)| {
         ![

@@ -20,7 +20,10 @@ use crate::bot::settings::{FsyncPolicy, RiskLimits};
 use crate::bot::signal;
 use crate::bot::symbols::SymbolSettings;
 
-const T0: i64 = 1_800_000_000_000;
+/// Far ahead of the wall clock, which the ledger reads itself (a
+/// snapshot and a start move the window on to it): these tests drive the
+/// window with their own times alone.
+const T0: i64 = 4_000_000_000_000;
 const WINDOW_MS: u64 = 1_000;
 const SKEW_MS: u64 = 100;
 
@@ -38,6 +41,8 @@ enum Step {
     Overflow,
     Garbage,
     Checkpoint(u8, u16),
+    /// A poller's cursor, by source.
+    Cursor(u8, u16),
     Commit,
     Snapshot,
 }
@@ -52,6 +57,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Overflow),
         1 => Just(Step::Garbage),
         1 => (0u8..2, any::<u16>()).prop_map(|(source, offset)| Step::Checkpoint(source, offset)),
+        1 => (0u8..2, any::<u16>()).prop_map(|(source, page)| Step::Cursor(source, page)),
         2 => Just(Step::Commit),
         1 => Just(Step::Snapshot),
     ]
@@ -230,11 +236,15 @@ proptest! {
                 }
                 Step::Garbage => "{\"id\":\"g\",\"qty\":".to_owned(),
                 Step::Checkpoint(source, offset) => {
-                    live.ledger.append_checkpoint(&format!("file:{source}"), Checkpoint {
+                    live.ledger.append_checkpoint(&format!("file:{source}"), Checkpoint::File {
                         dev: 1,
                         ino: u64::from(*source),
                         offset: u64::from(*offset),
                     });
+                    continue;
+                }
+                Step::Cursor(source, page) => {
+                    live.ledger.append_checkpoint(&format!("poll:{source}"), Checkpoint::Cursor(format!("page-{page}")));
                     continue;
                 }
                 Step::Commit => {

@@ -393,9 +393,12 @@ mod tests {
     use super::*;
     use crate::bot::events::{Duplicates, Events};
     use crate::bot::ledger::journal::test_fill;
+    use crate::bot::ledger::record::write_line;
 
     fn fill(id: u64) -> String {
-        serde_json::to_string(&test_fill(&format!("f{id}"))).unwrap() + "\n"
+        let mut line = Vec::new();
+        write_line(&test_fill(&format!("f{id}")), &mut line);
+        String::from_utf8(line).unwrap()
     }
 
     fn seqs(items: &[Item]) -> Vec<(u64, &'static str)> {

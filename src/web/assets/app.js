@@ -108,6 +108,37 @@
     return items;
   }
 
+  // ---- a bot's sources ------------------------------------------------------
+
+  // One row a source: its status (amber quiet or connecting, red down),
+  // when it last delivered a message and a signal, its reconnects and its
+  // last error.
+  function sourceRow(source) {
+    const ageCell = (field, seconds) => el('td', { class: 'num', 'data-field': field, 'data-value': seconds },
+      seconds === null || seconds === undefined ? '—' : ticking(seconds), seconds === null || seconds === undefined ? '' : ' ago');
+    return el('tr', { 'data-source': source.name, 'data-level': source.level },
+      el('td', null, source.name),
+      el('td', null, source.kind),
+      el('td', { 'data-field': 'status', 'data-level': source.level }, el('span', { class: 'badge' }, source.status)),
+      ageCell('last_message_age', source.last_message_age_seconds),
+      ageCell('last_signal_age', source.last_signal_age_seconds),
+      el('td', { class: 'num', 'data-field': 'reconnects', 'data-value': source.reconnects }, count(source.reconnects)),
+      el('td', { class: 'wrap', 'data-field': 'last_error' }, source.last_error || ''));
+  }
+
+  function sourceRows(bot) {
+    const sources = bot.sources || [];
+    if (!sources.length) return [el('tr', null, el('td', { colspan: 7, class: 'empty' }, 'no sources reported'))];
+    return sources.map(sourceRow);
+  }
+
+  // The fleet card's line: each source's name, coloured by its status.
+  function sourceChips(bot) {
+    return el('ul', { class: 'sources', 'data-field': 'sources' }, ...(bot.sources || []).map((source) =>
+      el('li', { 'data-source': source.name, 'data-level': source.level, title: source.kind + ': ' + source.status },
+        el('span', { class: 'badge' }, source.name + ' ' + source.status))));
+  }
+
   function perMinute(bot, key) {
     return bot.per_minute ? bot.per_minute[key] : null;
   }
@@ -176,6 +207,7 @@
         el('span', { class: 'when quiet' }, bot.version ? 'v' + bot.version : '')),
       signal,
       el('ul', { class: 'reasons' }, ...reasonItems(bot)),
+      sourceChips(bot),
       figures);
   }
 
@@ -316,6 +348,8 @@
         figure('fsync p50', 'fsync_p50', fsync.p50, millis(fsync.p50)),
         figure('fsync p99', 'fsync_p99', fsync.p99, millis(fsync.p99)),
         figure('event stream', 'stream', null, bot.stream.connected ? 'live' : (bot.stream.error || 'reconnecting')));
+
+      $('sources').tBodies[0].replaceChildren(...sourceRows(bot));
 
       const positions = bot.positions || [];
       $('positions').tBodies[0].replaceChildren(...(positions.length ? positions.map(positionRow)
