@@ -7,8 +7,9 @@
 //! RUNS (default 10) sets the repetitions of the start-up and ingest figures; PEERS
 //! (default ../shared/peers) where the Python peers live; ONLY (a comma list
 //! of startup, memory, load, isolation, stall, stop, ingest, idle, alerts,
-//! lifetime, old) runs only those sections. `lifetime` and `old` are the
-//! ledger's (benches/harness/ledger.rs; OLD_BIN, LIFETIMES, WINDOWS).
+//! lifetime, old, feeds) runs only those sections. `lifetime` and `old` are
+//! the ledger's (benches/harness/ledger.rs; OLD_BIN, LIFETIMES, WINDOWS);
+//! `feeds` is benches/harness/feeds.rs (FEED_MESSAGES).
 //!
 //! Our daemon is started by the test kit's builder (tests/kit), as the
 //! tests start it: `PORT=0`, the port read back from its log, killed with
@@ -34,6 +35,8 @@ use kit::notify::{is_ping, is_ready, NotifySocket};
 use kit::port::Reserved;
 use kit::process::{proc_status, SIGTERM};
 
+#[path = "harness/feeds.rs"]
+mod feeds;
 #[path = "harness/ledger.rs"]
 mod ledger;
 
@@ -49,7 +52,7 @@ fn main() {
         .and_then(|runs| runs.parse().ok())
         .unwrap_or(10);
     let peers = PathBuf::from(std::env::var("PEERS").unwrap_or_else(|_| "../shared/peers".into()));
-    let python = python_with_aiohttp();
+    let python = python_with("aiohttp");
     let python = python.as_deref();
     let work = tempfile::Builder::new()
         .prefix("tb-bench-")
@@ -129,6 +132,10 @@ fn main() {
     }
     if wanted("old") {
         ledger::beside_the_old_release(&mut table, runs, work.path());
+    }
+    if wanted("feeds") {
+        let python = python_with("websockets");
+        feeds::feeds(&mut table, runs, python.as_deref(), &peers, work.path());
     }
     if wanted("idle") {
         let (cpu, wakeups) = idle_cost(Duration::from_secs(30));
@@ -458,9 +465,9 @@ fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
-/// A Python interpreter (not a version-manager shim) that can import aiohttp,
-/// installing it with pip if needed.
-fn python_with_aiohttp() -> Option<PathBuf> {
+/// A Python interpreter (not a version-manager shim) that can import
+/// `module`, installing it with pip if needed.
+fn python_with(module: &str) -> Option<PathBuf> {
     let real = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .output()
@@ -468,20 +475,20 @@ fn python_with_aiohttp() -> Option<PathBuf> {
         .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))?;
     let has = |python: &Path| {
         Command::new(python)
-            .args(["-c", "import aiohttp"])
+            .args(["-c", &format!("import {module}")])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success())
     };
     if !has(&real) {
         let _ = Command::new(&real)
-            .args(["-m", "pip", "install", "-q", "aiohttp"])
+            .args(["-m", "pip", "install", "-q", module])
             .status();
     }
     if has(&real) {
         Some(real)
     } else {
-        eprintln!("aiohttp unavailable: peer figures skipped");
+        eprintln!("{module} unavailable: its peer's figures skipped");
         None
     }
 }

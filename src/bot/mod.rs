@@ -8,6 +8,7 @@ pub mod engine;
 pub(crate) mod events;
 pub(crate) mod figures;
 pub mod intake;
+mod json_text;
 pub mod ledger;
 pub mod money;
 pub(crate) mod report;

@@ -25,6 +25,7 @@ mod storm;
 
 mod abuse_http;
 mod bot_crash;
+mod feeds;
 mod hardening_process;
 mod hardening_webhook;
 mod ledger_storm;

@@ -7,8 +7,8 @@ use std::path::Path;
 use crate::kit::daemon::{Builder, Daemon};
 use crate::kit::feeds::paged::Paged;
 use crate::kit::journal::signal_line;
+use crate::kit::sources::whop_sources;
 use crate::kit::wait::{wait_until, SOON};
-use crate::source_test::whop_sources;
 
 fn append(path: &Path, text: &str) {
     let mut file = OpenOptions::new()

@@ -18,6 +18,7 @@ mod bot_webhook;
 mod bounded;
 mod cli;
 mod config;
+mod feeds;
 mod hardening_fs;
 mod hardening_input;
 mod hardening_process;

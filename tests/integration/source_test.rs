@@ -4,7 +4,7 @@
 //! the messages did not come, 2 for a bad name or setting), no secret
 //! printed, and nothing written (no journal, lock, health file or port).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use serde_json::{json, Value};
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::kit::daemon::Builder;
 use crate::kit::feeds::paged::{self, Paged};
 use crate::kit::feeds::rtds::{self, Rtds};
+use crate::kit::sources::whop_sources;
 use crate::kit::tls::TestCa;
 
 /// A builder whose sources are `toml`, written beside its state.
@@ -187,52 +188,6 @@ fn source_test_over_tls_needs_the_ca_file() {
         stdout.contains("could not connect within 2s: connection error: invalid peer certificate: UnknownIssuer"),
         "{stdout}"
     );
-}
-
-/// A sources file in `dir` with one poll source, `whop-alerts`, over the
-/// kit's cursor-paged list at `url`: its token in a headers file, its
-/// alerts ("BUY 0.5 BTC-USD @ 64000") read by the whop sample's regular
-/// expression. Returns the file.
-pub(crate) fn whop_sources(dir: &Path, url: &str) -> PathBuf {
-    let headers = dir.join("whop.headers");
-    std::fs::write(
-        &headers,
-        format!("Authorization: Bearer {}\n", paged::TOKEN),
-    )
-    .unwrap();
-    let sources = format!(
-        r#"
-[[source]]
-name = "whop-alerts"
-kind = "poll"
-url = "{url}"
-interval = "100ms"
-headers_file = {headers:?}
-
-[source.cursor]
-from = "/next_cursor"
-param = "cursor"
-
-[source.map]
-items = "/data"
-id = "/id"
-ts = "/created_at"
-ts_unit = "s"
-symbol = {{ group = "symbol" }}
-side = {{ group = "side" }}
-qty = {{ group = "qty" }}
-price = {{ group = "price" }}
-side_values = {{ long = "buy", short = "sell" }}
-
-[source.map.text]
-from = "/content"
-regex = '(?i)^\s*(?P<side>buy|sell|long|short)\s+(?P<qty>[0-9]+(?:\.[0-9]+)?)\s+(?P<symbol>[A-Z0-9]+(?:[-/][A-Z0-9]+)?)(?:\s*@\s*(?P<price>[0-9]+(?:\.[0-9]+)?))?'
-"#,
-        headers = headers.display().to_string(),
-    );
-    let file = dir.join("sources.toml");
-    std::fs::write(&file, sources).unwrap();
-    file
 }
 
 #[test]

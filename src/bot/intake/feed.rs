@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-/// A feed's state. A client reports each change once, in order.
+/// A feed's state. A client reports each change once, in order, and a
+/// status again when only its [`Counts`] moved (a quiet feed's new socket).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Status {
     /// Opening a connection: the first, or the next after a failure.

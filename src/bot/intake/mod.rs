@@ -85,8 +85,9 @@ impl Intake {
 
     /// Starts every source. A source that can resume does so from its
     /// entry in `checkpoints` (a file by its path, a poller by its name).
-    /// Must be called inside the bot's runtime: exec, stdin and ws run as
-    /// its tasks, and the file and poll threads wait on its timers.
+    /// Must be called inside the bot's runtime: exec and stdin run as its
+    /// tasks, and the file and poll threads wait on its timers (a ws
+    /// source's thread has a runtime of its own).
     pub(crate) fn start(
         self,
         checkpoints: &BTreeMap<String, Checkpoint>,
@@ -231,6 +232,18 @@ pub(crate) struct Outcome {
     pub(crate) detail: Option<String>,
 }
 
+impl Outcome {
+    /// A message the source's mapping leaves out (`when`).
+    fn ignored() -> Outcome {
+        Outcome {
+            id: None,
+            result: Decision::Ignored,
+            reason: None,
+            detail: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Decision {
@@ -241,4 +254,6 @@ pub(crate) enum Decision {
     Invalid,
     /// A price update: its symbol's mark moved.
     Marked,
+    /// Not for the source's mapping (`when`): counted, never decided.
+    Ignored,
 }

@@ -16,19 +16,23 @@
 //! but 2xx and 304) is retried after the shared [`Backoff`], or after the
 //! server's `Retry-After` on a 429 or a 503 (capped at
 //! [`LONGEST_RETRY_AFTER`]); it never gives up. Redirects are not followed:
-//! the headers carry a credential. Shutdown ends a wait at once; a request
-//! in flight cannot be interrupted and may take up to `timeout` (keep it
-//! under `DRAIN_TIMEOUT`).
+//! the headers carry a credential. Shutdown ends a wait, and a request in
+//! flight, at once: a blocking request cannot be interrupted, so each is
+//! made on a thread of its own, which is left to end at its `timeout`
+//! (the poller's thread, and the source's hold on the loop, do not wait
+//! for it: a `timeout` over `DRAIN_TIMEOUT` cannot hold up a stop).
 
 #![allow(dead_code)] // wired in by issue 22's intake round
 
 use std::io;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use ureq::tls::{Certificate, TlsConfig};
 
@@ -63,8 +67,32 @@ pub(crate) struct PollConfig {
 
 /// A `poll` source, checked and ready to [`spawn`](Poller::spawn).
 pub(crate) struct Poller {
-    agent: ureq::Agent,
+    http: Arc<Http>,
     config: PollConfig,
+}
+
+/// What a request needs, shared with the thread that makes it.
+struct Http {
+    agent: ureq::Agent,
+    url: String,
+    headers: Headers,
+    /// The query parameter that sends the cursor back.
+    param: Option<String>,
+}
+
+/// One request: the cursor it sends, and the `ETag` it offers.
+struct Ask {
+    cursor: Option<String>,
+    etag: Option<String>,
+}
+
+/// An answer, as read on the request's thread: a 2xx's body, and the
+/// headers the poller acts on.
+struct Answered {
+    status: u16,
+    etag: Option<String>,
+    retry_after: Option<String>,
+    body: Vec<u8>,
 }
 
 impl Poller {
@@ -91,7 +119,13 @@ impl Poller {
             )
             .build()
             .new_agent();
-        Ok(Poller { agent, config })
+        let http = Arc::new(Http {
+            agent,
+            url: config.url.clone(),
+            headers: config.headers.clone(),
+            param: config.cursor.as_ref().map(|cursor| cursor.param.clone()),
+        });
+        Ok(Poller { http, config })
     }
 
     /// Starts polling from `resume` (the journaled cursor) on a thread of
@@ -219,40 +253,31 @@ impl<S: FeedSink> Run<'_, S> {
     }
 
     fn request(&mut self, cursor: Option<&str>) -> Result<Page, Round> {
-        let config = &self.poller.config;
-        let mut request = self.poller.agent.get(&config.url);
-        if let (Some(spec), Some(cursor)) = (&config.cursor, cursor) {
-            request = request.query(&spec.param, cursor);
-        }
-        for header in config.headers.iter() {
-            request = request.header(&header.name, header.value.expose());
-        }
-        if let Some((_, etag)) = self
+        let etag = self
             .etag
             .as_ref()
             .filter(|(answered, _)| answered.as_deref() == cursor)
-        {
-            request = request.header("if-none-match", etag);
-        }
-        let mut answer = request.call().map_err(|error| Round::Failed {
-            error: self.describe(&error),
-            asked: None,
-        })?;
-        let status = answer.status().as_u16();
-        let header = |name: &str| {
-            answer
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
+            .map(|(_, etag)| etag.clone());
+        let ask = Ask {
+            cursor: cursor.map(str::to_owned),
+            etag,
         };
+        let answered = match self.call(ask) {
+            None => return Err(Round::Stopped),
+            Some(answered) => answered.map_err(|error| Round::Failed {
+                error: self.describe(&error),
+                asked: None,
+            })?,
+        };
+        let status = answered.status;
         match status {
             200..=299 => {}
             304 => return Ok(Page::NotModified),
             429 | 503 => {
                 return Err(Round::Failed {
                     error: format!("HTTP {status}"),
-                    asked: header("retry-after")
+                    asked: answered
+                        .retry_after
                         .as_deref()
                         .and_then(crate::backoff::parse_retry_after),
                 })
@@ -270,23 +295,47 @@ impl<S: FeedSink> Run<'_, S> {
                 })
             }
         }
-        if let Some(etag) = header("etag") {
+        if let Some(etag) = answered.etag {
             self.etag = Some((cursor.map(str::to_owned), etag));
         }
-        let body = answer
-            .body_mut()
-            .with_config()
-            .limit(MAX_PAGE)
-            .read_to_vec()
-            .map_err(|error| Round::Failed {
-                error: self.describe(&error),
-                asked: None,
-            })?;
-        let next = config
+        let next = self
+            .poller
+            .config
             .cursor
             .as_ref()
-            .and_then(|spec| cursor_in(&body, spec.from.as_str()));
-        Ok(Page::Body { body, next })
+            .and_then(|spec| cursor_in(&answered.body, spec.from.as_str()));
+        Ok(Page::Body {
+            body: answered.body,
+            next,
+        })
+    }
+
+    /// Makes `ask` on a thread of its own and waits for its answer, or
+    /// for shutdown (`None`), whichever comes first: a request cannot be
+    /// interrupted, so one in flight at shutdown is left to end at its
+    /// timeout.
+    fn call(&self, ask: Ask) -> Option<Result<Answered, ureq::Error>> {
+        let (reply, answer) = oneshot::channel();
+        let http = Arc::clone(&self.poller.http);
+        let spawned = std::thread::Builder::new()
+            .name("source-poll-get".into())
+            .spawn(move || {
+                crate::bot::yield_cpu_to_health();
+                let _ = reply.send(http.get(&ask));
+            });
+        if let Err(error) = spawned {
+            return Some(Err(ureq::Error::Io(error)));
+        }
+        let shutdown = &self.shutdown;
+        self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => None,
+                answered = answer => Some(answered.unwrap_or_else(|_| {
+                    Err(ureq::Error::Io(io::Error::other("the request's thread ended")))
+                })),
+            }
+        })
     }
 
     fn deliver(&mut self, body: Vec<u8>, cursor: Option<String>) -> Delivered {
@@ -357,6 +406,47 @@ impl<S: FeedSink> Run<'_, S> {
             }
             _ => "the request failed".into(),
         }
+    }
+}
+
+impl Http {
+    /// Asks, and reads the answer (a 2xx's body within [`MAX_PAGE`]).
+    fn get(&self, ask: &Ask) -> Result<Answered, ureq::Error> {
+        let mut request = self.agent.get(&self.url);
+        if let (Some(param), Some(cursor)) = (&self.param, &ask.cursor) {
+            request = request.query(param, cursor);
+        }
+        for header in self.headers.iter() {
+            request = request.header(&header.name, header.value.expose());
+        }
+        if let Some(etag) = &ask.etag {
+            request = request.header("if-none-match", etag);
+        }
+        let mut answer = request.call()?;
+        let header = |name: &str| {
+            answer
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let status = answer.status().as_u16();
+        let (etag, retry_after) = (header("etag"), header("retry-after"));
+        let body = if answer.status().is_success() {
+            answer
+                .body_mut()
+                .with_config()
+                .limit(MAX_PAGE)
+                .read_to_vec()?
+        } else {
+            Vec::new()
+        };
+        Ok(Answered {
+            status,
+            etag,
+            retry_after,
+            body,
+        })
     }
 }
 

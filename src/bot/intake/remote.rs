@@ -66,7 +66,7 @@ impl FeedSink for Sink {
     }
 }
 
-/// Starts a `ws` source as a task of the bot's runtime.
+/// Starts a `ws` source on a thread of its own.
 pub(crate) fn spawn_ws(
     outlet: Outlet,
     settings: &WsSettings,
@@ -78,7 +78,9 @@ pub(crate) fn spawn_ws(
         outlet,
         cursor: None,
     };
-    tokio::spawn(client.run(sink, shutdown));
+    client
+        .spawn(sink, shutdown)
+        .map_err(IntakeError::start("ws source thread"))?;
     Ok(())
 }
 

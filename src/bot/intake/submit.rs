@@ -59,7 +59,10 @@ pub(crate) enum Unavailable {
 impl Submit {
     /// Splits and parses `body`, has the loop decide its signals, and
     /// returns what became of each once the decisions are durable. A body
-    /// that holds no signal is decided at once: no outcome.
+    /// that holds no signal is answered at once: no outcome when it is
+    /// empty, and `ignored` for each message the source's mapping leaves
+    /// out (a service that posts several kinds of events to one URL must
+    /// not be told it sent nothing, nor be refused).
     pub(crate) async fn submit(&self, body: Bytes) -> Result<Vec<Outcome>, Unavailable> {
         let mut paused = self.0.paused.subscribe();
         let outlet = self.target()?;
@@ -68,7 +71,8 @@ impl Submit {
         }
         let items = outlet.decoder.message(&body);
         if items.is_empty() {
-            return Ok(Vec::new());
+            outlet.sources.received(outlet.index, &items);
+            return Ok(vec![Outcome::ignored(); items.ignored() as usize]);
         }
         let (reply, answer) = oneshot::channel();
         let batch = Batch {

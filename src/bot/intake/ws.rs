@@ -26,7 +26,9 @@
 #![allow(dead_code)] // wired in by issue 22's intake round
 
 use std::future::pending;
+use std::io;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -126,6 +128,27 @@ impl WsClient {
         Ok(WsClient { request, config })
     }
 
+    /// [`run`](WsClient::run) on a thread of its own, with a runtime of
+    /// its own. On the bot runtime's workers a busy socket would take turns
+    /// with the loop rather than run beside it: the loop, woken by each
+    /// delivery, waits in that worker's LIFO slot, which the other worker
+    /// does not steal from.
+    pub(crate) fn spawn(
+        self,
+        sink: impl FeedSink,
+        shutdown: CancellationToken,
+    ) -> io::Result<JoinHandle<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("source-ws".into())
+            .spawn(move || {
+                crate::bot::yield_cpu_to_health();
+                runtime.block_on(self.run(sink, shutdown));
+            })
+    }
+
     /// Connects, and connects again, until `shutdown` fires or the sink is
     /// closed; each status change goes to `sink`.
     pub(crate) async fn run(self, sink: impl FeedSink, shutdown: CancellationToken) {
@@ -137,7 +160,10 @@ impl WsClient {
         };
         let mut backoff = self.config.backoff.clone();
         loop {
-            if !feed.quiet {
+            if feed.quiet {
+                // Still quiet, but one more socket: its count is news.
+                feed.report(Status::Quiet);
+            } else {
                 feed.report(Status::Connecting);
             }
             let (ended, lasted) = self.connection(&mut feed, &shutdown).await;

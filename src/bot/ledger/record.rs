@@ -28,6 +28,7 @@ use serde_json::value::RawValue;
 
 use super::checkpoint::Checkpoint;
 use super::window::MAX_ID_BYTES;
+use crate::bot::json_text;
 use crate::bot::money::{Amount, Decimal, NumberError, Price, Quantity, Rounding};
 use crate::bot::signal::Side;
 
@@ -591,37 +592,13 @@ impl<'a, R: Kinds<'a>> Visitor<'a> for Line<R> {
 /// the journal, and their strings (ids, symbols, the source's name) rarely
 /// hold anything to escape: those are copied as they are.
 fn string(out: &mut Vec<u8>, text: &str) {
-    if needs_escape(text.as_bytes()) {
+    if json_text::plain_length(text.as_bytes()) < text.len() {
         let _ = serde_json::to_writer(out, text);
     } else {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     }
-}
-
-/// Whether any byte is a quote, a backslash or a control character, eight
-/// bytes at a time (the classic "has a zero byte" and "has a byte less
-/// than" word tricks, exact as a yes or no).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let quote = below(word ^ (ONES * u64::from(b'"')), 1);
-        let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
-        if quote | backslash | below(word, 0x20) != 0 {
-            return true;
-        }
-    }
-    words
-        .remainder()
-        .iter()
-        .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 records! {

@@ -10,11 +10,13 @@
 //! (`tests::agrees_with_serde_json`, and the `signal` fuzz target).
 
 use std::borrow::Cow;
+use std::ops::{Deref, DerefMut};
 
 use super::{Fields, Raw};
+use crate::bot::json_text::Cursor;
 
 pub(super) fn fields(text: &str) -> Option<Fields<'_>> {
-    let mut scanner = Scanner { text, at: 0 };
+    let mut scanner = Scanner(Cursor::new(text));
     let mut fields = Fields::default();
     scanner.skip_space();
     scanner.expect(b'{')?;
@@ -36,7 +38,7 @@ pub(super) fn fields(text: &str) -> Option<Fields<'_>> {
             Some(Key::Price) => &mut fields.price,
             Some(Key::Source) => &mut fields.source,
             None => {
-                scanner.string_body()?;
+                scanner.plain_string()?;
                 &mut ignored
             }
         };
@@ -68,42 +70,24 @@ enum Key {
     Source,
 }
 
-struct Scanner<'a> {
-    text: &'a str,
-    at: usize,
+/// A cursor with the signal's own steps.
+struct Scanner<'a>(Cursor<'a>);
+
+impl<'a> Deref for Scanner<'a> {
+    type Target = Cursor<'a>;
+
+    fn deref(&self) -> &Cursor<'a> {
+        &self.0
+    }
+}
+
+impl DerefMut for Scanner<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl<'a> Scanner<'a> {
-    fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes().get(self.at).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let byte = self.peek()?;
-        self.at += 1;
-        Some(byte)
-    }
-
-    fn expect(&mut self, wanted: u8) -> Option<()> {
-        (self.next()? == wanted).then_some(())
-    }
-
-    fn skip_space(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.at += 1;
-        }
-    }
-
-    /// Only whitespace is left.
-    fn end(&mut self) -> bool {
-        self.skip_space();
-        self.at == self.bytes().len()
-    }
-
     /// After a key's opening quote: one of the signal's keys, with its
     /// closing quote, or `None` (and nothing consumed) for any other key.
     /// Comparing against the few keys there are is much cheaper than
@@ -125,49 +109,20 @@ impl<'a> Scanner<'a> {
         Some(key)
     }
 
-    /// After a string's opening quote: its text, up to and past the
-    /// closing quote, if it has no escape nor control character.
-    fn string_body(&mut self) -> Option<&'a str> {
-        let start = self.at;
-        let length = self.bytes()[start..]
-            .iter()
-            .position(|byte| matches!(byte, b'"' | b'\\' | 0..=0x1f))?;
-        self.at = start + length;
-        self.expect(b'"')?;
-        // The text is UTF-8 and both ends are at an ASCII quote.
-        self.text.get(start..start + length)
-    }
-
     fn value(&mut self) -> Option<Raw<'a>> {
         match self.peek()? {
             b'"' => {
                 self.at += 1;
-                Some(Raw::Str(Cow::Borrowed(self.string_body()?)))
+                Some(Raw::Str(Cow::Borrowed(self.plain_string()?)))
             }
             b'-' | b'0'..=b'9' => self.number(),
-            b't' => self.word(b"true", Raw::Other),
-            b'f' => self.word(b"false", Raw::Other),
-            b'n' => self.word(b"null", Raw::Null),
+            b't' => self.word(b"true").then_some(Raw::Other),
+            b'f' => self.word(b"false").then_some(Raw::Other),
+            b'n' => self.word(b"null").then_some(Raw::Null),
             // An array or an object: rare in a signal, and serde_json's to
             // judge.
             _ => None,
         }
-    }
-
-    fn word(&mut self, word: &[u8], raw: Raw<'a>) -> Option<Raw<'a>> {
-        self.bytes().get(self.at..)?.starts_with(word).then(|| {
-            self.at += word.len();
-            raw
-        })
-    }
-
-    /// How many digits follow.
-    fn digits(&mut self) -> usize {
-        let start = self.at;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.at += 1;
-        }
-        self.at - start
     }
 
     /// A JSON number, as its own text, if it keeps to the grammar:
@@ -178,13 +133,13 @@ impl<'a> Scanner<'a> {
             self.at += 1;
         }
         let first = self.peek();
-        let whole = self.digits();
+        let (_, whole) = self.digits();
         if whole == 0 || (whole > 1 && first == Some(b'0')) {
             return None;
         }
         if self.peek() == Some(b'.') {
             self.at += 1;
-            if self.digits() == 0 {
+            if self.digits().1 == 0 {
                 return None;
             }
         }
@@ -193,7 +148,7 @@ impl<'a> Scanner<'a> {
             if let Some(b'+' | b'-') = self.peek() {
                 self.at += 1;
             }
-            if self.digits() == 0 {
+            if self.digits().1 == 0 {
                 return None;
             }
         }
@@ -204,6 +159,8 @@ impl<'a> Scanner<'a> {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    use crate::bot::json_text::strategies::{glued, select};
 
     use super::*;
 
@@ -243,10 +200,6 @@ mod tests {
         ] {
             assert_eq!(fields(declined), None, "{declined}");
         }
-    }
-
-    fn select(items: &[&'static str]) -> impl Strategy<Value = &'static str> {
-        prop::sample::select(items.to_vec())
     }
 
     /// Flat objects of signal-like members: the shape the scanner takes.
@@ -306,7 +259,7 @@ mod tests {
     /// Pieces of signal lines glued at random: the near misses the scanner
     /// must decline.
     fn glued_pieces() -> impl Strategy<Value = String> {
-        let piece = select(&[
+        glued(&[
             "{",
             "}",
             ",",
@@ -331,8 +284,7 @@ mod tests {
             "null",
             "[",
             "]",
-        ]);
-        prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+        ])
     }
 
     proptest! {

@@ -22,6 +22,9 @@ use super::watched::Watched;
 #[derive(Clone, Debug, Default)]
 pub struct Blasted {
     pub connections: usize,
+    /// When each connection's subscribe came, in order: the start of a
+    /// client's clock.
+    pub subscribed: Vec<Instant>,
     /// For each connection that got every frame: from its subscribe to
     /// the last byte written.
     pub took: Vec<Duration>,
@@ -61,6 +64,11 @@ impl FastFeed {
         format!("ws://127.0.0.1:{}/", self.listener.addr.port())
     }
 
+    /// What was done so far.
+    pub fn blasted(&self) -> Blasted {
+        self.shared.blasted.get()
+    }
+
     /// Waits until `connections` connections got every frame, and
     /// returns what was done.
     pub fn wait_blasted(&self, connections: usize) -> Blasted {
@@ -78,7 +86,13 @@ fn serve(shared: &Shared, stream: Stream, stopped: &AtomicBool) {
     shared.blasted.change(|blasted| blasted.connections += 1);
     let subscribed = loop {
         match read(&mut socket) {
-            Incoming::Message(Message::Text(_)) => break Instant::now(),
+            Incoming::Message(Message::Text(_)) => {
+                let now = Instant::now();
+                shared
+                    .blasted
+                    .change(|blasted| blasted.subscribed.push(now));
+                break now;
+            }
             Incoming::Ended => return,
             _ => {}
         }

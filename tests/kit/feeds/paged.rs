@@ -1,13 +1,14 @@
 //! A fake of a cursor-paged message list, shaped like Whop's (a channel's
 //! messages as its API lists them), over HTTP/1.1 on loopback:
 //!
-//! `GET /api/v1/messages[?cursor=C]` with `Authorization: Bearer TOKEN`
+//! `GET /api/v1/messages[?after=C]` with `Authorization: Bearer TOKEN`
 //! answers
-//! `{"data":[{"id":"msg_N","content":"BUY 0.5 BTC-USD @ 64000","created_at":SECONDS}],"next_cursor":"N"}`:
+//! `{"data":[{"id":"msg_N","content":"BUY 0.5 BTC-USD @ 64000","message_type":"regular","created_at":"RFC 3339"}],"page_info":{"end_cursor":"N","has_next_page":false}}`:
 //! the messages after cursor `C` (from the first without one), oldest
-//! first, at most `page_size`; `next_cursor` is the number of the last
-//! message listed, or `C` again when none is after it (null when there is
-//! neither). Cursors are message numbers: digits, never escaped.
+//! first (`direction=asc`), at most `page_size`; `end_cursor` is the
+//! number of the last message listed, or `C` again when none is after it
+//! (null when there is neither). Cursors are message numbers: digits,
+//! never escaped.
 //!
 //! Every 200 carries an `ETag`; a request whose `If-None-Match` is the
 //! `ETag` its answer would have gets `304 Not Modified`. Without the
@@ -19,7 +20,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
@@ -57,9 +58,15 @@ pub struct Asked {
 /// The list, and what a test scripted.
 #[derive(Default)]
 struct List {
-    /// The contents, message `N` at `N - 1`, with their times.
-    messages: Vec<(String, u64)>,
+    /// Message `N` at `N - 1`.
+    messages: Vec<Posted>,
     script: VecDeque<Answer>,
+}
+
+struct Posted {
+    content: String,
+    message_type: String,
+    at: SystemTime,
 }
 
 struct Shared {
@@ -97,11 +104,20 @@ impl Paged {
         format!("http://127.0.0.1:{}{PATH}", self.listener.addr.port())
     }
 
-    /// Adds a message to the list; returns its id (`msg_N`).
+    /// Adds a message (`regular`, a member's post) to the list; returns
+    /// its id (`msg_N`).
     pub fn post(&self, content: &str) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        self.post_as("regular", content)
+    }
+
+    /// Adds a message of `message_type` (`system`: a join, a pin).
+    pub fn post_as(&self, message_type: &str, content: &str) -> String {
         let mut list = self.shared.list();
-        list.messages.push((content.to_owned(), now.as_secs()));
+        list.messages.push(Posted {
+            content: content.to_owned(),
+            message_type: message_type.to_owned(),
+            at: SystemTime::now(),
+        });
         format!("msg_{}", list.messages.len())
     }
 
@@ -165,7 +181,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let cursor = query
         .split('&')
-        .find_map(|pair| pair.strip_prefix("cursor="))
+        .find_map(|pair| pair.strip_prefix("after="))
         .map(str::to_owned);
     let mut request = Request {
         path: path.to_owned(),
@@ -226,8 +242,13 @@ fn page(list: &List, page_size: usize, cursor: Option<&str>) -> (Value, String) 
         .enumerate()
         .skip(after)
         .take(page_size)
-        .map(|(index, (content, at))| {
-            json!({"id": format!("msg_{}", index + 1), "content": content, "created_at": at})
+        .map(|(index, posted)| {
+            json!({
+                "id": format!("msg_{}", index + 1),
+                "content": posted.content,
+                "message_type": posted.message_type,
+                "created_at": humantime::format_rfc3339_millis(posted.at).to_string(),
+            })
         })
         .collect();
     let next = match listed.len() {
@@ -235,7 +256,9 @@ fn page(list: &List, page_size: usize, cursor: Option<&str>) -> (Value, String) 
         count => Some((after + count).to_string()),
     };
     let etag = format!("\"{}-{}\"", cursor.unwrap_or("first"), list.messages.len());
-    (json!({"data": listed, "next_cursor": next}), etag)
+    let has_next_page = after + listed.len() < list.messages.len();
+    let page_info = json!({"end_cursor": next, "has_next_page": has_next_page});
+    (json!({"data": listed, "page_info": page_info}), etag)
 }
 
 fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Vec<u8> {

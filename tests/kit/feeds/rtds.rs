@@ -8,9 +8,9 @@
 //! - it must send the text `ping` at least every [`PING_WITHIN`] (the
 //!   service drops a client that does not), answered with `pong`;
 //! - trades come as `{"topic":"activity","type":"trades","timestamp":MS,
-//!   "payload":{"slug":…,"side":"BUY"|"SELL","size":…,"price":…,
-//!   "timestamp":S,"transactionHash":"0x…"}}`, one a frame or several in
-//!   an array frame.
+//!   "payload":{"slug":…,"outcome":"Yes","outcomeIndex":0,"proxyWallet":"0x…",
+//!   "side":"BUY"|"SELL","size":…,"price":…,"timestamp":S,
+//!   "transactionHash":"0x…"}}`, one a frame or several in an array frame.
 //!
 //! A test queues what is sent (trades, and the bad days: garbage, binary
 //! and oversized frames, a message sent again after a reconnect), switches
@@ -216,6 +216,9 @@ pub fn trade(slug: &str, side: &str, size: f64, price: f64) -> Value {
         "timestamp": now.as_millis() as u64,
         "payload": {
             "slug": slug,
+            "outcome": "Yes",
+            "outcomeIndex": 0,
+            "proxyWallet": "0x56687bf447db6ffa42ffe2204a05edaa20f55839",
             "side": side,
             "size": size,
             "price": price,
@@ -258,14 +261,9 @@ fn converse(shared: &Shared, socket: &mut Socket, generation: u64, stopped: &Ato
     let mut subscribed = false;
     let mut last_ping = Instant::now();
     while !stopped.load(Ordering::Relaxed) {
-        let (dead, silent, closing, current) = {
+        let (dead, closing, current) = {
             let control = shared.control();
-            (
-                control.dead,
-                control.silent,
-                control.closing,
-                control.generation,
-            )
+            (control.dead, control.closing, control.generation)
         };
         if current != generation || (closing && subscribed) {
             close(socket);
@@ -296,15 +294,25 @@ fn converse(shared: &Shared, socket: &mut Socket, generation: u64, stopped: &Ato
             socket.get_ref().shutdown();
             return;
         }
-        if subscribed && !silent && send_queued(shared, socket).is_err() {
+        if subscribed && send_queued(shared, socket).is_err() {
             return;
         }
     }
 }
 
+/// Sends what is queued, unless silent: looked at with each frame taken,
+/// so nothing queued after [`Rtds::set_silent`] goes out.
 fn send_queued(shared: &Shared, socket: &mut Socket) -> tungstenite::Result<()> {
     loop {
-        let Some(frame) = shared.control().queue.pop_front() else {
+        let next = {
+            let mut control = shared.control();
+            if control.silent {
+                None
+            } else {
+                control.queue.pop_front()
+            }
+        };
+        let Some(frame) = next else {
             return Ok(());
         };
         let message = match &frame {

@@ -106,6 +106,13 @@ impl Heard {
             .collect()
     }
 
+    /// The statuses, each told again with new counts only once.
+    fn changes(&self) -> Vec<&Status> {
+        let mut changes = self.statuses();
+        changes.dedup();
+        changes
+    }
+
     fn counts(&self) -> Vec<Counts> {
         self.log
             .iter()

@@ -114,11 +114,14 @@ fn a_feed_that_answers_pings_but_maps_nothing_is_quiet_then_replaced() {
         seen.connects.len() >= 2 && seen.subscribes >= 2
     });
     assert!(seen.pings > 0 && seen.dropped_for_no_ping == 0, "{seen:?}");
+    heard.until("the new socket counted while quiet", |heard| {
+        heard.is(&Status::Quiet) && heard.counts().last().unwrap().reconnects >= 1
+    });
     rtds.set_silent(false);
     rtds.push_trade(&trade("at-last", "SELL", 1.0, 0.4));
     heard.until("up once a trade maps", |heard| heard.is(&Status::Up));
     heard.drain();
-    assert_eq!(heard.statuses(), QUIET_ONCE.iter().collect::<Vec<_>>());
+    assert_eq!(heard.changes(), QUIET_ONCE.iter().collect::<Vec<_>>());
     assert_eq!(heard.messages().len(), 1);
 }
 
@@ -235,6 +238,7 @@ fn frames_read_together_are_handed_on_together_in_order() {
         heard.messages().len() == messages.len()
     });
     fast.wait_blasted(1);
+    assert_eq!(fast.blasted().subscribed.len(), 1, "one subscribe");
     let received = heard.messages();
     assert!(received
         .iter()

@@ -101,7 +101,8 @@ enum Place {
 
 /// A field's value as found, before its kind is checked.
 enum Value<'m, 'p> {
-    Json(&'m RawValue, &'p Pointer),
+    /// Its JSON text.
+    Json(&'m str, &'p Pointer),
     /// From a group, or joined from several values.
     Text(Cow<'m, str>),
     /// An optional group that took no part in the match.
@@ -256,14 +257,14 @@ impl Map {
                 raw,
                 why: Unmatched::NoItems,
             }),
-            Some(value) if value.get().starts_with('[') => {
+            Some(value) if value.starts_with('[') => {
                 // Already checked by the walk.
-                let list: Vec<&RawValue> = serde_json::from_str(value.get()).unwrap_or_default();
+                let list: Vec<&RawValue> = serde_json::from_str(value).unwrap_or_default();
                 for item in list {
                     each(self.item(item.get()));
                 }
             }
-            Some(value) if value.get().starts_with('{') => each(self.item(value.get())),
+            Some(value) if value.starts_with('{') => each(self.item(value)),
             Some(value) => {
                 let items = self.settings.items.as_ref().map_or("", Pointer::as_str);
                 each(Mapped::Message {
@@ -394,13 +395,18 @@ impl Map {
                 Ok(Value::Json(value, pointer))
             }
             Place::Pointers(pointers) => {
-                let mut joined = String::new();
-                for (slot, pointer) in pointers {
+                // At most the values' JSON text and the separators.
+                let room = pointers
+                    .iter()
+                    .map(|(slot, _)| found[*slot].map_or(0, str::len) + JOIN.len())
+                    .sum();
+                let mut joined = String::with_capacity(room);
+                for (index, (slot, pointer)) in pointers.iter().enumerate() {
                     let value = found[*slot].ok_or_else(|| missing(pointer, field.name))?;
                     let part = name_text(value).ok_or_else(|| {
                         wrong_type(value, pointer, field.name, "a string or a number")
                     })?;
-                    if !joined.is_empty() {
+                    if index > 0 {
                         joined.push_str(JOIN);
                     }
                     joined.push_str(&part);
@@ -470,7 +476,7 @@ impl Map {
     ) -> Result<Raw<'m>, Reject> {
         match self.value(field, found, groups)? {
             Value::Json(value, pointer) => match kind(value) {
-                "a number" => Ok(Raw::number(value.get())),
+                "a number" => Ok(Raw::number(value)),
                 "a string" => Ok(Raw::Str(string(value).unwrap_or_default())),
                 // A price sent as null is no price, as in a line.
                 "null" if field.name == "price" => Ok(Raw::Null),
@@ -503,7 +509,7 @@ impl Map {
                         "an RFC 3339 string (ts_unit)",
                     ))
                 }
-                ("a number", _) => Cow::Borrowed(value.get()),
+                ("a number", _) => Cow::Borrowed(value),
                 ("a string", _) => string(value).unwrap_or_default(),
                 _ => return Err(wrong_type(value, pointer, "ts", "a number or a string")),
             },
@@ -618,20 +624,16 @@ fn garbage<'m>(message: &'m str, error: &serde_json::Error) -> Mapped<'m> {
     }
 }
 
-fn matches(value: &RawValue, expected: &Expected) -> bool {
+fn matches(value: &str, expected: &Expected) -> bool {
     match expected {
         Expected::Str(expected) => string(value).is_some_and(|text| text == *expected),
-        Expected::Int(expected) => value
-            .get()
-            .parse::<i64>()
-            .is_ok_and(|number| number == *expected),
-        Expected::Bool(expected) => value.get() == if *expected { "true" } else { "false" },
+        Expected::Int(expected) => value.parse::<i64>().is_ok_and(|number| number == *expected),
+        Expected::Bool(expected) => value == if *expected { "true" } else { "false" },
     }
 }
 
 /// A JSON string's text, borrowed unless it holds an escape.
-fn string(value: &RawValue) -> Option<Cow<'_, str>> {
-    let json = value.get();
+fn string(json: &str) -> Option<Cow<'_, str>> {
     let inner = json.strip_prefix('"')?.strip_suffix('"')?;
     if !inner.contains('\\') {
         return Some(Cow::Borrowed(inner));
@@ -640,15 +642,15 @@ fn string(value: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// A string's text, or a number's own text (`id: 12345`).
-fn name_text(value: &RawValue) -> Option<Cow<'_, str>> {
+fn name_text(value: &str) -> Option<Cow<'_, str>> {
     match kind(value) {
-        "a number" => Some(Cow::Borrowed(value.get())),
+        "a number" => Some(Cow::Borrowed(value)),
         _ => string(value),
     }
 }
 
-fn kind(value: &RawValue) -> &'static str {
-    match value.get().as_bytes().first() {
+fn kind(value: &str) -> &'static str {
+    match value.as_bytes().first() {
         Some(b'"') => "a string",
         Some(b'{') => "an object",
         Some(b'[') => "an array",
@@ -662,7 +664,7 @@ fn missing(pointer: &Pointer, field: &str) -> Reject {
     Reject::new(Reason::Unmapped, format!("{pointer} ({field}) missing"))
 }
 
-fn wrong_type(value: &RawValue, pointer: &Pointer, field: &str, expected: &str) -> Reject {
+fn wrong_type(value: &str, pointer: &Pointer, field: &str, expected: &str) -> Reject {
     Reject::new(
         Reason::Unmapped,
         format!("{pointer} ({field}) is {}, not {expected}", kind(value)),

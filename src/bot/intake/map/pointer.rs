@@ -1,7 +1,10 @@
 //! JSON Pointers (RFC 6901), all of a mapping's found in one pass over a
 //! message: no tree is built, each value found is its own text (a number
 //! keeps every digit it was sent with), and what no pointer reaches is
-//! only checked, never kept.
+//! only checked, never kept. The pass is [`scan`]'s, for what feeds send,
+//! or serde_json's, for the rest.
+
+mod scan;
 
 use std::fmt;
 
@@ -15,8 +18,8 @@ use serde_json::value::RawValue;
 /// this size on the stack, not in an allocation per message.
 pub(crate) const MAX_POINTERS: usize = 32;
 
-/// What a walk found: each pointer's value, by slot.
-pub(crate) type Found<'m> = [Option<&'m RawValue>; MAX_POINTERS];
+/// What a walk found: each pointer's value, by slot, as its JSON text.
+pub(crate) type Found<'m> = [Option<&'m str>; MAX_POINTERS];
 
 /// A JSON Pointer: `""` is the whole message, `/a/0/b~1c` is the key `b/c`
 /// of the first element of `a`.
@@ -155,6 +158,15 @@ impl Finder {
         json: &'m str,
         found: &mut Found<'m>,
     ) -> Result<(), serde_json::Error> {
+        if scan::find(self, json, found).is_some() {
+            return Ok(());
+        }
+        *found = [None; MAX_POINTERS];
+        self.walk(json, found)
+    }
+
+    /// [`Finder::find`] by serde_json: the whole grammar, and its errors.
+    fn walk<'m>(&self, json: &'m str, found: &mut Found<'m>) -> Result<(), serde_json::Error> {
         let mut deserializer = serde_json::Deserializer::from_str(json);
         Walk {
             finder: self,
@@ -202,7 +214,7 @@ impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
         let node = &finder.nodes[self.node];
         if let Some(slot) = node.slot {
             let value = <&RawValue>::deserialize(deserializer)?;
-            self.found[slot] = Some(value);
+            self.found[slot] = Some(value.get());
             // A pointer may end inside another's value: walk that again.
             if !node.children.is_empty() {
                 let mut inner = serde_json::Deserializer::from_str(value.get());
@@ -326,7 +338,7 @@ mod tests {
             .map_err(|error| error.to_string())?;
         Ok(slots
             .into_iter()
-            .map(|slot| found[slot].map(|raw| raw.get().to_owned()))
+            .map(|slot| found[slot].map(str::to_owned))
             .collect())
     }
 

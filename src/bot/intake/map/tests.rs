@@ -64,6 +64,25 @@ fn rtds_trades_map_to_signals() {
 }
 
 #[test]
+fn joined_values_keep_their_places_when_one_is_empty() {
+    let joined = map(r#"id = ["/a", "/b"]
+symbol = ["/a", "/b"]
+side = "/d"
+qty = "/q"
+ts = "/t""#);
+    for (message, id) in [
+        (r#"{"a":"","b":"x","d":"buy","q":1,"t":1}"#, ":x"),
+        (r#"{"a":"x","b":"","d":"buy","q":1,"t":1}"#, "x:"),
+        (r#"{"a":7,"b":"x","d":"buy","q":1,"t":1}"#, "7:x"),
+    ] {
+        assert_eq!(
+            outcomes(&joined, message.as_bytes()),
+            [format!("signal {id} {id} buy 1 None 1000")]
+        );
+    }
+}
+
+#[test]
 fn when_ignores_acks_pongs_and_other_topics() {
     let rtds = rtds();
     let other_topic =
