@@ -5,8 +5,13 @@
 //!
 //! Cost method: average cost (docs/money.md says why). A position keeps
 //! its exact cost; the average entry price is that cost over the quantity,
-//! rounded once by the account's [`Rounding`] on each fill that adds to
+//! rounded once by the account's [`Rounding`] as of each fill that adds to
 //! it, and a partial close releases the closed quantity at that price.
+//! The division is done when the average is read (a partial close, an
+//! output, a snapshot: [`Position::settled`]), not on every fill that
+//! adds: cost and quantity do not move between the last such fill and
+//! then, so it is the same figure, and a feed that scales in does not
+//! divide on every fill for a figure read once a loop iteration.
 //! The fill that brings the position back to zero releases whatever cost
 //! is left, so a position closed back to flat has realized exactly its net
 //! cash flow: the sum of its sales less the sum of its purchases. Realized
@@ -70,7 +75,10 @@ impl Default for Terms {
     }
 }
 
-/// One symbol's position. Its figures are exact, but for `avg_price`.
+/// One symbol's position. Its figures are exact, but for the average price,
+/// which a fill that adds leaves due: [`Position::avg_price`] works it out,
+/// and [`Position::settled`] (as [`crate::bot::engine::Engine`]'s
+/// `positions` hands them out, to snapshots and outputs) stores it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Position {
     /// Signed: negative is short.
@@ -80,7 +88,8 @@ pub(crate) struct Position {
     /// closes released.
     pub(crate) cost: Amount,
     /// The average entry price of the open quantity, rounded; 0 when flat.
-    pub(crate) avg_price: Price,
+    /// Private: stale while `due`.
+    avg_price: Price,
     /// Before fees.
     pub(crate) realized_pnl: Amount,
     pub(crate) fees: Amount,
@@ -92,6 +101,11 @@ pub(crate) struct Position {
         skip_serializing_if = "Option::is_none"
     )]
     pub(crate) mark: Option<Price>,
+    /// Fills only added to the position since `avg_price` was worked out,
+    /// the last with these places: the average is `cost / qty` rounded to
+    /// them, neither having moved since.
+    #[serde(skip)]
+    due: Option<Rounding>,
 }
 
 /// An order to decide: the signal's side, quantity (above 0) and price,
@@ -426,7 +440,46 @@ impl Position {
     /// The open quantity at the mark (at the average price before any
     /// mark: a position restored from a state that had none).
     pub(crate) fn value(&self) -> Result<Amount, Overflow> {
-        self.qty.times(self.mark.unwrap_or(self.avg_price))
+        match self.mark {
+            Some(mark) => self.qty.times(mark),
+            None => self.qty.times(self.average()?),
+        }
+    }
+
+    /// A position as a snapshot might carry it, its average not stored.
+    #[cfg(test)]
+    pub(crate) fn carried(qty: Quantity, cost: Amount, mark: Price) -> Position {
+        Position {
+            qty,
+            cost,
+            mark: Some(mark),
+            ..Position::default()
+        }
+    }
+
+    /// The average entry price of the open quantity, rounded; 0 when flat.
+    /// (An average past what a price holds, of fills at the very top of
+    /// the range, stays the last one worked out.)
+    pub(crate) fn avg_price(&self) -> Price {
+        self.average().unwrap_or(self.avg_price)
+    }
+
+    /// The average entry price, worked out if it is due.
+    fn average(&self) -> Result<Price, Overflow> {
+        match self.due {
+            Some(rounding) => self.cost.per(self.qty, rounding),
+            None => Ok(self.avg_price),
+        }
+    }
+
+    /// The position with its average price worked out and stored: what
+    /// every snapshot, output and comparison serializes or compares.
+    pub(crate) fn settled(&self) -> Position {
+        Position {
+            avg_price: self.avg_price(),
+            due: None,
+            ..self.clone()
+        }
     }
 
     /// What closing at the mark would realize, before fees.
@@ -449,7 +502,7 @@ impl Position {
         if adds {
             next.qty = remaining;
             next.cost = self.cost.checked_add(flow)?;
-            next.avg_price = next.cost.per(next.qty, rounding)?;
+            next.due = Some(rounding);
         } else if remaining.is_zero() {
             next.realized_pnl = self
                 .realized_pnl
@@ -457,8 +510,11 @@ impl Position {
             next.qty = Quantity::ZERO;
             next.cost = Amount::ZERO;
             next.avg_price = Price::ZERO;
+            next.due = None;
         } else if remaining.is_negative() == self.qty.is_negative() {
-            let released = (-signed).times(self.avg_price)?;
+            next.avg_price = self.average()?;
+            next.due = None;
+            let released = (-signed).times(next.avg_price)?;
             next.realized_pnl = self
                 .realized_pnl
                 .checked_add((-flow).checked_sub(released)?)?;
@@ -473,7 +529,7 @@ impl Position {
                 .checked_add(closed.checked_sub(self.cost)?)?;
             next.qty = remaining;
             next.cost = remaining.times(fill.price)?;
-            next.avg_price = next.cost.per(next.qty, rounding)?;
+            next.due = Some(rounding);
         }
         Ok(next)
     }
@@ -565,7 +621,7 @@ mod tests {
         )
         .unwrap();
         // 300.01 + 600.04 over 0.3: 3000.16666666666…, rounded for the average.
-        assert_eq!(eth.avg_price, price("3000.16666667"));
+        assert_eq!(eth.avg_price(), price("3000.16666667"));
         assert_eq!(eth.cost, amount("900.05"));
         trade(
             &mut account,
@@ -577,7 +633,7 @@ mod tests {
         assert_eq!(eth.qty, Quantity::ZERO);
         assert_eq!(eth.qty.to_string(), "0");
         assert_eq!(eth.cost, Amount::ZERO);
-        assert_eq!(eth.avg_price, Price::ZERO);
+        assert_eq!(eth.avg_price(), Price::ZERO);
         // 900.09 received less 900.05 paid.
         assert_eq!(eth.realized_pnl, amount("0.04"));
         assert_eq!(account.cash(), amount("0.04"));
@@ -601,7 +657,7 @@ mod tests {
             0,
         )
         .unwrap();
-        assert_eq!((btc.qty, btc.avg_price), (quantity("4"), price("105")));
+        assert_eq!((btc.qty, btc.avg_price()), (quantity("4"), price("105")));
         trade(
             &mut account,
             &mut btc,
@@ -611,7 +667,7 @@ mod tests {
         .unwrap();
         assert_eq!(btc.realized_pnl, amount("15"));
         assert_eq!(
-            (btc.qty, btc.cost, btc.avg_price),
+            (btc.qty, btc.cost, btc.avg_price()),
             (quantity("3"), amount("315"), price("105"))
         );
         trade(
@@ -622,7 +678,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(btc.qty, quantity("-1"));
-        assert_eq!(btc.avg_price, price("120"));
+        assert_eq!(btc.avg_price(), price("120"));
         assert_eq!(btc.cost, amount("-120"));
         assert_eq!(btc.realized_pnl, amount("60"));
         assert_eq!(account.cash(), amount("180"));
@@ -1023,13 +1079,13 @@ mod tests {
                 let (position, held) = (&positions[symbol], &integers.held[symbol]);
                 prop_assert_eq!(position.qty, Quantity::parse(&model::text(held.qty, 8)).unwrap());
                 prop_assert_eq!(position.cost, Amount::parse(&model::text(held.cost, 16)).unwrap());
-                prop_assert_eq!(position.avg_price, Price::parse(&model::text(held.avg, 8)).unwrap());
+                prop_assert_eq!(position.avg_price(), Price::parse(&model::text(held.avg, 8)).unwrap());
                 prop_assert_eq!(position.realized_pnl, Amount::parse(&model::text(held.realized, 16)).unwrap());
                 prop_assert_eq!(position.fees, Amount::parse(&model::text(held.fees, 8)).unwrap());
                 prop_assert_eq!(account.cash(), Amount::parse(&model::text(integers.cash, 16)).unwrap());
                 if held.qty == 0 {
                     prop_assert_eq!(position.cost, Amount::ZERO);
-                    prop_assert_eq!(position.avg_price, Price::ZERO);
+                    prop_assert_eq!(position.avg_price(), Price::ZERO);
                 }
             }
             // Realized PnL is exactly what the fills moved, once flat.

@@ -52,7 +52,7 @@ impl Held {
     pub(crate) fn of(symbol: &str, position: &Position) -> Held {
         Held {
             symbol: symbol.to_owned(),
-            position: position.clone(),
+            position: position.settled(),
             unrealized_pnl: position.unrealized_pnl().ok(),
         }
     }
@@ -144,15 +144,16 @@ impl Engine {
         }
     }
 
-    /// Every position, in symbol order (for the snapshot and the figures).
+    /// Every position, settled, in symbol order (for the snapshot and the
+    /// figures).
     pub(crate) fn positions(&self) -> BTreeMap<String, Position> {
         self.books
             .iter()
-            .map(|(symbol, book)| (symbol.clone(), book.position.clone()))
+            .map(|(symbol, book)| (symbol.clone(), book.position.settled()))
             .collect()
     }
 
-    /// One symbol's position.
+    /// One symbol's position, its average price perhaps due.
     pub(crate) fn position(&self, symbol: &str) -> Option<&Position> {
         self.books.get(symbol).map(|book| &book.position)
     }

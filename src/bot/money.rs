@@ -241,12 +241,17 @@ impl<K> Decimal<K> {
     /// Appends the text [`fmt::Display`] writes to `out` (the journal's
     /// writer, which writes no `fmt` machinery).
     pub(crate) fn write_to(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.format(&mut [0; 40]).as_bytes());
+        out.extend_from_slice(self.digits(&mut [0; 40]));
     }
 
     /// The text [`fmt::Display`] writes, into `buffer`: no exponent, no
     /// trailing zeros, `0` for zero.
     fn format(self, buffer: &mut [u8; 40]) -> &str {
+        std::str::from_utf8(self.digits(buffer)).unwrap_or_default()
+    }
+
+    /// [`Decimal::format`]'s bytes, ASCII.
+    fn digits(self, buffer: &mut [u8; 40]) -> &[u8] {
         let (whole, fraction) = split(self.raw.unsigned_abs());
         // Below 10^19 and 10^18, which a u64 holds.
         let (mut whole, mut fraction) = (whole as u64, fraction as u64);
@@ -281,7 +286,7 @@ impl<K> Decimal<K> {
             at -= 1;
             buffer[at] = b'-';
         }
-        std::str::from_utf8(&buffer[at..]).unwrap_or_default()
+        &buffer[at..]
     }
 }
 
@@ -394,6 +399,11 @@ fn multiply(a: u128, b: u128) -> Result<u128, Overflow> {
     }
     let cross = a_whole * b_fraction + a_fraction * b_whole;
     let tiny = a_fraction * b_fraction;
+    if tiny == 0 {
+        // A whole quantity, or a whole price: nothing past the 18th place.
+        let raw = whole * ONE + cross;
+        return if raw < LIMIT { Ok(raw) } else { Err(Overflow) };
+    }
     let (tiny_whole, tiny_rest) = split(tiny);
     round_quotient(whole * ONE + cross + tiny_whole, tiny_rest, ONE, PLACES)
 }
@@ -425,8 +435,10 @@ fn divide(n: u128, d: u128, places: u32) -> Result<u128, Overflow> {
     if d == 0 || d >= 1 << 123 {
         return Err(Overflow);
     }
+    // One library call a step: the remainder is what the quotient's
+    // product leaves.
     let mut quotient = n / d;
-    let mut remainder = n % d;
+    let mut remainder = n - quotient * d;
     // 10^room × d fits: 2^(zeros − 1) ≥ 10^room, log10(2) taken as 0.3.
     let room = (d.leading_zeros() - 1) * 3 / 10;
     let mut left = places;
@@ -434,11 +446,12 @@ fn divide(n: u128, d: u128, places: u32) -> Result<u128, Overflow> {
         let digits = room.min(left);
         let widen = POWERS_OF_TEN[digits as usize];
         let widened = remainder * widen;
+        let step = widened / d;
         quotient = quotient
             .checked_mul(widen)
-            .and_then(|quotient| quotient.checked_add(widened / d))
+            .and_then(|quotient| quotient.checked_add(step))
             .ok_or(Overflow)?;
-        remainder = widened % d;
+        remainder = widened - step * d;
         left -= digits;
     }
     let rounded = round_quotient(quotient, remainder, d, PLACES)?;
@@ -599,28 +612,34 @@ fn parse_raw(bytes: &[u8]) -> Result<i128, NumberError> {
 /// digits fit a `u64` unchecked. `None` sends anything else, errors
 /// included, to [`general`].
 fn plain(bytes: &[u8]) -> Option<i128> {
-    let negative = bytes.first() == Some(&b'-');
-    let digits = &bytes[usize::from(negative)..];
-    let point = digits.iter().position(|byte| *byte == b'.');
-    let (whole, fraction) = match point {
-        Some(point) => (&digits[..point], &digits[point + 1..]),
-        None => (digits, &digits[digits.len()..]),
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
     };
-    let leading_zero = whole.len() > 1 && whole[0] == b'0';
-    let fits = whole.len() + fraction.len() <= 19 && fraction.len() <= PLACES as usize;
-    if whole.is_empty() || (point.is_some() && fraction.is_empty()) || leading_zero || !fits {
+    // At most 19 digits and a point.
+    if digits.is_empty() || digits.len() > 20 {
         return None;
     }
     let mut mantissa = 0u64;
-    for byte in whole.iter().chain(fraction) {
+    let mut point = None;
+    for (at, &byte) in digits.iter().enumerate() {
         let digit = byte.wrapping_sub(b'0');
-        if digit > 9 {
+        if digit <= 9 {
+            // 20 digits may wrap: refused below, by their count.
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
+        } else if byte == b'.' && point.is_none() && at > 0 && at + 1 < digits.len() {
+            point = Some(at);
+        } else {
             return None;
         }
-        mantissa = mantissa * 10 + u64::from(digit);
+    }
+    let whole = point.unwrap_or(digits.len());
+    let fraction = point.map_or(0, |point| digits.len() - point - 1);
+    if (whole > 1 && digits[0] == b'0') || whole + fraction > 19 || fraction > PLACES as usize {
+        return None;
     }
     // Below 10^19 × 10^18.
-    let raw = (u128::from(mantissa) * POWERS_OF_TEN[PLACES as usize - fraction.len()]) as i128;
+    let raw = (u128::from(mantissa) * POWERS_OF_TEN[PLACES as usize - fraction]) as i128;
     Some(if negative { -raw } else { raw })
 }
 

@@ -245,7 +245,7 @@ impl Builder {
         if qty.is_zero() || !self.window.has_symbol(symbol) {
             return Ok(());
         }
-        let mark = position.mark.unwrap_or(position.avg_price);
+        let mark = position.mark.unwrap_or(position.avg_price());
         let book = self.books.entry(symbol.to_owned()).or_default();
         let was = book.equity()?;
         book.qty = book.qty.checked_add(qty)?;
@@ -830,11 +830,8 @@ mod tests {
     #[test]
     fn a_position_carried_from_a_snapshot_closes_its_round_trip() {
         let mut builder = Builder::new(Window::default(), Rounding::DEFAULT);
-        let held = |qty: &str, cost: &str, mark: &str| Position {
-            qty: quantity(qty),
-            cost: amount(cost),
-            mark: Some(price(mark)),
-            ..Position::default()
+        let held = |qty: &str, cost: &str, mark: &str| {
+            Position::carried(quantity(qty), amount(cost), price(mark))
         };
         builder
             .carry("BTC", &held("2", "210", "110"), 3_000)

@@ -540,11 +540,7 @@ fn positive<K>(value: &Raw<'_>, field: &str, bad: Reason) -> Result<Decimal<K>, 
 fn timestamp(value: &Raw<'_>) -> Result<i64, Reject> {
     match value {
         Raw::Int(ms) if *ms >= 0 => Ok(*ms),
-        Raw::Number(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|ms| *ms >= 0)
-            .ok_or_else(negative_ms),
+        Raw::Number(text) => whole_ms(text).ok_or_else(negative_ms),
         Raw::Int(_) => Err(negative_ms()),
         Raw::Str(text) => OffsetDateTime::parse(text, &Rfc3339)
             .ok()
@@ -566,6 +562,24 @@ fn timestamp(value: &Raw<'_>) -> Result<i64, Reject> {
             "an RFC 3339 string or epoch milliseconds",
         )),
     }
+}
+
+/// A JSON number's text as epoch milliseconds, if it is a whole number
+/// from 0 up; up to 18 digits, the usual case, without `str::parse`.
+fn whole_ms(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() > 18 {
+        return text.parse().ok().filter(|ms| *ms >= 0);
+    }
+    let mut ms = 0i64;
+    for &byte in bytes {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        ms = ms * 10 + i64::from(digit);
+    }
+    Some(ms)
 }
 
 fn negative_ms() -> Reject {

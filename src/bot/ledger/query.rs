@@ -385,7 +385,10 @@ fn describe(position: Option<&Position>) -> String {
         |position| {
             format!(
                 "qty {} avg {} realized {} cost {}",
-                position.qty, position.avg_price, position.realized_pnl, position.cost
+                position.qty,
+                position.avg_price(),
+                position.realized_pnl,
+                position.cost
             )
         },
     )
@@ -474,7 +477,7 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
                 out,
                 "{symbol:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>16}  {:>12}  {:>16}",
                 position.qty,
-                position.avg_price,
+                position.avg_price(),
                 or_dash(position.mark.map(|mark| mark.to_string())),
                 or_dash(held.unrealized_pnl.map(|pnl| pnl.to_string())),
                 position.realized_pnl,

@@ -463,7 +463,7 @@ fn positions_agree(engine: &Engine, integers: &Model) -> Result<(), TestCaseErro
             Amount::parse(&model::text(held.cost, 16)).unwrap()
         );
         prop_assert_eq!(
-            position.avg_price,
+            position.avg_price(),
             Price::parse(&model::text(held.avg, 8)).unwrap()
         );
         prop_assert_eq!(
@@ -477,7 +477,7 @@ fn positions_agree(engine: &Engine, integers: &Model) -> Result<(), TestCaseErro
         if held.qty == 0 {
             // Closed by the quantities that opened it: nothing left over.
             prop_assert_eq!(
-                (position.cost, position.avg_price),
+                (position.cost, position.avg_price()),
                 (Amount::ZERO, Price::ZERO)
             );
         }
