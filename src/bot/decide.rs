@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use super::account::Fill;
 use super::engine::Engine;
-use super::ledger::journal::Record;
+use super::ledger::record::Record;
 use super::ledger::{Ledger, Refusal};
 use super::signal::{Item, PriceUpdate, Reject, Signal};
 

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::time::{Interval, MissedTickBehavior};
@@ -22,11 +22,11 @@ use super::figures::{BotMetrics, Figures, SymbolSeries, Tally};
 use super::intake::{
     Batch, Channels, Decision, Gate, Intake, IntakeError, Outcome, SourceSettings, Sources, Submit,
 };
+use super::ledger::checkpoint::Checkpoint;
 use super::ledger::journal::JournalError;
-use super::ledger::snapshot::Checkpoint;
 use super::ledger::{EngineState, Ledger};
 use super::settings::Settings;
-use super::signal::Reason;
+use super::signal::{now_ms, Reason};
 use crate::alerts::{Alerts, Digest, Event, Kind};
 use crate::health::{HealthState, Heartbeat};
 use crate::metrics::{Combined, MetricsSource};
@@ -461,12 +461,6 @@ fn outcome(verdict: &Verdict<'_>) -> Outcome {
         reason: reject.map(|reject| reject.reason.label()),
         detail: reject.map(|reject| reject.detail.clone()),
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64)
 }
 
 /// What the sources delivered and the loop has not decided yet: the two

@@ -238,12 +238,18 @@ pub enum Arrival {
 impl Arrival {
     fn ms(self) -> i64 {
         match self {
-            Arrival::Now => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_millis() as i64),
+            Arrival::Now => now_ms(),
             Arrival::At(ms) => ms,
         }
     }
+}
+
+/// The wall clock in milliseconds since the Unix epoch, the bot's one
+/// reading of it (0 before the epoch).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }
 
 /// [`parse`], with the rule for a missing `id`.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::feed::Status;
 use super::pump::Pump;
 use super::{Batch, Outlet};
-use crate::bot::ledger::snapshot::Checkpoint;
+use crate::bot::ledger::checkpoint::Checkpoint;
 
 /// Starts tailing `path`, from `resume` if the journal has a checkpoint for
 /// it. Must be called inside the bot's runtime: the thread waits on its

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::ledger::snapshot::Checkpoint;
+use super::ledger::checkpoint::Checkpoint;
 use crate::backoff::Backoff;
 use decode::Decoder;
 use parsed::ParsedLines;

@@ -17,7 +17,7 @@ use super::sources_file::{PollSettings, WsSettings};
 use super::ws::{Ping, WsClient, WsConfig};
 use super::{IntakeError, Outlet};
 use crate::backoff::Backoff;
-use crate::bot::ledger::snapshot::Checkpoint;
+use crate::bot::ledger::checkpoint::Checkpoint;
 
 /// A remote feed's first wait before it connects again, and the longest.
 const FIRST_WAIT: Duration = Duration::from_secs(1);

@@ -11,13 +11,14 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::feed::Status;
 use super::parsed::ParsedLines;
 use super::sources_file::{Kind, SourceSettings};
 use crate::alerts::{Alerts, Event};
 use crate::bot::events::{self, Events};
+use crate::bot::signal::now_ms;
 use crate::health::{Component, HealthState};
 use crate::metrics::{Kind as MetricKind, MetricsSource, Sample};
 
@@ -474,12 +475,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64)
 }
 
 #[cfg(test)]

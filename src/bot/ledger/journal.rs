@@ -43,8 +43,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::reader::{End, Position};
-use super::record;
-pub use super::record::Record;
+use super::record::{self, Record};
 use super::segments;
 use crate::bot::settings::FsyncPolicy;
 use crate::sys;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use super::checkpoint::Checkpoint;
+use super::checkpoint::Checkpoint;
 use super::journal::sync_dir;
 use super::reader::Position;
 use super::segments;

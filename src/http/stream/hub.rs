@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::message::{event_json, record_json, Kind, Kinds};
 use crate::bot::events::{self, Event};
-use crate::bot::ledger::journal::Record;
 use crate::bot::ledger::reader::JournalReader;
+use crate::bot::ledger::record::Record;
 use crate::health::{HealthState, Status};
 
 /// Records a chunk spans: chunk `k` holds the fills and rejects with seq

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::bot::ledger::journal::Record;
 use crate::bot::ledger::query::FillItem;
+use crate::bot::ledger::record::Record;
 
 /// The kinds of stream message; `types=` filters by these names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
