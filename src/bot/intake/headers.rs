@@ -4,7 +4,6 @@
 //! skipped. The values are credentials: kept as [`Secret`]s, and no error
 //! quotes one.
 
-#![allow(dead_code)] // wired in by issue 22's intake round
 
 use std::path::Path;
 

@@ -23,7 +23,6 @@
 //! SIGTERM during a connect, a backoff, a read or a delivery ends the
 //! client at once (a close handshake gets at most [`CLOSE_GRACE`]).
 
-#![allow(dead_code)] // wired in by issue 22's intake round
 
 use std::future::pending;
 use std::io;

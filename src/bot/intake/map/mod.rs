@@ -10,7 +10,6 @@
 //! both journaled as a line's would be; ignored (it did not match `when`);
 //! or garbage (not JSON, or neither object nor array).
 
-#![allow(dead_code)] // wired in by issue 22's intake round
 
 mod pointer;
 mod settings;
