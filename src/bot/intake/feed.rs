@@ -7,7 +7,6 @@
 //! it received; it learns back only whether that made a signal (the quiet
 //! timer counts mapped messages, not frames).
 
-
 use std::future::Future;
 use std::time::Duration;
 

@@ -4,7 +4,6 @@
 //! skipped. The values are credentials: kept as [`Secret`]s, and no error
 //! quotes one.
 
-
 use std::path::Path;
 
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};

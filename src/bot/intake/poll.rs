@@ -22,7 +22,6 @@
 //! (the poller's thread, and the source's hold on the loop, do not wait
 //! for it: a `timeout` over `DRAIN_TIMEOUT` cannot hold up a stop).
 
-
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;

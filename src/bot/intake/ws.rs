@@ -23,7 +23,6 @@
 //! SIGTERM during a connect, a backoff, a read or a delivery ends the
 //! client at once (a close handshake gets at most [`CLOSE_GRACE`]).
 
-
 use std::future::pending;
 use std::io;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
@@ -26,7 +26,7 @@ use crate::bot::account::{Position, Terms};
 use crate::bot::engine::{Engine, Held, PaperExecution};
 use crate::bot::money::{Amount, Overflow, Price, Quantity, Ratio, Rounding};
 use crate::bot::report::{self, Report, RoundTrip, Summary};
-use crate::bot::signal::Side;
+use crate::bot::signal::{now_ms, Side};
 
 /// What `tradingbot journal` was asked, validated by `cli`.
 #[derive(Debug, Clone)]
@@ -129,10 +129,8 @@ pub(crate) fn instant(text: &str) -> Result<i64, String> {
     let ago = humantime::parse_duration(text).map_err(|_| {
         "expected an RFC 3339 time, epoch milliseconds, or a duration ago like 2h".to_owned()
     })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Ok(now.saturating_sub(ago).as_millis() as i64)
+    let ago = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
+    Ok(now_ms().saturating_sub(ago).max(0))
 }
 
 fn within(at: i64, since: Option<i64>, until: Option<i64>) -> bool {
@@ -1090,11 +1088,7 @@ mod tests {
             Ok(1_714_557_600_250)
         );
         let hour_ago = instant("1h").unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        assert!((now - 3_600_000 - hour_ago).abs() < 5_000);
+        assert!((now_ms() - 3_600_000 - hour_ago).abs() < 5_000);
         assert!(instant("yesterday").is_err());
     }
 }

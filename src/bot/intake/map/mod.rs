@@ -10,7 +10,6 @@
 //! both journaled as a line's would be; ignored (it did not match `when`);
 //! or garbage (not JSON, or neither object nor array).
 
-
 mod pointer;
 mod settings;
 
