@@ -17,7 +17,7 @@ use super::stream::{Stream, MAX_PAGE};
 use crate::bot::engine::Held;
 use crate::bot::events;
 use crate::bot::figures::Tally;
-use crate::bot::ledger::query::instant;
+use crate::bot::ledger::query::{instant, INSTANT_FORMS};
 use crate::bot::report;
 use crate::health::report::{fine_seconds, seconds};
 use crate::health::HealthState;
@@ -137,7 +137,7 @@ fn report_window(query: &Query<'_>) -> Result<report::Window, QueryError> {
         .transpose()
         .map_err(|_| QueryError::Invalid {
             name: "since",
-            expected: "an RFC 3339 time, epoch milliseconds, or a duration ago like 2h",
+            expected: INSTANT_FORMS,
         })?;
     let symbol = query.one("symbol")?.map(str::to_owned);
     Ok(report::Window {

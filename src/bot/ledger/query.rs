@@ -116,6 +116,10 @@ fn each_record(
     Ok(())
 }
 
+/// What [`instant`] takes, for the errors of those who call it.
+pub(crate) const INSTANT_FORMS: &str =
+    "an RFC 3339 time, epoch milliseconds, or a duration ago like 2h";
+
 /// An instant as epoch milliseconds: RFC 3339, epoch ms, or a duration
 /// ago (`2h`, `7d`), as `--since` and the read API's `?since=` take it.
 pub(crate) fn instant(text: &str) -> Result<i64, String> {
@@ -126,9 +130,7 @@ pub(crate) fn instant(text: &str) -> Result<i64, String> {
     if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
         return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
     }
-    let ago = humantime::parse_duration(text).map_err(|_| {
-        "expected an RFC 3339 time, epoch milliseconds, or a duration ago like 2h".to_owned()
-    })?;
+    let ago = humantime::parse_duration(text).map_err(|_| format!("expected {INSTANT_FORMS}"))?;
     let ago = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
     Ok(now_ms().saturating_sub(ago).max(0))
 }
