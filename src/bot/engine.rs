@@ -9,7 +9,9 @@
 //! [`Account::apply`]), and a snapshot keeps the marks that price updates,
 //! which are not journaled, moved.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -63,8 +65,12 @@ pub struct Engine {
     execution: Box<dyn Execution>,
     /// By symbol. Hashed rather than ordered: a lookup on every signal
     /// compared the name against each symbol in a B-tree node in turn.
-    /// At most `symbols.max_symbols()` entries, except after replaying a
-    /// journal that held more (see `symbols`).
+    /// Hashed with foldhash (hashbrown's own, seeded per process) rather
+    /// than std's SipHash, which cost more than the rest of the lookup:
+    /// the keys are bounded by `MAX_SYMBOLS`, so a flood of colliding
+    /// symbols has no table to grow. At most `symbols.max_symbols()`
+    /// entries, except after replaying a journal that held more (see
+    /// `symbols`).
     books: HashMap<String, Book>,
     symbols: SymbolBound,
     /// Price updates applied since the start: a stop's snapshot keeps the
@@ -227,22 +233,19 @@ impl Engine {
             qty: signal.qty,
             price: signal.price,
         };
-        let flat = Position::default();
-        let position = book.as_ref().map_or(&flat, |book| &book.position);
+        let position = book.as_ref().map_or(&Position::FLAT, |book| &book.position);
         let decision = self.account.decide(position, &order, now_ms)?;
         self.execution.execute(&signal.symbol, &decision.fill)?;
-        let fill = decision.fill;
         let book = match book.take() {
             Some(book) => book,
             None => self
                 .books
                 .entry(signal.symbol.to_string())
-                .or_insert(Book::new(flat, true)),
+                .or_insert(Book::new(Position::FLAT, true)),
         };
-        self.account.commit(&mut book.position, decision);
-        book.fills[fill.side as usize] += 1;
+        book.fills[decision.fill.side as usize] += 1;
         book.filled += 1;
-        Ok(fill)
+        Ok(self.account.commit(&mut book.position, decision))
     }
 
     /// Moves a symbol's mark (a price update): through the symbol bound
