@@ -408,8 +408,17 @@ fn multiply(a: u128, b: u128) -> Result<u128, Overflow> {
     round_quotient(whole * ONE + cross + tiny_whole, tiny_rest, ONE, PLACES)
 }
 
-/// A raw magnitude's whole units and fraction, each below 2^64.
+/// A raw magnitude's whole units and fraction, each below 2^64. A value
+/// below 18.4 (a quantity, mostly) is divided as a `u64`, by a constant:
+/// a multiplication, where the reciprocal takes four.
 fn split(raw: u128) -> (u128, u128) {
+    if let Ok(narrow) = u64::try_from(raw) {
+        const ONE_NARROW: u64 = ONE as u64;
+        return (
+            u128::from(narrow / ONE_NARROW),
+            u128::from(narrow % ONE_NARROW),
+        );
+    }
     let whole = div_one(raw);
     (whole, raw - whole * ONE)
 }
@@ -1212,12 +1221,35 @@ mod tests {
         }
 
         #[test]
+        fn a_split_is_exact_above_and_below_two_to_the_64(n in 0u128..(1 << 123), shift in 0u32..123) {
+            let n = n >> shift;
+            prop_assert_eq!(split(n), (n / ONE, n % ONE));
+        }
+
+        #[test]
         fn text_round_trips(raw in -(LIMIT as i128 - 1)..(LIMIT as i128)) {
             let value = Amount::from_raw(raw);
             let text = value.to_string();
             prop_assert_eq!(Amount::parse(&text), Ok(value));
             prop_assert!(!text.contains('e'));
             prop_assert!(!(text.contains('.') && text.ends_with('0')), "{}", text);
+        }
+
+        #[test]
+        fn text_agrees_with_integer_text(mantissa in -(10i128.pow(19))..10i128.pow(19), zeros in 0u32..19) {
+            // Values with trailing zeros, which random raws seldom have.
+            let raw = mantissa * 10i128.pow(zeros);
+            prop_assume!(raw.unsigned_abs() < LIMIT);
+            let digits = format!("{:019}", raw.unsigned_abs());
+            let (whole, fraction) = digits.split_at(digits.len() - PLACES as usize);
+            let fraction = fraction.trim_end_matches('0');
+            let sign = if raw < 0 { "-" } else { "" };
+            let expected = if fraction.is_empty() {
+                format!("{sign}{whole}")
+            } else {
+                format!("{sign}{whole}.{fraction}")
+            };
+            prop_assert_eq!(Amount::from_raw(raw).to_string(), expected);
         }
 
         #[test]
