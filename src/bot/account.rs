@@ -354,11 +354,12 @@ impl Account {
     }
 
     /// Books what [`Account::decide`] decided: `position` is the order's
-    /// symbol's.
-    pub(crate) fn commit(&mut self, position: &mut Position, decision: Decision) {
+    /// symbol's. Returns the fill.
+    pub(crate) fn commit(&mut self, position: &mut Position, decision: Decision) -> Fill {
         *position = decision.position;
         self.cash = decision.cash;
         self.remember(decision.fill.at_ms);
+        decision.fill
     }
 
     /// Books a fill that already happened (one replayed from the journal),
@@ -432,6 +433,17 @@ impl Account {
 }
 
 impl Position {
+    /// No position: what a symbol the engine has no book for holds.
+    pub(crate) const FLAT: Position = Position {
+        qty: Quantity::ZERO,
+        cost: Amount::ZERO,
+        avg_price: Price::ZERO,
+        realized_pnl: Amount::ZERO,
+        fees: Amount::ZERO,
+        mark: None,
+        due: None,
+    };
+
     /// Moves the mark: a price update for the symbol.
     pub(crate) fn mark_at(&mut self, price: Price) {
         self.mark = Some(price);
@@ -488,7 +500,10 @@ impl Position {
     }
 
     /// The position `fill` leaves; `flow` is what the position pays for
-    /// it (negative: receives).
+    /// it (negative: receives). Always inlined: built in place in the
+    /// decision, rather than returned by a call and copied into it (the
+    /// copies of a position were most of the stores on a fill).
+    #[inline(always)]
     fn after(&self, fill: &Fill, flow: Amount) -> Result<Position, Overflow> {
         let rounding = fill.rounding;
         let signed = fill.signed_qty();
@@ -562,9 +577,7 @@ mod tests {
         let decision = account
             .decide(position, order, now_ms)
             .map_err(|refusal| refusal.reason)?;
-        let fill = decision.fill;
-        account.commit(position, decision);
-        Ok(fill)
+        Ok(account.commit(position, decision))
     }
 
     #[test]
@@ -1055,8 +1068,7 @@ mod tests {
                 match (decided, integers.order(symbol, buy, qty, asked)) {
                     (Ok(decision), Ok(filled)) => {
                         let (signed, price) = (filled.signed, filled.price);
-                        fills.push((symbol, decision.fill));
-                        account.commit(&mut positions[symbol], decision);
+                        fills.push((symbol, account.commit(&mut positions[symbol], decision)));
                         let realized = positions[symbol].realized_pnl;
                         let (opened, flow) = &mut trips[symbol];
                         let through_zero = was != 0 && (was + signed) != 0 && (was + signed).signum() != was.signum();

@@ -912,8 +912,7 @@ mod tests {
                     price: Some(Price::parse(&format!("{}.{:01}", price / 10, price % 10)).unwrap()),
                 };
                 let decision = account.decide(&positions[symbol], &order, at as i64).unwrap();
-                let fill = decision.fill;
-                account.commit(&mut positions[symbol], decision);
+                let fill = account.commit(&mut positions[symbol], decision);
                 builder.fill(order.symbol, &fill).unwrap();
             }
             let report = builder.finish().unwrap();
