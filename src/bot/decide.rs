@@ -38,13 +38,15 @@ pub(crate) enum Verdict<'s> {
 }
 
 /// Decides `item` (a parsed line of source `src`, `bytes` as received) at
-/// the ledger's clock `now_ms`, and journals the decision.
+/// the ledger's clock `now_ms`, and journals the decision. `hashed` is a
+/// signal's id hashed for the window where it was parsed, if it was.
 pub(crate) fn decide<'s>(
     ledger: &mut Ledger,
     engine: &mut Engine,
     src: &str,
     bytes: &[u8],
     item: Result<&'s Item<'s>, &'s Reject>,
+    hashed: Option<u32>,
     now_ms: i64,
 ) -> Verdict<'s> {
     let signal = match item {
@@ -60,7 +62,7 @@ pub(crate) fn decide<'s>(
             return Verdict::Invalid(reject);
         }
     };
-    let admitted = match ledger.admit(signal, now_ms) {
+    let admitted = match ledger.admit(signal, hashed, now_ms) {
         Ok(admitted) => admitted,
         Err(Refusal::Duplicate) => return Verdict::Duplicate(signal),
         Err(Refusal::Reject(refused)) => {

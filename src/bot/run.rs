@@ -329,10 +329,18 @@ impl Bot {
             self.figures.last_signal = Some((Instant::now(), SystemTime::now()));
         }
         let mut outcomes = Vec::new();
-        for (bytes, parsed) in batch.lines.iter() {
-            let item = parsed.as_ref().map_err(|reject| *reject);
+        for line in batch.lines.iter() {
+            let item = line.item.as_ref().map_err(|reject| *reject);
             let src = &self.names[batch.source];
-            let verdict = decide(&mut self.ledger, &mut self.engine, src, bytes, item, now_ms);
+            let verdict = decide(
+                &mut self.ledger,
+                &mut self.engine,
+                src,
+                line.bytes,
+                item,
+                line.id_hash,
+                now_ms,
+            );
             if self.ledger.commits_each_decision() && !self.ledger.is_blocked() {
                 self.ledger.commit(false);
             }

@@ -6,11 +6,14 @@
 //! the line, which cannot travel with it; so its strings are copied end to
 //! end into one buffer of the batch (a few dozen bytes, no allocation per
 //! item), and the loop borrows them from there, already checked UTF-8.
+//! A signal's id is hashed for the exactly-once window here too
+//! ([`id_hash`]): the loop, which bounds ingest, finds it done.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use super::lines::{Line, Lines};
+use crate::bot::ledger::window::id_hash;
 use crate::bot::money::{Price, Quantity};
 use crate::bot::signal::{self, Ids, Item, PriceUpdate, Reason, Reject, Side, Signal};
 
@@ -81,21 +84,37 @@ impl ParsedLines {
         self.parsed.is_empty()
     }
 
-    /// Each line as received (empty for one too long to keep) and its
-    /// item, or why it is not one.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Result<Item<'_>, &Reject>)> {
+    /// Each line as the loop decides it.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Taken<'_>> {
         self.lines.iter().zip(&self.parsed).map(|(line, parsed)| {
             let bytes = match line {
                 Line::Bytes(bytes) => bytes,
                 Line::TooLong(_) => &[],
             };
-            let item = match parsed {
-                Ok(located) => Ok(located.item(&self.text)),
-                Err(reject) => Err(reject),
-            };
-            (bytes, item)
+            match parsed {
+                Ok(located) => Taken {
+                    bytes,
+                    item: Ok(located.item(&self.text)),
+                    id_hash: located.id_hash(),
+                },
+                Err(reject) => Taken {
+                    bytes,
+                    item: Err(reject),
+                    id_hash: None,
+                },
+            }
         })
     }
+}
+
+/// A line of a batch, as the loop decides it.
+pub(crate) struct Taken<'a> {
+    /// As received (empty for one too long to keep).
+    pub(crate) bytes: &'a [u8],
+    /// Its item, or why it is not one.
+    pub(crate) item: Result<Item<'a>, &'a Reject>,
+    /// A signal's [`id_hash`].
+    pub(crate) id_hash: Option<u32>,
 }
 
 /// The reject of a line over [`signal::MAX_LINE_BYTES`], by its length.
@@ -114,6 +133,7 @@ pub(crate) fn too_long(length: usize) -> Reject {
 enum Located {
     Signal {
         id: Range<usize>,
+        id_hash: u32,
         ts_ms: i64,
         symbol: Range<usize>,
         side: Side,
@@ -137,6 +157,7 @@ impl Located {
         match item {
             Item::Signal(signal) => Located::Signal {
                 id: keep(&signal.id),
+                id_hash: id_hash(&signal.id),
                 ts_ms: signal.ts_ms,
                 symbol: keep(&signal.symbol),
                 side: signal.side,
@@ -151,6 +172,13 @@ impl Located {
         }
     }
 
+    fn id_hash(&self) -> Option<u32> {
+        match self {
+            Located::Signal { id_hash, .. } => Some(*id_hash),
+            Located::Price { .. } => None,
+        }
+    }
+
     /// `text` is the one the strings were kept in.
     fn item<'a>(&self, text: &'a str) -> Item<'a> {
         let string =
@@ -158,6 +186,7 @@ impl Located {
         match self {
             Located::Signal {
                 id,
+                id_hash: _,
                 ts_ms,
                 symbol,
                 side,
@@ -202,9 +231,15 @@ mod tests {
         splitter.push(text.as_bytes(), &mut lines);
         let parsed = ParsedLines::new(lines, Ids::Required);
         assert_eq!(parsed.len(), 4);
-        for ((bytes, got), line) in parsed.iter().zip(text.lines()) {
-            assert_eq!(bytes, line.as_bytes());
-            assert_eq!(got.map_err(Clone::clone), signal::parse(line.as_bytes()));
+        for (taken, line) in parsed.iter().zip(text.lines()) {
+            assert_eq!(taken.bytes, line.as_bytes());
+            let expected = signal::parse(line.as_bytes());
+            let hashed = match &expected {
+                Ok(Item::Signal(signal)) => Some(id_hash(&signal.id)),
+                _ => None,
+            };
+            assert_eq!(taken.item.map_err(Clone::clone), expected);
+            assert_eq!(taken.id_hash, hashed, "{line}");
         }
     }
 }

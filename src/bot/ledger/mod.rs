@@ -37,7 +37,7 @@ use self::metrics::{Figures, LedgerMetrics};
 use self::reader::{Mode, Scan};
 use self::record::Record;
 use self::snapshot::{Header, Job, Totals};
-use self::window::Window;
+use self::window::{id_hash, Window};
 use super::account::{Fill, Position as Holding};
 use super::engine::Engine;
 use super::intake::Outcome;
@@ -131,7 +131,7 @@ impl State {
                 // Found absent by the admission of this very decision.
                 Some(hash) => self.window.insert_new(hash, id, ts),
                 None => {
-                    self.window.insert(self.window.hash(id), id, ts);
+                    self.window.insert(id_hash(id), id, ts);
                 }
             }
             self.totals.ids_taken += 1;
@@ -499,9 +499,15 @@ impl Ledger {
     /// The window's verdict on a parsed signal, before the engine sees it:
     /// already decided, too old to tell, too far ahead, or new: then its
     /// decision goes to [`Ledger::append_decision`] with what this returns.
-    pub(crate) fn admit(&mut self, signal: &Signal<'_>, now_ms: i64) -> Result<Admitted, Refusal> {
+    /// `hashed` is the id's [`id_hash`] when its source took it already.
+    pub(crate) fn admit(
+        &mut self,
+        signal: &Signal<'_>,
+        hashed: Option<u32>,
+        now_ms: i64,
+    ) -> Result<Admitted, Refusal> {
         let window = &self.state.window;
-        let hash = window.hash(&signal.id);
+        let hash = hashed.unwrap_or_else(|| id_hash(&signal.id));
         if window.contains(hash, &signal.id) {
             return Err(Refusal::Duplicate);
         }
@@ -541,7 +547,7 @@ impl Ledger {
     /// for: its id, found absent, is not looked up again.
     pub(crate) fn append_decision(&mut self, record: &Record<'_>, admitted: Admitted) -> u64 {
         debug_assert!(
-            took_id(record).is_none_or(|(id, _)| self.state.window.hash(id) == admitted.hash),
+            took_id(record).is_none_or(|(id, _)| id_hash(id) == admitted.hash),
             "a decision appended with another signal's admission"
         );
         let seq = self.journal.append(record);

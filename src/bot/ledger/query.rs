@@ -20,7 +20,7 @@ use super::journal::JournalError;
 use super::reader::{Mode, Scan};
 use super::record::Record;
 use super::snapshot::{self, Header};
-use super::window::Window;
+use super::window::{self, Window};
 use super::{fill_of, restore_engine, segments, settings, took_id, State};
 use crate::bot::account::{Position, Terms};
 use crate::bot::engine::{Engine, Held, PaperExecution};
@@ -960,7 +960,7 @@ impl Check<'_> {
         };
         let window = &mut self.replay.state.window;
         window.advance(record_at(record));
-        if window.contains(window.hash(id), id) {
+        if window.contains(window::id_hash(id), id) {
             return Err(format!(
                 "id {id:?} is decided again at seq {seq} while its first decision is within the window (DEDUPE_WINDOW {})",
                 span(window)

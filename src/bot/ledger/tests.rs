@@ -162,6 +162,7 @@ impl Bot {
             "test",
             line.as_bytes(),
             item,
+            None,
             now,
         ) {
             Verdict::Invalid(reject) => format!("invalid {}", reject.reason.label()),

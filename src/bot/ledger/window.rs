@@ -26,13 +26,15 @@
 //! front and frees whole chunks. A full chunk never changes again, so a
 //! snapshot shares it (an `Arc`) instead of copying the ids. The hash is
 //! std's keyed SipHash: ids come from outside, and crafted ones must not
-//! make lookups slow.
+//! make lookups slow. Its keys are one set a process ([`id_hash`]), so a
+//! source hashes a signal's id on its own thread, where it parsed the line,
+//! and the loop, which bounds ingest, does not.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::io::{self, Write};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashTable;
 
@@ -44,7 +46,6 @@ const HEADER: usize = 10;
 pub(crate) const MAX_ID_BYTES: usize = 1024;
 
 pub(crate) struct Window {
-    keys: RandomState,
     table: HashTable<Entry>,
     /// Full chunks, oldest first: never written again.
     sealed: VecDeque<Arc<Vec<u8>>>,
@@ -73,6 +74,28 @@ impl Entry {
     fn table_hash(&self) -> u64 {
         spread(self.hash)
     }
+}
+
+/// The keys of every window's hash: one set a process, drawn at random
+/// on first use, so an id hashed on any thread is found in whichever
+/// window the loop holds (a recovered one, a snapshot's).
+static KEYS: OnceLock<RandomState> = OnceLock::new();
+
+/// The 32 bits of `id`'s keyed hash that a window keeps.
+#[inline]
+pub(crate) fn id_hash(id: &str) -> u32 {
+    hash_bytes(id.as_bytes())
+}
+
+/// Hashes the bytes as `str` hashes itself (they are always an id's),
+/// without a length prefix: one SipHash write fewer than `[u8]`'s.
+#[inline]
+fn hash_bytes(id: &[u8]) -> u32 {
+    use std::hash::Hasher;
+    let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
+    hasher.write(id);
+    hasher.write_u8(0xff);
+    (hasher.finish() >> 32) as u32
 }
 
 fn spread(hash: u32) -> u64 {
@@ -111,7 +134,6 @@ impl Chunks<'_> {
 impl Window {
     pub(crate) fn new(span_ms: i64) -> Window {
         Window {
-            keys: RandomState::new(),
             table: HashTable::new(),
             sealed: VecDeque::new(),
             active: Vec::new(),
@@ -148,23 +170,7 @@ impl Window {
         self.clock_ms.saturating_sub(self.span_ms)
     }
 
-    #[inline]
-    pub(crate) fn hash(&self, id: &str) -> u32 {
-        self.hash_bytes(id.as_bytes())
-    }
-
-    /// Hashes the bytes as `str` hashes itself (they are always an id's),
-    /// without a length prefix: one SipHash write fewer than `[u8]`'s.
-    #[inline]
-    fn hash_bytes(&self, id: &[u8]) -> u32 {
-        use std::hash::Hasher;
-        let mut hasher = self.keys.build_hasher();
-        hasher.write(id);
-        hasher.write_u8(0xff);
-        (hasher.finish() >> 32) as u32
-    }
-
-    /// Whether `id` (hashed by [`Window::hash`]) is remembered.
+    /// Whether `id` (hashed by [`id_hash`]) is remembered.
     #[inline]
     pub(crate) fn contains(&self, hash: u32, id: &str) -> bool {
         let chunks = self.chunks();
@@ -264,7 +270,7 @@ impl Window {
             }
             let start = self.first_chunk * CHUNK as u64 + self.front as u64;
             let length = id.len();
-            let hash = self.hash_bytes(id);
+            let hash = hash_bytes(id);
             if let Ok(entry) = self
                 .table
                 .find_entry(spread(hash), |entry| entry.start == start)
@@ -349,7 +355,7 @@ impl Window {
             if id.len() > MAX_ID_BYTES {
                 return Err(format!("an id in the window is over {MAX_ID_BYTES} bytes"));
             }
-            if !self.insert(self.hash(id), id, ts) {
+            if !self.insert(id_hash(id), id, ts) {
                 return Err(format!("id {id:?} is twice in the window"));
             }
             records = &records[HEADER + id.len()..];
@@ -402,7 +408,7 @@ mod tests {
     }
 
     fn insert(window: &mut Window, id: &str, ts: i64) -> bool {
-        window.insert(window.hash(id), id, ts)
+        window.insert(id_hash(id), id, ts)
     }
 
     fn ids(window: &Window) -> Vec<(i64, String)> {
@@ -420,7 +426,7 @@ mod tests {
             }
             proptest::prop_assert_eq!(window.len(), model.len());
             for id in &ids {
-                proptest::prop_assert!(window.contains(window.hash(id), id));
+                proptest::prop_assert!(window.contains(id_hash(id), id));
             }
         }
 
@@ -491,8 +497,8 @@ mod tests {
             "{}",
             window.table.capacity()
         );
-        assert!(window.contains(window.hash("signal-199-5"), "signal-199-5"));
-        assert!(!window.contains(window.hash("signal-100-5"), "signal-100-5"));
+        assert!(window.contains(id_hash("signal-199-5"), "signal-199-5"));
+        assert!(!window.contains(id_hash("signal-100-5"), "signal-100-5"));
     }
 
     #[test]
