@@ -31,6 +31,16 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// Room for `bytes` of lines, so a read's lines go in without the
+    /// buffer growing (and copying) as they come.
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        Lines {
+            bytes: Vec::with_capacity(bytes),
+            // A signal line is rarely under 64 bytes.
+            spans: Vec::with_capacity(bytes / 64),
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = Line<'_>> {
         self.spans.iter().map(|span| match span {
             Span::Bytes(range) => Line::Bytes(&self.bytes[range.clone()]),

@@ -39,7 +39,9 @@ impl Pump {
 
     /// The lines a read of `count` bytes into the buffer completed, if any.
     pub(crate) fn batch(&mut self, count: usize) -> Option<Batch> {
-        let mut lines = Lines::default();
+        // What the read holds; the end of a line the last read cut, if
+        // any, grows it once.
+        let mut lines = Lines::with_capacity(count);
         self.splitter.push(&self.buffer[..count], &mut lines);
         self.batch_of(lines)
     }
