@@ -459,10 +459,12 @@ async fn run(
         };
         if matches!(command, Command::WebSocket { .. } | Command::Events { .. }) {
             fail::fail_point!("stream::client");
-            // The hub reaches at least the `after` a client was given on
-            // the HTTP thread, so its first message is not older.
-            refresh(&hub, &shared);
         }
+        // The hub reaches at least what the bot had published as durable
+        // when the request came (the `after` a client was given on the
+        // HTTP thread, the `last_seq` `/api/v1/status` answered), so no
+        // answer is older: the change's wake-up may not have been taken yet.
+        refresh(&hub, &shared);
         match command {
             Command::WebSocket {
                 socket,
