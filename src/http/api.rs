@@ -11,7 +11,7 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use super::query::{Query, QueryError};
-use super::response::{json, text, typed, Body};
+use super::response::{json, json_bytes, text, typed, Body};
 use super::stream::message::Kind;
 use super::stream::{Stream, MAX_PAGE};
 use crate::bot::engine::Held;
@@ -68,7 +68,7 @@ impl Api {
             Err(error) => return bad_request(&error),
         };
         match self.stream.report(window).await {
-            Ok(body) => typed(StatusCode::OK, "application/json", body),
+            Ok(body) => json_bytes(StatusCode::OK, body),
             Err(error) => {
                 tracing::warn!(%error, "the trade report could not be made");
                 text(

@@ -510,8 +510,8 @@ async fn run(
             Command::Finish { within, done } => {
                 let deadline = Instant::now() + within;
                 {
+                    // Refreshed above, like before every command.
                     let mut hub = hub.borrow_mut();
-                    hub.refresh();
                     hub.finishing = true;
                     hub.changed.notify_waiters();
                 }
@@ -554,16 +554,14 @@ fn page(hub: &Hub, kind: Kind, after: u64, limit: usize) -> io::Result<Vec<u8>> 
     Ok(body)
 }
 
-/// The trade report's JSON body, over the journal up to `durable`.
+/// The trade report's JSON document, over the journal up to `durable`.
 fn report_body(
     state_dir: &Path,
     window: report::Window,
     durable: u64,
 ) -> Result<Vec<u8>, QueryError> {
     let document = report_of(state_dir, window, durable)?;
-    let mut body = serde_json::to_vec(&document).map_err(io::Error::other)?;
-    body.push(b'\n');
-    Ok(body)
+    Ok(serde_json::to_vec(&document).map_err(io::Error::other)?)
 }
 
 /// Runs the calling thread (the stream thread, its blocking thread) below
