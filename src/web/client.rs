@@ -15,6 +15,7 @@ use serde_json::Value;
 use ureq::tls::TlsConfig;
 
 use super::settings::BotSpec;
+use super::sources;
 use crate::bot::money::{Amount, Price, Quantity};
 use crate::secret::Secret;
 
@@ -270,9 +271,11 @@ impl Event {
             Some("source") => {
                 let source = SourceEvent::deserialize(&value).map_err(|error| invalid(&error))?;
                 Ok(Event::Source {
-                    source: truncate(&source.source, 64),
-                    status: truncate(&source.status, 20),
-                    problem: source.problem.map(|problem| truncate(&problem, 300)),
+                    source: truncate(&source.source, sources::NAME_CHARS),
+                    status: truncate(&source.status, sources::STATUS_CHARS),
+                    problem: source
+                        .problem
+                        .map(|problem| truncate(&problem, sources::ERROR_CHARS)),
                 })
             }
             Some("dropped") => Ok(Event::Dropped),

@@ -12,6 +12,12 @@ use super::fleet::Level;
 /// Rows kept per bot: a page of hundreds of sources helps nobody.
 const MAX_SOURCES: usize = 100;
 
+/// Characters kept of a source's name, status and last error, from a poll
+/// or a `source` event alike: an event finds its row by the clipped name.
+pub(crate) const NAME_CHARS: usize = 64;
+pub(crate) const STATUS_CHARS: usize = 20;
+pub(crate) const ERROR_CHARS: usize = 300;
+
 /// One source, as `/api/v1/status` lists it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct SourceRow {
@@ -31,10 +37,10 @@ pub(crate) struct SourceRow {
 
 impl SourceRow {
     fn clipped(mut self) -> Self {
-        self.name = truncate(&self.name, 64);
+        self.name = truncate(&self.name, NAME_CHARS);
         self.kind = truncate(&self.kind, 12);
-        self.status = truncate(&self.status, 20);
-        self.last_error = self.last_error.map(|error| truncate(&error, 300));
+        self.status = truncate(&self.status, STATUS_CHARS);
+        self.last_error = self.last_error.map(|error| truncate(&error, ERROR_CHARS));
         self
     }
 }
@@ -47,17 +53,18 @@ pub(crate) fn clip(rows: Vec<SourceRow>) -> Vec<SourceRow> {
         .collect()
 }
 
-/// A `source` event: the named row takes its status at once (and a down
-/// source's error); the next poll brings the rest.
+/// A `source` event (its text clipped as it arrived, `web::client`): the
+/// named row takes its status at once (and a down source's error); the
+/// next poll brings the rest.
 pub(crate) fn apply(rows: &mut [SourceRow], source: &str, status: &str, problem: Option<&str>) {
     let Some(row) = rows.iter_mut().find(|row| row.name == source) else {
         return;
     };
-    row.status = truncate(status, 20);
+    row.status = status.to_owned();
     if status == "down" {
         if let Some(problem) = problem {
             let error = problem.strip_prefix("down: ").unwrap_or(problem);
-            row.last_error = Some(truncate(error, 300));
+            row.last_error = Some(error.to_owned());
         }
     }
 }
