@@ -91,17 +91,14 @@ impl ParsedLines {
                 Line::Bytes(bytes) => bytes,
                 Line::TooLong(_) => &[],
             };
-            match parsed {
-                Ok(located) => Taken {
-                    bytes,
-                    item: Ok(located.item(&self.text)),
-                    id_hash: located.id_hash(),
-                },
-                Err(reject) => Taken {
-                    bytes,
-                    item: Err(reject),
-                    id_hash: None,
-                },
+            let (item, id_hash) = match parsed {
+                Ok(located) => (Ok(located.item(&self.text)), located.id_hash()),
+                Err(reject) => (Err(reject), None),
+            };
+            Taken {
+                bytes,
+                item,
+                id_hash,
             }
         })
     }
