@@ -67,15 +67,44 @@ impl<'a> Cursor<'a> {
         self.text.get(start..start + length)
     }
 
-    /// Digits from here, with their value while it fits: (value, count).
-    pub(crate) fn digits(&mut self) -> (u64, usize) {
+    /// A JSON number from here, as its own text, if it keeps to the
+    /// grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`. Its
+    /// value is not read.
+    pub(crate) fn number(&mut self) -> Option<&'a str> {
         let start = self.at;
-        let mut value = 0u64;
-        while let Some(digit @ b'0'..=b'9') = self.peek() {
-            value = value.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'));
+        if self.peek() == Some(b'-') {
             self.at += 1;
         }
-        (value, self.at - start)
+        let first = self.peek();
+        let whole = self.digits();
+        if whole == 0 || (whole > 1 && first == Some(b'0')) {
+            return None;
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        self.text.get(start..self.at)
+    }
+
+    /// Digits from here: how many.
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+        self.at - start
     }
 }
 

@@ -115,7 +115,7 @@ impl<'a> Scanner<'a> {
                 self.at += 1;
                 Some(Raw::Str(Cow::Borrowed(self.plain_string()?)))
             }
-            b'-' | b'0'..=b'9' => self.number(),
+            b'-' | b'0'..=b'9' => self.number().map(Raw::number),
             b't' => self.word(b"true").then_some(Raw::Other),
             b'f' => self.word(b"false").then_some(Raw::Other),
             b'n' => self.word(b"null").then_some(Raw::Null),
@@ -123,36 +123,6 @@ impl<'a> Scanner<'a> {
             // judge.
             _ => None,
         }
-    }
-
-    /// A JSON number, as its own text, if it keeps to the grammar:
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
-    fn number(&mut self) -> Option<Raw<'a>> {
-        let start = self.at;
-        if self.peek() == Some(b'-') {
-            self.at += 1;
-        }
-        let first = self.peek();
-        let (_, whole) = self.digits();
-        if whole == 0 || (whole > 1 && first == Some(b'0')) {
-            return None;
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if self.digits().1 == 0 {
-                return None;
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            if self.digits().1 == 0 {
-                return None;
-            }
-        }
-        self.text.get(start..self.at).map(Raw::number)
     }
 }
 

@@ -73,7 +73,9 @@ impl<'f, 'm> Scan<'f, 'm> {
             b't' => self.literal(b"true")?,
             b'f' => self.literal(b"false")?,
             b'n' => self.literal(b"null")?,
-            _ => self.number()?,
+            _ => {
+                self.number()?;
+            }
         }
         if let Some(slot) = node.and_then(|node| self.finder.nodes[node].slot) {
             found[slot] = Some(&self.text[start..self.at]);
@@ -164,40 +166,6 @@ impl<'f, 'm> Scan<'f, 'm> {
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         self.word(word).then_some(())
-    }
-
-    /// A JSON number's grammar: `-`, an integer without a leading zero,
-    /// a fraction, an exponent. Its value is not read.
-    fn number(&mut self) -> Option<()> {
-        if self.peek() == Some(b'-') {
-            self.at += 1;
-        }
-        match self.next()? {
-            b'0' => {}
-            b'1'..=b'9' => {
-                self.digits();
-            }
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            self.digit()?;
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            self.digit()?;
-        }
-        Some(())
-    }
-
-    /// At least one digit.
-    fn digit(&mut self) -> Option<()> {
-        self.next()?.is_ascii_digit().then(|| {
-            self.digits();
-        })
     }
 }
 
