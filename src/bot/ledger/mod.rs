@@ -41,7 +41,7 @@ use self::window::{id_hash, Window};
 use super::account::{Fill, Position as Holding};
 use super::engine::Engine;
 use super::intake::Outcome;
-use super::signal::{Reason, Reject, Signal};
+use super::signal::{now_ms, Reason, Reject, Signal};
 use crate::health::{Component, HealthState};
 
 /// Outcomes of a client's lines, sent once the journal holds them durably.
@@ -304,7 +304,7 @@ impl Ledger {
                 })
                 .and_then(|loaded| {
                     let mut fresh = State::new(config.ledger.dedupe_window);
-                    fresh.restore(&loaded, wall_ms())?;
+                    fresh.restore(&loaded, now_ms())?;
                     restore_engine(&loaded.header, engine)?;
                     Ok((loaded, fresh))
                 });
@@ -710,7 +710,7 @@ impl Ledger {
     /// ids that left the window leave memory, and the next snapshot, even
     /// while no signal comes to move it.
     fn follow_wall_clock(&mut self) {
-        self.now(wall_ms());
+        self.now(now_ms());
     }
 
     /// Hands the writer a snapshot of the state now, the journal durable
@@ -847,13 +847,6 @@ impl EngineState {
 /// A snapshot's header alone (its first line), unchecked.
 fn header_only(path: &Path) -> Option<Header> {
     serde_json::from_slice(&snapshot::first_line(path)?).ok()
-}
-
-/// The wall clock, epoch ms.
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, settings::millis)
 }
 
 /// An epoch-ms time for people, in a message.

@@ -131,8 +131,7 @@ pub(crate) fn instant(text: &str) -> Result<i64, String> {
         return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
     }
     let ago = humantime::parse_duration(text).map_err(|_| format!("expected {INSTANT_FORMS}"))?;
-    let ago = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
-    Ok(now_ms().saturating_sub(ago).max(0))
+    Ok(now_ms().saturating_sub(settings::millis(ago)).max(0))
 }
 
 fn within(at: i64, since: Option<i64>, until: Option<i64>) -> bool {
