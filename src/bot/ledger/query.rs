@@ -469,16 +469,14 @@ fn positions(request: &Request, out: &mut dyn Write) -> Result<bool, QueryError>
             "{:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>16}  {:>12}  {:>16}",
             "SYMBOL", "QTY", "AVG PRICE", "MARK", "UNREALIZED PNL", "REALIZED PNL", "FEES", "COST"
         )?;
-        let or_dash = |figure: Option<String>| figure.unwrap_or_else(|| "-".into());
         for (symbol, position) in &positions {
-            let held = Held::of(symbol, position);
             writeln!(
                 out,
                 "{symbol:<12}  {:>14}  {:>14}  {:>14}  {:>16}  {:>16}  {:>12}  {:>16}",
                 position.qty,
                 position.avg_price(),
-                or_dash(position.mark.map(|mark| mark.to_string())),
-                or_dash(held.unrealized_pnl.map(|pnl| pnl.to_string())),
+                or_dash(position.mark),
+                or_dash(position.unrealized_pnl().ok()),
                 position.realized_pnl,
                 position.fees,
                 position.cost
@@ -772,8 +770,12 @@ fn trade_report(
     Ok(())
 }
 
+/// A figure a table shows, or a dash where there is none.
+fn or_dash(figure: Option<impl std::fmt::Display>) -> String {
+    figure.map_or_else(|| "-".into(), |figure| figure.to_string())
+}
+
 fn summary_row(out: &mut dyn Write, label: &str, summary: &Summary) -> io::Result<()> {
-    let or_dash = |figure: Option<String>| figure.unwrap_or_else(|| "-".into());
     let percent = Rounding::new(2).unwrap_or_default();
     let win_rate = (summary.trades > 0)
         .then(|| Ratio::of(summary.wins.saturating_mul(100), summary.trades, percent).ok())
@@ -784,10 +786,10 @@ fn summary_row(out: &mut dyn Write, label: &str, summary: &Summary) -> io::Resul
         "{label:<12}  {:>6}  {:>8}  {:>13}  {:>14}  {:>14}  {:>14}  {:>14}  {:>12}  {:>16}",
         summary.trades,
         or_dash(win_rate),
-        or_dash(summary.profit_factor.map(|ratio| ratio.to_string())),
-        or_dash(summary.avg_win.map(|amount| amount.to_string())),
-        or_dash(summary.avg_loss.map(|amount| amount.to_string())),
-        or_dash(summary.largest_loss.map(|amount| amount.to_string())),
+        or_dash(summary.profit_factor),
+        or_dash(summary.avg_win),
+        or_dash(summary.avg_loss),
+        or_dash(summary.largest_loss),
         summary.max_drawdown,
         summary.fees,
         summary.pnl
