@@ -139,7 +139,7 @@ pub struct Fill {
 
 impl Fill {
     /// The quantity signed by side: what the position moves by.
-    fn signed_qty(&self) -> Quantity {
+    pub(crate) fn signed_qty(&self) -> Quantity {
         match self.side {
             Side::Buy => self.qty,
             Side::Sell => -self.qty,

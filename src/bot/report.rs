@@ -215,7 +215,7 @@ impl Builder {
         let book = self.books.entry(symbol.to_owned()).or_default();
         let was = book.equity()?;
         self.rounding = fill.rounding;
-        let closed = book.trade(fill, self.rounding)?;
+        let closed = book.trade(fill)?;
         let now = book.equity()?;
         self.moved(symbol, was, now, fill.at_ms)?;
         if let Some(trip) = closed.filter(|trip| self.window.has_time(trip.closed_ms)) {
@@ -330,13 +330,11 @@ impl Book {
         self.flow.checked_add(value)
     }
 
-    /// Books the fill; the round trip it closes, if it does (its symbol
-    /// left empty for the caller, who has it).
-    fn trade(&mut self, trade: &Fill, rounding: Rounding) -> Result<Option<RoundTrip>, Overflow> {
-        let signed = match trade.side {
-            Side::Buy => trade.qty,
-            Side::Sell => -trade.qty,
-        };
+    /// Books the fill, rounding as it says; the round trip it closes, if
+    /// it does (its symbol left empty for the caller, who has it).
+    fn trade(&mut self, trade: &Fill) -> Result<Option<RoundTrip>, Overflow> {
+        let rounding = trade.rounding;
+        let signed = trade.signed_qty();
         let paid = signed.times(trade.price)?.checked_add(trade.fee)?;
         self.flow = self.flow.checked_sub(paid)?;
         self.qty = self.qty.checked_add(signed)?;
