@@ -10,7 +10,7 @@ mod hear;
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -23,6 +23,7 @@ use super::map::{Mapped, Unmatched};
 use super::parsed::too_long;
 use super::sources_file::{redact_url, Kind, SourceSettings};
 use super::IntakeError;
+use crate::bot::ledger::format_ms;
 use crate::bot::signal::{Item, Reject, Signal};
 use hear::Heard;
 
@@ -357,14 +358,7 @@ fn fields(signal: &Signal<'_>) -> String {
         Some(price) => write!(text, " price={price}"),
         None => write!(text, " price=none (fills at the symbol's last price)"),
     };
-    let _ = match u64::try_from(signal.ts_ms) {
-        Ok(ms) => write!(
-            text,
-            " ts={}",
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
-        ),
-        Err(_) => write!(text, " ts={}ms", signal.ts_ms),
-    };
+    let _ = write!(text, " ts={}", format_ms(signal.ts_ms));
     if let Some(source) = &signal.source {
         let _ = write!(text, " source={source}");
     }
