@@ -711,19 +711,19 @@ fn idle_cost(window: Duration) -> (f64, f64) {
     (after.0 - before.0, after.1 - before.1)
 }
 
+/// CPU time of every thread of `pid` so far, in ms, from the scheduler's
+/// own count in nanoseconds (`/proc/PID/stat` counts 10 ms ticks, too
+/// coarse for an idle minute).
 fn cpu_ms(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |both| {
-        both.iter()
-            .filter_map(|tick| tick.parse::<f64>().ok())
-            .sum()
-    });
-    ticks * 10.0
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return f64::NAN;
+    };
+    let nanoseconds: f64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<f64>().ok())
+        .sum();
+    nanoseconds / 1e6
 }
 
 fn context_switches(pid: i32) -> f64 {

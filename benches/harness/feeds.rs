@@ -24,7 +24,7 @@ use super::kit::feeds::fast::FastFeed;
 use super::kit::feeds::rtds::{trade, Rtds};
 use super::kit::process::proc_status;
 use super::kit::sources::{replaced, rtds_sources, RTDS};
-use super::{rss_mib, wait_until_decided, Better, Server, Table};
+use super::{cpu_ms, rss_mib, wait_until_decided, Better, Server, Table};
 
 /// Idle sources the memory rows are taken with.
 const SOURCE_COUNTS: [usize; 3] = [1, 10, 50];
@@ -179,21 +179,6 @@ fn idle_cpu(table: &mut Table, peer: Option<&Peer>, work: &Path) {
         used[2].map(|peer| vec![peer]),
         Better::Lower,
     );
-}
-
-/// CPU time of every thread of `pid` so far, in ms, from the scheduler's
-/// own count in nanoseconds (`/proc/PID/stat` counts 10 ms ticks, too
-/// coarse for an idle minute).
-fn cpu_ms(pid: i32) -> f64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return f64::NAN;
-    };
-    let nanoseconds: f64 = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<f64>().ok())
-        .sum();
-    nanoseconds / 1e6
 }
 
 /// RSS with 1, 10 and 50 idle sources, and what each added source costs
