@@ -32,9 +32,8 @@ fn filled(daemon: &Daemon) -> f64 {
 /// Ids of fill records, in journal order.
 fn filled_ids(daemon: &Daemon) -> Vec<String> {
     daemon
-        .journal()
+        .records("fill")
         .iter()
-        .filter(|record| record["t"] == "fill")
         .map(|record| record["id"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -199,9 +198,8 @@ fn poll_source_resumes_from_its_journaled_cursor_and_fills_nothing_twice() {
     fake.wait("more rounds", |seen| seen.len() >= asked + 3);
     assert!(daemon.stop().success());
     let cursors: Vec<String> = daemon
-        .journal()
+        .records("ckpt")
         .iter()
-        .filter(|record| record["t"] == "ckpt")
         .map(|record| record["cursor"].as_str().unwrap().to_owned())
         .collect();
     // One an iteration at most, only when it moved, the last where it stopped.

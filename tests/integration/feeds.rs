@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::kit::daemon::{Builder, Daemon};
 use crate::kit::decimal::{self, scaled};
 use crate::kit::feeds::paged::{Answer, Paged, TOKEN};
-use crate::kit::feeds::rtds::{trade, Rtds};
+use crate::kit::feeds::rtds::{trade, Rtds, WALLET};
 use crate::kit::journal::signal_line;
 use crate::kit::sources::{rtds_sources, whop_sample, with_sources, READ_TOKEN, RTDS};
 use crate::kit::tls::TestCa;
@@ -40,15 +40,6 @@ fn rtds_up(quiet_after: &str) -> (Rtds, Daemon) {
     daemon.wait_ready();
     daemon.wait_source(RTDS, "up");
     (rtds, daemon)
-}
-
-/// Records of type `t` (`fill`, `reject`) in the journal.
-fn records(daemon: &Daemon, t: &str) -> Vec<Value> {
-    daemon
-        .journal()
-        .into_iter()
-        .filter(|record| record["t"] == t)
-        .collect()
 }
 
 fn wait_filled(daemon: &Daemon, count: usize) {
@@ -114,7 +105,7 @@ fn rtds_trades_become_fills_by_the_shipped_mapping_with_the_subscribe_and_the_te
     ]);
     wait_filled(&daemon, 3);
 
-    let fills = records(&daemon, "fill");
+    let fills = daemon.records("fill");
     let seen: Vec<(&str, &str, i128, i128, &str)> = fills
         .iter()
         .map(|fill| {
@@ -140,7 +131,7 @@ fn rtds_trades_become_fills_by_the_shipped_mapping_with_the_subscribe_and_the_te
     // The id joins the transaction hash, the wallet and the outcome.
     let id = fills[0]["id"].as_str().unwrap();
     assert!(
-        id.starts_with("0x") && id.ends_with(":0x56687bf447db6ffa42ffe2204a05edaa20f55839:0"),
+        id.starts_with("0x") && id.ends_with(&format!(":{WALLET}:0")),
         "{id}"
     );
     let page = daemon.api("/api/v1/fills");
@@ -240,7 +231,7 @@ fn garbage_binary_oversized_and_foreign_frames_are_counted_or_rejected_and_mappi
     );
     assert_eq!(messages(&daemon, RTDS, "ignored"), 1.0);
     assert_eq!(messages(&daemon, RTDS, "mapped"), 2.0);
-    let rejects = records(&daemon, "reject");
+    let rejects = daemon.records("reject");
     let reasons: Vec<(&str, &str)> = rejects
         .iter()
         .map(|reject| {
@@ -277,7 +268,7 @@ fn garbage_binary_oversized_and_foreign_frames_are_counted_or_rejected_and_mappi
     daemon.wait_source(RTDS, "up");
     rtds.push_trade(&trade("after-the-reconnect", "BUY", 3.0, 0.7));
     wait_filled(&daemon, 3);
-    let last = records(&daemon, "fill").pop().unwrap();
+    let last = daemon.records("fill").pop().unwrap();
     assert_eq!(last["symbol"], rtds_symbol("after-the-reconnect"));
     let (code, health) = daemon.health();
     assert_eq!((code, &health["status"]), (200, &Value::from("healthy")));
@@ -323,7 +314,8 @@ fn a_trade_sent_again_after_a_reconnect_is_a_duplicate_filled_once() {
     rtds.push_trade(&trade("fed-cut-june", "SELL", 1.0, 0.6));
     wait_filled(&daemon, 2);
     daemon.wait_metric("duplicates_total", &[], 1.0);
-    let ids: Vec<String> = records(&daemon, "fill")
+    let ids: Vec<String> = daemon
+        .records("fill")
         .iter()
         .map(|fill| fill["id"].as_str().unwrap().to_owned())
         .collect();
@@ -354,7 +346,8 @@ fn whop_bot(paged: &Paged) -> Daemon {
 
 /// (id, symbol, side, qty, price) of each fill in the journal.
 fn fill_rows(daemon: &Daemon) -> Vec<(String, String, String, i128, i128)> {
-    records(daemon, "fill")
+    daemon
+        .records("fill")
         .iter()
         .map(|fill| {
             (
@@ -415,7 +408,7 @@ fn whop_alerts_written_for_people_are_polled_page_by_page_and_parsed_by_the_ship
     assert!(asked.iter().all(|one| one.authorized), "{asked:#?}");
     let not_modified = asked.iter().find(|one| one.status == 304).unwrap();
     assert_eq!(not_modified.if_none_match.as_deref(), Some(r#""5-5""#));
-    let decided = records(&daemon, "fill").len() + records(&daemon, "reject").len();
+    let decided = daemon.records("fill").len() + daemon.records("reject").len();
     assert_eq!(decided, 3, "a 304 decides nothing");
     assert_eq!(daemon.wait_source(WHOP, "up")["last_error"], Value::Null);
 }
@@ -511,7 +504,7 @@ fn a_webhook_with_a_mapping_takes_a_foreign_json_shape() {
         body.contains("unmapped") && body.contains("/alert/contracts (qty) missing"),
         "{body}"
     );
-    let rejects = records(&daemon, "reject");
+    let rejects = daemon.records("reject");
     assert_eq!(rejects.len(), 1, "{rejects:?}");
     assert_eq!(rejects[0]["src"], "alerts-hook");
 
@@ -595,5 +588,5 @@ path = {feed:?}
     let took = asked_to_stop.elapsed();
     assert!(status.success(), "{status}; log:\n{}", daemon.log.dump());
     assert!(took < Duration::from_secs(5), "stopped after {took:?}");
-    assert_eq!(records(&daemon, "fill").len(), 20);
+    assert_eq!(daemon.records("fill").len(), 20);
 }

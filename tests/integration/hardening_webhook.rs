@@ -200,9 +200,8 @@ fn broken_framing_is_refused_and_nothing_is_journaled() {
         assert!(answer.contains(reason), "{answer}");
     }
     let filled: Vec<String> = daemon
-        .journal()
+        .records("fill")
         .iter()
-        .filter(|record| record["t"] == "fill")
         .map(|record| record["id"].as_str().unwrap().to_owned())
         .collect();
     assert!(

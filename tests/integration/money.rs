@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::kit::daemon::{stdin_bot, Builder, Daemon};
-use crate::kit::journal::{journal_command, read_journal};
+use crate::kit::journal::{journal_command, journal_records};
 
 const API_TOKEN: &str = "money-read-token";
 
@@ -36,14 +36,6 @@ fn feed(daemon: &mut Daemon, lines: &[String]) {
         daemon.write_stdin(line.as_bytes());
     }
     daemon.wait_decided(before + lines.len() as f64);
-}
-
-/// The journal's records of kind `kind`.
-fn records(state: &Path, kind: &str) -> Vec<Value> {
-    read_journal(state)
-        .into_iter()
-        .filter(|record| record["t"] == kind)
-        .collect()
 }
 
 /// `tradingbot journal positions --json`, by symbol.
@@ -105,9 +97,9 @@ fn a_tenth_and_two_tenths_fill_under_three_tenths_and_close_exactly_flat() {
             order("e3", "ETH", "sell", "0.3", Some("3000.3")),
         ],
     );
-    let fills = records(&daemon.state_dir(), "fill");
+    let fills = daemon.records("fill");
     assert_eq!(fills.len(), 5, "{fills:?}");
-    let limit = &records(&daemon.state_dir(), "reject")[0];
+    let limit = &daemon.records("reject")[0];
     assert_eq!(limit["reason"], "max_position_qty");
     assert_eq!(
         limit["detail"],
@@ -160,7 +152,7 @@ fn a_balance_refuses_what_the_cash_cannot_pay_and_what_is_not_held() {
     assert_eq!(rejects(&daemon, "insufficient_funds"), Some(1.0));
     assert_eq!(rejects(&daemon, "insufficient_position"), Some(1.0));
     assert_eq!(daemon.metric("duplicates_total", &[]), Some(1.0));
-    let refused = records(&daemon.state_dir(), "reject");
+    let refused = daemon.records("reject");
     assert_eq!(
         refused
             .iter()
@@ -232,13 +224,13 @@ fn a_fill_carries_its_fee_and_slipped_price_and_the_notional_limit_binds_on_it()
             order("s1", "BTC", "sell", "9", Some("100")),
         ],
     );
-    let refused = &records(&daemon.state_dir(), "reject")[0];
+    let refused = &daemon.records("reject")[0];
     assert_eq!(refused["reason"], "max_order_notional");
     assert_eq!(
         refused["detail"],
         "order notional 1000.5 (at 100.05: 100 and 5 bps of slippage) is over MAX_ORDER_NOTIONAL 1000"
     );
-    let fills = records(&daemon.state_dir(), "fill");
+    let fills = daemon.records("fill");
     let shown: Vec<[&str; 4]> = fills
         .iter()
         .map(|fill| ["qty", "price", "asked", "fee"].map(|field| text(&fill[field])))
@@ -305,7 +297,7 @@ fn price_updates_move_unrealized_pnl_and_equity_with_no_record_and_outlive_a_res
     assert_eq!(api_positions(&restarted)["SOL-USD"]["mark_price"], "150.25");
     assert_eq!(restarted.metric("equity", &[]), Some(100_205.25));
     feed(&mut restarted, &[order("s1", "SOL-USD", "buy", "2", None)]);
-    let fill = records(&state, "fill").pop().unwrap();
+    let fill = journal_records(&state, "fill").pop().unwrap();
     assert_eq!((text(&fill["id"]), text(&fill["price"])), ("s1", "150.25"));
     restarted.close_stdin();
     assert!(restarted.stop().success());
@@ -325,7 +317,7 @@ fn money_decimals_round_where_a_fill_needs_it_and_a_replay_rounds_as_it_did() {
             order("s1", "ETH", "sell", "1", Some("102")),
         ],
     );
-    let fills = records(&daemon.state_dir(), "fill");
+    let fills = daemon.records("fill");
     // 7.5 bps of 202 is 0.1515: 0.15, to 2 places, half to even.
     assert_eq!(fills[1]["fee"], "0.15");
     assert!(fills.iter().all(|fill| fill["places"] == 2), "{fills:?}");

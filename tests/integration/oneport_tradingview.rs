@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use crate::kit::daemon::{Builder, Daemon};
+use crate::kit::daemon::Builder;
 use crate::kit::http::http_with_body;
 
 const TOKEN: &str = "tv-Wr1te-t0ken-5ecret";
@@ -58,14 +58,6 @@ fn deliver_with(
     (code, answer)
 }
 
-fn fills(daemon: &Daemon) -> Vec<serde_json::Value> {
-    daemon
-        .journal()
-        .into_iter()
-        .filter(|record| record["t"] == "fill")
-        .collect()
-}
-
 #[test]
 fn a_tradingview_alert_fills_once_on_the_main_port() {
     let mut daemon = tradingview_bot(Builder::new()).spawn();
@@ -81,7 +73,7 @@ fn a_tradingview_alert_fills_once_on_the_main_port() {
     assert_eq!(result["result"], "filled", "{answer}");
     let id = result["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("auto-"), "{id}");
-    let journaled = fills(&daemon);
+    let journaled = daemon.records("fill");
     assert_eq!(
         journaled.len(),
         1,
@@ -99,7 +91,7 @@ fn a_tradingview_alert_fills_once_on_the_main_port() {
     assert_eq!(code, 202, "{answer}");
     assert_eq!(answer["results"][0]["result"], "duplicate", "{answer}");
     assert_eq!(answer["results"][0]["id"], id.as_str());
-    assert_eq!(fills(&daemon).len(), 1);
+    assert_eq!(daemon.records("fill").len(), 1);
 
     // The next alert, as text/plain, with the token as ?token= instead.
     let second = alert("sell", "0.25", "64100", &timenow(1));
@@ -111,8 +103,8 @@ fn a_tradingview_alert_fills_once_on_the_main_port() {
     );
     assert_eq!(code, 202, "{answer}");
     assert_eq!(answer["results"][0]["result"], "filled", "{answer}");
-    assert_eq!(fills(&daemon).len(), 2);
-    assert_eq!(fills(&daemon)[1]["side"], "sell");
+    assert_eq!(daemon.records("fill").len(), 2);
+    assert_eq!(daemon.records("fill")[1]["side"], "sell");
 
     // An alert message that is not JSON at all: 400, with its reason.
     let (code, answer) = deliver(addr, &path, "text/plain", "BTCUSDT crossed 64000");

@@ -384,12 +384,7 @@ fn a_position_opened_before_retention_closes_its_round_trip_from_the_snapshot() 
     );
     daemon.write_stdin(line("close", "BTC", "sell", "1.5", "110").as_bytes());
     let closed = 2 + 2 * sent as u64 + 1;
-    assert!(
-        wait_until(SOON, || get(&daemon, "/api/v1/status").1["last_seq"]
-            == closed),
-        "never decided; log:\n{}",
-        daemon.log.dump()
-    );
+    wait_for_seq(&daemon, closed);
 
     let (code, report) = get(&daemon, "/api/v1/report?symbol=BTC");
     assert_eq!(code, 200, "{report}");

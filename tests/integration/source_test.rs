@@ -7,12 +7,10 @@
 use std::path::Path;
 use std::process::Output;
 
-use serde_json::{json, Value};
-
 use crate::kit::daemon::Builder;
 use crate::kit::feeds::paged::{self, Paged};
 use crate::kit::feeds::rtds::{self, Rtds};
-use crate::kit::sources::whop_sources;
+use crate::kit::sources::{rtds_sources, whop_sources};
 use crate::kit::tls::TestCa;
 
 /// A builder whose sources are `toml`, written beside its state.
@@ -54,51 +52,20 @@ fn said(dir: &Path, output: &Output) -> (i32, String, String) {
     (output.status.code().unwrap_or(-1), stdout, stderr)
 }
 
-/// The shipped RTDS sample, its url pointed at `url`, its timers short.
-fn rtds_sources(url: &str, ca_file: Option<&Path>) -> String {
-    let sample = std::fs::read_to_string(crate::kit::shipped::shipped(
-        "samples/sources/polymarket-rtds.toml",
-    ))
-    .unwrap();
-    let mut toml = sample
-        .replace("wss://ws-live-data.polymarket.com", url)
-        .replace("ping_interval = \"5s\"", "ping_interval = \"500ms\"");
-    if let Some(ca_file) = ca_file {
-        toml = toml.replace(
-            "[source.map]",
-            &format!(
-                "ca_file = {:?}\n\n[source.map]",
-                ca_file.display().to_string()
-            ),
-        );
-    }
-    toml
-}
-
-/// A trade as RTDS sends it, with the fields the sample's id and symbol
-/// join.
-fn full_trade(side: &str, size: f64, price: f64) -> Value {
-    let mut trade = rtds::trade("fed-cut-june", side, size, price);
-    trade["payload"]["outcome"] = json!("Yes");
-    trade["payload"]["outcomeIndex"] = json!(0);
-    trade["payload"]["proxyWallet"] = json!("0x1111");
-    trade
-}
-
 #[test]
 fn source_test_rtds_shows_each_message_raw_and_what_it_maps_to() {
     let fake = Rtds::start();
-    let builder = with_sources(&rtds_sources(&fake.url(), None));
-    let trade = full_trade("BUY", 12.5, 0.53);
+    let builder = with_sources(&rtds_sources(&fake.url(), "500ms", "5m", ""));
+    let trade = rtds::trade("fed-cut-june", "BUY", 12.5, 0.53);
     let hash = trade["payload"]["transactionHash"]
         .as_str()
         .unwrap()
         .to_owned();
     fake.push_trade(&trade);
     fake.push_text(r#"{"topic":"crypto_prices","type":"update","payload":{"value":64000}}"#);
-    let mut sizeless = full_trade("SELL", 1.0, 0.4);
+    let mut sizeless = rtds::trade("fed-cut-june", "SELL", 1.0, 0.4);
     sizeless["payload"].as_object_mut().unwrap().remove("size");
-    fake.push_trades(&[sizeless, full_trade("SELL", 3.0, 0.47)]);
+    fake.push_trades(&[sizeless, rtds::trade("fed-cut-june", "SELL", 3.0, 0.47)]);
 
     let (code, stdout, stderr) = source_test(
         builder,
@@ -120,7 +87,8 @@ fn source_test_rtds_shows_each_message_raw_and_what_it_maps_to() {
     );
     assert!(
         stdout.contains(&format!(
-            "   signal: id={hash}:0x1111:0 symbol=fed-cut-june:Yes side=buy qty=12.5 price=0.53 ts="
+            "   signal: id={hash}:{wallet}:0 symbol=fed-cut-june:Yes side=buy qty=12.5 price=0.53 ts=",
+            wallet = rtds::WALLET
         )),
         "{stdout}"
     );
@@ -144,11 +112,11 @@ fn source_test_rtds_shows_each_message_raw_and_what_it_maps_to() {
 #[test]
 fn source_test_without_its_subscribe_says_nothing_came_and_fails() {
     let fake = Rtds::start();
-    let toml = rtds_sources(&fake.url(), None);
+    let toml = rtds_sources(&fake.url(), "500ms", "5m", "");
     let start = toml.find("subscribe = [").unwrap();
     let end = start + toml[start..].find("\n]\n").unwrap() + 3;
     let builder = with_sources(&format!("{}{}", &toml[..start], &toml[end..]));
-    fake.push_trade(&full_trade("BUY", 1.0, 0.5));
+    fake.push_trade(&rtds::trade("fed-cut-june", "BUY", 1.0, 0.5));
 
     let (code, stdout, stderr) = source_test(
         builder,
@@ -168,9 +136,10 @@ fn source_test_without_its_subscribe_says_nothing_came_and_fails() {
 fn source_test_over_tls_needs_the_ca_file() {
     let ca = TestCa::new();
     let fake = Rtds::start_with(Some(rtds::PING_WITHIN), Some(ca.server_config()));
-    fake.push_trade(&full_trade("BUY", 2.0, 0.6));
+    fake.push_trade(&rtds::trade("fed-cut-june", "BUY", 2.0, 0.6));
 
-    let builder = with_sources(&rtds_sources(&fake.url(), Some(&ca.pem_path)));
+    let trusting = format!("ca_file = {:?}", ca.pem_path.display().to_string());
+    let builder = with_sources(&rtds_sources(&fake.url(), "500ms", "5m", &trusting));
     let (code, stdout, stderr) = source_test(
         builder,
         &["polymarket-rtds", "--count", "1", "--timeout", "20s"],
@@ -178,7 +147,7 @@ fn source_test_over_tls_needs_the_ca_file() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("signal: id=0x"), "{stdout}");
 
-    let builder = with_sources(&rtds_sources(&fake.url(), None));
+    let builder = with_sources(&rtds_sources(&fake.url(), "500ms", "5m", ""));
     let (code, stdout, stderr) = source_test(
         builder,
         &["polymarket-rtds", "--count", "1", "--timeout", "2s"],

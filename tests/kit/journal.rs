@@ -97,6 +97,15 @@ pub fn read_journal(state_dir: &Path) -> Vec<serde_json::Value> {
     parse_journal(&journal_text(state_dir))
 }
 
+/// The records of type `t` (`fill`, `reject`, `ckpt`) of the journal in
+/// `state_dir`, in journal order.
+pub fn journal_records(state_dir: &Path, t: &str) -> Vec<serde_json::Value> {
+    read_journal(state_dir)
+        .into_iter()
+        .filter(|record| record["t"] == t)
+        .collect()
+}
+
 pub fn parse_journal(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|line| {
@@ -109,5 +118,10 @@ impl Daemon {
     /// Every record of the journal (all its segments).
     pub fn journal(&self) -> Vec<serde_json::Value> {
         read_journal(&self.state_dir())
+    }
+
+    /// The journal's records of type `t`, in journal order.
+    pub fn records(&self, t: &str) -> Vec<serde_json::Value> {
+        journal_records(&self.state_dir(), t)
     }
 }

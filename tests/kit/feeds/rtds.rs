@@ -205,6 +205,10 @@ impl Rtds {
     }
 }
 
+/// The wallet every [`trade`] is by: the sample's id joins it, so a test
+/// names it in the id it expects.
+pub const WALLET: &str = "0x56687bf447db6ffa42ffe2204a05edaa20f55839";
+
 /// A trade as RTDS sends it, with a transaction hash of its own.
 pub fn trade(slug: &str, side: &str, size: f64, price: f64) -> Value {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -218,7 +222,7 @@ pub fn trade(slug: &str, side: &str, size: f64, price: f64) -> Value {
             "slug": slug,
             "outcome": "Yes",
             "outcomeIndex": 0,
-            "proxyWallet": "0x56687bf447db6ffa42ffe2204a05edaa20f55839",
+            "proxyWallet": WALLET,
             "side": side,
             "size": size,
             "price": price,
